@@ -1,0 +1,310 @@
+//! Adapter and device choice, and the small amount of GPU plumbing every part shares:
+//! error capture (wgpu's default handler panics), buffer creation and read-back.
+
+use std::sync::{Arc, Mutex};
+
+use wgpu::util::DeviceExt;
+
+use crate::error::{Error, Result};
+
+/// How to pick an adapter. Empty options honour `WGPU_BACKEND` and `WGPU_ADAPTER_NAME`.
+#[derive(Debug, Clone, Default)]
+pub struct GpuOptions {
+    /// `vulkan`, `metal`, `dx12` or `gl`; `None` means every backend (or `WGPU_BACKEND`).
+    pub backend: Option<String>,
+    /// Pick the first adapter whose name contains this (case-insensitive).
+    pub adapter: Option<String>,
+    /// Prefer a software adapter (lavapipe, WARP, SwiftShader).
+    pub prefer_cpu: bool,
+}
+
+/// A summary of one adapter, for `wgpt info` and logs.
+#[derive(Debug, Clone)]
+pub struct AdapterSummary {
+    pub name: String,
+    pub backend: String,
+    pub device_type: String,
+    pub driver: String,
+}
+
+impl AdapterSummary {
+    fn of(info: &wgpu::AdapterInfo) -> Self {
+        AdapterSummary {
+            name: info.name.clone(),
+            backend: format!("{:?}", info.backend),
+            device_type: format!("{:?}", info.device_type),
+            driver: format!("{} {}", info.driver, info.driver_info).trim().to_string(),
+        }
+    }
+}
+
+impl std::fmt::Display for AdapterSummary {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{} ({}, {})", self.name, self.backend, self.device_type)
+    }
+}
+
+/// A device and queue plus what wgpt needs to know about them.
+///
+/// ```no_run
+/// let gpu = wgpt::Gpu::new(&wgpt::GpuOptions::default())?;
+/// println!("running on {}", gpu.adapter());
+/// # Ok::<(), wgpt::Error>(())
+/// ```
+#[derive(Clone)]
+pub struct Gpu {
+    pub(crate) device: wgpu::Device,
+    pub(crate) queue: wgpu::Queue,
+    adapter: AdapterSummary,
+    limits: wgpu::Limits,
+    features: wgpu::Features,
+    errors: Arc<Mutex<Option<String>>>,
+}
+
+fn parse_backend(name: &str) -> Result<wgpu::Backends> {
+    match name.to_ascii_lowercase().as_str() {
+        "vulkan" | "vk" => Ok(wgpu::Backends::VULKAN),
+        "metal" | "mtl" => Ok(wgpu::Backends::METAL),
+        "dx12" | "d3d12" => Ok(wgpu::Backends::DX12),
+        "gl" | "gles" | "opengl" => Ok(wgpu::Backends::GL),
+        other => Err(Error::InvalidInput(format!(
+            "unknown backend `{other}`; choose vulkan, metal, dx12 or gl"
+        ))),
+    }
+}
+
+fn no_adapter_message() -> String {
+    let mut msg = String::from("no GPU adapter found");
+    if cfg!(target_os = "linux") {
+        msg.push_str(
+            "; install a Vulkan driver, e.g. `apt-get install mesa-vulkan-drivers` for the lavapipe software adapter",
+        );
+    }
+    msg
+}
+
+impl Gpu {
+    /// Lists the adapters the options can see.
+    pub fn adapters(opts: &GpuOptions) -> Result<Vec<AdapterSummary>> {
+        let (instance, backends) = instance(opts)?;
+        let adapters = pollster::block_on(instance.enumerate_adapters(backends));
+        Ok(adapters.iter().map(|a| AdapterSummary::of(&a.get_info())).collect())
+    }
+
+    /// Picks an adapter and opens a device with the adapter's own limits.
+    pub fn new(opts: &GpuOptions) -> Result<Self> {
+        let (instance, backends) = instance(opts)?;
+        let adapters = pollster::block_on(instance.enumerate_adapters(backends));
+        let wanted = opts
+            .adapter
+            .clone()
+            .or_else(|| std::env::var("WGPU_ADAPTER_NAME").ok())
+            .map(|s| s.to_ascii_lowercase());
+        let mut candidates: Vec<wgpu::Adapter> = adapters
+            .into_iter()
+            .filter(|a| {
+                let info = a.get_info();
+                wanted
+                    .as_ref()
+                    .is_none_or(|w| info.name.to_ascii_lowercase().contains(w))
+            })
+            .collect();
+        if candidates.is_empty() {
+            return Err(Error::NoAdapter(match wanted {
+                Some(w) => format!("no adapter matches `{w}` (see `wgpt info`)"),
+                None => no_adapter_message(),
+            }));
+        }
+        let rank = |a: &wgpu::Adapter| {
+            let info = a.get_info();
+            let ty = match info.device_type {
+                wgpu::DeviceType::DiscreteGpu => 0,
+                wgpu::DeviceType::IntegratedGpu => 1,
+                wgpu::DeviceType::VirtualGpu => 2,
+                wgpu::DeviceType::Cpu => 3,
+                wgpu::DeviceType::Other => 4,
+            };
+            let ty = if opts.prefer_cpu && ty == 3 { -1 } else { ty };
+            // Prefer Vulkan/Metal/DX12 over GL for the same device.
+            let be = i32::from(info.backend == wgpu::Backend::Gl);
+            (ty, be)
+        };
+        candidates.sort_by_key(rank);
+        let adapter = candidates.swap_remove(0);
+        Self::open(&adapter)
+    }
+
+    fn open(adapter: &wgpu::Adapter) -> Result<Self> {
+        let info = adapter.get_info();
+        let limits = adapter.limits();
+        let features = adapter.features() & (wgpu::Features::TIMESTAMP_QUERY | wgpu::Features::SHADER_F16);
+        let (device, queue) = pollster::block_on(adapter.request_device(&wgpu::DeviceDescriptor {
+            label: Some("wgpt"),
+            required_features: features,
+            required_limits: limits.clone(),
+            ..Default::default()
+        }))
+        .map_err(|e| Error::Gpu(format!("cannot open {}: {e}", info.name)))?;
+        log::info!("adapter: {} ({:?}, {:?})", info.name, info.backend, info.device_type);
+        Ok(Self::from_parts(device, queue, &info))
+    }
+
+    /// Wraps a device and queue that the embedding program already has.
+    pub fn from_wgpu(device: wgpu::Device, queue: wgpu::Queue, info: &wgpu::AdapterInfo) -> Self {
+        Self::from_parts(device, queue, info)
+    }
+
+    fn from_parts(device: wgpu::Device, queue: wgpu::Queue, info: &wgpu::AdapterInfo) -> Self {
+        let errors = Arc::new(Mutex::new(None::<String>));
+        let sink = errors.clone();
+        device.on_uncaptured_error(Arc::new(move |e: wgpu::Error| {
+            log::error!("wgpu: {e}");
+            if let Ok(mut slot) = sink.lock() {
+                slot.get_or_insert_with(|| e.to_string());
+            }
+        }));
+        let lost = errors.clone();
+        device.set_device_lost_callback(move |reason, msg| {
+            if let Ok(mut slot) = lost.lock() {
+                slot.get_or_insert_with(|| format!("device lost ({reason:?}): {msg}"));
+            }
+        });
+        Gpu {
+            limits: device.limits(),
+            features: device.features(),
+            device,
+            queue,
+            adapter: AdapterSummary::of(info),
+            errors,
+        }
+    }
+
+    /// The adapter in use.
+    pub fn adapter(&self) -> &AdapterSummary {
+        &self.adapter
+    }
+
+    /// The device's limits (the adapter's own, as requested).
+    pub fn limits(&self) -> &wgpu::Limits {
+        &self.limits
+    }
+
+    /// The features enabled on the device.
+    pub fn features(&self) -> wgpu::Features {
+        self.features
+    }
+
+    /// The wgpu device.
+    pub fn device(&self) -> &wgpu::Device {
+        &self.device
+    }
+
+    /// The wgpu queue.
+    pub fn queue(&self) -> &wgpu::Queue {
+        &self.queue
+    }
+
+    /// Fails with the first GPU error reported since the last check, if any.
+    pub(crate) fn check(&self) -> Result<()> {
+        let taken = self.errors.lock().ok().and_then(|mut s| s.take());
+        match taken {
+            Some(msg) => Err(Error::Gpu(msg)),
+            None => Ok(()),
+        }
+    }
+
+    /// Creates a buffer, turning an allocation failure into an error instead of a panic.
+    pub(crate) fn buffer(&self, label: &str, size: u64, usage: wgpu::BufferUsages) -> Result<wgpu::Buffer> {
+        if size > self.limits.max_buffer_size {
+            return Err(Error::DeviceLimits(format!(
+                "buffer `{label}` needs {size} bytes; the adapter's max_buffer_size is {}",
+                self.limits.max_buffer_size
+            )));
+        }
+        let scope = self.device.push_error_scope(wgpu::ErrorFilter::OutOfMemory);
+        let buf = self.device.create_buffer(&wgpu::BufferDescriptor {
+            label: Some(label),
+            size: size.max(16).next_multiple_of(4),
+            usage,
+            mapped_at_creation: false,
+        });
+        if let Some(e) = pollster::block_on(scope.pop()) {
+            return Err(Error::DeviceLimits(format!(
+                "out of GPU memory allocating `{label}` ({size} bytes): {e}"
+            )));
+        }
+        Ok(buf)
+    }
+
+    /// A storage buffer filled with `data`.
+    pub(crate) fn storage_init(&self, label: &str, data: &[u8]) -> Result<wgpu::Buffer> {
+        let buf = self.buffer(label, data.len() as u64, wgpu::BufferUsages::STORAGE | wgpu::BufferUsages::COPY_DST)?;
+        if !data.is_empty() {
+            self.queue.write_buffer(&buf, 0, data);
+        }
+        Ok(buf)
+    }
+
+    /// A small uniform buffer holding `value`.
+    pub(crate) fn uniform<T: bytemuck::Pod>(&self, label: &str, value: &T) -> wgpu::Buffer {
+        self.device.create_buffer_init(&wgpu::util::BufferInitDescriptor {
+            label: Some(label),
+            contents: bytemuck::bytes_of(value),
+            usage: wgpu::BufferUsages::UNIFORM | wgpu::BufferUsages::COPY_DST,
+        })
+    }
+
+    /// Submits `encoder`, waits, and copies `len` bytes out of the mappable `staging` buffer.
+    pub(crate) fn submit_and_read(&self, encoder: wgpu::CommandEncoder, staging: &wgpu::Buffer, len: u64, out: &mut Vec<u8>) -> Result<()> {
+        self.queue.submit([encoder.finish()]);
+        let slice = staging.slice(..len);
+        let (tx, rx) = std::sync::mpsc::channel();
+        slice.map_async(wgpu::MapMode::Read, move |r| {
+            let _ = tx.send(r);
+        });
+        self.device
+            .poll(wgpu::PollType::wait_indefinitely())
+            .map_err(|e| Error::Gpu(format!("waiting for the GPU failed: {e}")))?;
+        self.check()?;
+        match rx.recv() {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => return Err(Error::Gpu(format!("read-back failed: {e}"))),
+            Err(_) => return Err(Error::Gpu("read-back was never completed".into())),
+        }
+        {
+            let view = slice
+                .get_mapped_range()
+                .map_err(|e| Error::Gpu(format!("read-back mapping failed: {e}")))?;
+            out.clear();
+            out.extend_from_slice(&view);
+        }
+        staging.unmap();
+        Ok(())
+    }
+}
+
+fn instance(opts: &GpuOptions) -> Result<(wgpu::Instance, wgpu::Backends)> {
+    let mut desc = wgpu::InstanceDescriptor::new_without_display_handle_from_env();
+    if let Some(b) = &opts.backend {
+        desc.backends = parse_backend(b)?;
+    }
+    let backends = desc.backends;
+    Ok((wgpu::Instance::new(desc), backends))
+}
+
+/// The adapter tests run on: `None` (test skipped with a note) when there is none, except
+/// under `CI=true`, where a missing adapter fails the test.
+#[doc(hidden)]
+pub fn test_gpu() -> Option<Gpu> {
+    let opts = GpuOptions { prefer_cpu: std::env::var("WGPT_TEST_GPU").is_err(), ..Default::default() };
+    match Gpu::new(&opts) {
+        Ok(g) => Some(g),
+        Err(e) => {
+            if std::env::var("CI").is_ok_and(|v| v == "true" || v == "1") {
+                panic!("CI=true and no adapter: {e}");
+            }
+            eprintln!("skipping GPU test: {e}");
+            None
+        }
+    }
+}

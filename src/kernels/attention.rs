@@ -1,0 +1,36 @@
+//! `shaders/attention.wgsl`: causal multi-head attention of the batch's queries over the cache.
+
+use super::{Dispatch, Grid, Kernels};
+use crate::gpu::Gpu;
+
+#[repr(C)]
+#[derive(Clone, Copy, bytemuck::Pod, bytemuck::Zeroable)]
+struct Params {
+    c: u32,
+    n_head: u32,
+    hd4: u32,
+    scale: f32,
+}
+
+/// `out = softmax(q·Kᵀ·scale + causal mask)·V` per head; qkv: (T, 3C), caches: (n_positions, C).
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn attention(
+    gpu: &Gpu,
+    k: &Kernels,
+    step: &wgpu::Buffer,
+    c: usize,
+    n_head: usize,
+    scale: f32,
+    qkv: &wgpu::Buffer,
+    k_cache: &wgpu::Buffer,
+    v_cache: &wgpu::Buffer,
+    out: &wgpu::Buffer,
+) -> Dispatch {
+    let params = Params {
+        c: c as u32,
+        n_head: n_head as u32,
+        hd4: (c / n_head / 4) as u32,
+        scale,
+    };
+    Dispatch::new(gpu, "attention", &k.attention, step, &params, &[qkv, k_cache, v_cache, out], Grid::TokenGroups { y: n_head as u32 })
+}

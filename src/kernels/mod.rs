@@ -1,0 +1,207 @@
+//! Compute pipelines, one per WGSL operation, and [`Dispatch`]: a pipeline with its bind group
+//! and grid rule, built once per session and encoded every step.
+//!
+//! Shader sources are composed from `shaders/`: `common.wgsl` (the per-step uniform), then the
+//! weight-access file for the storage dtype where the op reads a weight matrix, then the op.
+
+mod attention;
+mod embed;
+mod kv_store;
+mod layer_norm;
+mod matmul;
+#[cfg(test)]
+mod tests;
+
+pub(crate) use attention::attention;
+pub(crate) use embed::embed;
+pub(crate) use kv_store::kv_store;
+pub(crate) use layer_norm::layer_norm;
+pub(crate) use matmul::{matmul, MatmulSpec};
+
+use crate::gpu::Gpu;
+
+/// How weight matrices are stored on the GPU. Arithmetic is f32 either way.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum WeightDtype {
+    F32,
+    F16,
+}
+
+impl WeightDtype {
+    /// Bytes per element.
+    pub fn size(self) -> usize {
+        match self {
+            WeightDtype::F32 => 4,
+            WeightDtype::F16 => 2,
+        }
+    }
+}
+
+impl std::fmt::Display for WeightDtype {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            WeightDtype::F32 => "f32",
+            WeightDtype::F16 => "f16",
+        })
+    }
+}
+
+const COMMON: &str = include_str!("../../shaders/common.wgsl");
+const ACTIVATIONS: &str = include_str!("../../shaders/activations.wgsl");
+const WEIGHTS_F32: &str = include_str!("../../shaders/weights_f32.wgsl");
+const WEIGHTS_F16: &str = include_str!("../../shaders/weights_f16.wgsl");
+const MATMUL: &str = include_str!("../../shaders/matmul.wgsl");
+const LAYER_NORM: &str = include_str!("../../shaders/layer_norm.wgsl");
+const EMBED: &str = include_str!("../../shaders/embed.wgsl");
+const KV_STORE: &str = include_str!("../../shaders/kv_store.wgsl");
+const ATTENTION: &str = include_str!("../../shaders/attention.wgsl");
+
+fn weights_src(dtype: WeightDtype) -> &'static str {
+    match dtype {
+        WeightDtype::F32 => WEIGHTS_F32,
+        WeightDtype::F16 => WEIGHTS_F16,
+    }
+}
+
+/// Every composed shader program as (name, WGSL source), e.g. for translation tests.
+pub fn shader_sources() -> Vec<(String, String)> {
+    let mut out = Vec::new();
+    for dt in [WeightDtype::F32, WeightDtype::F16] {
+        out.push((format!("matmul_{dt}"), [COMMON, ACTIVATIONS, weights_src(dt), MATMUL].concat()));
+        out.push((format!("embed_{dt}"), [COMMON, weights_src(dt), EMBED].concat()));
+    }
+    out.push(("layer_norm".into(), [COMMON, LAYER_NORM].concat()));
+    out.push(("kv_store".into(), [COMMON, KV_STORE].concat()));
+    out.push(("attention".into(), [COMMON, ATTENTION].concat()));
+    out
+}
+
+/// Every pipeline wgpt uses, compiled once per model.
+pub(crate) struct Kernels {
+    pub matmul: [wgpu::ComputePipeline; 2],
+    pub embed: [wgpu::ComputePipeline; 2],
+    pub layer_norm: wgpu::ComputePipeline,
+    pub kv_store: wgpu::ComputePipeline,
+    pub attention: wgpu::ComputePipeline,
+}
+
+impl Kernels {
+    pub fn new(gpu: &Gpu) -> Self {
+        let sources: std::collections::HashMap<String, String> = shader_sources().into_iter().collect();
+        let make = |name: &str| {
+            let module = gpu.device.create_shader_module(wgpu::ShaderModuleDescriptor {
+                label: Some(name),
+                source: wgpu::ShaderSource::Wgsl(sources[name].as_str().into()),
+            });
+            gpu.device.create_compute_pipeline(&wgpu::ComputePipelineDescriptor {
+                label: Some(name),
+                layout: None,
+                module: &module,
+                entry_point: Some("main"),
+                compilation_options: Default::default(),
+                cache: None,
+            })
+        };
+        Kernels {
+            matmul: [make("matmul_f32"), make("matmul_f16")],
+            embed: [make("embed_f32"), make("embed_f16")],
+            layer_norm: make("layer_norm"),
+            kv_store: make("kv_store"),
+            attention: make("attention"),
+        }
+    }
+
+    pub fn by_dtype(pipes: &[wgpu::ComputePipeline; 2], dtype: WeightDtype) -> &wgpu::ComputePipeline {
+        match dtype {
+            WeightDtype::F32 => &pipes[0],
+            WeightDtype::F16 => &pipes[1],
+        }
+    }
+}
+
+/// How many workgroups a dispatch needs for a batch.
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum Grid {
+    /// (x, ceil(T / 4)): matmul over the batch's tokens.
+    TokenBlocks { x: u32 },
+    /// (x, ceil(n_rows / 4)): the LM head over the rows being read back.
+    RowBlocks { x: u32 },
+    /// (x, T).
+    PerToken { x: u32 },
+    /// (ceil(T / 64), y).
+    TokenGroups { y: u32 },
+}
+
+impl Grid {
+    pub fn size(self, n_tokens: u32, n_rows: u32) -> (u32, u32, u32) {
+        match self {
+            Grid::TokenBlocks { x } => (x, n_tokens.div_ceil(4), 1),
+            Grid::RowBlocks { x } => (x, n_rows.div_ceil(4), 1),
+            Grid::PerToken { x } => (x, n_tokens, 1),
+            Grid::TokenGroups { y } => (n_tokens.div_ceil(64), y, 1),
+        }
+    }
+}
+
+/// One recorded kernel launch: pipeline, bind group (made once) and grid rule.
+pub(crate) struct Dispatch {
+    pub name: &'static str,
+    pipeline: wgpu::ComputePipeline,
+    bind_group: wgpu::BindGroup,
+    grid: Grid,
+    _params: wgpu::Buffer,
+}
+
+impl Dispatch {
+    /// Builds the bind group: binding 0 = step uniform, 1 = `params`, 2.. = `buffers`.
+    pub fn new<P: bytemuck::Pod>(
+        gpu: &Gpu,
+        name: &'static str,
+        pipeline: &wgpu::ComputePipeline,
+        step: &wgpu::Buffer,
+        params: &P,
+        buffers: &[&wgpu::Buffer],
+        grid: Grid,
+    ) -> Self {
+        let params = gpu.uniform(name, params);
+        let mut entries = vec![
+            wgpu::BindGroupEntry {
+                binding: 0,
+                resource: step.as_entire_binding(),
+            },
+            wgpu::BindGroupEntry {
+                binding: 1,
+                resource: params.as_entire_binding(),
+            },
+        ];
+        for (i, b) in buffers.iter().enumerate() {
+            entries.push(wgpu::BindGroupEntry {
+                binding: 2 + i as u32,
+                resource: b.as_entire_binding(),
+            });
+        }
+        let bind_group = gpu.device.create_bind_group(&wgpu::BindGroupDescriptor {
+            label: Some(name),
+            layout: &pipeline.get_bind_group_layout(0),
+            entries: &entries,
+        });
+        Dispatch {
+            name,
+            pipeline: pipeline.clone(),
+            bind_group,
+            grid,
+            _params: params,
+        }
+    }
+
+    /// Records the launch for a batch of `n_tokens` (and `n_rows` LM-head rows).
+    pub fn encode(&self, pass: &mut wgpu::ComputePass<'_>, n_tokens: u32, n_rows: u32) {
+        let (x, y, z) = self.grid.size(n_tokens, n_rows);
+        if x == 0 || y == 0 {
+            return;
+        }
+        pass.set_pipeline(&self.pipeline);
+        pass.set_bind_group(0, &self.bind_group, &[]);
+        pass.dispatch_workgroups(x, y, z);
+    }
+}

@@ -1,0 +1,47 @@
+//! # wgpt
+//!
+//! GPT-2-family inference on the GPU with [wgpu] and WGSL compute shaders: point it at a
+//! Hugging Face model directory and get logits, perplexity or generated text on any adapter
+//! wgpu reaches (Vulkan, Metal, DX12, GL, or a software adapter such as lavapipe).
+//!
+//! ```no_run
+//! use wgpt::{Gpu, GpuOptions, LoadOptions, Model, SamplerConfig};
+//! let gpu = Gpu::new(&GpuOptions::default())?;
+//! let model = Model::load("models/gpt2", &gpu, &LoadOptions::default())?;
+//! let mut session = model.session()?;
+//! // Low level: logits of the last position.
+//! let ids = model.tokenizer().unwrap().encode("Hello world")?;
+//! let logits = session.forward(&ids)?;
+//! assert_eq!(logits.len(), model.config().vocab_size);
+//! // High level: streamed generation.
+//! for t in session.generate("Hello", SamplerConfig::default(), 16)? {
+//!     print!("{}", t?.text);
+//! }
+//! # Ok::<(), wgpt::Error>(())
+//! ```
+//!
+//! The pieces: [`Gpu`] (adapter and device), [`Model`] (config, tokenizer, weights on the GPU),
+//! [`Session`] (KV cache; `forward`, `generate`), [`Sampler`], [`perplexity()`].
+
+pub mod config;
+pub mod error;
+pub mod gpu;
+pub mod kernels;
+pub mod loader;
+pub mod model;
+pub mod perplexity;
+pub mod reference;
+pub mod sampler;
+pub mod session;
+pub mod tokenizer;
+
+pub use config::{Activation, Config};
+pub use error::{Error, Result};
+pub use gpu::{AdapterSummary, Gpu, GpuOptions};
+pub use kernels::WeightDtype;
+pub use loader::DType;
+pub use model::{LoadOptions, Model, ModelInfo};
+pub use perplexity::{perplexity, Perplexity};
+pub use sampler::{Sampler, SamplerConfig};
+pub use session::{GeneratedToken, Generation, Session, StopReason};
+pub use tokenizer::Tokenizer;

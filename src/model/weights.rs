@@ -1,0 +1,238 @@
+//! Weights on the GPU: every tensor checked against the config, converted to the storage dtype,
+//! laid out as (N, Kp) rows for the matmul kernel, and uploaded one tensor at a time.
+
+use crate::config::Config;
+use crate::error::{Error, Result};
+use crate::gpu::Gpu;
+use crate::kernels::WeightDtype;
+use crate::loader::{expected_tensors, Source, Tensor};
+
+/// A linear layer: W as (N, Kp) rows in the storage dtype, bias (N) f32.
+pub(crate) struct Linear {
+    pub w: wgpu::Buffer,
+    pub b: wgpu::Buffer,
+    pub k: usize,
+    pub n: usize,
+}
+
+/// LayerNorm gamma and beta, (C) f32 each.
+pub(crate) struct Norm {
+    pub gamma: wgpu::Buffer,
+    pub beta: wgpu::Buffer,
+}
+
+/// A (V, C) matrix split by rows so that no buffer exceeds the binding limit.
+pub(crate) struct RowChunks {
+    /// (buffer, first row, one past the last row)
+    pub chunks: Vec<(wgpu::Buffer, usize, usize)>,
+}
+
+pub(crate) struct Layer {
+    pub ln_1: Norm,
+    pub c_attn: Linear,
+    pub attn_proj: Linear,
+    pub ln_2: Norm,
+    pub c_fc: Linear,
+    pub mlp_proj: Linear,
+}
+
+pub(crate) struct Weights {
+    pub dtype: WeightDtype,
+    pub wte: RowChunks,
+    /// (n_positions, C) f32
+    pub wpe: wgpu::Buffer,
+    pub layers: Vec<Layer>,
+    pub ln_f: Norm,
+    /// Untied LM head; `None` means the head is `wte`.
+    pub lm_head: Option<RowChunks>,
+    /// (V) zeros: the LM head has no bias.
+    pub zero_bias: wgpu::Buffer,
+    /// Bytes allocated on the GPU for weights.
+    pub bytes: u64,
+}
+
+impl Weights {
+    /// The LM head matrix (the tied `wte` unless the model has its own).
+    pub fn head(&self) -> &RowChunks {
+        self.lm_head.as_ref().unwrap_or(&self.wte)
+    }
+}
+
+/// Checks every expected tensor's presence and shape before anything is allocated.
+pub(crate) fn check_shapes(cfg: &Config, source: &Source) -> Result<()> {
+    let Source::Files(files) = source else {
+        return Ok(());
+    };
+    for (name, expected) in expected_tensors(cfg) {
+        let actual = files.shape(&name).ok_or_else(|| Error::MissingTensor { name: name.clone() })?;
+        if actual != expected.as_slice() {
+            return Err(Error::Shape {
+                name,
+                expected,
+                actual: actual.to_vec(),
+            });
+        }
+    }
+    let known: std::collections::HashSet<String> = expected_tensors(cfg).into_iter().map(|(n, _)| n).collect();
+    for name in files.names() {
+        if !known.contains(name) && name != "lm_head.weight" {
+            log::warn!("ignoring unexpected tensor `{name}`");
+        }
+    }
+    Ok(())
+}
+
+struct Uploader<'a> {
+    gpu: &'a Gpu,
+    source: &'a Source,
+    dtype: WeightDtype,
+    bytes: u64,
+    pending: u64,
+}
+
+impl Uploader<'_> {
+    fn get(&self, name: &str, shape: &[usize]) -> Result<Tensor<'_>> {
+        let t = self.source.tensor(name, shape)?;
+        if t.shape != shape {
+            return Err(Error::Shape {
+                name: name.into(),
+                expected: shape.to_vec(),
+                actual: t.shape.clone(),
+            });
+        }
+        Ok(t)
+    }
+
+    fn upload(&mut self, label: &str, data: &[u8]) -> Result<wgpu::Buffer> {
+        let buf = self.gpu.storage_init(label, data)?;
+        self.bytes += data.len() as u64;
+        self.pending += data.len() as u64;
+        // Flush staged writes regularly so at most ~64 MiB of host staging exists at once.
+        if self.pending > 64 << 20 {
+            self.gpu.queue.submit([]);
+            let _ = self.gpu.device.poll(wgpu::PollType::wait_indefinitely());
+            self.pending = 0;
+        }
+        Ok(buf)
+    }
+
+    fn vector(&mut self, name: &str, len: usize) -> Result<wgpu::Buffer> {
+        let v = self.get(name, &[len])?.to_f32();
+        self.upload(name, bytemuck::cast_slice(&v))
+    }
+
+    fn norm(&mut self, prefix: &str, c: usize) -> Result<Norm> {
+        Ok(Norm {
+            gamma: self.vector(&format!("{prefix}.weight"), c)?,
+            beta: self.vector(&format!("{prefix}.bias"), c)?,
+        })
+    }
+
+    /// A Conv1D weight stored (K, N), uploaded transposed as (N, Kp).
+    fn conv1d(&mut self, prefix: &str, k: usize, n: usize) -> Result<Linear> {
+        let name = format!("{prefix}.weight");
+        let w = self.get(&name, &[k, n])?.to_f32();
+        let kp = k.next_multiple_of(4);
+        let mut t = vec![0f32; n * kp];
+        for (kk, row) in w.chunks_exact(n).enumerate() {
+            for (nn, &v) in row.iter().enumerate() {
+                t[nn * kp + kk] = v;
+            }
+        }
+        drop(w);
+        let bytes = encode(&t, self.dtype);
+        drop(t);
+        let w = self.upload(&name, &bytes)?;
+        let b = self.vector(&format!("{prefix}.bias"), n)?;
+        Ok(Linear { w, b, k, n })
+    }
+
+    /// A (V, C) matrix, padded to (V, Cp) and split by rows under the binding limit.
+    fn row_chunks(&mut self, name: &str, v: usize, c: usize, max_chunk_bytes: u64) -> Result<RowChunks> {
+        let m = self.get(name, &[v, c])?;
+        let src = m.to_f32();
+        drop(m);
+        let cp = c.next_multiple_of(4);
+        let row_bytes = (cp * self.dtype.size()) as u64;
+        let rows_per = ((max_chunk_bytes / row_bytes) as usize).min(v);
+        if rows_per == 0 {
+            return Err(Error::DeviceLimits(format!(
+                "one row of `{name}` ({row_bytes} bytes) exceeds the storage binding limit ({max_chunk_bytes} bytes)"
+            )));
+        }
+        let mut chunks = Vec::new();
+        let mut start = 0;
+        while start < v {
+            let end = (start + rows_per).min(v);
+            let mut padded = vec![0f32; (end - start) * cp];
+            for (r, row) in src[start * c..end * c].chunks_exact(c).enumerate() {
+                padded[r * cp..r * cp + c].copy_from_slice(row);
+            }
+            let buf = self.upload(name, &encode(&padded, self.dtype))?;
+            chunks.push((buf, start, end));
+            start = end;
+        }
+        if chunks.len() > 1 {
+            log::info!("`{name}` split into {} buffers of ≤ {rows_per} rows", chunks.len());
+        }
+        Ok(RowChunks { chunks })
+    }
+}
+
+fn encode(values: &[f32], dtype: WeightDtype) -> Vec<u8> {
+    match dtype {
+        WeightDtype::F32 => bytemuck::cast_slice(values).to_vec(),
+        WeightDtype::F16 => {
+            let h: Vec<half::f16> = values.iter().map(|&v| half::f16::from_f32(v)).collect();
+            bytemuck::cast_slice(&h).to_vec()
+        }
+    }
+}
+
+/// Uploads all weights. `max_chunk_bytes` bounds each embedding buffer.
+pub(crate) fn upload(gpu: &Gpu, cfg: &Config, source: &Source, dtype: WeightDtype, max_chunk_bytes: u64) -> Result<Weights> {
+    let (c, f, v) = (cfg.n_embd, cfg.n_inner, cfg.vocab_size);
+    let mut up = Uploader {
+        gpu,
+        source,
+        dtype,
+        bytes: 0,
+        pending: 0,
+    };
+    let wte = up.row_chunks("wte.weight", v, c, max_chunk_bytes)?;
+    let wpe = {
+        let t = up.get("wpe.weight", &[cfg.n_positions, c])?.to_f32();
+        up.upload("wpe.weight", bytemuck::cast_slice(&t))?
+    };
+    let mut layers = Vec::with_capacity(cfg.n_layer);
+    for l in 0..cfg.n_layer {
+        let p = |s: &str| format!("h.{l}.{s}");
+        layers.push(Layer {
+            ln_1: up.norm(&p("ln_1"), c)?,
+            c_attn: up.conv1d(&p("attn.c_attn"), c, 3 * c)?,
+            attn_proj: up.conv1d(&p("attn.c_proj"), c, c)?,
+            ln_2: up.norm(&p("ln_2"), c)?,
+            c_fc: up.conv1d(&p("mlp.c_fc"), c, f)?,
+            mlp_proj: up.conv1d(&p("mlp.c_proj"), f, c)?,
+        });
+    }
+    let ln_f = up.norm("ln_f", c)?;
+    let lm_head = if cfg.tie_word_embeddings {
+        None
+    } else {
+        Some(up.row_chunks("lm_head.weight", v, c, max_chunk_bytes)?)
+    };
+    let zero_bias = up.upload("zero_bias", &vec![0u8; v * 4])?;
+    gpu.queue.submit([]);
+    gpu.check()?;
+    Ok(Weights {
+        dtype,
+        wte,
+        wpe,
+        layers,
+        ln_f,
+        lm_head,
+        zero_bias,
+        bytes: up.bytes,
+    })
+}

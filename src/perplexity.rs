@@ -1,0 +1,68 @@
+//! Perplexity of a text: consecutive non-overlapping windows of `context` tokens; every token
+//! after the first of a window is scored given the window before it.
+
+use crate::error::{Error, Result};
+use crate::session::Session;
+
+/// The result of [`perplexity`].
+#[derive(Debug, Clone, PartialEq)]
+pub struct Perplexity {
+    /// exp(mean NLL).
+    pub perplexity: f64,
+    /// Mean negative log-likelihood per scored token, in nats.
+    pub nll_mean: f64,
+    pub tokens_scored: usize,
+    /// Total NLL in bits over the UTF-8 bytes of the scored tokens.
+    pub bits_per_byte: f64,
+    pub windows: usize,
+}
+
+/// Scores `tokens` in windows of `context` (the first `max_windows` windows when given).
+/// `token_bytes(id)` gives a token's byte length for bits per byte.
+pub fn perplexity(
+    session: &mut Session<'_>,
+    tokens: &[u32],
+    context: usize,
+    max_windows: Option<usize>,
+    token_bytes: impl Fn(u32) -> usize,
+) -> Result<Perplexity> {
+    let n_ctx = session.model().config().n_positions;
+    if context < 2 || context > n_ctx {
+        return Err(Error::InvalidInput(format!("context must be in 2..={n_ctx}, got {context}")));
+    }
+    let mut nll = 0f64;
+    let mut scored = 0usize;
+    let mut bytes = 0usize;
+    let mut windows = 0usize;
+    for window in tokens.chunks(context) {
+        if max_windows.is_some_and(|m| windows >= m) || window.len() < 2 {
+            break;
+        }
+        session.reset();
+        let inputs = &window[..window.len() - 1];
+        session.forward_each(inputs, |i, logits| {
+            let target = window[i + 1] as usize;
+            let max = logits.iter().fold(f32::NEG_INFINITY, |m, &x| m.max(x)) as f64;
+            let sum: f64 = logits.iter().map(|&x| (x as f64 - max).exp()).sum();
+            nll += max + sum.ln() - logits[target] as f64;
+            scored += 1;
+            bytes += token_bytes(window[i + 1]);
+            Ok(())
+        })?;
+        windows += 1;
+    }
+    if scored == 0 {
+        return Err(Error::InvalidInput(format!(
+            "nothing to score: the text has {} token(s); perplexity needs at least 2",
+            tokens.len()
+        )));
+    }
+    let nll_mean = nll / scored as f64;
+    Ok(Perplexity {
+        perplexity: nll_mean.exp(),
+        nll_mean,
+        tokens_scored: scored,
+        bits_per_byte: if bytes == 0 { f64::NAN } else { nll / std::f64::consts::LN_2 / bytes as f64 },
+        windows,
+    })
+}

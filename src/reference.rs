@@ -1,0 +1,100 @@
+//! Plain f32 CPU versions of every kernel: the oracle the GPU tests compare against, and the
+//! clearest statement of the math. Shapes are row-major.
+
+/// LayerNorm of each row of x (rows, c).
+pub fn layer_norm(x: &[f32], gamma: &[f32], beta: &[f32], c: usize, eps: f32) -> Vec<f32> {
+    let mut y = vec![0.0; x.len()];
+    for (xr, yr) in x.chunks_exact(c).zip(y.chunks_exact_mut(c)) {
+        let mean = xr.iter().map(|&v| v as f64).sum::<f64>() / c as f64;
+        let var = xr.iter().map(|&v| (v as f64 - mean).powi(2)).sum::<f64>() / c as f64;
+        let inv = 1.0 / (var + eps as f64).sqrt();
+        for i in 0..c {
+            yr[i] = ((xr[i] as f64 - mean) * inv) as f32 * gamma[i] + beta[i];
+        }
+    }
+    y
+}
+
+/// y = x·wᵀ + b with x (rows, k), w (n, k), b (n).
+pub fn linear(x: &[f32], w: &[f32], b: &[f32], k: usize, n: usize) -> Vec<f32> {
+    let rows = x.len() / k;
+    let mut y = vec![0.0; rows * n];
+    for r in 0..rows {
+        for j in 0..n {
+            let mut acc = 0f64;
+            for i in 0..k {
+                acc += x[r * k + i] as f64 * w[j * k + i] as f64;
+            }
+            y[r * n + j] = acc as f32 + b[j];
+        }
+    }
+    y
+}
+
+/// GELU, tanh approximation (`gelu_new`).
+pub fn gelu_tanh(x: f32) -> f32 {
+    let x = x as f64;
+    (0.5 * x * (1.0 + (0.7978845608028654 * (x + 0.044715 * x * x * x)).tanh())) as f32
+}
+
+/// GELU, exact erf form (`gelu`).
+pub fn gelu_erf(x: f32) -> f32 {
+    let x = x as f64;
+    (0.5 * x * (1.0 + erf(x / std::f64::consts::SQRT_2))) as f32
+}
+
+/// erf to ~1e-15 (series for small |x|, continued fraction otherwise).
+pub fn erf(x: f64) -> f64 {
+    let a = x.abs();
+    let r = if a < 2.5 {
+        // Maclaurin series.
+        let mut sum = a;
+        let mut term = a;
+        let mut n = 0.0;
+        loop {
+            n += 1.0;
+            term *= -a * a / n;
+            let add = term / (2.0 * n + 1.0);
+            sum += add;
+            if add.abs() < 1e-17 {
+                break;
+            }
+        }
+        sum * 2.0 / std::f64::consts::PI.sqrt()
+    } else {
+        // erfc continued fraction (Lentz), accurate for large a.
+        let mut f = 0.0;
+        for k in (1..60).rev() {
+            f = (k as f64 / 2.0) / (a + f);
+        }
+        1.0 - (-a * a).exp() / std::f64::consts::PI.sqrt() / (a + f)
+    };
+    r.copysign(x)
+}
+
+/// Causal attention of `t` queries at positions `pos..pos+t` over keys/values 0..pos+t.
+/// q (t, c); k, v (pos+t, c); returns (t, c).
+pub fn attention(q: &[f32], k: &[f32], v: &[f32], t: usize, pos: usize, c: usize, n_head: usize, scale: f32) -> Vec<f32> {
+    let hd = c / n_head;
+    let mut out = vec![0.0; t * c];
+    for i in 0..t {
+        for h in 0..n_head {
+            let qi = &q[i * c + h * hd..i * c + (h + 1) * hd];
+            let n_keys = pos + i + 1;
+            let scores: Vec<f64> = (0..n_keys)
+                .map(|j| {
+                    let kj = &k[j * c + h * hd..j * c + (h + 1) * hd];
+                    qi.iter().zip(kj).map(|(a, b)| *a as f64 * *b as f64).sum::<f64>() * scale as f64
+                })
+                .collect();
+            let m = scores.iter().cloned().fold(f64::NEG_INFINITY, f64::max);
+            let e: Vec<f64> = scores.iter().map(|s| (s - m).exp()).collect();
+            let z: f64 = e.iter().sum();
+            for d in 0..hd {
+                let acc: f64 = (0..n_keys).map(|j| e[j] * v[j * c + h * hd + d] as f64).sum();
+                out[i * c + h * hd + d] = (acc / z) as f32;
+            }
+        }
+    }
+    out
+}

@@ -1,0 +1,34 @@
+//! The GPT-2 BPE tokenizer through HF `tokenizers`.
+
+mod common;
+
+use wgpt::Tokenizer;
+
+#[test]
+fn gpt2_known_ids_and_round_trip() {
+    let tok = Tokenizer::from_file(&common::fixture("gpt2-tokenizer/tokenizer.json")).unwrap();
+    assert_eq!(tok.vocab_size(), 50257);
+    assert_eq!(tok.encode("Hello world").unwrap(), vec![15496, 995]);
+    assert_eq!(tok.token_to_id("<|endoftext|>"), Some(50256));
+    let text = "ROMEO: But soft, what light through yonder window breaks? — naïve café 日本語 🤖\n\tend";
+    let ids = tok.encode(text).unwrap();
+    assert_eq!(tok.decode(&ids).unwrap(), text);
+    // Byte lengths of the tokens add up to the text's UTF-8 length.
+    let bytes: usize = ids.iter().map(|&i| tok.token_bytes(i)).sum();
+    assert_eq!(bytes, text.len());
+}
+
+#[test]
+fn streaming_decode_holds_back_partial_characters() {
+    let tok = Tokenizer::from_file(&common::fixture("gpt2-tokenizer/tokenizer.json")).unwrap();
+    let text = "日本語 🤖 ok";
+    let ids = tok.encode(text).unwrap();
+    let mut d = wgpt::tokenizer::StreamDecoder::new();
+    let mut out = String::new();
+    for &i in &ids {
+        let piece = d.push(&tok, i).unwrap();
+        assert!(!piece.contains('\u{FFFD}'));
+        out.push_str(&piece);
+    }
+    assert_eq!(out, text);
+}
