@@ -159,13 +159,18 @@ impl Config {
         }
         let eps = raw.layer_norm_epsilon.unwrap_or(1e-5);
         if !(eps > 0.0 && eps < 1.0) {
-            return Err(bad(format!("`layer_norm_epsilon` = {eps} is out of range (0, 1)")));
+            return Err(bad(format!(
+                "`layer_norm_epsilon` = {eps} is out of range (0, 1)"
+            )));
         }
-        let activation = Activation::parse(raw.activation_function.as_deref().unwrap_or("gelu_new"))?;
+        let activation =
+            Activation::parse(raw.activation_function.as_deref().unwrap_or("gelu_new"))?;
         let eos_token_id = match raw.eos_token_id {
             None | Some(serde_json::Value::Null) => None,
             Some(serde_json::Value::Number(n)) => n.as_u64().map(|v| v as u32),
-            Some(serde_json::Value::Array(a)) => a.first().and_then(|v| v.as_u64()).map(|v| v as u32),
+            Some(serde_json::Value::Array(a)) => {
+                a.first().and_then(|v| v.as_u64()).map(|v| v as u32)
+            }
             Some(other) => return Err(bad(format!("`eos_token_id` = {other} is not a token id"))),
         };
         Ok(Config {
@@ -192,7 +197,11 @@ impl Config {
     pub fn n_params(&self) -> usize {
         let (c, f) = (self.n_embd, self.n_inner);
         let layer = 2 * c + c * 3 * c + 3 * c + c * c + c + 2 * c + c * f + f + f * c + c;
-        let head = if self.tie_word_embeddings { 0 } else { self.vocab_size * c };
+        let head = if self.tie_word_embeddings {
+            0
+        } else {
+            self.vocab_size * c
+        };
         self.vocab_size * c + self.n_positions * c + self.n_layer * layer + 2 * c + head
     }
 

@@ -33,7 +33,9 @@ impl AdapterSummary {
             name: info.name.clone(),
             backend: format!("{:?}", info.backend),
             device_type: format!("{:?}", info.device_type),
-            driver: format!("{} {}", info.driver, info.driver_info).trim().to_string(),
+            driver: format!("{} {}", info.driver, info.driver_info)
+                .trim()
+                .to_string(),
         }
     }
 }
@@ -86,15 +88,15 @@ fn no_adapter_message() -> String {
 impl Gpu {
     /// Lists the adapters the options can see.
     pub fn adapters(opts: &GpuOptions) -> Result<Vec<AdapterSummary>> {
-        let (instance, backends) = instance(opts)?;
-        let adapters = pollster::block_on(instance.enumerate_adapters(backends));
-        Ok(adapters.iter().map(|a| AdapterSummary::of(&a.get_info())).collect())
+        Ok(enumerate(opts)?
+            .iter()
+            .map(|a| AdapterSummary::of(&a.get_info()))
+            .collect())
     }
 
     /// Picks an adapter and opens a device with the adapter's own limits.
     pub fn new(opts: &GpuOptions) -> Result<Self> {
-        let (instance, backends) = instance(opts)?;
-        let adapters = pollster::block_on(instance.enumerate_adapters(backends));
+        let adapters = enumerate(opts)?;
         let wanted = opts
             .adapter
             .clone()
@@ -137,7 +139,8 @@ impl Gpu {
     fn open(adapter: &wgpu::Adapter) -> Result<Self> {
         let info = adapter.get_info();
         let limits = adapter.limits();
-        let features = adapter.features() & (wgpu::Features::TIMESTAMP_QUERY | wgpu::Features::SHADER_F16);
+        let features =
+            adapter.features() & (wgpu::Features::TIMESTAMP_QUERY | wgpu::Features::SHADER_F16);
         let (device, queue) = pollster::block_on(adapter.request_device(&wgpu::DeviceDescriptor {
             label: Some("wgpt"),
             required_features: features,
@@ -145,7 +148,12 @@ impl Gpu {
             ..Default::default()
         }))
         .map_err(|e| Error::Gpu(format!("cannot open {}: {e}", info.name)))?;
-        log::info!("adapter: {} ({:?}, {:?})", info.name, info.backend, info.device_type);
+        log::info!(
+            "adapter: {} ({:?}, {:?})",
+            info.name,
+            info.backend,
+            info.device_type
+        );
         Ok(Self::from_parts(device, queue, &info))
     }
 
@@ -214,7 +222,12 @@ impl Gpu {
     }
 
     /// Creates a buffer, turning an allocation failure into an error instead of a panic.
-    pub(crate) fn buffer(&self, label: &str, size: u64, usage: wgpu::BufferUsages) -> Result<wgpu::Buffer> {
+    pub(crate) fn buffer(
+        &self,
+        label: &str,
+        size: u64,
+        usage: wgpu::BufferUsages,
+    ) -> Result<wgpu::Buffer> {
         if size > self.limits.max_buffer_size {
             return Err(Error::DeviceLimits(format!(
                 "buffer `{label}` needs {size} bytes; the adapter's max_buffer_size is {}",
@@ -238,7 +251,11 @@ impl Gpu {
 
     /// A storage buffer filled with `data`.
     pub(crate) fn storage_init(&self, label: &str, data: &[u8]) -> Result<wgpu::Buffer> {
-        let buf = self.buffer(label, data.len() as u64, wgpu::BufferUsages::STORAGE | wgpu::BufferUsages::COPY_DST)?;
+        let buf = self.buffer(
+            label,
+            data.len() as u64,
+            wgpu::BufferUsages::STORAGE | wgpu::BufferUsages::COPY_DST,
+        )?;
         if !data.is_empty() {
             self.queue.write_buffer(&buf, 0, data);
         }
@@ -247,15 +264,22 @@ impl Gpu {
 
     /// A small uniform buffer holding `value`.
     pub(crate) fn uniform<T: bytemuck::Pod>(&self, label: &str, value: &T) -> wgpu::Buffer {
-        self.device.create_buffer_init(&wgpu::util::BufferInitDescriptor {
-            label: Some(label),
-            contents: bytemuck::bytes_of(value),
-            usage: wgpu::BufferUsages::UNIFORM | wgpu::BufferUsages::COPY_DST,
-        })
+        self.device
+            .create_buffer_init(&wgpu::util::BufferInitDescriptor {
+                label: Some(label),
+                contents: bytemuck::bytes_of(value),
+                usage: wgpu::BufferUsages::UNIFORM | wgpu::BufferUsages::COPY_DST,
+            })
     }
 
     /// Submits `encoder`, waits, and copies `len` bytes out of the mappable `staging` buffer.
-    pub(crate) fn submit_and_read(&self, encoder: wgpu::CommandEncoder, staging: &wgpu::Buffer, len: u64, out: &mut Vec<u8>) -> Result<()> {
+    pub(crate) fn submit_and_read(
+        &self,
+        encoder: wgpu::CommandEncoder,
+        staging: &wgpu::Buffer,
+        len: u64,
+        out: &mut Vec<u8>,
+    ) -> Result<()> {
         self.queue.submit([encoder.finish()]);
         let slice = staging.slice(..len);
         let (tx, rx) = std::sync::mpsc::channel();
@@ -283,20 +307,40 @@ impl Gpu {
     }
 }
 
-fn instance(opts: &GpuOptions) -> Result<(wgpu::Instance, wgpu::Backends)> {
+/// Adapters of the requested backend; by default the primary backends (Vulkan, Metal, DX12),
+/// falling back to GL only when they have none.
+fn enumerate(opts: &GpuOptions) -> Result<Vec<wgpu::Adapter>> {
     let mut desc = wgpu::InstanceDescriptor::new_without_display_handle_from_env();
-    if let Some(b) = &opts.backend {
-        desc.backends = parse_backend(b)?;
+    let explicit = match &opts.backend {
+        Some(b) => {
+            desc.backends = parse_backend(b)?;
+            true
+        }
+        None => std::env::var("WGPU_BACKEND").is_ok(),
+    };
+    if !explicit {
+        desc.backends = wgpu::Backends::PRIMARY;
     }
     let backends = desc.backends;
-    Ok((wgpu::Instance::new(desc), backends))
+    let adapters = pollster::block_on(wgpu::Instance::new(desc).enumerate_adapters(backends));
+    if adapters.is_empty() && !explicit {
+        let mut desc = wgpu::InstanceDescriptor::new_without_display_handle_from_env();
+        desc.backends = wgpu::Backends::GL;
+        return Ok(pollster::block_on(
+            wgpu::Instance::new(desc).enumerate_adapters(wgpu::Backends::GL),
+        ));
+    }
+    Ok(adapters)
 }
 
 /// The adapter tests run on: `None` (test skipped with a note) when there is none, except
 /// under `CI=true`, where a missing adapter fails the test.
 #[doc(hidden)]
 pub fn test_gpu() -> Option<Gpu> {
-    let opts = GpuOptions { prefer_cpu: std::env::var("WGPT_TEST_GPU").is_err(), ..Default::default() };
+    let opts = GpuOptions {
+        prefer_cpu: std::env::var("WGPT_TEST_GPU").is_err(),
+        ..Default::default()
+    };
     match Gpu::new(&opts) {
         Ok(g) => Some(g),
         Err(e) => {

@@ -51,9 +51,18 @@ impl Tensor<'_> {
     pub fn to_f32(&self) -> Vec<f32> {
         let d = &self.data;
         match self.dtype {
-            DType::F32 => d.chunks_exact(4).map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]])).collect(),
-            DType::F16 => d.chunks_exact(2).map(|b| half::f16::from_le_bytes([b[0], b[1]]).to_f32()).collect(),
-            DType::BF16 => d.chunks_exact(2).map(|b| half::bf16::from_le_bytes([b[0], b[1]]).to_f32()).collect(),
+            DType::F32 => d
+                .chunks_exact(4)
+                .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+                .collect(),
+            DType::F16 => d
+                .chunks_exact(2)
+                .map(|b| half::f16::from_le_bytes([b[0], b[1]]).to_f32())
+                .collect(),
+            DType::BF16 => d
+                .chunks_exact(2)
+                .map(|b| half::bf16::from_le_bytes([b[0], b[1]]).to_f32())
+                .collect(),
         }
     }
 }
@@ -83,11 +92,16 @@ struct File {
 impl File {
     fn parse(path: PathBuf, backing: Backing) -> Result<Self> {
         let bytes = backing.bytes();
-        let (n, meta) = safetensors::SafeTensors::read_metadata(bytes).map_err(|e| Error::Weights {
-            path: path.clone(),
-            message: describe(&e, bytes.len()),
-        })?;
-        let infos = meta.tensors().into_iter().map(|(k, v)| (k, v.clone())).collect();
+        let (n, meta) =
+            safetensors::SafeTensors::read_metadata(bytes).map_err(|e| Error::Weights {
+                path: path.clone(),
+                message: describe(&e, bytes.len()),
+            })?;
+        let infos = meta
+            .tensors()
+            .into_iter()
+            .map(|(k, v)| (k, v.clone()))
+            .collect();
         Ok(File {
             path,
             backing,
@@ -100,11 +114,15 @@ impl File {
 fn describe(e: &safetensors::SafeTensorError, len: usize) -> String {
     use safetensors::SafeTensorError as E;
     match e {
-        E::HeaderTooSmall => format!("file is {len} bytes, too short for a safetensors header (truncated?)"),
+        E::HeaderTooSmall => {
+            format!("file is {len} bytes, too short for a safetensors header (truncated?)")
+        }
         E::HeaderTooLarge | E::InvalidHeaderLength => {
             format!("header length field is larger than the file ({len} bytes): truncated or not a safetensors file")
         }
-        E::MetadataIncompleteBuffer => "data section does not match the header (truncated or corrupt file)".into(),
+        E::MetadataIncompleteBuffer => {
+            "data section does not match the header (truncated or corrupt file)".into()
+        }
         E::InvalidHeader(_) | E::InvalidHeaderStart | E::InvalidHeaderDeserialization(_) => {
             "header is not valid safetensors JSON (corrupt or not a safetensors file)".into()
         }
@@ -147,14 +165,17 @@ impl SafetensorsSource {
             path: index.clone(),
             message,
         };
-        let json: serde_json::Value = serde_json::from_str(&text).map_err(|e| bad(format!("not valid JSON: {e}")))?;
+        let json: serde_json::Value =
+            serde_json::from_str(&text).map_err(|e| bad(format!("not valid JSON: {e}")))?;
         let map_obj = json
             .get("weight_map")
             .and_then(|m| m.as_object())
             .ok_or_else(|| bad("no `weight_map` object".into()))?;
         let mut shards: Vec<String> = Vec::new();
         for v in map_obj.values() {
-            let s = v.as_str().ok_or_else(|| bad("a `weight_map` value is not a file name".into()))?;
+            let s = v
+                .as_str()
+                .ok_or_else(|| bad("a `weight_map` value is not a file name".into()))?;
             if s.contains('/') || s.contains('\\') || s.contains("..") {
                 return Err(bad(format!("shard name `{s}` is not a plain file name")));
             }
@@ -175,7 +196,10 @@ impl SafetensorsSource {
 
     /// A single safetensors file held in memory for the program's lifetime (embedded models).
     pub fn from_static(name: &str, bytes: &'static [u8]) -> Result<Self> {
-        Self::from_files(vec![File::parse(PathBuf::from(name), Backing::Static(bytes))?])
+        Self::from_files(vec![File::parse(
+            PathBuf::from(name),
+            Backing::Static(bytes),
+        )?])
     }
 
     fn from_files(files: Vec<File>) -> Result<Self> {
@@ -203,7 +227,10 @@ impl SafetensorsSource {
 
     /// A tensor by canonical name.
     pub fn tensor(&self, name: &str) -> Result<Tensor<'_>> {
-        let (fi, n) = self.index.get(name).ok_or_else(|| Error::MissingTensor { name: name.into() })?;
+        let (fi, n) = self
+            .index
+            .get(name)
+            .ok_or_else(|| Error::MissingTensor { name: name.into() })?;
         let f = &self.files[*fi];
         let info = &f.infos[n];
         let dtype = match info.dtype {
@@ -301,7 +328,9 @@ pub(crate) fn expected_tensors(cfg: &Config) -> Vec<(String, Vec<usize>)> {
 pub(crate) enum Source {
     Files(SafetensorsSource),
     /// Seeded N(0, 0.02)-like weights with GPT-2's layout (LayerNorm weights 1, biases small).
-    Synthetic { seed: u64 },
+    Synthetic {
+        seed: u64,
+    },
 }
 
 impl Source {

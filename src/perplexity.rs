@@ -28,7 +28,9 @@ pub fn perplexity(
 ) -> Result<Perplexity> {
     let n_ctx = session.model().config().n_positions;
     if context < 2 || context > n_ctx {
-        return Err(Error::InvalidInput(format!("context must be in 2..={n_ctx}, got {context}")));
+        return Err(Error::InvalidInput(format!(
+            "context must be in 2..={n_ctx}, got {context}"
+        )));
     }
     let mut nll = 0f64;
     let mut scored = 0usize;
@@ -62,7 +64,11 @@ pub fn perplexity(
         perplexity: nll_mean.exp(),
         nll_mean,
         tokens_scored: scored,
-        bits_per_byte: if bytes == 0 { f64::NAN } else { nll / std::f64::consts::LN_2 / bytes as f64 },
+        bits_per_byte: if bytes == 0 {
+            f64::NAN
+        } else {
+            nll / std::f64::consts::LN_2 / bytes as f64
+        },
         windows,
     })
 }

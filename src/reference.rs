@@ -74,7 +74,16 @@ pub fn erf(x: f64) -> f64 {
 
 /// Causal attention of `t` queries at positions `pos..pos+t` over keys/values 0..pos+t.
 /// q (t, c); k, v (pos+t, c); returns (t, c).
-pub fn attention(q: &[f32], k: &[f32], v: &[f32], t: usize, pos: usize, c: usize, n_head: usize, scale: f32) -> Vec<f32> {
+pub fn attention(
+    q: &[f32],
+    k: &[f32],
+    v: &[f32],
+    t: usize,
+    pos: usize,
+    c: usize,
+    n_head: usize,
+    scale: f32,
+) -> Vec<f32> {
     let hd = c / n_head;
     let mut out = vec![0.0; t * c];
     for i in 0..t {
@@ -84,14 +93,20 @@ pub fn attention(q: &[f32], k: &[f32], v: &[f32], t: usize, pos: usize, c: usize
             let scores: Vec<f64> = (0..n_keys)
                 .map(|j| {
                     let kj = &k[j * c + h * hd..j * c + (h + 1) * hd];
-                    qi.iter().zip(kj).map(|(a, b)| *a as f64 * *b as f64).sum::<f64>() * scale as f64
+                    qi.iter()
+                        .zip(kj)
+                        .map(|(a, b)| *a as f64 * *b as f64)
+                        .sum::<f64>()
+                        * scale as f64
                 })
                 .collect();
             let m = scores.iter().cloned().fold(f64::NEG_INFINITY, f64::max);
             let e: Vec<f64> = scores.iter().map(|s| (s - m).exp()).collect();
             let z: f64 = e.iter().sum();
             for d in 0..hd {
-                let acc: f64 = (0..n_keys).map(|j| e[j] * v[j * c + h * hd + d] as f64).sum();
+                let acc: f64 = (0..n_keys)
+                    .map(|j| e[j] * v[j * c + h * hd + d] as f64)
+                    .sum();
                 out[i * c + h * hd + d] = (acc / z) as f32;
             }
         }

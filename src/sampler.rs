@@ -20,19 +20,34 @@ pub struct SamplerConfig {
 impl SamplerConfig {
     /// Argmax decoding.
     pub fn greedy() -> Self {
-        SamplerConfig { temperature: 0.0, top_k: 0, top_p: 1.0, repeat_penalty: 1.0, seed: 0 }
+        SamplerConfig {
+            temperature: 0.0,
+            top_k: 0,
+            top_p: 1.0,
+            repeat_penalty: 1.0,
+            seed: 0,
+        }
     }
 
     /// Rejects values that have no meaning.
     pub fn validate(&self) -> Result<()> {
         if !(self.temperature >= 0.0 && self.temperature.is_finite()) {
-            return Err(Error::InvalidInput(format!("temperature must be ≥ 0, got {}", self.temperature)));
+            return Err(Error::InvalidInput(format!(
+                "temperature must be ≥ 0, got {}",
+                self.temperature
+            )));
         }
         if !(self.top_p > 0.0 && self.top_p <= 1.0) {
-            return Err(Error::InvalidInput(format!("top-p must be in (0, 1], got {}", self.top_p)));
+            return Err(Error::InvalidInput(format!(
+                "top-p must be in (0, 1], got {}",
+                self.top_p
+            )));
         }
         if !(self.repeat_penalty > 0.0 && self.repeat_penalty.is_finite()) {
-            return Err(Error::InvalidInput(format!("repeat penalty must be > 0, got {}", self.repeat_penalty)));
+            return Err(Error::InvalidInput(format!(
+                "repeat penalty must be > 0, got {}",
+                self.repeat_penalty
+            )));
         }
         Ok(())
     }
@@ -40,7 +55,13 @@ impl SamplerConfig {
 
 impl Default for SamplerConfig {
     fn default() -> Self {
-        SamplerConfig { temperature: 0.8, top_k: 40, top_p: 0.95, repeat_penalty: 1.0, seed: 0 }
+        SamplerConfig {
+            temperature: 0.8,
+            top_k: 40,
+            top_p: 0.95,
+            repeat_penalty: 1.0,
+            seed: 0,
+        }
     }
 }
 
@@ -66,7 +87,11 @@ impl Sampler {
             for &t in history {
                 if seen.insert(t) {
                     if let Some(v) = l.get_mut(t as usize) {
-                        *v = if *v > 0.0 { *v / self.cfg.repeat_penalty } else { *v * self.cfg.repeat_penalty };
+                        *v = if *v > 0.0 {
+                            *v / self.cfg.repeat_penalty
+                        } else {
+                            *v * self.cfg.repeat_penalty
+                        };
                     }
                 }
             }
@@ -83,7 +108,10 @@ impl Sampler {
         }
         idx.sort_unstable_by(by_logit);
         let max = l[idx[0] as usize];
-        let mut probs: Vec<f32> = idx.iter().map(|&i| ((l[i as usize] - max) / self.cfg.temperature).exp()).collect();
+        let mut probs: Vec<f32> = idx
+            .iter()
+            .map(|&i| ((l[i as usize] - max) / self.cfg.temperature).exp())
+            .collect();
         let total: f32 = probs.iter().sum();
         probs.iter_mut().for_each(|p| *p /= total);
         if self.cfg.top_p < 1.0 {
@@ -134,22 +162,43 @@ mod tests {
 
     #[test]
     fn repeat_penalty_changes_choice() {
-        let cfg = SamplerConfig { repeat_penalty: 2.0, ..SamplerConfig::greedy() };
+        let cfg = SamplerConfig {
+            repeat_penalty: 2.0,
+            ..SamplerConfig::greedy()
+        };
         let mut s = Sampler::new(cfg).unwrap();
         assert_eq!(s.sample(&[0.1, 3.0, -1.0, 2.9], &[1]), 3);
     }
 
     #[test]
     fn top_k_one_is_greedy_and_seed_reproducible() {
-        let cfg = SamplerConfig { temperature: 1.0, top_k: 1, top_p: 1.0, repeat_penalty: 1.0, seed: 7 };
+        let cfg = SamplerConfig {
+            temperature: 1.0,
+            top_k: 1,
+            top_p: 1.0,
+            repeat_penalty: 1.0,
+            seed: 7,
+        };
         let mut s = Sampler::new(cfg).unwrap();
         for _ in 0..20 {
             assert_eq!(s.sample(&[0.1, 3.0, -1.0, 2.9], &[]), 1);
         }
-        let cfg = SamplerConfig { temperature: 1.0, top_k: 0, top_p: 1.0, repeat_penalty: 1.0, seed: 42 };
+        let cfg = SamplerConfig {
+            temperature: 1.0,
+            top_k: 0,
+            top_p: 1.0,
+            repeat_penalty: 1.0,
+            seed: 42,
+        };
         let logits = [0.0f32; 50];
-        let a: Vec<u32> = { let mut s = Sampler::new(cfg.clone()).unwrap(); (0..30).map(|_| s.sample(&logits, &[])).collect() };
-        let b: Vec<u32> = { let mut s = Sampler::new(cfg).unwrap(); (0..30).map(|_| s.sample(&logits, &[])).collect() };
+        let a: Vec<u32> = {
+            let mut s = Sampler::new(cfg.clone()).unwrap();
+            (0..30).map(|_| s.sample(&logits, &[])).collect()
+        };
+        let b: Vec<u32> = {
+            let mut s = Sampler::new(cfg).unwrap();
+            (0..30).map(|_| s.sample(&logits, &[])).collect()
+        };
         assert_eq!(a, b);
         assert!(a.iter().collect::<std::collections::HashSet<_>>().len() > 5);
     }
@@ -157,7 +206,13 @@ mod tests {
     #[test]
     fn top_p_keeps_the_nucleus() {
         // probabilities ≈ [0.64, 0.24, 0.09, 0.03]: top-p 0.5 keeps only token 0.
-        let cfg = SamplerConfig { temperature: 1.0, top_k: 0, top_p: 0.5, repeat_penalty: 1.0, seed: 1 };
+        let cfg = SamplerConfig {
+            temperature: 1.0,
+            top_k: 0,
+            top_p: 0.5,
+            repeat_penalty: 1.0,
+            seed: 1,
+        };
         let mut s = Sampler::new(cfg).unwrap();
         let logits = [3.0, 2.0, 1.0, 0.0];
         for _ in 0..50 {
@@ -167,7 +222,13 @@ mod tests {
 
     #[test]
     fn temperature_sampling_matches_softmax() {
-        let cfg = SamplerConfig { temperature: 1.0, top_k: 0, top_p: 1.0, repeat_penalty: 1.0, seed: 3 };
+        let cfg = SamplerConfig {
+            temperature: 1.0,
+            top_k: 0,
+            top_p: 1.0,
+            repeat_penalty: 1.0,
+            seed: 3,
+        };
         let mut s = Sampler::new(cfg).unwrap();
         let logits = [0.0, (3.0f32).ln()]; // p = [0.25, 0.75]
         let n = 20000;
@@ -178,8 +239,20 @@ mod tests {
 
     #[test]
     fn rejects_bad_options() {
-        assert!(Sampler::new(SamplerConfig { top_p: 0.0, ..SamplerConfig::default() }).is_err());
-        assert!(Sampler::new(SamplerConfig { top_p: 1.5, ..SamplerConfig::default() }).is_err());
-        assert!(Sampler::new(SamplerConfig { temperature: -1.0, ..SamplerConfig::default() }).is_err());
+        assert!(Sampler::new(SamplerConfig {
+            top_p: 0.0,
+            ..SamplerConfig::default()
+        })
+        .is_err());
+        assert!(Sampler::new(SamplerConfig {
+            top_p: 1.5,
+            ..SamplerConfig::default()
+        })
+        .is_err());
+        assert!(Sampler::new(SamplerConfig {
+            temperature: -1.0,
+            ..SamplerConfig::default()
+        })
+        .is_err());
     }
 }

@@ -49,9 +49,21 @@ pub struct Session<'m> {
 
 impl<'m> Session<'m> {
     pub(crate) fn new(model: &'m Model) -> Result<Self> {
-        let plan = Plan::new(&model.gpu, &model.kernels, &model.config, &model.weights, model.max_batch(), model.logit_rows())?;
+        let plan = Plan::new(
+            &model.gpu,
+            &model.kernels,
+            &model.config,
+            &model.weights,
+            model.max_batch(),
+            model.logit_rows(),
+        )?;
         model.gpu.check()?;
-        Ok(Session { model, plan, pos: 0, bytes: Vec::new() })
+        Ok(Session {
+            model,
+            plan,
+            pos: 0,
+            bytes: Vec::new(),
+        })
     }
 
     /// Tokens in the cache.
@@ -83,7 +95,9 @@ impl<'m> Session<'m> {
         }
         let v = self.model.config.vocab_size;
         if let Some(t) = tokens.iter().find(|&&t| t as usize >= v) {
-            return Err(Error::InvalidInput(format!("token id {t} is outside the vocabulary of {v}")));
+            return Err(Error::InvalidInput(format!(
+                "token id {t} is outside the vocabulary of {v}"
+            )));
         }
         Ok(())
     }
@@ -91,9 +105,10 @@ impl<'m> Session<'m> {
     /// Runs `tokens` through the model, appending them to the cache, and returns the logits
     /// of the last one (vocab_size values).
     pub fn forward(&mut self, tokens: &[u32]) -> Result<Vec<f32>> {
+        self.check_tokens(tokens)?;
         let mut last = Vec::new();
         let n = tokens.len();
-        self.run(tokens, Some(n - 1..n).filter(|_| n > 0), |_, l| {
+        self.run(tokens, Some(n - 1..n), |_, l| {
             last = l.to_vec();
             Ok(())
         })?;
@@ -102,12 +117,21 @@ impl<'m> Session<'m> {
 
     /// Like [`Session::forward`] but hands the logits of every position to `f(index, logits)`,
     /// a block at a time (perplexity).
-    pub fn forward_each(&mut self, tokens: &[u32], mut f: impl FnMut(usize, &[f32]) -> Result<()>) -> Result<()> {
+    pub fn forward_each(
+        &mut self,
+        tokens: &[u32],
+        mut f: impl FnMut(usize, &[f32]) -> Result<()>,
+    ) -> Result<()> {
         self.run(tokens, None, &mut f)
     }
 
     /// Processes `tokens` in batches; `want` limits which positions' logits are read (all when None).
-    fn run(&mut self, tokens: &[u32], want: Option<std::ops::Range<usize>>, mut f: impl FnMut(usize, &[f32]) -> Result<()>) -> Result<()> {
+    fn run(
+        &mut self,
+        tokens: &[u32],
+        want: Option<std::ops::Range<usize>>,
+        mut f: impl FnMut(usize, &[f32]) -> Result<()>,
+    ) -> Result<()> {
         self.check_tokens(tokens)?;
         let gpu = &self.model.gpu;
         let v = self.model.config.vocab_size;
@@ -119,18 +143,32 @@ impl<'m> Session<'m> {
                 None => done..done + t,
             };
             let rows = (rows.start - done)..(rows.end.max(rows.start) - done);
-            gpu.queue.write_buffer(&self.plan.act.tokens, 0, bytemuck::cast_slice(batch));
+            gpu.queue
+                .write_buffer(&self.plan.act.tokens, 0, bytemuck::cast_slice(batch));
             let mut row0 = rows.start;
             let mut first = true;
             // One submit runs the layers plus the first block of LM-head rows; further blocks
             // (perplexity) run the head alone.
             loop {
                 let n_rows = (rows.end - row0).min(self.plan.logit_rows);
-                let step = Step { n_tokens: t as u32, pos: self.pos as u32, row0: row0 as u32, n_rows: n_rows as u32 };
-                gpu.queue.write_buffer(&self.plan.act.step, 0, bytemuck::bytes_of(&step));
-                let mut enc = gpu.device.create_command_encoder(&wgpu::CommandEncoderDescriptor { label: Some("forward") });
+                let step = Step {
+                    n_tokens: t as u32,
+                    pos: self.pos as u32,
+                    row0: row0 as u32,
+                    n_rows: n_rows as u32,
+                };
+                gpu.queue
+                    .write_buffer(&self.plan.act.step, 0, bytemuck::bytes_of(&step));
+                let mut enc = gpu
+                    .device
+                    .create_command_encoder(&wgpu::CommandEncoderDescriptor {
+                        label: Some("forward"),
+                    });
                 {
-                    let mut pass = enc.begin_compute_pass(&wgpu::ComputePassDescriptor { label: Some("forward"), timestamp_writes: None });
+                    let mut pass = enc.begin_compute_pass(&wgpu::ComputePassDescriptor {
+                        label: Some("forward"),
+                        timestamp_writes: None,
+                    });
                     if first {
                         self.plan.encode_layers(&mut pass, t as u32);
                     }
@@ -140,7 +178,9 @@ impl<'m> Session<'m> {
                 }
                 if n_rows == 0 {
                     gpu.queue.submit([enc.finish()]);
-                    gpu.device.poll(wgpu::PollType::wait_indefinitely()).map_err(|e| Error::Gpu(e.to_string()))?;
+                    gpu.device
+                        .poll(wgpu::PollType::wait_indefinitely())
+                        .map_err(|e| Error::Gpu(e.to_string()))?;
                     gpu.check()?;
                     break;
                 }
@@ -149,9 +189,10 @@ impl<'m> Session<'m> {
                 gpu.submit_and_read(enc, &self.plan.act.staging, len, &mut self.bytes)?;
                 let logits: &[f32] = bytemuck::cast_slice(&self.bytes);
                 for (i, row) in logits.chunks_exact(v).enumerate() {
-                    if let Some(bad) = row.iter().position(|x| !x.is_finite()) {
-                        let _ = bad;
-                        return Err(Error::NonFinite { position: self.pos + row0 + i });
+                    if row.iter().any(|x| !x.is_finite()) {
+                        return Err(Error::NonFinite {
+                            position: self.pos + row0 + i,
+                        });
                     }
                     f(done + row0 + i, row)?;
                 }
@@ -169,18 +210,26 @@ impl<'m> Session<'m> {
 
     /// Generates up to `max_tokens` tokens after `prompt`, streaming them as an iterator.
     /// The cache is reset first.
-    pub fn generate(&mut self, prompt: &str, sampler: SamplerConfig, max_tokens: usize) -> Result<Generation<'_, 'm>> {
-        let tok = self
-            .model
-            .tokenizer
-            .as_ref()
-            .ok_or_else(|| Error::InvalidInput("this model has no tokenizer; use generate_ids".into()))?;
+    pub fn generate(
+        &mut self,
+        prompt: &str,
+        sampler: SamplerConfig,
+        max_tokens: usize,
+    ) -> Result<Generation<'_, 'm>> {
+        let tok = self.model.tokenizer.as_ref().ok_or_else(|| {
+            Error::InvalidInput("this model has no tokenizer; use generate_ids".into())
+        })?;
         let ids = tok.encode(prompt)?;
         self.generate_ids(&ids, sampler, max_tokens)
     }
 
     /// Like [`Session::generate`] but from token ids.
-    pub fn generate_ids(&mut self, prompt: &[u32], sampler: SamplerConfig, max_tokens: usize) -> Result<Generation<'_, 'm>> {
+    pub fn generate_ids(
+        &mut self,
+        prompt: &[u32],
+        sampler: SamplerConfig,
+        max_tokens: usize,
+    ) -> Result<Generation<'_, 'm>> {
         if prompt.is_empty() {
             return Err(Error::InvalidInput("the prompt is empty".into()));
         }

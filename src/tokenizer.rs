@@ -18,7 +18,8 @@ fn bytes_to_unicode() -> Vec<(u8, char)> {
     let mut out = Vec::with_capacity(256);
     let mut extra = 0u32;
     for b in 0u32..256 {
-        let printable = (33..=126).contains(&b) || (161..=172).contains(&b) || (174..=255).contains(&b);
+        let printable =
+            (33..=126).contains(&b) || (161..=172).contains(&b) || (174..=255).contains(&b);
         let c = if printable {
             b
         } else {
@@ -39,20 +40,29 @@ impl Tokenizer {
 
     /// Parses the bytes of a `tokenizer.json`.
     pub fn from_bytes(bytes: &[u8]) -> Result<Self> {
-        let inner = tokenizers::Tokenizer::from_bytes(bytes).map_err(|e| Error::Tokenizer(format!("invalid tokenizer.json: {e}")))?;
-        let byte_of = bytes_to_unicode().into_iter().map(|(b, c)| (c, b)).collect();
+        let inner = tokenizers::Tokenizer::from_bytes(bytes)
+            .map_err(|e| Error::Tokenizer(format!("invalid tokenizer.json: {e}")))?;
+        let byte_of = bytes_to_unicode()
+            .into_iter()
+            .map(|(b, c)| (c, b))
+            .collect();
         Ok(Tokenizer { inner, byte_of })
     }
 
     /// Token ids of `text` (no special tokens added).
     pub fn encode(&self, text: &str) -> Result<Vec<u32>> {
-        let enc = self.inner.encode(text, false).map_err(|e| Error::Tokenizer(e.to_string()))?;
+        let enc = self
+            .inner
+            .encode(text, false)
+            .map_err(|e| Error::Tokenizer(e.to_string()))?;
         Ok(enc.get_ids().to_vec())
     }
 
     /// The text of `ids` (special tokens kept).
     pub fn decode(&self, ids: &[u32]) -> Result<String> {
-        self.inner.decode(ids, false).map_err(|e| Error::Tokenizer(e.to_string()))
+        self.inner
+            .decode(ids, false)
+            .map_err(|e| Error::Tokenizer(e.to_string()))
     }
 
     /// Vocabulary size including added tokens.
@@ -86,7 +96,10 @@ pub struct StreamDecoder {
 
 impl StreamDecoder {
     pub fn new() -> Self {
-        StreamDecoder { ids: Vec::new(), emitted: 0 }
+        StreamDecoder {
+            ids: Vec::new(),
+            emitted: 0,
+        }
     }
 
     /// Adds a token; returns the new complete text (possibly empty).

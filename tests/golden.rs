@@ -8,7 +8,12 @@ mod common;
 use common::{fixture, reference, rel_error};
 use wgpt::{gpu::test_gpu, LoadOptions, Model, SamplerConfig, WeightDtype};
 
-const MODELS: [&str; 4] = ["tiny-orig-f32", "tiny-hf-f16", "tiny-untied-bf16", "tiny-sharded-f32"];
+const MODELS: [&str; 4] = [
+    "tiny-orig-f32",
+    "tiny-hf-f16",
+    "tiny-untied-bf16",
+    "tiny-sharded-f32",
+];
 const LOGIT_TOL: f64 = 1e-3;
 
 fn check_logits(name: &str, opts: &LoadOptions) -> f64 {
@@ -21,7 +26,10 @@ fn check_logits(name: &str, opts: &LoadOptions) -> f64 {
     s.forward_each(&r.prompt_ids, |i, l| {
         let e = rel_error(l, &r.logits[i]);
         worst = worst.max(e);
-        assert!(e < LOGIT_TOL, "{name} prefill position {i}: relative error {e}");
+        assert!(
+            e < LOGIT_TOL,
+            "{name} prefill position {i}: relative error {e}"
+        );
         Ok(())
     })
     .unwrap();
@@ -33,9 +41,15 @@ fn check_logits(name: &str, opts: &LoadOptions) -> f64 {
         let l = s.forward(&r.prompt_ids[i..i + 1]).unwrap();
         let e = rel_error(&l, &r.logits[i]);
         worst = worst.max(e);
-        assert!(e < LOGIT_TOL, "{name} decode position {i}: relative error {e}");
+        assert!(
+            e < LOGIT_TOL,
+            "{name} decode position {i}: relative error {e}"
+        );
     }
-    eprintln!("{name} ({:?}): max relative logit error {worst:.3e}", opts.dtype);
+    eprintln!(
+        "{name} ({:?}): max relative logit error {worst:.3e}",
+        opts.dtype
+    );
     worst
 }
 
@@ -52,7 +66,14 @@ fn logits_match_hf() {
 fn logits_match_hf_with_split_embedding() {
     // 1 KiB buffers force wte (and the untied head) into many row chunks.
     for m in MODELS {
-        check_logits(m, &LoadOptions { max_chunk_bytes: Some(1024), max_batch: Some(4), ..Default::default() });
+        check_logits(
+            m,
+            &LoadOptions {
+                max_chunk_bytes: Some(1024),
+                max_batch: Some(4),
+                ..Default::default()
+            },
+        );
     }
 }
 
@@ -63,7 +84,15 @@ fn logits_match_hf_with_f16_storage() {
     let Some(gpu) = test_gpu() else { return };
     for m in ["tiny-orig-f32", "tiny-sharded-f32", "tiny-untied-bf16"] {
         let r = reference(m);
-        let model = Model::load(fixture(m), &gpu, &LoadOptions { dtype: Some(WeightDtype::F16), ..Default::default() }).unwrap();
+        let model = Model::load(
+            fixture(m),
+            &gpu,
+            &LoadOptions {
+                dtype: Some(WeightDtype::F16),
+                ..Default::default()
+            },
+        )
+        .unwrap();
         let mut s = model.session().unwrap();
         s.forward_each(&r.prompt_ids, |i, l| {
             let e = rel_error(l, &r.logits[i]);
@@ -83,11 +112,19 @@ fn greedy_ids_match_hf() {
         let eos = model.config().eos_token_id;
         let mut s = model.session().unwrap();
         let got: Vec<u32> = s
-            .generate_ids(&r.greedy_prompt_ids, SamplerConfig::greedy(), r.greedy_ids.len())
+            .generate_ids(
+                &r.greedy_prompt_ids,
+                SamplerConfig::greedy(),
+                r.greedy_ids.len(),
+            )
             .unwrap()
             .map(|t| t.unwrap().id)
             .collect();
-        let want_len = r.greedy_ids.iter().position(|&t| Some(t) == eos).unwrap_or(r.greedy_ids.len());
+        let want_len = r
+            .greedy_ids
+            .iter()
+            .position(|&t| Some(t) == eos)
+            .unwrap_or(r.greedy_ids.len());
         assert_eq!(got.len(), want_len, "{m}: generated length");
         for i in 0..want_len {
             if r.greedy_margins[i] <= 1e-3 {
@@ -108,14 +145,34 @@ fn perplexity_matches_hf() {
         let tok = model.tokenizer().unwrap();
         let ids = tok.encode(&text).unwrap();
         let mut s = model.session().unwrap();
-        let p = wgpt::perplexity(&mut s, &ids, r.ppl_context, None, |id| tok.token_bytes(id)).unwrap();
+        let p =
+            wgpt::perplexity(&mut s, &ids, r.ppl_context, None, |id| tok.token_bytes(id)).unwrap();
         assert_eq!(p.tokens_scored, r.ppl_tokens_scored, "{m}");
         let rel = (p.nll_mean - r.ppl_nll_mean).abs() / r.ppl_nll_mean;
-        assert!(rel < 1e-4, "{m}: nll {} vs {} (rel {rel:e})", p.nll_mean, r.ppl_nll_mean);
+        assert!(
+            rel < 1e-4,
+            "{m}: nll {} vs {} (rel {rel:e})",
+            p.nll_mean,
+            r.ppl_nll_mean
+        );
         let relb = (p.bits_per_byte - r.ppl_bits_per_byte).abs() / r.ppl_bits_per_byte;
-        assert!(relb < 1e-4, "{m}: bits/byte {} vs {}", p.bits_per_byte, r.ppl_bits_per_byte);
-        let p2 = wgpt::perplexity(&mut s, &ids, r.ppl_context, Some(2), |id| tok.token_bytes(id)).unwrap();
-        assert_eq!(p2.tokens_scored, r.ppl_chunks2_tokens_scored, "{m} chunks 2");
-        assert!((p2.nll_mean - r.ppl_chunks2_nll_mean).abs() / r.ppl_chunks2_nll_mean < 1e-4, "{m} chunks 2");
+        assert!(
+            relb < 1e-4,
+            "{m}: bits/byte {} vs {}",
+            p.bits_per_byte,
+            r.ppl_bits_per_byte
+        );
+        let p2 = wgpt::perplexity(&mut s, &ids, r.ppl_context, Some(2), |id| {
+            tok.token_bytes(id)
+        })
+        .unwrap();
+        assert_eq!(
+            p2.tokens_scored, r.ppl_chunks2_tokens_scored,
+            "{m} chunks 2"
+        );
+        assert!(
+            (p2.nll_mean - r.ppl_chunks2_nll_mean).abs() / r.ppl_chunks2_nll_mean < 1e-4,
+            "{m} chunks 2"
+        );
     }
 }

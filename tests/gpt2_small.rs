@@ -8,10 +8,22 @@ use wgpt::{gpu::test_gpu, Config, LoadOptions, Model, WeightDtype};
 fn decode_with_cache_equals_full_recompute() {
     let Some(gpu) = test_gpu() else { return };
     let cfg = Config::gpt2_preset("gpt2").unwrap();
-    let model = Model::synthetic(cfg, 7, &gpu, &LoadOptions { dtype: Some(WeightDtype::F32), ..Default::default() }).unwrap();
+    let model = Model::synthetic(
+        cfg,
+        7,
+        &gpu,
+        &LoadOptions {
+            dtype: Some(WeightDtype::F32),
+            ..Default::default()
+        },
+    )
+    .unwrap();
     let binding = gpu.limits().max_storage_buffer_binding_size;
     if binding < 154_389_504 {
-        assert!(model.info().embedding_buffers > 1, "wte must be split on this adapter");
+        assert!(
+            model.info().embedding_buffers > 1,
+            "wte must be split on this adapter"
+        );
     }
     let tokens: Vec<u32> = vec![50256, 464, 2068, 7586, 21831, 18045, 625, 262, 16931, 3290];
     let mut s = model.session().unwrap();
@@ -25,8 +37,15 @@ fn decode_with_cache_equals_full_recompute() {
     assert_eq!(s.position(), tokens.len());
     let scale = full.iter().fold(0f32, |m, x| m.max(x.abs()));
     assert!(scale > 0.0);
-    let err = full.iter().zip(&last).map(|(a, b)| (a - b).abs()).fold(0f32, f32::max);
-    assert!(err <= 1e-4 * scale + 1e-6, "decode vs recompute: max error {err}, logit scale {scale}");
+    let err = full
+        .iter()
+        .zip(&last)
+        .map(|(a, b)| (a - b).abs())
+        .fold(0f32, f32::max);
+    assert!(
+        err <= 1e-4 * scale + 1e-6,
+        "decode vs recompute: max error {err}, logit scale {scale}"
+    );
     // Tokens in the top rows of the vocabulary live in the second wte buffer.
     let l = s.forward(&[50255]).unwrap();
     assert_eq!(l.len(), 50257);

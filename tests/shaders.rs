@@ -6,19 +6,37 @@ fn shaders_translate_to_spirv_msl_hlsl() {
     let sources = wgpt::kernels::shader_sources();
     assert!(sources.len() >= 7);
     for (name, src) in sources {
-        let module = naga::front::wgsl::parse_str(&src).unwrap_or_else(|e| panic!("{name}: {}", e.emit_to_string(&src)));
-        let info = naga::valid::Validator::new(naga::valid::ValidationFlags::all(), naga::valid::Capabilities::all())
-            .validate(&module)
-            .unwrap_or_else(|e| panic!("{name}: validation: {e:?}"));
-        let spv = naga::back::spv::write_vec(&module, &info, &naga::back::spv::Options::default(), None).unwrap_or_else(|e| panic!("{name}: SPIR-V: {e}"));
+        let module = naga::front::wgsl::parse_str(&src)
+            .unwrap_or_else(|e| panic!("{name}: {}", e.emit_to_string(&src)));
+        let info = naga::valid::Validator::new(
+            naga::valid::ValidationFlags::all(),
+            naga::valid::Capabilities::all(),
+        )
+        .validate(&module)
+        .unwrap_or_else(|e| panic!("{name}: validation: {e:?}"));
+        let spv =
+            naga::back::spv::write_vec(&module, &info, &naga::back::spv::Options::default(), None)
+                .unwrap_or_else(|e| panic!("{name}: SPIR-V: {e}"));
         assert!(spv.len() > 100);
-        let (msl, _) = naga::back::msl::write_string(&module, &info, &naga::back::msl::Options::default(), &naga::back::msl::PipelineOptions::default())
-            .unwrap_or_else(|e| panic!("{name}: MSL: {e}"));
+        let (msl, _) = naga::back::msl::write_string(
+            &module,
+            &info,
+            &naga::back::msl::Options::default(),
+            &naga::back::msl::PipelineOptions::default(),
+        )
+        .unwrap_or_else(|e| panic!("{name}: MSL: {e}"));
         assert!(msl.contains("kernel"), "{name}: MSL has no kernel");
         let mut hlsl = String::new();
-        let (opts, popts) = (naga::back::hlsl::Options::default(), naga::back::hlsl::PipelineOptions::default());
+        let (opts, popts) = (
+            naga::back::hlsl::Options::default(),
+            naga::back::hlsl::PipelineOptions::default(),
+        );
         let mut w = naga::back::hlsl::Writer::new(&mut hlsl, &opts, &popts);
-        w.write(&module, &info, None).unwrap_or_else(|e| panic!("{name}: HLSL: {e}"));
-        assert!(hlsl.contains("[numthreads("), "{name}: HLSL has no compute entry");
+        w.write(&module, &info, None)
+            .unwrap_or_else(|e| panic!("{name}: HLSL: {e}"));
+        assert!(
+            hlsl.contains("[numthreads("),
+            "{name}: HLSL has no compute entry"
+        );
     }
 }

@@ -10,7 +10,8 @@ fn gpt2_known_ids_and_round_trip() {
     assert_eq!(tok.vocab_size(), 50257);
     assert_eq!(tok.encode("Hello world").unwrap(), vec![15496, 995]);
     assert_eq!(tok.token_to_id("<|endoftext|>"), Some(50256));
-    let text = "ROMEO: But soft, what light through yonder window breaks? — naïve café 日本語 🤖\n\tend";
+    let text =
+        "ROMEO: But soft, what light through yonder window breaks? — naïve café 日本語 🤖\n\tend";
     let ids = tok.encode(text).unwrap();
     assert_eq!(tok.decode(&ids).unwrap(), text);
     // Byte lengths of the tokens add up to the text's UTF-8 length.

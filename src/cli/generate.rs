@@ -15,7 +15,12 @@ pub struct GenerateArgs {
     #[command(flatten)]
     device: DeviceArgs,
     /// The prompt text.
-    #[arg(long, short = 'p', conflicts_with = "prompt_file", required_unless_present = "prompt_file")]
+    #[arg(
+        long,
+        short = 'p',
+        conflicts_with = "prompt_file",
+        required_unless_present = "prompt_file"
+    )]
     prompt: Option<String>,
     /// Read the prompt from a UTF-8 file.
     #[arg(long)]
@@ -47,39 +52,70 @@ pub struct GenerateArgs {
 }
 
 fn parse_f32(s: &str) -> Result<f32, String> {
-    s.parse::<f32>().map_err(|_| format!("`{s}` is not a number")).and_then(|v| if v.is_finite() { Ok(v) } else { Err("must be finite".into()) })
+    s.parse::<f32>()
+        .map_err(|_| format!("`{s}` is not a number"))
+        .and_then(|v| {
+            if v.is_finite() {
+                Ok(v)
+            } else {
+                Err("must be finite".into())
+            }
+        })
 }
 
 fn non_negative(s: &str) -> Result<f32, String> {
     let v = parse_f32(s)?;
-    if v < 0.0 { Err(format!("must be ≥ 0, got {v}")) } else { Ok(v) }
+    if v < 0.0 {
+        Err(format!("must be ≥ 0, got {v}"))
+    } else {
+        Ok(v)
+    }
 }
 
 fn positive(s: &str) -> Result<f32, String> {
     let v = parse_f32(s)?;
-    if v <= 0.0 { Err(format!("must be > 0, got {v}")) } else { Ok(v) }
+    if v <= 0.0 {
+        Err(format!("must be > 0, got {v}"))
+    } else {
+        Ok(v)
+    }
 }
 
 fn unit_interval(s: &str) -> Result<f32, String> {
     let v = parse_f32(s)?;
-    if v <= 0.0 || v > 1.0 { Err(format!("must be in (0, 1], got {v}")) } else { Ok(v) }
+    if v <= 0.0 || v > 1.0 {
+        Err(format!("must be in (0, 1], got {v}"))
+    } else {
+        Ok(v)
+    }
 }
 
 pub fn run(a: GenerateArgs) -> anyhow::Result<()> {
     let prompt = match (&a.prompt, &a.prompt_file) {
         (Some(p), _) => p.clone(),
         (None, Some(f)) => {
-            let bytes = std::fs::read(f).map_err(|e| wgpt::Error::InvalidInput(format!("cannot read prompt file {}: {e}", f.display())))?;
-            String::from_utf8(bytes).map_err(|e| wgpt::Error::InvalidInput(format!("prompt file {} is not valid UTF-8 (byte {})", f.display(), e.utf8_error().valid_up_to())))?
+            let bytes = std::fs::read(f).map_err(|e| {
+                wgpt::Error::InvalidInput(format!("cannot read prompt file {}: {e}", f.display()))
+            })?;
+            String::from_utf8(bytes).map_err(|e| {
+                wgpt::Error::InvalidInput(format!(
+                    "prompt file {} is not valid UTF-8 (byte {})",
+                    f.display(),
+                    e.utf8_error().valid_up_to()
+                ))
+            })?
         }
         (None, None) => unreachable!("clap requires --prompt or --prompt-file"),
     };
     if prompt.is_empty() {
         return Err(wgpt::Error::InvalidInput("the prompt is empty".into()).into());
     }
+    a.model.check()?;
     let gpu = a.device.gpu()?;
     let model = a.model.load(&gpu)?;
-    let tok = model.tokenizer().ok_or_else(|| wgpt::Error::InvalidInput("the model has no tokenizer".into()))?;
+    let tok = model
+        .tokenizer()
+        .ok_or_else(|| wgpt::Error::InvalidInput("the model has no tokenizer".into()))?;
     let mut ids = tok.encode(&prompt)?;
     let n_ctx = model.config().n_positions;
     if ids.len() > n_ctx {
@@ -94,7 +130,13 @@ pub fn run(a: GenerateArgs) -> anyhow::Result<()> {
         ids.drain(..ids.len() - keep);
         log::warn!("prompt truncated to its last {keep} tokens");
     }
-    let sampler = SamplerConfig { temperature: a.temperature, top_k: a.top_k, top_p: a.top_p, repeat_penalty: a.repeat_penalty, seed: a.seed };
+    let sampler = SamplerConfig {
+        temperature: a.temperature,
+        top_k: a.top_k,
+        top_p: a.top_p,
+        repeat_penalty: a.repeat_penalty,
+        seed: a.seed,
+    };
     let mut session = model.session()?;
     let mut gen = session.generate_ids(&ids, sampler, a.max_tokens)?;
     let mut text = String::new();

@@ -21,21 +21,43 @@ pub fn run(a: InfoArgs) -> anyhow::Result<()> {
     let gpu = a.device.gpu()?;
     let l = gpu.limits();
     println!("chosen: {}", gpu.adapter());
-    println!("  max_storage_buffer_binding_size {}", l.max_storage_buffer_binding_size);
+    println!(
+        "  max_storage_buffer_binding_size {}",
+        l.max_storage_buffer_binding_size
+    );
     println!("  max_buffer_size {}", l.max_buffer_size);
-    println!("  max_compute_workgroup_storage_size {}", l.max_compute_workgroup_storage_size);
-    println!("  max_compute_invocations_per_workgroup {}", l.max_compute_invocations_per_workgroup);
-    println!("  max_compute_workgroups_per_dimension {}", l.max_compute_workgroups_per_dimension);
+    println!(
+        "  max_compute_workgroup_storage_size {}",
+        l.max_compute_workgroup_storage_size
+    );
+    println!(
+        "  max_compute_invocations_per_workgroup {}",
+        l.max_compute_invocations_per_workgroup
+    );
+    println!(
+        "  max_compute_workgroups_per_dimension {}",
+        l.max_compute_workgroups_per_dimension
+    );
     println!("  features enabled: {:?}", gpu.features());
     let model = a.model.load(&gpu)?;
     let c = model.config();
     let i = model.info();
     println!("model: {}", i.origin);
-    println!("  n_layer {} n_head {} n_embd {} n_inner {} n_positions {} vocab_size {}", c.n_layer, c.n_head, c.n_embd, c.n_inner, c.n_positions, c.vocab_size);
-    println!("  activation {:?}, tied head {}", c.activation, c.tie_word_embeddings);
+    println!(
+        "  n_layer {} n_head {} n_embd {} n_inner {} n_positions {} vocab_size {}",
+        c.n_layer, c.n_head, c.n_embd, c.n_inner, c.n_positions, c.vocab_size
+    );
+    println!(
+        "  activation {:?}, tied head {}",
+        c.activation, c.tie_word_embeddings
+    );
     println!("  parameters {}", i.n_params);
     let dts: Vec<String> = i.file_dtypes.iter().map(|d| d.to_string()).collect();
     println!("  file dtypes {}; on GPU {}", dts.join(", "), i.dtype);
-    println!("  weights on GPU {} bytes ({:.1} MB)", i.weight_bytes, i.weight_bytes as f64 / 1e6);
+    println!(
+        "  weights on GPU {} bytes ({:.1} MB)",
+        i.weight_bytes,
+        i.weight_bytes as f64 / 1e6
+    );
     Ok(())
 }

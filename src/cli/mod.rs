@@ -17,7 +17,11 @@ pub const EXIT_INPUT: i32 = 2;
 pub const EXIT_DEVICE: i32 = 3;
 
 #[derive(Parser)]
-#[command(name = "wgpt", version, about = "GPT-2-family inference on wgpu (Vulkan, Metal, DX12, GL, lavapipe)")]
+#[command(
+    name = "wgpt",
+    version,
+    about = "GPT-2-family inference on wgpu (Vulkan, Metal, DX12, GL, lavapipe)"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -49,7 +53,11 @@ pub struct DeviceArgs {
 
 impl DeviceArgs {
     pub fn options(&self) -> GpuOptions {
-        GpuOptions { backend: self.backend.clone(), adapter: self.adapter.clone(), prefer_cpu: self.cpu }
+        GpuOptions {
+            backend: self.backend.clone(),
+            adapter: self.adapter.clone(),
+            prefer_cpu: self.cpu,
+        }
     }
 
     pub fn gpu(&self) -> anyhow::Result<Gpu> {
@@ -78,8 +86,23 @@ fn parse_dtype(s: &str) -> Result<WeightDtype, String> {
 }
 
 impl ModelArgs {
+    /// Fails fast, before any adapter is opened, when the directory does not exist.
+    pub fn check(&self) -> anyhow::Result<()> {
+        match &self.model {
+            Some(dir) if !dir.is_dir() => Err(wgpt::Error::InvalidInput(format!(
+                "model directory {} does not exist",
+                dir.display()
+            ))
+            .into()),
+            _ => Ok(()),
+        }
+    }
+
     pub fn load(&self, gpu: &Gpu) -> anyhow::Result<Model> {
-        let opts = LoadOptions { dtype: self.dtype, ..Default::default() };
+        let opts = LoadOptions {
+            dtype: self.dtype,
+            ..Default::default()
+        };
         match &self.model {
             Some(dir) => Ok(Model::load(dir, gpu, &opts)?),
             None => default_model(gpu, &opts),
@@ -94,7 +117,10 @@ fn default_model(gpu: &Gpu, opts: &LoadOptions) -> anyhow::Result<Model> {
 
 #[cfg(not(feature = "default-model"))]
 fn default_model(_gpu: &Gpu, _opts: &LoadOptions) -> anyhow::Result<Model> {
-    Err(wgpt::Error::InvalidInput("this build has no built-in model (feature `default-model`); pass --model DIR".into()).into())
+    Err(wgpt::Error::InvalidInput(
+        "this build has no built-in model (feature `default-model`); pass --model DIR".into(),
+    )
+    .into())
 }
 
 /// Parses arguments, runs the command, prints any error as one line; returns the exit code.

@@ -27,16 +27,24 @@ pub struct PerplexityArgs {
 }
 
 pub fn run(a: PerplexityArgs) -> anyhow::Result<()> {
-    let bytes = std::fs::read(&a.file).map_err(|e| wgpt::Error::InvalidInput(format!("cannot read {}: {e}", a.file.display())))?;
-    let text = String::from_utf8(bytes).map_err(|_| wgpt::Error::InvalidInput(format!("{} is not valid UTF-8", a.file.display())))?;
+    let bytes = std::fs::read(&a.file)
+        .map_err(|e| wgpt::Error::InvalidInput(format!("cannot read {}: {e}", a.file.display())))?;
+    let text = String::from_utf8(bytes).map_err(|_| {
+        wgpt::Error::InvalidInput(format!("{} is not valid UTF-8", a.file.display()))
+    })?;
+    a.model.check()?;
     let gpu = a.device.gpu()?;
     let model = a.model.load(&gpu)?;
-    let tok = model.tokenizer().ok_or_else(|| wgpt::Error::InvalidInput("the model has no tokenizer".into()))?;
+    let tok = model
+        .tokenizer()
+        .ok_or_else(|| wgpt::Error::InvalidInput("the model has no tokenizer".into()))?;
     let ids = tok.encode(&text)?;
     let context = a.context.unwrap_or(model.config().n_positions);
     let mut session = model.session()?;
     let t0 = std::time::Instant::now();
-    let r = wgpt::perplexity(&mut session, &ids, context, a.chunks, |id| tok.token_bytes(id))?;
+    let r = wgpt::perplexity(&mut session, &ids, context, a.chunks, |id| {
+        tok.token_bytes(id)
+    })?;
     let secs = t0.elapsed().as_secs_f64();
     if a.json {
         let obj = serde_json::json!({
@@ -55,7 +63,13 @@ pub fn run(a: PerplexityArgs) -> anyhow::Result<()> {
         println!("nll_mean      {:.6}", r.nll_mean);
         println!("tokens_scored {}", r.tokens_scored);
         println!("bits_per_byte {:.4}", r.bits_per_byte);
-        eprintln!("[{} windows of ≤ {context} tokens, {:.1} s, {:.0} tok/s on {}]", r.windows, secs, r.tokens_scored as f64 / secs, gpu.adapter().name);
+        eprintln!(
+            "[{} windows of ≤ {context} tokens, {:.1} s, {:.0} tok/s on {}]",
+            r.windows,
+            secs,
+            r.tokens_scored as f64 / secs,
+            gpu.adapter().name
+        );
     }
     Ok(())
 }

@@ -32,5 +32,13 @@ pub(crate) fn attention(
         hd4: (c / n_head / 4) as u32,
         scale,
     };
-    Dispatch::new(gpu, "attention", &k.attention, step, &params, &[qkv, k_cache, v_cache, out], Grid::TokenGroups { y: n_head as u32 })
+    Dispatch::new(
+        gpu,
+        "attention",
+        &k.attention,
+        step,
+        &params,
+        &[qkv, k_cache, v_cache, out],
+        Grid::TokenGroups { y: n_head as u32 },
+    )
 }

@@ -34,5 +34,15 @@ pub(crate) fn embed(
         row_end: rows.end as u32,
     };
     let pipe = Kernels::by_dtype(&k.embed, dtype);
-    Dispatch::new(gpu, "embed", pipe, step, &params, &[wte_chunk, tokens, wpe, x], Grid::PerToken { x: cp4.div_ceil(64) })
+    Dispatch::new(
+        gpu,
+        "embed",
+        pipe,
+        step,
+        &params,
+        &[wte_chunk, tokens, wpe, x],
+        Grid::PerToken {
+            x: cp4.div_ceil(64),
+        },
+    )
 }

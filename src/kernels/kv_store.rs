@@ -24,5 +24,15 @@ pub(crate) fn kv_store(
         c: c as u32,
         _pad: [0; 3],
     };
-    Dispatch::new(gpu, "kv_store", &k.kv_store, step, &params, &[qkv, k_cache, v_cache], Grid::PerToken { x: (c as u32).div_ceil(64) })
+    Dispatch::new(
+        gpu,
+        "kv_store",
+        &k.kv_store,
+        step,
+        &params,
+        &[qkv, k_cache, v_cache],
+        Grid::PerToken {
+            x: (c as u32).div_ceil(64),
+        },
+    )
 }

@@ -29,5 +29,13 @@ pub(crate) fn layer_norm(
         eps,
         _pad: [0; 2],
     };
-    Dispatch::new(gpu, "layer_norm", &k.layer_norm, step, &params, &[x, gamma, beta, y], Grid::TokenGroups { y: 1 })
+    Dispatch::new(
+        gpu,
+        "layer_norm",
+        &k.layer_norm,
+        step,
+        &params,
+        &[x, gamma, beta, y],
+        Grid::TokenGroups { y: 1 },
+    )
 }

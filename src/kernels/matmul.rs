@@ -64,5 +64,13 @@ pub(crate) fn matmul(
     } else {
         Grid::TokenBlocks { x: x_groups }
     };
-    Dispatch::new(gpu, "matmul", Kernels::by_dtype(&k.matmul, dtype), step, &params, &[w, x, b, y], grid)
+    Dispatch::new(
+        gpu,
+        "matmul",
+        Kernels::by_dtype(&k.matmul, dtype),
+        step,
+        &params,
+        &[w, x, b, y],
+        grid,
+    )
 }

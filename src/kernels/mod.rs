@@ -67,8 +67,14 @@ fn weights_src(dtype: WeightDtype) -> &'static str {
 pub fn shader_sources() -> Vec<(String, String)> {
     let mut out = Vec::new();
     for dt in [WeightDtype::F32, WeightDtype::F16] {
-        out.push((format!("matmul_{dt}"), [COMMON, ACTIVATIONS, weights_src(dt), MATMUL].concat()));
-        out.push((format!("embed_{dt}"), [COMMON, weights_src(dt), EMBED].concat()));
+        out.push((
+            format!("matmul_{dt}"),
+            [COMMON, ACTIVATIONS, weights_src(dt), MATMUL].concat(),
+        ));
+        out.push((
+            format!("embed_{dt}"),
+            [COMMON, weights_src(dt), EMBED].concat(),
+        ));
     }
     out.push(("layer_norm".into(), [COMMON, LAYER_NORM].concat()));
     out.push(("kv_store".into(), [COMMON, KV_STORE].concat()));
@@ -87,20 +93,24 @@ pub(crate) struct Kernels {
 
 impl Kernels {
     pub fn new(gpu: &Gpu) -> Self {
-        let sources: std::collections::HashMap<String, String> = shader_sources().into_iter().collect();
+        let sources: std::collections::HashMap<String, String> =
+            shader_sources().into_iter().collect();
         let make = |name: &str| {
-            let module = gpu.device.create_shader_module(wgpu::ShaderModuleDescriptor {
-                label: Some(name),
-                source: wgpu::ShaderSource::Wgsl(sources[name].as_str().into()),
-            });
-            gpu.device.create_compute_pipeline(&wgpu::ComputePipelineDescriptor {
-                label: Some(name),
-                layout: None,
-                module: &module,
-                entry_point: Some("main"),
-                compilation_options: Default::default(),
-                cache: None,
-            })
+            let module = gpu
+                .device
+                .create_shader_module(wgpu::ShaderModuleDescriptor {
+                    label: Some(name),
+                    source: wgpu::ShaderSource::Wgsl(sources[name].as_str().into()),
+                });
+            gpu.device
+                .create_compute_pipeline(&wgpu::ComputePipelineDescriptor {
+                    label: Some(name),
+                    layout: None,
+                    module: &module,
+                    entry_point: Some("main"),
+                    compilation_options: Default::default(),
+                    cache: None,
+                })
         };
         Kernels {
             matmul: [make("matmul_f32"), make("matmul_f16")],
@@ -111,7 +121,10 @@ impl Kernels {
         }
     }
 
-    pub fn by_dtype(pipes: &[wgpu::ComputePipeline; 2], dtype: WeightDtype) -> &wgpu::ComputePipeline {
+    pub fn by_dtype(
+        pipes: &[wgpu::ComputePipeline; 2],
+        dtype: WeightDtype,
+    ) -> &wgpu::ComputePipeline {
         match dtype {
             WeightDtype::F32 => &pipes[0],
             WeightDtype::F16 => &pipes[1],

@@ -17,7 +17,15 @@ impl Harness {
     fn new() -> Option<Self> {
         let gpu = test_gpu()?;
         let k = Kernels::new(&gpu);
-        let step = gpu.uniform("step", &Step { n_tokens: 0, pos: 0, row0: 0, n_rows: 0 });
+        let step = gpu.uniform(
+            "step",
+            &Step {
+                n_tokens: 0,
+                pos: 0,
+                row0: 0,
+                n_rows: 0,
+            },
+        );
         Some(Harness { gpu, k, step })
     }
 
@@ -28,15 +36,30 @@ impl Harness {
     fn buf_bytes(&self, data: &[u8]) -> wgpu::Buffer {
         let b = self
             .gpu
-            .buffer("test", data.len() as u64, wgpu::BufferUsages::STORAGE | wgpu::BufferUsages::COPY_DST | wgpu::BufferUsages::COPY_SRC)
+            .buffer(
+                "test",
+                data.len() as u64,
+                wgpu::BufferUsages::STORAGE
+                    | wgpu::BufferUsages::COPY_DST
+                    | wgpu::BufferUsages::COPY_SRC,
+            )
             .unwrap();
         self.gpu.queue.write_buffer(&b, 0, data);
         b
     }
 
     fn run(&self, ds: &[&Dispatch], step: Step, out: &wgpu::Buffer, len: usize) -> Vec<f32> {
-        self.gpu.queue.write_buffer(&self.step, 0, bytemuck::bytes_of(&step));
-        let staging = self.gpu.buffer("staging", (len * 4) as u64, wgpu::BufferUsages::MAP_READ | wgpu::BufferUsages::COPY_DST).unwrap();
+        self.gpu
+            .queue
+            .write_buffer(&self.step, 0, bytemuck::bytes_of(&step));
+        let staging = self
+            .gpu
+            .buffer(
+                "staging",
+                (len * 4) as u64,
+                wgpu::BufferUsages::MAP_READ | wgpu::BufferUsages::COPY_DST,
+            )
+            .unwrap();
         let mut enc = self.gpu.device.create_command_encoder(&Default::default());
         {
             let mut pass = enc.begin_compute_pass(&Default::default());
@@ -46,20 +69,27 @@ impl Harness {
         }
         enc.copy_buffer_to_buffer(out, 0, &staging, 0, (len * 4) as u64);
         let mut bytes = Vec::new();
-        self.gpu.submit_and_read(enc, &staging, (len * 4) as u64, &mut bytes).unwrap();
+        self.gpu
+            .submit_and_read(enc, &staging, (len * 4) as u64, &mut bytes)
+            .unwrap();
         bytemuck::cast_slice(&bytes).to_vec()
     }
 }
 
 fn random(rng: &mut Rng, n: usize, scale: f32) -> Vec<f32> {
-    (0..n).map(|_| (rng.next_f32() * 2.0 - 1.0) * scale).collect()
+    (0..n)
+        .map(|_| (rng.next_f32() * 2.0 - 1.0) * scale)
+        .collect()
 }
 
 fn assert_close(got: &[f32], want: &[f32], what: &str) {
     assert_eq!(got.len(), want.len(), "{what}: length");
     for (i, (g, w)) in got.iter().zip(want).enumerate() {
         let tol = 1e-4 + 1e-4 * w.abs();
-        assert!((g - w).abs() <= tol, "{what}: element {i}: gpu {g} vs reference {w}");
+        assert!(
+            (g - w).abs() <= tol,
+            "{what}: element {i}: gpu {g} vs reference {w}"
+        );
     }
 }
 
@@ -80,7 +110,13 @@ fn pack(w: &[f32], n: usize, k: usize, dtype: WeightDtype) -> (Vec<u8>, Vec<f32>
     }
     let bytes = match dtype {
         WeightDtype::F32 => bytemuck::cast_slice(&padded).to_vec(),
-        WeightDtype::F16 => bytemuck::cast_slice(&padded.iter().map(|&v| half::f16::from_f32(v)).collect::<Vec<_>>()).to_vec(),
+        WeightDtype::F16 => bytemuck::cast_slice(
+            &padded
+                .iter()
+                .map(|&v| half::f16::from_f32(v))
+                .collect::<Vec<_>>(),
+        )
+        .to_vec(),
     };
     (bytes, seen)
 }
@@ -89,7 +125,14 @@ fn pack(w: &[f32], n: usize, k: usize, dtype: WeightDtype) -> (Vec<u8>, Vec<f32>
 fn matmul_matches_reference() {
     let Some(h) = Harness::new() else { return };
     let mut rng = Rng::new(1);
-    let shapes = [(1, 1, 1), (7, 65, 7), (5, 769, 33), (65, 7, 1), (1, 768, 65), (9, 96, 260)];
+    let shapes = [
+        (1, 1, 1),
+        (7, 65, 7),
+        (5, 769, 33),
+        (65, 7, 1),
+        (1, 768, 65),
+        (9, 96, 260),
+    ];
     for dtype in [WeightDtype::F32, WeightDtype::F16] {
         for (i, &(rows, k, n)) in shapes.iter().enumerate() {
             let act = (i % 4) as u32;
@@ -100,9 +143,27 @@ fn matmul_matches_reference() {
             let y0 = random(&mut rng, rows * n, 1.0);
             let (wb, wseen) = pack(&w, n, k, dtype);
             let (xb, wbuf, bb, yb) = (h.buf(&x), h.buf_bytes(&wb), h.buf(&b), h.buf(&y0));
-            let spec = MatmulSpec { k, n, ld_y: n, y_col0: 0, act, accumulate, lm_rows: false };
+            let spec = MatmulSpec {
+                k,
+                n,
+                ld_y: n,
+                y_col0: 0,
+                act,
+                accumulate,
+                lm_rows: false,
+            };
             let d = matmul(&h.gpu, &h.k, &h.step, spec, dtype, &xb, &wbuf, &bb, &yb);
-            let got = h.run(&[&d], Step { n_tokens: rows as u32, pos: 0, row0: 0, n_rows: 0 }, &yb, rows * n);
+            let got = h.run(
+                &[&d],
+                Step {
+                    n_tokens: rows as u32,
+                    pos: 0,
+                    row0: 0,
+                    n_rows: 0,
+                },
+                &yb,
+                rows * n,
+            );
             let mut want = reference::linear(&x, &wseen, &b, k, n);
             for (j, v) in want.iter_mut().enumerate() {
                 *v = match act {
@@ -115,7 +176,11 @@ fn matmul_matches_reference() {
                     *v += y0[j];
                 }
             }
-            assert_close(&got, &want, &format!("matmul {dtype} rows={rows} k={k} n={n} act={act} acc={accumulate}"));
+            assert_close(
+                &got,
+                &want,
+                &format!("matmul {dtype} rows={rows} k={k} n={n} act={act} acc={accumulate}"),
+            );
         }
     }
 }
@@ -131,16 +196,51 @@ fn matmul_lm_head_window_writes_column_slice() {
     let (wb, wseen) = pack(&w, n, k, WeightDtype::F32);
     let (xb, wbuf, bb) = (h.buf(&x), h.buf_bytes(&wb), h.buf(&zeros));
     let yb = h.buf(&vec![0f32; 3 * ld]);
-    let spec = MatmulSpec { k, n, ld_y: ld, y_col0: col0, act: 0, accumulate: false, lm_rows: true };
-    let d = matmul(&h.gpu, &h.k, &h.step, spec, WeightDtype::F32, &xb, &wbuf, &bb, &yb);
+    let spec = MatmulSpec {
+        k,
+        n,
+        ld_y: ld,
+        y_col0: col0,
+        act: 0,
+        accumulate: false,
+        lm_rows: true,
+    };
+    let d = matmul(
+        &h.gpu,
+        &h.k,
+        &h.step,
+        spec,
+        WeightDtype::F32,
+        &xb,
+        &wbuf,
+        &bb,
+        &yb,
+    );
     // Rows 5..8 of x into rows 0..3 of y, columns 17..28.
-    let got = h.run(&[&d], Step { n_tokens: rows as u32, pos: 0, row0: 5, n_rows: 3 }, &yb, 3 * ld);
+    let got = h.run(
+        &[&d],
+        Step {
+            n_tokens: rows as u32,
+            pos: 0,
+            row0: 5,
+            n_rows: 3,
+        },
+        &yb,
+        3 * ld,
+    );
     let full = reference::linear(&x, &wseen, &zeros, k, n);
     for r in 0..3 {
         for c in 0..ld {
-            let want = if (col0..col0 + n).contains(&c) { full[(5 + r) * n + c - col0] } else { 0.0 };
+            let want = if (col0..col0 + n).contains(&c) {
+                full[(5 + r) * n + c - col0]
+            } else {
+                0.0
+            };
             let g = got[r * ld + c];
-            assert!((g - want).abs() <= 1e-4 + 1e-4 * want.abs(), "row {r} col {c}: {g} vs {want}");
+            assert!(
+                (g - want).abs() <= 1e-4 + 1e-4 * want.abs(),
+                "row {r} col {c}: {g} vs {want}"
+            );
         }
     }
 }
@@ -150,13 +250,35 @@ fn layer_norm_matches_reference() {
     let Some(h) = Harness::new() else { return };
     let mut rng = Rng::new(3);
     for (rows, c) in [(1, 1), (7, 7), (65, 65), (3, 769)] {
-        let x: Vec<f32> = random(&mut rng, rows * c, 3.0).iter().map(|v| v + 1.5).collect();
+        let x: Vec<f32> = random(&mut rng, rows * c, 3.0)
+            .iter()
+            .map(|v| v + 1.5)
+            .collect();
         let g = random(&mut rng, c, 1.0);
         let b = random(&mut rng, c, 1.0);
-        let (xb, gb, bb, yb) = (h.buf(&x), h.buf(&g), h.buf(&b), h.buf(&vec![0f32; rows * c]));
+        let (xb, gb, bb, yb) = (
+            h.buf(&x),
+            h.buf(&g),
+            h.buf(&b),
+            h.buf(&vec![0f32; rows * c]),
+        );
         let d = layer_norm(&h.gpu, &h.k, &h.step, c, 1e-5, &xb, &gb, &bb, &yb);
-        let got = h.run(&[&d], Step { n_tokens: rows as u32, pos: 0, row0: 0, n_rows: 0 }, &yb, rows * c);
-        assert_close(&got, &reference::layer_norm(&x, &g, &b, c, 1e-5), &format!("layer_norm rows={rows} c={c}"));
+        let got = h.run(
+            &[&d],
+            Step {
+                n_tokens: rows as u32,
+                pos: 0,
+                row0: 0,
+                n_rows: 0,
+            },
+            &yb,
+            rows * c,
+        );
+        assert_close(
+            &got,
+            &reference::layer_norm(&x, &g, &b, c, 1e-5),
+            &format!("layer_norm rows={rows} c={c}"),
+        );
     }
 }
 
@@ -170,7 +292,11 @@ fn embed_gathers_across_chunks() {
     let wte = random(&mut rng, v * c, 1.0);
     let wpe = random(&mut rng, n_pos * c, 1.0);
     for dtype in [WeightDtype::F32, WeightDtype::F16] {
-        let (wpb, tb, xb) = (h.buf(&wpe), h.buf_bytes(bytemuck::cast_slice(&tokens)), h.buf(&vec![0f32; t * c]));
+        let (wpb, tb, xb) = (
+            h.buf(&wpe),
+            h.buf_bytes(bytemuck::cast_slice(&tokens)),
+            h.buf(&vec![0f32; t * c]),
+        );
         // Two chunks: rows 0..11 and 11..23.
         let mut ds = Vec::new();
         let mut seen = vec![0f32; v * c];
@@ -181,10 +307,31 @@ fn embed_gathers_across_chunks() {
             bufs.push((h.buf_bytes(&bytes), r0, r1));
         }
         for (b, r0, r1) in &bufs {
-            ds.push(embed(&h.gpu, &h.k, &h.step, c, *r0..*r1, dtype, b, &tb, &wpb, &xb));
+            ds.push(embed(
+                &h.gpu,
+                &h.k,
+                &h.step,
+                c,
+                *r0..*r1,
+                dtype,
+                b,
+                &tb,
+                &wpb,
+                &xb,
+            ));
         }
         let refs: Vec<&Dispatch> = ds.iter().collect();
-        let got = h.run(&refs, Step { n_tokens: t as u32, pos: pos as u32, row0: 0, n_rows: 0 }, &xb, t * c);
+        let got = h.run(
+            &refs,
+            Step {
+                n_tokens: t as u32,
+                pos: pos as u32,
+                row0: 0,
+                n_rows: 0,
+            },
+            &xb,
+            t * c,
+        );
         let mut want = vec![0f32; t * c];
         for (i, &tok) in tokens.iter().enumerate() {
             for j in 0..c {
@@ -200,28 +347,65 @@ fn attention_with_cache_matches_reference() {
     let Some(h) = Harness::new() else { return };
     let mut rng = Rng::new(5);
     // (T, pos, n_head, head_dim)
-    for (t, pos, n_head, hd) in [(1, 0, 1, 4), (7, 5, 3, 8), (1, 64, 12, 64), (65, 0, 5, 12), (3, 1, 2, 256)] {
+    for (t, pos, n_head, hd) in [
+        (1, 0, 1, 4),
+        (7, 5, 3, 8),
+        (1, 64, 12, 64),
+        (65, 0, 5, 12),
+        (3, 1, 2, 256),
+    ] {
         let c = n_head * hd;
         let n_pos = pos + t;
         let qkv = random(&mut rng, t * 3 * c, 2.0);
         // Earlier positions already in the cache.
         let mut kc = random(&mut rng, n_pos * c, 2.0);
         let mut vc = random(&mut rng, n_pos * c, 2.0);
-        let (qb, kb, vb, ob) = (h.buf(&qkv), h.buf(&kc), h.buf(&vc), h.buf(&vec![0f32; t * c]));
+        let (qb, kb, vb, ob) = (
+            h.buf(&qkv),
+            h.buf(&kc),
+            h.buf(&vc),
+            h.buf(&vec![0f32; t * c]),
+        );
         let scale = 1.0 / (hd as f32).sqrt();
         let store = kv_store(&h.gpu, &h.k, &h.step, c, &qb, &kb, &vb);
         let att = attention(&h.gpu, &h.k, &h.step, c, n_head, scale, &qb, &kb, &vb, &ob);
-        let got = h.run(&[&store, &att], Step { n_tokens: t as u32, pos: pos as u32, row0: 0, n_rows: 0 }, &ob, t * c);
+        let got = h.run(
+            &[&store, &att],
+            Step {
+                n_tokens: t as u32,
+                pos: pos as u32,
+                row0: 0,
+                n_rows: 0,
+            },
+            &ob,
+            t * c,
+        );
         let mut q = vec![0f32; t * c];
         for i in 0..t {
             q[i * c..(i + 1) * c].copy_from_slice(&qkv[i * 3 * c..i * 3 * c + c]);
-            kc[(pos + i) * c..(pos + i + 1) * c].copy_from_slice(&qkv[i * 3 * c + c..i * 3 * c + 2 * c]);
-            vc[(pos + i) * c..(pos + i + 1) * c].copy_from_slice(&qkv[i * 3 * c + 2 * c..i * 3 * c + 3 * c]);
+            kc[(pos + i) * c..(pos + i + 1) * c]
+                .copy_from_slice(&qkv[i * 3 * c + c..i * 3 * c + 2 * c]);
+            vc[(pos + i) * c..(pos + i + 1) * c]
+                .copy_from_slice(&qkv[i * 3 * c + 2 * c..i * 3 * c + 3 * c]);
         }
         let want = reference::attention(&q, &kc, &vc, t, pos, c, n_head, scale);
-        assert_close(&got, &want, &format!("attention T={t} pos={pos} heads={n_head} hd={hd}"));
+        assert_close(
+            &got,
+            &want,
+            &format!("attention T={t} pos={pos} heads={n_head} hd={hd}"),
+        );
         // The cache now holds the batch's keys and values.
-        let kgot = h.run(&[], Step { n_tokens: 0, pos: 0, row0: 0, n_rows: 0 }, &kb, n_pos * c);
+        let kgot = h.run(
+            &[],
+            Step {
+                n_tokens: 0,
+                pos: 0,
+                row0: 0,
+                n_rows: 0,
+            },
+            &kb,
+            n_pos * c,
+        );
         assert_close(&kgot, &kc, "k cache");
     }
 }
@@ -229,7 +413,18 @@ fn attention_with_cache_matches_reference() {
 #[test]
 fn reference_erf_is_accurate() {
     // Known values of erf.
-    for (x, want) in [(0.0, 0.0), (0.5, 0.5204998778130465), (1.0, 0.8427007929497149), (2.0, 0.9953222650189527), (3.0, 0.9999779095030014), (-1.5, -0.9661051464753108)] {
-        assert!((reference::erf(x) - want).abs() < 1e-12, "erf({x}) = {}", reference::erf(x));
+    for (x, want) in [
+        (0.0, 0.0),
+        (0.5, 0.5204998778130465),
+        (1.0, 0.8427007929497149),
+        (2.0, 0.9953222650189527),
+        (3.0, 0.9999779095030014),
+        (-1.5, -0.9661051464753108),
+    ] {
+        assert!(
+            (reference::erf(x) - want).abs() < 1e-12,
+            "erf({x}) = {}",
+            reference::erf(x)
+        );
     }
 }

@@ -5,7 +5,9 @@
 use crate::config::Config;
 use crate::error::Result;
 use crate::gpu::Gpu;
-use crate::kernels::{attention, embed, kv_store, layer_norm, matmul, Dispatch, Kernels, MatmulSpec};
+use crate::kernels::{
+    attention, embed, kv_store, layer_norm, matmul, Dispatch, Kernels, MatmulSpec,
+};
 use crate::model::weights::{Linear, RowChunks, Weights};
 
 /// The per-step uniform (`Step` in `shaders/common.wgsl`).
@@ -20,17 +22,17 @@ pub(crate) struct Step {
 
 /// GPU buffers of one session. B = max batch, R = logits rows per read-back.
 pub(crate) struct Activations {
-    pub step: wgpu::Buffer,   // Step uniform
-    pub tokens: wgpu::Buffer, // (B) u32
-    pub x: wgpu::Buffer,      // (B, C) residual stream
-    pub ln: wgpu::Buffer,     // (B, C) LayerNorm output
-    pub qkv: wgpu::Buffer,    // (B, 3C)
-    pub att: wgpu::Buffer,    // (B, C) attention output, heads concatenated
-    pub fc: wgpu::Buffer,     // (B, F) MLP hidden
+    pub step: wgpu::Buffer,         // Step uniform
+    pub tokens: wgpu::Buffer,       // (B) u32
+    pub x: wgpu::Buffer,            // (B, C) residual stream
+    pub ln: wgpu::Buffer,           // (B, C) LayerNorm output
+    pub qkv: wgpu::Buffer,          // (B, 3C)
+    pub att: wgpu::Buffer,          // (B, C) attention output, heads concatenated
+    pub fc: wgpu::Buffer,           // (B, F) MLP hidden
     pub k_cache: Vec<wgpu::Buffer>, // n_layer × (n_positions, C)
     pub v_cache: Vec<wgpu::Buffer>, // n_layer × (n_positions, C)
-    pub logits: wgpu::Buffer, // (R, V)
-    pub staging: wgpu::Buffer, // (R, V) mappable copy of logits
+    pub logits: wgpu::Buffer,       // (R, V)
+    pub staging: wgpu::Buffer,      // (R, V) mappable copy of logits
 }
 
 /// The dispatches of one decoder layer, in execution order.
@@ -73,18 +75,41 @@ pub(crate) fn session_bytes(cfg: &Config, max_batch: usize, logit_rows: usize) -
 }
 
 impl Plan {
-    pub fn new(gpu: &Gpu, k: &Kernels, cfg: &Config, w: &Weights, max_batch: usize, logit_rows: usize) -> Result<Self> {
+    pub fn new(
+        gpu: &Gpu,
+        k: &Kernels,
+        cfg: &Config,
+        w: &Weights,
+        max_batch: usize,
+        logit_rows: usize,
+    ) -> Result<Self> {
         let (c, f, v) = (cfg.n_embd, cfg.n_inner, cfg.vocab_size);
         let b = max_batch;
         let f32s = 4;
         let mut k_cache = Vec::with_capacity(cfg.n_layer);
         let mut v_cache = Vec::with_capacity(cfg.n_layer);
         for l in 0..cfg.n_layer {
-            k_cache.push(storage(gpu, &format!("k_cache.{l}"), cfg.n_positions * c * f32s)?);
-            v_cache.push(storage(gpu, &format!("v_cache.{l}"), cfg.n_positions * c * f32s)?);
+            k_cache.push(storage(
+                gpu,
+                &format!("k_cache.{l}"),
+                cfg.n_positions * c * f32s,
+            )?);
+            v_cache.push(storage(
+                gpu,
+                &format!("v_cache.{l}"),
+                cfg.n_positions * c * f32s,
+            )?);
         }
         let act = Activations {
-            step: gpu.uniform("step", &Step { n_tokens: 0, pos: 0, row0: 0, n_rows: 0 }),
+            step: gpu.uniform(
+                "step",
+                &Step {
+                    n_tokens: 0,
+                    pos: 0,
+                    row0: 0,
+                    n_rows: 0,
+                },
+            ),
             tokens: storage(gpu, "tokens", b * 4)?,
             x: storage(gpu, "x", b * c * f32s)?,
             ln: storage(gpu, "ln", b * c * f32s)?,
@@ -94,27 +119,75 @@ impl Plan {
             k_cache,
             v_cache,
             logits: storage(gpu, "logits", logit_rows * v * f32s)?,
-            staging: gpu.buffer("staging", (logit_rows * v * f32s) as u64, wgpu::BufferUsages::MAP_READ | wgpu::BufferUsages::COPY_DST)?,
+            staging: gpu.buffer(
+                "staging",
+                (logit_rows * v * f32s) as u64,
+                wgpu::BufferUsages::MAP_READ | wgpu::BufferUsages::COPY_DST,
+            )?,
         };
         let s = &act.step;
         let eps = cfg.layer_norm_epsilon;
-        let linear = |l: &Linear, x: &wgpu::Buffer, y: &wgpu::Buffer, act_code: u32, accumulate: bool| {
-            let spec = MatmulSpec { k: l.k, n: l.n, ld_y: l.n, y_col0: 0, act: act_code, accumulate, lm_rows: false };
-            matmul(gpu, k, s, spec, w.dtype, x, &l.w, &l.b, y)
+        let linear =
+            |l: &Linear, x: &wgpu::Buffer, y: &wgpu::Buffer, act_code: u32, accumulate: bool| {
+                let spec = MatmulSpec {
+                    k: l.k,
+                    n: l.n,
+                    ld_y: l.n,
+                    y_col0: 0,
+                    act: act_code,
+                    accumulate,
+                    lm_rows: false,
+                };
+                matmul(gpu, k, s, spec, w.dtype, x, &l.w, &l.b, y)
+            };
+        let scale = if cfg.scale_attn_weights {
+            1.0 / (cfg.head_dim() as f32).sqrt()
+        } else {
+            1.0
         };
-        let scale = if cfg.scale_attn_weights { 1.0 / (cfg.head_dim() as f32).sqrt() } else { 1.0 };
         let gelu = cfg.activation.shader_code();
         let layers = w
             .layers
             .iter()
             .enumerate()
             .map(|(l, lw)| LayerPlan {
-                ln_1: layer_norm(gpu, k, s, c, eps, &act.x, &lw.ln_1.gamma, &lw.ln_1.beta, &act.ln),
+                ln_1: layer_norm(
+                    gpu,
+                    k,
+                    s,
+                    c,
+                    eps,
+                    &act.x,
+                    &lw.ln_1.gamma,
+                    &lw.ln_1.beta,
+                    &act.ln,
+                ),
                 c_attn: linear(&lw.c_attn, &act.ln, &act.qkv, 0, false),
                 kv_store: kv_store(gpu, k, s, c, &act.qkv, &act.k_cache[l], &act.v_cache[l]),
-                attention: attention(gpu, k, s, c, cfg.n_head, scale, &act.qkv, &act.k_cache[l], &act.v_cache[l], &act.att),
+                attention: attention(
+                    gpu,
+                    k,
+                    s,
+                    c,
+                    cfg.n_head,
+                    scale,
+                    &act.qkv,
+                    &act.k_cache[l],
+                    &act.v_cache[l],
+                    &act.att,
+                ),
                 attn_proj: linear(&lw.attn_proj, &act.att, &act.x, 0, true),
-                ln_2: layer_norm(gpu, k, s, c, eps, &act.x, &lw.ln_2.gamma, &lw.ln_2.beta, &act.ln),
+                ln_2: layer_norm(
+                    gpu,
+                    k,
+                    s,
+                    c,
+                    eps,
+                    &act.x,
+                    &lw.ln_2.gamma,
+                    &lw.ln_2.beta,
+                    &act.ln,
+                ),
                 c_fc: linear(&lw.c_fc, &act.ln, &act.fc, gelu, false),
                 mlp_proj: linear(&lw.mlp_proj, &act.fc, &act.x, 0, true),
             })
@@ -123,19 +196,68 @@ impl Plan {
             .wte
             .chunks
             .iter()
-            .map(|(buf, r0, r1)| embed(gpu, k, s, c, *r0..*r1, w.dtype, buf, &act.tokens, &w.wpe, &act.x))
+            .map(|(buf, r0, r1)| {
+                embed(
+                    gpu,
+                    k,
+                    s,
+                    c,
+                    *r0..*r1,
+                    w.dtype,
+                    buf,
+                    &act.tokens,
+                    &w.wpe,
+                    &act.x,
+                )
+            })
             .collect();
-        let ln_f = layer_norm(gpu, k, s, c, eps, &act.x, &w.ln_f.gamma, &w.ln_f.beta, &act.ln);
+        let ln_f = layer_norm(
+            gpu,
+            k,
+            s,
+            c,
+            eps,
+            &act.x,
+            &w.ln_f.gamma,
+            &w.ln_f.beta,
+            &act.ln,
+        );
         let head: &RowChunks = w.head();
         let lm_head = head
             .chunks
             .iter()
             .map(|(buf, r0, r1)| {
-                let spec = MatmulSpec { k: c, n: r1 - r0, ld_y: v, y_col0: *r0, act: 0, accumulate: false, lm_rows: true };
-                matmul(gpu, k, s, spec, w.dtype, &act.ln, buf, &w.zero_bias, &act.logits)
+                let spec = MatmulSpec {
+                    k: c,
+                    n: r1 - r0,
+                    ld_y: v,
+                    y_col0: *r0,
+                    act: 0,
+                    accumulate: false,
+                    lm_rows: true,
+                };
+                matmul(
+                    gpu,
+                    k,
+                    s,
+                    spec,
+                    w.dtype,
+                    &act.ln,
+                    buf,
+                    &w.zero_bias,
+                    &act.logits,
+                )
             })
             .collect();
-        Ok(Plan { act, max_batch, logit_rows, embed, layers, ln_f, lm_head })
+        Ok(Plan {
+            act,
+            max_batch,
+            logit_rows,
+            embed,
+            layers,
+            ln_f,
+            lm_head,
+        })
     }
 
     /// Encodes the decoder for a batch of `t` tokens: embeddings, every layer, final LayerNorm.

@@ -82,13 +82,23 @@ impl Model {
     pub fn load(dir: impl AsRef<Path>, gpu: &Gpu, opts: &LoadOptions) -> Result<Self> {
         let dir = dir.as_ref();
         if !dir.is_dir() {
-            return Err(Error::io(dir, std::io::Error::new(std::io::ErrorKind::NotFound, "not a model directory")));
+            return Err(Error::io(
+                dir,
+                std::io::Error::new(std::io::ErrorKind::NotFound, "not a model directory"),
+            ));
         }
         let config = Config::from_file(&dir.join("config.json"))?;
         let tok_path = dir.join("tokenizer.json");
         let tokenizer = Tokenizer::from_file(&tok_path)?;
         let files = SafetensorsSource::open_dir(dir)?;
-        Self::build(gpu, config, Source::Files(files), Some(tokenizer), opts, dir.display().to_string())
+        Self::build(
+            gpu,
+            config,
+            Source::Files(files),
+            Some(tokenizer),
+            opts,
+            dir.display().to_string(),
+        )
     }
 
     /// Loads the model compiled into the binary.
@@ -96,17 +106,39 @@ impl Model {
     pub fn load_default(gpu: &Gpu, opts: &LoadOptions) -> Result<Self> {
         let config = Config::from_json(embedded::CONFIG)?;
         let tokenizer = Tokenizer::from_bytes(embedded::TOKENIZER)?;
-        let files = SafetensorsSource::from_static("embedded model.safetensors", embedded::WEIGHTS)?;
-        Self::build(gpu, config, Source::Files(files), Some(tokenizer), opts, "embedded TinyShakespeare GPT-2".into())
+        let files =
+            SafetensorsSource::from_static("embedded model.safetensors", embedded::WEIGHTS)?;
+        Self::build(
+            gpu,
+            config,
+            Source::Files(files),
+            Some(tokenizer),
+            opts,
+            "embedded TinyShakespeare GPT-2".into(),
+        )
     }
 
     /// A model with `config`'s shapes and seeded random weights (benchmarks, tests). It has no
     /// tokenizer: use [`Session::forward`] with token ids.
     pub fn synthetic(config: Config, seed: u64, gpu: &Gpu, opts: &LoadOptions) -> Result<Self> {
-        Self::build(gpu, config, Source::Synthetic { seed }, None, opts, "synthetic".into())
+        Self::build(
+            gpu,
+            config,
+            Source::Synthetic { seed },
+            None,
+            opts,
+            "synthetic".into(),
+        )
     }
 
-    fn build(gpu: &Gpu, config: Config, source: Source, tokenizer: Option<Tokenizer>, opts: &LoadOptions, origin: String) -> Result<Self> {
+    fn build(
+        gpu: &Gpu,
+        config: Config,
+        source: Source,
+        tokenizer: Option<Tokenizer>,
+        opts: &LoadOptions,
+        origin: String,
+    ) -> Result<Self> {
         weights::check_shapes(&config, &source)?;
         if let Some(tok) = &tokenizer {
             if tok.vocab_size() > config.vocab_size {
@@ -130,9 +162,15 @@ impl Model {
             }
             Source::Synthetic { .. } => vec![DType::F32],
         };
-        let dtype = opts.dtype.unwrap_or(if file_dtypes == [DType::F16] { WeightDtype::F16 } else { WeightDtype::F32 });
+        let dtype = opts.dtype.unwrap_or(if file_dtypes == [DType::F16] {
+            WeightDtype::F16
+        } else {
+            WeightDtype::F32
+        });
         let limits = gpu.limits();
-        let binding = limits.max_storage_buffer_binding_size.min(limits.max_buffer_size);
+        let binding = limits
+            .max_storage_buffer_binding_size
+            .min(limits.max_buffer_size);
         let max_chunk = opts.max_chunk_bytes.map_or(binding, |m| m.min(binding));
         check_fits(&config, dtype, binding, opts)?;
         let kernels = Kernels::new(gpu);
@@ -145,8 +183,22 @@ impl Model {
             weight_bytes: weights.bytes,
             embedding_buffers: weights.wte.chunks.len(),
         };
-        log::info!("loaded {} ({} params, {} on GPU, {} MB)", info.origin, info.n_params, dtype, info.weight_bytes / 1_000_000);
-        Ok(Model { gpu: gpu.clone(), config, kernels, weights, tokenizer, opts: opts.clone(), info })
+        log::info!(
+            "loaded {} ({} params, {} on GPU, {} MB)",
+            info.origin,
+            info.n_params,
+            dtype,
+            info.weight_bytes / 1_000_000
+        );
+        Ok(Model {
+            gpu: gpu.clone(),
+            config,
+            kernels,
+            weights,
+            tokenizer,
+            opts: opts.clone(),
+            info,
+        })
     }
 
     /// A new session with an empty KV cache.
@@ -175,7 +227,10 @@ impl Model {
     }
 
     pub(crate) fn max_batch(&self) -> usize {
-        self.opts.max_batch.unwrap_or(512).clamp(1, self.config.n_positions)
+        self.opts
+            .max_batch
+            .unwrap_or(512)
+            .clamp(1, self.config.n_positions)
     }
 
     /// Rows of logits one read-back holds (bounded by the binding limit and 64 MiB).
@@ -192,7 +247,11 @@ fn check_fits(cfg: &Config, dtype: WeightDtype, binding: u64, opts: &LoadOptions
     let c = cfg.n_embd as u64;
     let f = cfg.n_inner as u64;
     let es = dtype.size() as u64;
-    let biggest_linear = [("mlp.c_fc", f * c.next_multiple_of(4)), ("mlp.c_proj", c * f.next_multiple_of(4)), ("attn.c_attn", 3 * c * c.next_multiple_of(4))];
+    let biggest_linear = [
+        ("mlp.c_fc", f * c.next_multiple_of(4)),
+        ("mlp.c_proj", c * f.next_multiple_of(4)),
+        ("attn.c_attn", 3 * c * c.next_multiple_of(4)),
+    ];
     for (name, elems) in biggest_linear {
         if elems * es > binding {
             return Err(Error::DeviceLimits(format!(
@@ -202,7 +261,10 @@ fn check_fits(cfg: &Config, dtype: WeightDtype, binding: u64, opts: &LoadOptions
         }
     }
     let b = opts.max_batch.unwrap_or(512).min(cfg.n_positions) as u64;
-    let biggest_act = [("KV cache of one layer", cfg.n_positions as u64 * c * 4), ("MLP activations", b * f * 4)];
+    let biggest_act = [
+        ("KV cache of one layer", cfg.n_positions as u64 * c * 4),
+        ("MLP activations", b * f * 4),
+    ];
     for (name, bytes) in biggest_act {
         if bytes > binding {
             return Err(Error::DeviceLimits(format!(

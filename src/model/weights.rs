@@ -64,7 +64,9 @@ pub(crate) fn check_shapes(cfg: &Config, source: &Source) -> Result<()> {
         return Ok(());
     };
     for (name, expected) in expected_tensors(cfg) {
-        let actual = files.shape(&name).ok_or_else(|| Error::MissingTensor { name: name.clone() })?;
+        let actual = files
+            .shape(&name)
+            .ok_or_else(|| Error::MissingTensor { name: name.clone() })?;
         if actual != expected.as_slice() {
             return Err(Error::Shape {
                 name,
@@ -73,7 +75,8 @@ pub(crate) fn check_shapes(cfg: &Config, source: &Source) -> Result<()> {
             });
         }
     }
-    let known: std::collections::HashSet<String> = expected_tensors(cfg).into_iter().map(|(n, _)| n).collect();
+    let known: std::collections::HashSet<String> =
+        expected_tensors(cfg).into_iter().map(|(n, _)| n).collect();
     for name in files.names() {
         if !known.contains(name) && name != "lm_head.weight" {
             log::warn!("ignoring unexpected tensor `{name}`");
@@ -148,7 +151,13 @@ impl Uploader<'_> {
     }
 
     /// A (V, C) matrix, padded to (V, Cp) and split by rows under the binding limit.
-    fn row_chunks(&mut self, name: &str, v: usize, c: usize, max_chunk_bytes: u64) -> Result<RowChunks> {
+    fn row_chunks(
+        &mut self,
+        name: &str,
+        v: usize,
+        c: usize,
+        max_chunk_bytes: u64,
+    ) -> Result<RowChunks> {
         let m = self.get(name, &[v, c])?;
         let src = m.to_f32();
         drop(m);
@@ -173,7 +182,10 @@ impl Uploader<'_> {
             start = end;
         }
         if chunks.len() > 1 {
-            log::info!("`{name}` split into {} buffers of ≤ {rows_per} rows", chunks.len());
+            log::info!(
+                "`{name}` split into {} buffers of ≤ {rows_per} rows",
+                chunks.len()
+            );
         }
         Ok(RowChunks { chunks })
     }
@@ -190,7 +202,13 @@ fn encode(values: &[f32], dtype: WeightDtype) -> Vec<u8> {
 }
 
 /// Uploads all weights. `max_chunk_bytes` bounds each embedding buffer.
-pub(crate) fn upload(gpu: &Gpu, cfg: &Config, source: &Source, dtype: WeightDtype, max_chunk_bytes: u64) -> Result<Weights> {
+pub(crate) fn upload(
+    gpu: &Gpu,
+    cfg: &Config,
+    source: &Source,
+    dtype: WeightDtype,
+    max_chunk_bytes: u64,
+) -> Result<Weights> {
     let (c, f, v) = (cfg.n_embd, cfg.n_inner, cfg.vocab_size);
     let mut up = Uploader {
         gpu,

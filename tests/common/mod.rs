@@ -4,7 +4,9 @@
 use std::path::PathBuf;
 
 pub fn fixture(name: &str) -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures").join(name)
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fixtures")
+        .join(name)
 }
 
 /// The reference values `tools/make_fixtures.py` computed with HF transformers (float64).
@@ -25,8 +27,20 @@ pub struct Reference {
 pub fn reference(model: &str) -> Reference {
     let text = std::fs::read_to_string(fixture(model).join("reference.json")).unwrap();
     let v: serde_json::Value = serde_json::from_str(&text).unwrap();
-    let ids = |k: &str| v[k].as_array().unwrap().iter().map(|x| x.as_u64().unwrap() as u32).collect::<Vec<_>>();
-    let floats = |x: &serde_json::Value| x.as_array().unwrap().iter().map(|y| y.as_f64().unwrap()).collect::<Vec<_>>();
+    let ids = |k: &str| {
+        v[k].as_array()
+            .unwrap()
+            .iter()
+            .map(|x| x.as_u64().unwrap() as u32)
+            .collect::<Vec<_>>()
+    };
+    let floats = |x: &serde_json::Value| {
+        x.as_array()
+            .unwrap()
+            .iter()
+            .map(|y| y.as_f64().unwrap())
+            .collect::<Vec<_>>()
+    };
     Reference {
         prompt_ids: ids("prompt_ids"),
         logits: v["logits"].as_array().unwrap().iter().map(floats).collect(),
@@ -46,5 +60,9 @@ pub fn reference(model: &str) -> Reference {
 pub fn rel_error(got: &[f32], want: &[f64]) -> f64 {
     assert_eq!(got.len(), want.len());
     let scale = want.iter().fold(1.0f64, |m, x| m.max(x.abs()));
-    got.iter().zip(want).map(|(g, w)| (*g as f64 - w).abs()).fold(0.0, f64::max) / scale
+    got.iter()
+        .zip(want)
+        .map(|(g, w)| (*g as f64 - w).abs())
+        .fold(0.0, f64::max)
+        / scale
 }

@@ -1,0 +1,71 @@
+//! Stop reasons and the library's generation API on small synthetic models.
+
+use wgpt::{gpu::test_gpu, Activation, Config, LoadOptions, Model, SamplerConfig, StopReason};
+
+fn tiny(eos: Option<u32>) -> Config {
+    Config {
+        n_embd: 32,
+        n_layer: 2,
+        n_head: 2,
+        n_positions: 16,
+        n_inner: 40,
+        vocab_size: 50,
+        layer_norm_epsilon: 1e-5,
+        activation: Activation::GeluTanh,
+        tie_word_embeddings: true,
+        eos_token_id: eos,
+        scale_attn_weights: true,
+    }
+}
+
+#[test]
+fn stops_when_the_context_is_full() {
+    let Some(gpu) = test_gpu() else { return };
+    let model = Model::synthetic(tiny(None), 1, &gpu, &LoadOptions::default()).unwrap();
+    let mut s = model.session().unwrap();
+    let mut g = s
+        .generate_ids(&[1, 2, 3], SamplerConfig::default(), 1000)
+        .unwrap();
+    let n = g.by_ref().map(|t| t.unwrap()).count();
+    assert_eq!(g.stop_reason(), Some(StopReason::Context));
+    // 3 prompt tokens + 13 fed back = 16 positions; the 14th sampled token needs no position.
+    assert_eq!(n, 14);
+}
+
+#[test]
+fn stops_at_max_tokens_and_at_eos() {
+    let Some(gpu) = test_gpu() else { return };
+    let model = Model::synthetic(tiny(None), 2, &gpu, &LoadOptions::default()).unwrap();
+    let mut s = model.session().unwrap();
+    let mut g = s.generate_ids(&[4, 5], SamplerConfig::greedy(), 5).unwrap();
+    let ids: Vec<u32> = g.by_ref().map(|t| t.unwrap().id).collect();
+    assert_eq!(ids.len(), 5);
+    assert_eq!(g.stop_reason(), Some(StopReason::MaxTokens));
+    // Make the first greedy token the eos token: generation stops before emitting it.
+    let first = ids[0];
+    let model = Model::synthetic(tiny(Some(first)), 2, &gpu, &LoadOptions::default()).unwrap();
+    let mut s = model.session().unwrap();
+    let mut g = s.generate_ids(&[4, 5], SamplerConfig::greedy(), 5).unwrap();
+    assert_eq!(g.by_ref().count(), 0);
+    assert_eq!(g.stop_reason(), Some(StopReason::Eos));
+}
+
+#[test]
+fn forward_rejects_bad_tokens_and_overflow() {
+    let Some(gpu) = test_gpu() else { return };
+    let model = Model::synthetic(tiny(None), 3, &gpu, &LoadOptions::default()).unwrap();
+    let mut s = model.session().unwrap();
+    assert!(s.forward(&[]).is_err());
+    assert!(s
+        .forward(&[50])
+        .unwrap_err()
+        .to_string()
+        .contains("outside the vocabulary"));
+    assert!(s
+        .forward(&[1; 17])
+        .unwrap_err()
+        .to_string()
+        .contains("context"));
+    // The session still works after errors.
+    assert_eq!(s.forward(&[1, 2]).unwrap().len(), 50);
+}
