@@ -1,78 +1,94 @@
-// Y = act(X · Wᵀ + b) (+ Y when accumulating): every linear layer and the LM head.
-// Needs common.wgsl, activations.wgsl and one weights_*.wgsl (binding 2, W: (N, Kp)).
-// Each invocation computes a 4×4 block (4 rows of X × 4 output columns) from vec4 weight loads,
-// without workgroup memory or barriers (fast on software adapters, fine on GPUs).
+// Y = act(X·W + b) (+ Y when accumulating) for batches of rows (prefill, perplexity).
+// Needs common.wgsl, activations.wgsl and one weights_*.wgsl (binding 2, W: (K, np) panels).
+// Each invocation computes an 8×8 block: 8 rows (the same for the whole workgroup) × 8 adjacent
+// columns (adjacent across invocations, so W streams through each panel). Per step of 4 k it
+// loads one vec4 of X per row and eight weights per k, and does 256 FMAs in named registers:
+// on lavapipe every storage load costs a loop over the SIMD lanes, so the kernel is built to
+// issue few, wide loads. No workgroup memory or barriers. K must be a multiple of 4.
 struct Params {
-    k: u32,        // input features K
-    n: u32,        // output features N (rows of W)
-    kp4: u32,      // W row stride in vec4 (Kp / 4)
-    ld_y: u32,     // row stride of Y
-    y_col0: u32,   // first column of Y written (LM-head chunks)
-    act: u32,      // ACT_* epilogue
+    k: u32,          // input features K (multiple of 4)
+    n: u32,          // output features N
+    np: u32,         // N padded to a multiple of 8
+    ld_y: u32,       // row stride of Y
+    y_col0: u32,     // first column of Y written (LM-head chunks)
+    act: u32,        // ACT_* epilogue
     accumulate: u32, // 1: Y += result (residual), 0: Y = result
-    lm_rows: u32,  // 1: rows come from step.row0 / step.n_rows (LM head), 0: rows = step.n_tokens
+    lm_rows: u32,    // 1: rows come from step.row0 / step.n_rows (LM head), 0: rows = step.n_tokens
 }
 @group(0) @binding(1) var<uniform> p: Params;
-@group(0) @binding(3) var<storage, read> X: array<f32>;        // (rows, K)
+@group(0) @binding(3) var<storage, read> X: array<vec4<f32>>;  // (rows, K)
 @group(0) @binding(4) var<storage, read> B: array<f32>;        // (N) bias, or zeros
 @group(0) @binding(5) var<storage, read_write> Y: array<f32>;  // (rows, ld_y)
 
-fn x4(row: u32, k: u32) -> vec4<f32> {
-    let base = row * p.k + k;
-    if (k + 4u <= p.k) {
-        return vec4<f32>(X[base], X[base + 1u], X[base + 2u], X[base + 3u]);
-    }
-    // Tail of a row whose length is not a multiple of 4 (W is zero padded there).
-    var v = vec4<f32>(0.0);
-    for (var j = 0u; j < 4u; j++) {
-        if (k + j < p.k) { v[j] = X[base + j]; }
-    }
-    return v;
-}
-
-@compute @workgroup_size(64)
-fn main(@builtin(global_invocation_id) gid: vec3<u32>) {
+@compute @workgroup_size(16)
+fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>) {
     var rows = step.n_tokens;
     var xrow0 = 0u;
     if (p.lm_rows == 1u) {
         rows = step.n_rows;
         xrow0 = step.row0;
     }
-    let n0 = gid.x * 4u;
-    let m0 = gid.y * 4u;
+    let n0 = (wg.x * 16u + lid.x) * 8u;
+    let m0 = wg.y * 8u;
     if (n0 >= p.n || m0 >= rows) {
         return;
     }
-    // Out-of-range rows/columns of the block load a valid neighbour; their results are dropped.
-    let r = vec4<u32>(min(m0, rows - 1u), min(m0 + 1u, rows - 1u), min(m0 + 2u, rows - 1u), min(m0 + 3u, rows - 1u)) + xrow0;
-    let wrow = vec4<u32>(n0, min(n0 + 1u, p.n - 1u), min(n0 + 2u, p.n - 1u), min(n0 + 3u, p.n - 1u)) * p.kp4;
-    var acc0 = vec4<f32>(0.0);
-    var acc1 = vec4<f32>(0.0);
-    var acc2 = vec4<f32>(0.0);
-    var acc3 = vec4<f32>(0.0);
-    for (var k4 = 0u; k4 < p.kp4; k4++) {
-        let k = k4 * 4u;
-        let w0 = w4(wrow.x + k4);
-        let w1 = w4(wrow.y + k4);
-        let w2 = w4(wrow.z + k4);
-        let w3 = w4(wrow.w + k4);
-        let xa = x4(r.x, k);
-        let xb = x4(r.y, k);
-        let xc = x4(r.z, k);
-        let xd = x4(r.w, k);
-        acc0 += vec4<f32>(dot(xa, w0), dot(xa, w1), dot(xa, w2), dot(xa, w3));
-        acc1 += vec4<f32>(dot(xb, w0), dot(xb, w1), dot(xb, w2), dot(xb, w3));
-        acc2 += vec4<f32>(dot(xc, w0), dot(xc, w1), dot(xc, w2), dot(xc, w3));
-        acc3 += vec4<f32>(dot(xd, w0), dot(xd, w1), dot(xd, w2), dot(xd, w3));
+    // Row offsets into X in vec4 units; rows past the end repeat the last row (results dropped).
+    let k4 = p.k / 4u;
+    let x0 = (xrow0 + m0) * k4;
+    let x1 = (xrow0 + min(m0 + 1u, rows - 1u)) * k4;
+    let x2 = (xrow0 + min(m0 + 2u, rows - 1u)) * k4;
+    let x3 = (xrow0 + min(m0 + 3u, rows - 1u)) * k4;
+    let x4 = (xrow0 + min(m0 + 4u, rows - 1u)) * k4;
+    let x5 = (xrow0 + min(m0 + 5u, rows - 1u)) * k4;
+    let x6 = (xrow0 + min(m0 + 6u, rows - 1u)) * k4;
+    let x7 = (xrow0 + min(m0 + 7u, rows - 1u)) * k4;
+    let pb = panel_base(n0, p.k, p.np);
+    var off = pb.x;
+    // a{i}: row i, columns 0..3; b{i}: row i, columns 4..7.
+    var a0 = vec4<f32>(0.0); var b0 = vec4<f32>(0.0);
+    var a1 = vec4<f32>(0.0); var b1 = vec4<f32>(0.0);
+    var a2 = vec4<f32>(0.0); var b2 = vec4<f32>(0.0);
+    var a3 = vec4<f32>(0.0); var b3 = vec4<f32>(0.0);
+    var a4 = vec4<f32>(0.0); var b4 = vec4<f32>(0.0);
+    var a5 = vec4<f32>(0.0); var b5 = vec4<f32>(0.0);
+    var a6 = vec4<f32>(0.0); var b6 = vec4<f32>(0.0);
+    var a7 = vec4<f32>(0.0); var b7 = vec4<f32>(0.0);
+    for (var j = 0u; j < k4; j++) {
+        // X[m, 4j..4j+4] for the 8 rows.
+        let v0 = X[x0 + j]; let v1 = X[x1 + j]; let v2 = X[x2 + j]; let v3 = X[x3 + j];
+        let v4 = X[x4 + j]; let v5 = X[x5 + j]; let v6 = X[x6 + j]; let v7 = X[x7 + j];
+        // W[4j + t, n0..n0+8] for t = 0..3.
+        let w0 = w8(off);
+        let w1 = w8(off + pb.y);
+        let w2 = w8(off + 2u * pb.y);
+        let w3 = w8(off + 3u * pb.y);
+        off += 4u * pb.y;
+        a0 += v0.x * w0.lo + v0.y * w1.lo + v0.z * w2.lo + v0.w * w3.lo;
+        b0 += v0.x * w0.hi + v0.y * w1.hi + v0.z * w2.hi + v0.w * w3.hi;
+        a1 += v1.x * w0.lo + v1.y * w1.lo + v1.z * w2.lo + v1.w * w3.lo;
+        b1 += v1.x * w0.hi + v1.y * w1.hi + v1.z * w2.hi + v1.w * w3.hi;
+        a2 += v2.x * w0.lo + v2.y * w1.lo + v2.z * w2.lo + v2.w * w3.lo;
+        b2 += v2.x * w0.hi + v2.y * w1.hi + v2.z * w2.hi + v2.w * w3.hi;
+        a3 += v3.x * w0.lo + v3.y * w1.lo + v3.z * w2.lo + v3.w * w3.lo;
+        b3 += v3.x * w0.hi + v3.y * w1.hi + v3.z * w2.hi + v3.w * w3.hi;
+        a4 += v4.x * w0.lo + v4.y * w1.lo + v4.z * w2.lo + v4.w * w3.lo;
+        b4 += v4.x * w0.hi + v4.y * w1.hi + v4.z * w2.hi + v4.w * w3.hi;
+        a5 += v5.x * w0.lo + v5.y * w1.lo + v5.z * w2.lo + v5.w * w3.lo;
+        b5 += v5.x * w0.hi + v5.y * w1.hi + v5.z * w2.hi + v5.w * w3.hi;
+        a6 += v6.x * w0.lo + v6.y * w1.lo + v6.z * w2.lo + v6.w * w3.lo;
+        b6 += v6.x * w0.hi + v6.y * w1.hi + v6.z * w2.hi + v6.w * w3.hi;
+        a7 += v7.x * w0.lo + v7.y * w1.lo + v7.z * w2.lo + v7.w * w3.lo;
+        b7 += v7.x * w0.hi + v7.y * w1.hi + v7.z * w2.hi + v7.w * w3.hi;
     }
-    let accs = array<vec4<f32>, 4>(acc0, acc1, acc2, acc3);
-    for (var i = 0u; i < 4u; i++) {
+    let acc = array<vec4<f32>, 16>(a0, b0, a1, b1, a2, b2, a3, b3, a4, b4, a5, b5, a6, b6, a7, b7);
+    for (var i = 0u; i < 8u; i++) {
         let m = m0 + i;
         if (m >= rows) { break; }
-        for (var j = 0u; j < 4u; j++) {
-            let n = n0 + j;
+        for (var c = 0u; c < 8u; c++) {
+            let n = n0 + c;
             if (n >= p.n) { break; }
-            let v = activate(accs[i][j] + B[n], p.act);
+            let v = activate(acc[2u * i + c / 4u][c % 4u] + B[n], p.act);
             let idx = m * p.ld_y + p.y_col0 + n;
             if (p.accumulate == 1u) {
                 Y[idx] = Y[idx] + v;

@@ -1,9 +1,15 @@
-// Weight access, f16 storage: a (N, Kp) row-major matrix of IEEE halves packed two per u32,
-// Kp = K rounded up to 4, zero padded. Arithmetic stays f32.
-@group(0) @binding(2) var<storage, read> W: array<vec2<u32>>; // (N, Kp/4), 4 halves each
+// Weight access, f16 storage (panel layout, see common.wgsl): IEEE halves packed two per u32,
+// eight per vec4<u32>, so one load brings eight weights. Arithmetic stays f32.
+@group(0) @binding(2) var<storage, read> W: array<vec4<u32>>;
 
-// Four consecutive weights starting at element 4*i.
-fn w4(i: u32) -> vec4<f32> {
-    let p = W[i];
-    return vec4<f32>(unpack2x16float(p.x), unpack2x16float(p.y));
+// Eight consecutive weights starting at element `off` (a multiple of 8).
+fn w8(off: u32) -> W8 {
+    let q = W[off >> 3u];
+    return W8(vec4<f32>(unpack2x16float(q.x), unpack2x16float(q.y)), vec4<f32>(unpack2x16float(q.z), unpack2x16float(q.w)));
+}
+
+// One weight.
+fn w1(off: u32) -> f32 {
+    let word = W[off >> 3u][(off >> 1u) & 3u];
+    return unpack2x16float(word)[off & 1u];
 }

@@ -1,7 +1,13 @@
-// Weight access, f32 storage: a (N, Kp) row-major matrix, Kp = K rounded up to 4, zero padded.
-@group(0) @binding(2) var<storage, read> W: array<vec4<f32>>; // (N, Kp/4)
+// Weight access, f32 storage (panel layout, see common.wgsl).
+@group(0) @binding(2) var<storage, read> W: array<vec4<f32>>;
 
-// Four consecutive weights starting at element 4*i.
-fn w4(i: u32) -> vec4<f32> {
-    return W[i];
+// Eight consecutive weights starting at element `off` (a multiple of 8).
+fn w8(off: u32) -> W8 {
+    let i = off >> 2u;
+    return W8(W[i], W[i + 1u]);
+}
+
+// One weight.
+fn w1(off: u32) -> f32 {
+    return W[off >> 2u][off & 3u];
 }

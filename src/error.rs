@@ -25,7 +25,8 @@ pub enum Error {
     #[error("tensor `{name}` is missing from the weights")]
     MissingTensor { name: String },
     /// A tensor's shape disagrees with the config.
-    #[error("tensor `{name}` has shape {actual:?}, expected {expected:?} from config.json")]
+    #[error("tensor `{name}` has shape {actual:?}, expected {expected:?} from config.json{}",
+        if actual.iter().rev().eq(expected.iter()) { " (stored transposed?)" } else { "" })]
     Shape {
         name: String,
         expected: Vec<usize>,

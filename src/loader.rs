@@ -6,8 +6,6 @@ use std::borrow::Cow;
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
-use safetensors::tensor::{Dtype, TensorInfo};
-
 use crate::config::Config;
 use crate::error::{Error, Result};
 
@@ -20,6 +18,16 @@ pub enum DType {
 }
 
 impl DType {
+    /// The dtype of a safetensors header name (`F32`, `F16`, `BF16`), if wgpt supports it.
+    fn parse(name: &str) -> Option<Self> {
+        match name {
+            "F32" => Some(DType::F32),
+            "F16" => Some(DType::F16),
+            "BF16" => Some(DType::BF16),
+            _ => None,
+        }
+    }
+
     /// Bytes per element.
     pub fn size(self) -> usize {
         match self {
@@ -69,6 +77,7 @@ impl Tensor<'_> {
 
 enum Backing {
     Mapped(memmap2::Mmap),
+    #[cfg(feature = "default-model")]
     Static(&'static [u8]),
 }
 
@@ -76,57 +85,141 @@ impl Backing {
     fn bytes(&self) -> &[u8] {
         match self {
             Backing::Mapped(m) => m,
+            #[cfg(feature = "default-model")]
             Backing::Static(s) => s,
         }
     }
+}
+
+/// One tensor as a safetensors header describes it.
+#[derive(Debug, Clone)]
+struct TensorMeta {
+    /// The dtype as written in the header (`F32`, `I32`, ...).
+    dtype: String,
+    shape: Vec<usize>,
+    /// Byte range in the file (already checked to lie inside it).
+    range: std::ops::Range<usize>,
+}
+
+/// Headers larger than this are refused, as the safetensors format itself does.
+const MAX_HEADER_BYTES: u64 = 100_000_000;
+
+#[derive(serde::Deserialize)]
+struct RawTensorMeta {
+    dtype: String,
+    shape: Vec<usize>,
+    data_offsets: [usize; 2],
+}
+
+/// Bits per element of the safetensors dtypes whose size we know.
+fn dtype_bits(dtype: &str) -> Option<usize> {
+    Some(match dtype {
+        "F64" | "I64" | "U64" => 64,
+        "F32" | "I32" | "U32" => 32,
+        "F16" | "BF16" | "I16" | "U16" => 16,
+        "F8_E4M3" | "F8_E5M2" | "F8_E8M0" | "I8" | "U8" | "BOOL" => 8,
+        _ => return None,
+    })
+}
+
+/// Parses a safetensors header and checks that every tensor's bytes lie inside the file and
+/// match its shape and dtype, so that no later access can go out of bounds.
+fn parse_header(path: &Path, bytes: &[u8]) -> Result<HashMap<String, TensorMeta>> {
+    let bad = |message: String| Error::Weights {
+        path: path.to_path_buf(),
+        message,
+    };
+    let len = bytes.len();
+    let Some(n) = bytes.first_chunk::<8>() else {
+        return Err(bad(format!(
+            "file is {len} bytes, too short for a safetensors header (truncated?)"
+        )));
+    };
+    let n = u64::from_le_bytes(*n);
+    if n > (len - 8) as u64 {
+        return Err(bad(format!(
+            "header length field says {n} bytes but the file has only {len}: truncated or not a safetensors file"
+        )));
+    }
+    if n > MAX_HEADER_BYTES {
+        return Err(bad(format!(
+            "header length {n} is above the {MAX_HEADER_BYTES} bytes safetensors allows: corrupt or not a safetensors file"
+        )));
+    }
+    // Both fit in `len`, checked above.
+    let data_start = 8 + n as usize;
+    let data_len = len - data_start;
+    let header = std::str::from_utf8(&bytes[8..data_start])
+        .map_err(|_| bad("header is not UTF-8: corrupt or not a safetensors file".into()))?;
+    let entries: HashMap<String, serde_json::Value> =
+        serde_json::from_str(header).map_err(|e| {
+            bad(format!(
+                "header is not safetensors JSON ({e}): corrupt or not a safetensors file"
+            ))
+        })?;
+    let mut tensors = HashMap::with_capacity(entries.len());
+    let mut data_end = 0;
+    for (name, value) in entries {
+        if name == "__metadata__" {
+            continue;
+        }
+        let raw: RawTensorMeta = serde_json::from_value(value)
+            .map_err(|e| bad(format!("header entry `{name}` is malformed: {e}")))?;
+        let [a, b] = raw.data_offsets;
+        if a > b || b > data_len {
+            return Err(bad(format!(
+                "tensor `{name}` claims bytes {a}..{b} of a {data_len}-byte data section: truncated or corrupt file"
+            )));
+        }
+        if let Some(bits) = dtype_bits(&raw.dtype) {
+            let needed = raw
+                .shape
+                .iter()
+                .try_fold(bits, |acc, &d| acc.checked_mul(d))
+                .map(|b| b.div_ceil(8));
+            if needed != Some(b - a) {
+                return Err(bad(format!(
+                    "tensor `{name}` has {} bytes but shape {:?} in {} needs {}: corrupt header",
+                    b - a,
+                    raw.shape,
+                    raw.dtype,
+                    needed.map_or("more than fits in memory".into(), |n| n.to_string())
+                )));
+            }
+        }
+        data_end = data_end.max(b);
+        tensors.insert(
+            name,
+            TensorMeta {
+                dtype: raw.dtype,
+                shape: raw.shape,
+                range: data_start + a..data_start + b,
+            },
+        );
+    }
+    if data_end != data_len {
+        return Err(bad(format!(
+            "the data section has {data_len} bytes but its tensors cover {data_end}: corrupt file"
+        )));
+    }
+    Ok(tensors)
 }
 
 /// One parsed safetensors file.
 struct File {
     path: PathBuf,
     backing: Backing,
-    data_start: usize,
-    infos: HashMap<String, TensorInfo>,
+    tensors: HashMap<String, TensorMeta>,
 }
 
 impl File {
     fn parse(path: PathBuf, backing: Backing) -> Result<Self> {
-        let bytes = backing.bytes();
-        let (n, meta) =
-            safetensors::SafeTensors::read_metadata(bytes).map_err(|e| Error::Weights {
-                path: path.clone(),
-                message: describe(&e, bytes.len()),
-            })?;
-        let infos = meta
-            .tensors()
-            .into_iter()
-            .map(|(k, v)| (k, v.clone()))
-            .collect();
+        let tensors = parse_header(&path, backing.bytes())?;
         Ok(File {
             path,
             backing,
-            data_start: 8 + n,
-            infos,
+            tensors,
         })
-    }
-}
-
-fn describe(e: &safetensors::SafeTensorError, len: usize) -> String {
-    use safetensors::SafeTensorError as E;
-    match e {
-        E::HeaderTooSmall => {
-            format!("file is {len} bytes, too short for a safetensors header (truncated?)")
-        }
-        E::HeaderTooLarge | E::InvalidHeaderLength => {
-            format!("header length field is larger than the file ({len} bytes): truncated or not a safetensors file")
-        }
-        E::MetadataIncompleteBuffer => {
-            "data section does not match the header (truncated or corrupt file)".into()
-        }
-        E::InvalidHeader(_) | E::InvalidHeaderStart | E::InvalidHeaderDeserialization(_) => {
-            "header is not valid safetensors JSON (corrupt or not a safetensors file)".into()
-        }
-        other => format!("{other}"),
     }
 }
 
@@ -139,11 +232,78 @@ fn canonical(name: &str) -> Option<&str> {
     Some(name)
 }
 
+/// canonical name → (file index, name in that file), refusing a tensor stored twice.
+type Index = HashMap<String, (usize, String)>;
+
+fn index<'a>(
+    files: impl Iterator<Item = (&'a Path, &'a HashMap<String, TensorMeta>)>,
+) -> Result<Index> {
+    let mut index = Index::new();
+    let mut paths = Vec::new();
+    for (i, (path, tensors)) in files.enumerate() {
+        paths.push(path);
+        for name in tensors.keys() {
+            let Some(c) = canonical(name) else { continue };
+            if let Some((j, other)) = index.insert(c.to_string(), (i, name.clone())) {
+                return Err(Error::Weights {
+                    path: path.to_path_buf(),
+                    message: format!(
+                        "tensor `{c}` is stored twice (as `{other}` in {} and as `{name}`)",
+                        paths[j].display()
+                    ),
+                });
+            }
+        }
+    }
+    Ok(index)
+}
+
+/// Checks that every tensor `cfg` needs is present with the config's shape and a supported
+/// dtype; returns the dtypes used. Nothing is allocated before this passes.
+fn check_tensors<'a>(
+    cfg: &Config,
+    lookup: impl Fn(&str) -> Option<&'a TensorMeta>,
+) -> Result<Vec<DType>> {
+    let mut dtypes = Vec::new();
+    for (name, expected) in expected_tensors(cfg) {
+        let Some(meta) = lookup(&name) else {
+            return Err(Error::MissingTensor { name });
+        };
+        if meta.shape != expected {
+            return Err(Error::Shape {
+                name,
+                expected,
+                actual: meta.shape.clone(),
+            });
+        }
+        let dtype = DType::parse(&meta.dtype).ok_or_else(|| Error::DType {
+            name,
+            dtype: meta.dtype.clone(),
+        })?;
+        if !dtypes.contains(&dtype) {
+            dtypes.push(dtype);
+        }
+    }
+    Ok(dtypes)
+}
+
+/// Parses the bytes of a safetensors file and checks every tensor `cfg` needs (presence,
+/// shape, dtype, bounds) exactly as [`crate::Model::load`] does, without a GPU. Returns the
+/// dtypes of those tensors. For tools and fuzzing.
+pub fn inspect_safetensors(bytes: &[u8], cfg: &Config) -> Result<Vec<DType>> {
+    cfg.validate()?;
+    let path = Path::new("model.safetensors");
+    let tensors = parse_header(path, bytes)?;
+    let index = index(std::iter::once((path, &tensors)))?;
+    check_tensors(cfg, |name| {
+        index.get(name).and_then(|(_, n)| tensors.get(n))
+    })
+}
+
 /// Tensors from safetensors files, by canonical name.
 pub(crate) struct SafetensorsSource {
     files: Vec<File>,
-    /// canonical name → (file index, name in file)
-    index: HashMap<String, (usize, String)>,
+    index: Index,
 }
 
 impl SafetensorsSource {
@@ -186,7 +346,7 @@ impl SafetensorsSource {
         let mut files = Vec::with_capacity(shards.len());
         for s in &shards {
             let p = dir.join(s);
-            if !p.exists() {
+            if !p.is_file() {
                 return Err(bad(format!("shard `{s}` is missing")));
             }
             files.push(File::parse(p.clone(), map(&p)?)?);
@@ -195,6 +355,7 @@ impl SafetensorsSource {
     }
 
     /// A single safetensors file held in memory for the program's lifetime (embedded models).
+    #[cfg(feature = "default-model")]
     pub fn from_static(name: &str, bytes: &'static [u8]) -> Result<Self> {
         Self::from_files(vec![File::parse(
             PathBuf::from(name),
@@ -203,59 +364,49 @@ impl SafetensorsSource {
     }
 
     fn from_files(files: Vec<File>) -> Result<Self> {
-        let mut index = HashMap::new();
-        for (i, f) in files.iter().enumerate() {
-            for name in f.infos.keys() {
-                if let Some(c) = canonical(name) {
-                    index.insert(c.to_string(), (i, name.clone()));
-                }
-            }
-        }
+        let index = index(files.iter().map(|f| (f.path.as_path(), &f.tensors)))?;
         Ok(SafetensorsSource { files, index })
     }
 
-    /// Canonical names of every tensor in the files.
-    pub fn names(&self) -> impl Iterator<Item = &str> {
-        self.index.keys().map(String::as_str)
+    fn meta(&self, name: &str) -> Option<(&File, &TensorMeta)> {
+        let (fi, n) = self.index.get(name)?;
+        let file = self.files.get(*fi)?;
+        Some((file, file.tensors.get(n)?))
     }
 
-    /// Shape of a tensor, without touching its data.
-    pub fn shape(&self, name: &str) -> Option<&[usize]> {
-        let (fi, n) = self.index.get(name)?;
-        self.files[*fi].infos.get(n).map(|i| i.shape.as_slice())
+    /// Checks every tensor `cfg` needs (see [`inspect_safetensors`]); returns their dtypes.
+    pub fn check(&self, cfg: &Config) -> Result<Vec<DType>> {
+        let dtypes = check_tensors(cfg, |name| self.meta(name).map(|(_, m)| m))?;
+        let known: std::collections::HashSet<String> =
+            expected_tensors(cfg).into_iter().map(|(n, _)| n).collect();
+        for name in self.index.keys() {
+            if !known.contains(name) && name != "lm_head.weight" {
+                log::warn!("ignoring unexpected tensor `{name}`");
+            }
+        }
+        Ok(dtypes)
     }
 
     /// A tensor by canonical name.
     pub fn tensor(&self, name: &str) -> Result<Tensor<'_>> {
-        let (fi, n) = self
-            .index
-            .get(name)
+        let (file, meta) = self
+            .meta(name)
             .ok_or_else(|| Error::MissingTensor { name: name.into() })?;
-        let f = &self.files[*fi];
-        let info = &f.infos[n];
-        let dtype = match info.dtype {
-            Dtype::F32 => DType::F32,
-            Dtype::F16 => DType::F16,
-            Dtype::BF16 => DType::BF16,
-            other => {
-                return Err(Error::DType {
-                    name: name.into(),
-                    dtype: format!("{other:?}"),
-                })
-            }
-        };
-        let (a, b) = info.data_offsets;
-        let data = f
+        let dtype = DType::parse(&meta.dtype).ok_or_else(|| Error::DType {
+            name: name.into(),
+            dtype: meta.dtype.clone(),
+        })?;
+        let data = file
             .backing
             .bytes()
-            .get(f.data_start + a..f.data_start + b)
+            .get(meta.range.clone())
             .ok_or_else(|| Error::Weights {
-                path: f.path.clone(),
-                message: format!("tensor `{n}` lies outside the file"),
+                path: file.path.clone(),
+                message: format!("tensor `{name}` lies outside the file"),
             })?;
         Ok(Tensor {
             dtype,
-            shape: info.shape.clone(),
+            shape: meta.shape.clone(),
             data: Cow::Borrowed(data),
         })
     }
@@ -337,18 +488,23 @@ impl Source {
     pub fn tensor(&self, name: &str, shape: &[usize]) -> Result<Tensor<'_>> {
         match self {
             Source::Files(s) => s.tensor(name),
-            Source::Synthetic { seed } => Ok(synthetic(*seed, name, shape)),
+            Source::Synthetic { seed } => synthetic(*seed, name, shape),
         }
     }
 }
 
-fn synthetic(seed: u64, name: &str, shape: &[usize]) -> Tensor<'static> {
+fn synthetic(seed: u64, name: &str, shape: &[usize]) -> Result<Tensor<'static>> {
     let mut h = seed ^ 0xcbf2_9ce4_8422_2325;
     for b in name.bytes() {
         h = (h ^ b as u64).wrapping_mul(0x100_0000_01b3);
     }
     let mut rng = Rng::new(h);
-    let n: usize = shape.iter().product();
+    let n = shape
+        .iter()
+        .try_fold(1usize, |a, &d| a.checked_mul(d))
+        .ok_or_else(|| {
+            Error::DeviceLimits(format!("tensor `{name}` of shape {shape:?} is too large"))
+        })?;
     let is_ln_weight = name.contains("ln_") && name.ends_with(".weight");
     let values: Vec<f32> = (0..n)
         .map(|_| {
@@ -363,9 +519,9 @@ fn synthetic(seed: u64, name: &str, shape: &[usize]) -> Tensor<'static> {
             }
         })
         .collect();
-    Tensor {
+    Ok(Tensor {
         dtype: DType::F32,
         shape: shape.to_vec(),
         data: Cow::Owned(bytemuck::cast_slice(&values).to_vec()),
-    }
+    })
 }

@@ -32,6 +32,17 @@ pub fn perplexity(
             "context must be in 2..={n_ctx}, got {context}"
         )));
     }
+    if max_windows == Some(0) {
+        return Err(Error::InvalidInput(
+            "the number of windows to score must be at least 1".into(),
+        ));
+    }
+    let v = session.model().config().vocab_size;
+    if let Some(t) = tokens.iter().find(|&&t| t as usize >= v) {
+        return Err(Error::InvalidInput(format!(
+            "token id {t} is outside the vocabulary of {v}"
+        )));
+    }
     let mut nll = 0f64;
     let mut scored = 0usize;
     let mut bytes = 0usize;
@@ -43,12 +54,14 @@ pub fn perplexity(
         session.reset();
         let inputs = &window[..window.len() - 1];
         session.forward_each(inputs, |i, logits| {
-            let target = window[i + 1] as usize;
+            // In range: `i` indexes `inputs`, one shorter than `window`, and every id was
+            // checked against the vocabulary (the length of `logits`) above.
+            let target = window[i + 1];
             let max = logits.iter().fold(f32::NEG_INFINITY, |m, &x| m.max(x)) as f64;
             let sum: f64 = logits.iter().map(|&x| (x as f64 - max).exp()).sum();
-            nll += max + sum.ln() - logits[target] as f64;
+            nll += max + sum.ln() - logits[target as usize] as f64;
             scored += 1;
-            bytes += token_bytes(window[i + 1]);
+            bytes += token_bytes(target);
             Ok(())
         })?;
         windows += 1;

@@ -4,6 +4,7 @@
 use std::time::{Duration, Instant};
 
 use crate::error::{Error, Result};
+use crate::kernels::{Profiler, Recorder};
 use crate::model::forward::{Plan, Step};
 use crate::model::Model;
 use crate::sampler::{Sampler, SamplerConfig};
@@ -45,6 +46,9 @@ pub struct Session<'m> {
     plan: Plan,
     pos: usize,
     bytes: Vec<u8>,
+    profiler: Option<Profiler>,
+    /// GPU nanoseconds per dispatch recorded since the last `take_profile`.
+    profile: Vec<(&'static str, f64)>,
 }
 
 impl<'m> Session<'m> {
@@ -58,12 +62,29 @@ impl<'m> Session<'m> {
             model.logit_rows(),
         )?;
         model.gpu.check()?;
-        Ok(Session {
-            model,
-            plan,
-            pos: 0,
-            bytes: Vec::new(),
-        })
+        Ok(Session { model, plan, pos: 0, bytes: Vec::new(), profiler: None, profile: Vec::new() })
+    }
+
+    /// Times every dispatch with GPU timestamp queries from now on (one compute pass per
+    /// dispatch, so slightly slower). Returns false when the adapter has no timestamps.
+    pub fn enable_profiling(&mut self) -> Result<bool> {
+        if self.profiler.is_none() {
+            self.profiler = Profiler::new(&self.model.gpu, 2048)?;
+        }
+        Ok(self.profiler.is_some())
+    }
+
+    /// (kernel name, GPU nanoseconds) for every dispatch since the last call.
+    pub fn take_profile(&mut self) -> Vec<(&'static str, f64)> {
+        std::mem::take(&mut self.profile)
+    }
+
+    fn collect_profile(&mut self) -> Result<()> {
+        if let Some(p) = &mut self.profiler {
+            let times = p.read(&self.model.gpu)?;
+            self.profile.extend(times);
+        }
+        Ok(())
     }
 
     /// Tokens in the cache.
@@ -159,34 +180,30 @@ impl<'m> Session<'m> {
                 };
                 gpu.queue
                     .write_buffer(&self.plan.act.step, 0, bytemuck::bytes_of(&step));
-                let mut enc = gpu
-                    .device
-                    .create_command_encoder(&wgpu::CommandEncoderDescriptor {
-                        label: Some("forward"),
-                    });
+                let mut enc = gpu.device.create_command_encoder(&wgpu::CommandEncoderDescriptor { label: Some("forward") });
                 {
-                    let mut pass = enc.begin_compute_pass(&wgpu::ComputePassDescriptor {
-                        label: Some("forward"),
-                        timestamp_writes: None,
-                    });
+                    let mut rec = Recorder::new(&mut enc, self.profiler.as_mut());
                     if first {
-                        self.plan.encode_layers(&mut pass, t as u32);
+                        self.plan.encode_layers(&mut rec, t as u32);
                     }
                     if n_rows > 0 {
-                        self.plan.encode_head(&mut pass, n_rows as u32);
+                        self.plan.encode_head(&mut rec, n_rows as u32);
                     }
+                }
+                if let Some(p) = &self.profiler {
+                    p.resolve(&mut enc);
                 }
                 if n_rows == 0 {
                     gpu.queue.submit([enc.finish()]);
-                    gpu.device
-                        .poll(wgpu::PollType::wait_indefinitely())
-                        .map_err(|e| Error::Gpu(e.to_string()))?;
+                    gpu.device.poll(wgpu::PollType::wait_indefinitely()).map_err(|e| Error::Gpu(e.to_string()))?;
                     gpu.check()?;
+                    self.collect_profile()?;
                     break;
                 }
                 let len = (n_rows * v * 4) as u64;
                 enc.copy_buffer_to_buffer(&self.plan.act.logits, 0, &self.plan.act.staging, 0, len);
                 gpu.submit_and_read(enc, &self.plan.act.staging, len, &mut self.bytes)?;
+                self.collect_profile()?;
                 let logits: &[f32] = bytemuck::cast_slice(&self.bytes);
                 for (i, row) in logits.chunks_exact(v).enumerate() {
                     if row.iter().any(|x| !x.is_finite()) {

@@ -35,13 +35,21 @@ impl Tokenizer {
     /// Reads a `tokenizer.json`.
     pub fn from_file(path: &Path) -> Result<Self> {
         let bytes = std::fs::read(path).map_err(|e| Error::io(path, e))?;
-        Self::from_bytes(&bytes).map_err(|e| Error::Tokenizer(format!("{}: {e}", path.display())))
+        Self::parse(&bytes, path)
     }
 
     /// Parses the bytes of a `tokenizer.json`.
     pub fn from_bytes(bytes: &[u8]) -> Result<Self> {
-        let inner = tokenizers::Tokenizer::from_bytes(bytes)
-            .map_err(|e| Error::Tokenizer(format!("invalid tokenizer.json: {e}")))?;
+        Self::parse(bytes, Path::new("tokenizer.json"))
+    }
+
+    fn parse(bytes: &[u8], path: &Path) -> Result<Self> {
+        let inner = tokenizers::Tokenizer::from_bytes(bytes).map_err(|e| {
+            Error::Tokenizer(format!(
+                "{} is not a valid tokenizer.json: {e}",
+                path.display()
+            ))
+        })?;
         let byte_of = bytes_to_unicode()
             .into_iter()
             .map(|(b, c)| (c, b))

@@ -64,16 +64,16 @@ fn logits_match_hf() {
 
 #[test]
 fn logits_match_hf_with_split_embedding() {
-    // 1 KiB buffers force wte (and the untied head) into many row chunks.
+    // Buffers of one 128-column panel force wte (and the untied head) into several chunks.
     for m in MODELS {
-        check_logits(
-            m,
-            &LoadOptions {
-                max_chunk_bytes: Some(1024),
-                max_batch: Some(4),
-                ..Default::default()
-            },
-        );
+        let cfg = wgpt::Config::from_file(&fixture(m).join("config.json")).unwrap();
+        let chunk = (128 * cfg.n_embd * 4) as u64;
+        let opts = LoadOptions { max_chunk_bytes: Some(chunk), max_batch: Some(4), ..Default::default() };
+        check_logits(m, &opts);
+        if let Some(gpu) = test_gpu() {
+            let model = Model::load(fixture(m), &gpu, &opts).unwrap();
+            assert!(model.info().embedding_buffers > 1, "{m}: wte not split");
+        }
     }
 }
 

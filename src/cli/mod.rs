@@ -1,5 +1,6 @@
 //! Argument parsing and dispatch to the subcommands; maps errors to exit codes.
 
+mod bench;
 mod generate;
 mod info;
 mod perplexity;
@@ -35,6 +36,8 @@ enum Command {
     Perplexity(perplexity::PerplexityArgs),
     /// Adapters, limits and features; the model's parameters and memory.
     Info(info::InfoArgs),
+    /// Prefill and decode speed (llama-bench style).
+    Bench(bench::BenchArgs),
 }
 
 /// Adapter selection, shared by every command.
@@ -137,6 +140,7 @@ pub fn run() -> i32 {
         Command::Generate(a) => generate::run(a),
         Command::Perplexity(a) => perplexity::run(a),
         Command::Info(a) => info::run(a),
+        Command::Bench(a) => bench::run(a),
     };
     match result {
         Ok(()) => 0,

@@ -15,23 +15,42 @@ pub struct PerplexityArgs {
     /// UTF-8 text to score.
     #[arg(long, short = 'f')]
     file: PathBuf,
-    /// Window length in tokens (default: the model's n_positions).
-    #[arg(long, short = 'c')]
+    /// Window length in tokens, at least 2 (default: the model's n_positions).
+    #[arg(long, short = 'c', value_parser = at_least::<2>)]
     context: Option<usize>,
-    /// Score only the first K windows.
-    #[arg(long)]
+    /// Score only the first K windows (K ≥ 1).
+    #[arg(long, value_parser = at_least::<1>)]
     chunks: Option<usize>,
     /// Print one JSON object.
     #[arg(long)]
     json: bool,
 }
 
+fn at_least<const MIN: usize>(s: &str) -> Result<usize, String> {
+    match s.parse::<usize>() {
+        Ok(v) if v >= MIN => Ok(v),
+        Ok(v) => Err(format!("must be ≥ {MIN}, got {v}")),
+        Err(_) => Err(format!("`{s}` is not a whole number")),
+    }
+}
+
 pub fn run(a: PerplexityArgs) -> anyhow::Result<()> {
     let bytes = std::fs::read(&a.file)
         .map_err(|e| wgpt::Error::InvalidInput(format!("cannot read {}: {e}", a.file.display())))?;
-    let text = String::from_utf8(bytes).map_err(|_| {
-        wgpt::Error::InvalidInput(format!("{} is not valid UTF-8", a.file.display()))
+    let text = String::from_utf8(bytes).map_err(|e| {
+        wgpt::Error::InvalidInput(format!(
+            "{} is not valid UTF-8 (byte {})",
+            a.file.display(),
+            e.utf8_error().valid_up_to()
+        ))
     })?;
+    if text.is_empty() {
+        return Err(wgpt::Error::InvalidInput(format!(
+            "{} is empty: perplexity needs at least 2 tokens",
+            a.file.display()
+        ))
+        .into());
+    }
     a.model.check()?;
     let gpu = a.device.gpu()?;
     let model = a.model.load(&gpu)?;

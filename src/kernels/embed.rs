@@ -7,12 +7,13 @@ use crate::gpu::Gpu;
 #[derive(Clone, Copy, bytemuck::Pod, bytemuck::Zeroable)]
 struct Params {
     c: u32,
-    cp4: u32,
+    np: u32,
     row_begin: u32,
     row_end: u32,
 }
 
-/// `x[t] = wte[tokens[t]] + wpe[pos + t]` for the tokens in rows `rows` of wte held by `wte_chunk`.
+/// `x[t] = wte[tokens[t]] + wpe[pos + t]` for the tokens in `rows`, held by `wte_chunk` as a
+/// (C, rows) panel matrix.
 #[allow(clippy::too_many_arguments)]
 pub(crate) fn embed(
     gpu: &Gpu,
@@ -26,10 +27,9 @@ pub(crate) fn embed(
     wpe: &wgpu::Buffer,
     x: &wgpu::Buffer,
 ) -> Dispatch {
-    let cp4 = c.div_ceil(4) as u32;
     let params = Params {
         c: c as u32,
-        cp4,
+        np: rows.len().next_multiple_of(8) as u32,
         row_begin: rows.start as u32,
         row_end: rows.end as u32,
     };
@@ -42,7 +42,7 @@ pub(crate) fn embed(
         &params,
         &[wte_chunk, tokens, wpe, x],
         Grid::PerToken {
-            x: cp4.div_ceil(64),
+            x: (c as u32).div_ceil(64),
         },
     )
 }

@@ -1,14 +1,35 @@
-//! `shaders/matmul.wgsl`: Y = act(X·Wᵀ + b) (+ Y). Used by every linear layer and the LM head.
+//! `shaders/matmul.wgsl` (batches) and `shaders/matvec.wgsl` (one row): y = act(x·W + b) (+ y).
+//! Used by every linear layer and the LM head; [`MatmulDispatch`] picks the kernel per step.
 
-use super::{Dispatch, Grid, Kernels, WeightDtype};
+use super::{Dispatch, Grid, Kernels, Recorder, WeightDtype};
 use crate::gpu::Gpu;
+
+/// Columns per panel of the weight layout (`PANEL` in `shaders/common.wgsl`).
+pub(crate) const PANEL: usize = 128;
+
+/// Lays out a (K, N) matrix given by `at(k, n)` as the shaders expect: columns padded to a
+/// multiple of 8, cut into panels of [`PANEL`] columns, each panel a contiguous (K, width) block.
+pub(crate) fn panel_layout(k: usize, n: usize, at: impl Fn(usize, usize) -> f32) -> Vec<f32> {
+    let np = n.next_multiple_of(8);
+    let mut out = vec![0f32; k * np];
+    for p0 in (0..np).step_by(PANEL) {
+        let width = PANEL.min(np - p0);
+        let block = &mut out[p0 * k..(p0 + width) * k];
+        for kk in 0..k {
+            for j in 0..width.min(n.saturating_sub(p0)) {
+                block[kk * width + j] = at(kk, p0 + j);
+            }
+        }
+    }
+    out
+}
 
 #[repr(C)]
 #[derive(Clone, Copy, bytemuck::Pod, bytemuck::Zeroable)]
 struct Params {
     k: u32,
     n: u32,
-    kp4: u32,
+    np: u32,
     ld_y: u32,
     y_col0: u32,
     act: u32,
@@ -21,7 +42,7 @@ struct Params {
 pub(crate) struct MatmulSpec {
     /// Input features K.
     pub k: usize,
-    /// Output features N (rows of W).
+    /// Output features N.
     pub n: usize,
     /// Row stride of Y (N unless writing a column slice).
     pub ld_y: usize,
@@ -35,7 +56,23 @@ pub(crate) struct MatmulSpec {
     pub lm_rows: bool,
 }
 
-/// `y = act(x·wᵀ + b)`, x: (rows, K), w: (N, Kp) in `dtype`, b: (N), y: (rows, ld_y).
+/// A linear layer's two launches: the batched kernel and the one-row kernel.
+pub(crate) struct MatmulDispatch {
+    many: Dispatch,
+    one: Dispatch,
+    lm_rows: bool,
+}
+
+impl MatmulDispatch {
+    /// Records the launch for the step: one row uses the matrix-vector kernel.
+    pub fn encode(&self, rec: &mut Recorder<'_>, n_tokens: u32, n_rows: u32) {
+        let rows = if self.lm_rows { n_rows } else { n_tokens };
+        let d = if rows == 1 { &self.one } else { &self.many };
+        d.encode(rec, n_tokens, n_rows);
+    }
+}
+
+/// `y = act(x·w + b)`, x: (rows, K), w: (K, N) panels in `dtype`, b: (N), y: (rows, ld_y).
 #[allow(clippy::too_many_arguments)]
 pub(crate) fn matmul(
     gpu: &Gpu,
@@ -47,30 +84,22 @@ pub(crate) fn matmul(
     w: &wgpu::Buffer,
     b: &wgpu::Buffer,
     y: &wgpu::Buffer,
-) -> Dispatch {
+) -> MatmulDispatch {
     let params = Params {
         k: spec.k as u32,
         n: spec.n as u32,
-        kp4: spec.k.div_ceil(4) as u32,
+        np: spec.n.next_multiple_of(8) as u32,
         ld_y: spec.ld_y as u32,
         y_col0: spec.y_col0 as u32,
         act: spec.act,
         accumulate: spec.accumulate as u32,
         lm_rows: spec.lm_rows as u32,
     };
-    let x_groups = (spec.n.div_ceil(4) as u32).div_ceil(64);
-    let grid = if spec.lm_rows {
-        Grid::RowBlocks { x: x_groups }
-    } else {
-        Grid::TokenBlocks { x: x_groups }
-    };
-    Dispatch::new(
-        gpu,
-        "matmul",
-        Kernels::by_dtype(&k.matmul, dtype),
-        step,
-        &params,
-        &[w, x, b, y],
-        grid,
-    )
+    let blocks = (spec.n.div_ceil(8) as u32).div_ceil(16);
+    let grid = if spec.lm_rows { Grid::RowBlocks { x: blocks } } else { Grid::TokenBlocks { x: blocks } };
+    let bindings = [w, x, b, y];
+    let many = Dispatch::new(gpu, "matmul", Kernels::by_dtype(&k.matmul, dtype), step, &params, &bindings, grid);
+    let one_grid = Grid::Fixed { x: (spec.n.div_ceil(16) as u32).div_ceil(8) };
+    let one = Dispatch::new(gpu, "matvec", Kernels::by_dtype(&k.matvec, dtype), step, &params, &bindings, one_grid);
+    MatmulDispatch { many, one, lm_rows: spec.lm_rows }
 }

@@ -9,6 +9,7 @@ mod embed;
 mod kv_store;
 mod layer_norm;
 mod matmul;
+mod recorder;
 #[cfg(test)]
 mod tests;
 
@@ -16,7 +17,9 @@ pub(crate) use attention::attention;
 pub(crate) use embed::embed;
 pub(crate) use kv_store::kv_store;
 pub(crate) use layer_norm::layer_norm;
-pub(crate) use matmul::{matmul, MatmulSpec};
+pub use recorder::Profiler;
+pub(crate) use recorder::Recorder;
+pub(crate) use matmul::{matmul, panel_layout, MatmulDispatch, MatmulSpec, PANEL};
 
 use crate::gpu::Gpu;
 
@@ -51,6 +54,7 @@ const ACTIVATIONS: &str = include_str!("../../shaders/activations.wgsl");
 const WEIGHTS_F32: &str = include_str!("../../shaders/weights_f32.wgsl");
 const WEIGHTS_F16: &str = include_str!("../../shaders/weights_f16.wgsl");
 const MATMUL: &str = include_str!("../../shaders/matmul.wgsl");
+const MATVEC: &str = include_str!("../../shaders/matvec.wgsl");
 const LAYER_NORM: &str = include_str!("../../shaders/layer_norm.wgsl");
 const EMBED: &str = include_str!("../../shaders/embed.wgsl");
 const KV_STORE: &str = include_str!("../../shaders/kv_store.wgsl");
@@ -72,6 +76,10 @@ pub fn shader_sources() -> Vec<(String, String)> {
             [COMMON, ACTIVATIONS, weights_src(dt), MATMUL].concat(),
         ));
         out.push((
+            format!("matvec_{dt}"),
+            [COMMON, ACTIVATIONS, weights_src(dt), MATVEC].concat(),
+        ));
+        out.push((
             format!("embed_{dt}"),
             [COMMON, weights_src(dt), EMBED].concat(),
         ));
@@ -85,6 +93,7 @@ pub fn shader_sources() -> Vec<(String, String)> {
 /// Every pipeline wgpt uses, compiled once per model.
 pub(crate) struct Kernels {
     pub matmul: [wgpu::ComputePipeline; 2],
+    pub matvec: [wgpu::ComputePipeline; 2],
     pub embed: [wgpu::ComputePipeline; 2],
     pub layer_norm: wgpu::ComputePipeline,
     pub kv_store: wgpu::ComputePipeline,
@@ -114,6 +123,7 @@ impl Kernels {
         };
         Kernels {
             matmul: [make("matmul_f32"), make("matmul_f16")],
+            matvec: [make("matvec_f32"), make("matvec_f16")],
             embed: [make("embed_f32"), make("embed_f16")],
             layer_norm: make("layer_norm"),
             kv_store: make("kv_store"),
@@ -135,23 +145,26 @@ impl Kernels {
 /// How many workgroups a dispatch needs for a batch.
 #[derive(Debug, Clone, Copy)]
 pub(crate) enum Grid {
-    /// (x, ceil(T / 4)): matmul over the batch's tokens.
+    /// (x, ceil(T / 8)): matmul over the batch's tokens.
     TokenBlocks { x: u32 },
-    /// (x, ceil(n_rows / 4)): the LM head over the rows being read back.
+    /// (x, ceil(n_rows / 8)): the LM head over the rows being read back.
     RowBlocks { x: u32 },
     /// (x, T).
     PerToken { x: u32 },
     /// (ceil(T / 64), y).
     TokenGroups { y: u32 },
+    /// (x, 1, 1) whatever the batch.
+    Fixed { x: u32 },
 }
 
 impl Grid {
     pub fn size(self, n_tokens: u32, n_rows: u32) -> (u32, u32, u32) {
         match self {
-            Grid::TokenBlocks { x } => (x, n_tokens.div_ceil(4), 1),
-            Grid::RowBlocks { x } => (x, n_rows.div_ceil(4), 1),
+            Grid::TokenBlocks { x } => (x, n_tokens.div_ceil(8), 1),
+            Grid::RowBlocks { x } => (x, n_rows.div_ceil(8), 1),
             Grid::PerToken { x } => (x, n_tokens, 1),
             Grid::TokenGroups { y } => (n_tokens.div_ceil(64), y, 1),
+            Grid::Fixed { x } => (x, 1, 1),
         }
     }
 }
@@ -208,13 +221,7 @@ impl Dispatch {
     }
 
     /// Records the launch for a batch of `n_tokens` (and `n_rows` LM-head rows).
-    pub fn encode(&self, pass: &mut wgpu::ComputePass<'_>, n_tokens: u32, n_rows: u32) {
-        let (x, y, z) = self.grid.size(n_tokens, n_rows);
-        if x == 0 || y == 0 {
-            return;
-        }
-        pass.set_pipeline(&self.pipeline);
-        pass.set_bind_group(0, &self.bind_group, &[]);
-        pass.dispatch_workgroups(x, y, z);
+    pub fn encode(&self, rec: &mut Recorder<'_>, n_tokens: u32, n_rows: u32) {
+        rec.dispatch(self.name, &self.pipeline, &self.bind_group, self.grid.size(n_tokens, n_rows));
     }
 }

@@ -6,7 +6,8 @@ use crate::config::Config;
 use crate::error::Result;
 use crate::gpu::Gpu;
 use crate::kernels::{
-    attention, embed, kv_store, layer_norm, matmul, Dispatch, Kernels, MatmulSpec,
+    attention, embed, kv_store, layer_norm, matmul, Dispatch, Kernels, MatmulDispatch, MatmulSpec,
+    Recorder,
 };
 use crate::model::weights::{Linear, RowChunks, Weights};
 
@@ -38,13 +39,13 @@ pub(crate) struct Activations {
 /// The dispatches of one decoder layer, in execution order.
 struct LayerPlan {
     ln_1: Dispatch,
-    c_attn: Dispatch,
+    c_attn: MatmulDispatch,
     kv_store: Dispatch,
     attention: Dispatch,
-    attn_proj: Dispatch,
+    attn_proj: MatmulDispatch,
     ln_2: Dispatch,
-    c_fc: Dispatch,
-    mlp_proj: Dispatch,
+    c_fc: MatmulDispatch,
+    mlp_proj: MatmulDispatch,
 }
 
 /// Everything a session encodes, built once.
@@ -55,7 +56,7 @@ pub(crate) struct Plan {
     embed: Vec<Dispatch>,
     layers: Vec<LayerPlan>,
     ln_f: Dispatch,
-    lm_head: Vec<Dispatch>,
+    lm_head: Vec<MatmulDispatch>,
 }
 
 fn storage(gpu: &Gpu, label: &str, bytes: usize) -> Result<wgpu::Buffer> {
@@ -261,7 +262,7 @@ impl Plan {
     }
 
     /// Encodes the decoder for a batch of `t` tokens: embeddings, every layer, final LayerNorm.
-    pub fn encode_layers(&self, pass: &mut wgpu::ComputePass<'_>, t: u32) {
+    pub fn encode_layers(&self, pass: &mut Recorder<'_>, t: u32) {
         for d in &self.embed {
             d.encode(pass, t, 0); // x = wte[tokens] + wpe[pos..]          (T, C)
         }
@@ -279,7 +280,7 @@ impl Plan {
     }
 
     /// Encodes the LM head for `n_rows` rows starting at `step.row0`: logits = ln·wteᵀ (R, V).
-    pub fn encode_head(&self, pass: &mut wgpu::ComputePass<'_>, n_rows: u32) {
+    pub fn encode_head(&self, pass: &mut Recorder<'_>, n_rows: u32) {
         for d in &self.lm_head {
             d.encode(pass, 0, n_rows);
         }

@@ -24,7 +24,15 @@ pub struct LoadOptions {
     pub max_chunk_bytes: Option<u64>,
     /// Largest batch one forward submit processes; longer inputs are split. Default 512.
     pub max_batch: Option<usize>,
+    /// Refuse, before allocating anything, a model whose weights plus one session's buffers
+    /// need more bytes than this. Default: the host's memory for CPU and integrated adapters
+    /// (they share it), otherwise [`DEFAULT_MAX_MEMORY_BYTES`].
+    pub max_memory_bytes: Option<u64>,
 }
+
+/// The default cap on a model's GPU memory for discrete adapters (wgpu cannot query their
+/// memory): 256 GiB, more than any single adapter has, so only absurd configs hit it.
+pub const DEFAULT_MAX_MEMORY_BYTES: u64 = 256 << 30;
 
 /// What `wgpt info` reports about a loaded model.
 #[derive(Debug, Clone)]
@@ -32,7 +40,7 @@ pub struct ModelInfo {
     /// Where the model came from (directory, "embedded", "synthetic gpt2").
     pub origin: String,
     /// Parameters (tied head counted once).
-    pub n_params: usize,
+    pub n_params: u64,
     /// Dtypes of the tensors in the file(s).
     pub file_dtypes: Vec<DType>,
     /// Storage dtype of the weight matrices on the GPU.
@@ -81,16 +89,7 @@ impl Model {
     /// `model.safetensors.index.json`) and `tokenizer.json`.
     pub fn load(dir: impl AsRef<Path>, gpu: &Gpu, opts: &LoadOptions) -> Result<Self> {
         let dir = dir.as_ref();
-        if !dir.is_dir() {
-            return Err(Error::io(
-                dir,
-                std::io::Error::new(std::io::ErrorKind::NotFound, "not a model directory"),
-            ));
-        }
-        let config = Config::from_file(&dir.join("config.json"))?;
-        let tok_path = dir.join("tokenizer.json");
-        let tokenizer = Tokenizer::from_file(&tok_path)?;
-        let files = SafetensorsSource::open_dir(dir)?;
+        let (config, tokenizer, files) = open_dir(dir)?;
         Self::build(
             gpu,
             config,
@@ -99,6 +98,15 @@ impl Model {
             opts,
             dir.display().to_string(),
         )
+    }
+
+    /// Checks a model directory as [`Model::load`] does, without a GPU: the files parse, the
+    /// config is supported, every tensor is present with the config's shape and a supported
+    /// dtype, and the tokenizer's ids fit the vocabulary. Returns the config.
+    pub fn check_dir(dir: impl AsRef<Path>) -> Result<Config> {
+        let (config, tokenizer, files) = open_dir(dir.as_ref())?;
+        check_model(&config, &Source::Files(files), Some(&tokenizer))?;
+        Ok(config)
     }
 
     /// Loads the model compiled into the binary.
@@ -139,29 +147,7 @@ impl Model {
         opts: &LoadOptions,
         origin: String,
     ) -> Result<Self> {
-        weights::check_shapes(&config, &source)?;
-        if let Some(tok) = &tokenizer {
-            if tok.vocab_size() > config.vocab_size {
-                return Err(Error::InvalidInput(format!(
-                    "the tokenizer has {} tokens but the model's vocab_size is {}: some token ids cannot be embedded",
-                    tok.vocab_size(),
-                    config.vocab_size
-                )));
-            }
-        }
-        let file_dtypes = match &source {
-            Source::Files(f) => {
-                let mut d: Vec<DType> = Vec::new();
-                for name in ["wte.weight", "h.0.attn.c_attn.weight"] {
-                    let t = f.tensor(name)?;
-                    if !d.contains(&t.dtype) {
-                        d.push(t.dtype);
-                    }
-                }
-                d
-            }
-            Source::Synthetic { .. } => vec![DType::F32],
-        };
+        let file_dtypes = check_model(&config, &source, tokenizer.as_ref())?;
         let dtype = opts.dtype.unwrap_or(if file_dtypes == [DType::F16] {
             WeightDtype::F16
         } else {
@@ -172,7 +158,7 @@ impl Model {
             .max_storage_buffer_binding_size
             .min(limits.max_buffer_size);
         let max_chunk = opts.max_chunk_bytes.map_or(binding, |m| m.min(binding));
-        check_fits(&config, dtype, binding, opts)?;
+        check_fits(gpu, &config, dtype, opts)?;
         let kernels = Kernels::new(gpu);
         let weights = weights::upload(gpu, &config, &source, dtype, max_chunk)?;
         let info = ModelInfo {
@@ -227,48 +213,168 @@ impl Model {
     }
 
     pub(crate) fn max_batch(&self) -> usize {
-        self.opts
-            .max_batch
-            .unwrap_or(512)
-            .clamp(1, self.config.n_positions)
+        max_batch(&self.config, &self.opts)
     }
 
     /// Rows of logits one read-back holds (bounded by the binding limit and 64 MiB).
     pub(crate) fn logit_rows(&self) -> usize {
-        let limits = self.gpu.limits();
-        let cap = limits.max_storage_buffer_binding_size.min(64 << 20);
-        let rows = cap / (self.config.vocab_size as u64 * 4);
-        (rows as usize).clamp(1, self.max_batch())
+        logit_rows(&self.config, self.gpu.limits(), self.max_batch())
     }
 }
 
-/// Fails early, before any allocation, when a weight or activation cannot fit the device.
-fn check_fits(cfg: &Config, dtype: WeightDtype, binding: u64, opts: &LoadOptions) -> Result<()> {
-    let c = cfg.n_embd as u64;
-    let f = cfg.n_inner as u64;
-    let es = dtype.size() as u64;
-    let biggest_linear = [
-        ("mlp.c_fc", f * c.next_multiple_of(4)),
-        ("mlp.c_proj", c * f.next_multiple_of(4)),
-        ("attn.c_attn", 3 * c * c.next_multiple_of(4)),
-    ];
-    for (name, elems) in biggest_linear {
-        if elems * es > binding {
-            return Err(Error::DeviceLimits(format!(
-                "weight `{name}` needs {} bytes in {dtype}, above the adapter's storage binding limit of {binding} bytes",
-                elems * es
+/// Reads a model directory's three parts (each parsed, nothing checked against the others).
+fn open_dir(dir: &Path) -> Result<(Config, Tokenizer, SafetensorsSource)> {
+    if !dir.is_dir() {
+        return Err(Error::io(
+            dir,
+            std::io::Error::new(std::io::ErrorKind::NotFound, "not a model directory"),
+        ));
+    }
+    let config = Config::from_file(&dir.join("config.json"))?;
+    let tokenizer = Tokenizer::from_file(&dir.join("tokenizer.json"))?;
+    let files = SafetensorsSource::open_dir(dir)?;
+    Ok((config, tokenizer, files))
+}
+
+/// The checks that need no GPU: config, tensors, tokenizer vs vocabulary. Returns the dtypes
+/// of the stored tensors.
+fn check_model(
+    config: &Config,
+    source: &Source,
+    tokenizer: Option<&Tokenizer>,
+) -> Result<Vec<DType>> {
+    config.validate()?;
+    let file_dtypes = match source {
+        Source::Files(f) => f.check(config)?,
+        Source::Synthetic { .. } => vec![DType::F32],
+    };
+    if let Some(tok) = tokenizer {
+        if tok.vocab_size() > config.vocab_size {
+            return Err(Error::InvalidInput(format!(
+                "the tokenizer has {} tokens but the model's vocab_size is {}: some token ids cannot be embedded",
+                tok.vocab_size(),
+                config.vocab_size
             )));
         }
     }
-    let b = opts.max_batch.unwrap_or(512).min(cfg.n_positions) as u64;
-    let biggest_act = [
-        ("KV cache of one layer", cfg.n_positions as u64 * c * 4),
-        ("MLP activations", b * f * 4),
+    Ok(file_dtypes)
+}
+
+fn max_batch(cfg: &Config, opts: &LoadOptions) -> usize {
+    opts.max_batch.unwrap_or(512).clamp(1, cfg.n_positions)
+}
+
+fn logit_rows(cfg: &Config, limits: &wgpu::Limits, max_batch: usize) -> usize {
+    let cap = limits.max_storage_buffer_binding_size.min(64 << 20);
+    let rows = cap / (cfg.vocab_size as u64 * 4);
+    usize::try_from(rows)
+        .unwrap_or(usize::MAX)
+        .clamp(1, max_batch)
+}
+
+/// Bytes of a (k, n) weight matrix on the GPU: an upper bound for any layout that pads each
+/// dimension to a multiple of 8.
+fn matrix_bytes(k: u64, n: u64, dtype: WeightDtype) -> u64 {
+    k.next_multiple_of(8) * n.next_multiple_of(8) * dtype.size() as u64
+}
+
+/// Bytes of weights on the GPU: matrices in `dtype`, vectors and `wpe` in f32.
+fn weight_bytes(cfg: &Config, dtype: WeightDtype) -> u64 {
+    let [c, f, v, p, l] = [
+        cfg.n_embd,
+        cfg.n_inner,
+        cfg.vocab_size,
+        cfg.n_positions,
+        cfg.n_layer,
+    ]
+    .map(|x| x as u64);
+    let m = |k, n| matrix_bytes(k, n, dtype);
+    let layer = m(c, 3 * c) + m(c, c) + m(c, f) + m(f, c) + (9 * c + f) * 4;
+    let heads = if cfg.tie_word_embeddings { 1 } else { 2 };
+    l * layer + heads * m(v, c) + p * c * 4 + 2 * c * 4 + v * 4
+}
+
+fn gib(bytes: u64) -> String {
+    if bytes >= 1 << 30 {
+        format!("{:.1} GiB", bytes as f64 / (1u64 << 30) as f64)
+    } else {
+        format!("{:.1} MiB", bytes as f64 / (1u64 << 20) as f64)
+    }
+}
+
+/// Total memory of this machine, which CPU and integrated adapters allocate from.
+fn host_memory_bytes() -> Option<u64> {
+    let info = std::fs::read_to_string("/proc/meminfo").ok()?;
+    let line = info.lines().find(|l| l.starts_with("MemTotal:"))?;
+    let kib: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    kib.checked_mul(1024)
+}
+
+/// Fails early, before any allocation, when the model cannot fit the device: each buffer
+/// against the adapter's binding limit, and the total against the memory bound. `cfg` must
+/// have passed [`Config::validate`], which keeps this arithmetic far from overflow.
+fn check_fits(gpu: &Gpu, cfg: &Config, dtype: WeightDtype, opts: &LoadOptions) -> Result<()> {
+    let shared = matches!(gpu.adapter().device_type.as_str(), "Cpu" | "IntegratedGpu");
+    let (bound, what) = match opts.max_memory_bytes {
+        Some(m) => (m, format!("LoadOptions::max_memory_bytes = {}", gib(m))),
+        None => match host_memory_bytes().filter(|_| shared) {
+            Some(m) => (
+                m,
+                format!(
+                    "this machine's {} of memory, which the adapter uses",
+                    gib(m)
+                ),
+            ),
+            None => {
+                let m = DEFAULT_MAX_MEMORY_BYTES;
+                (m, format!("wgpt's limit of {} for one adapter", gib(m)))
+            }
+        },
+    };
+    let batch = max_batch(cfg, opts);
+    let weights = weight_bytes(cfg, dtype);
+    let session = forward::session_bytes(cfg, batch, logit_rows(cfg, gpu.limits(), batch));
+    if weights + session > bound {
+        return Err(Error::DeviceLimits(format!(
+            "the model needs {} ({} of weights in {dtype} + {} of KV cache and activations for one session), more than {what}",
+            gib(weights + session),
+            gib(weights),
+            gib(session),
+        )));
+    }
+    let limits = gpu.limits();
+    let binding = limits
+        .max_storage_buffer_binding_size
+        .min(limits.max_buffer_size);
+    let [c, f, v, p, b] = [
+        cfg.n_embd,
+        cfg.n_inner,
+        cfg.vocab_size,
+        cfg.n_positions,
+        batch,
+    ]
+    .map(|x| x as u64);
+    let weight = |name: &str, k, n| {
+        let bytes = matrix_bytes(k, n, dtype);
+        (format!("weight `{name}` ({dtype})"), bytes)
+    };
+    let f32s = |name: &str, elems: u64| (name.to_string(), elems * 4);
+    let buffers = [
+        weight("attn.c_attn", c, 3 * c),
+        weight("mlp.c_fc", c, f),
+        weight("mlp.c_proj", f, c),
+        f32s("weight `wpe` (f32)", p * c),
+        f32s("the KV cache of one layer", p * c),
+        f32s("the MLP activations", b * f),
+        f32s("the attention activations", b * 3 * c),
+        f32s("the LM-head bias", v),
     ];
-    for (name, bytes) in biggest_act {
+    for (name, bytes) in buffers {
         if bytes > binding {
             return Err(Error::DeviceLimits(format!(
-                "{name} needs {bytes} bytes, above the adapter's storage binding limit of {binding} bytes"
+                "{name} needs {bytes} bytes ({}), above the adapter's storage buffer limit of {binding} bytes ({})",
+                gib(bytes),
+                gib(binding)
             )));
         }
     }

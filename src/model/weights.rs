@@ -4,8 +4,8 @@
 use crate::config::Config;
 use crate::error::{Error, Result};
 use crate::gpu::Gpu;
-use crate::kernels::WeightDtype;
-use crate::loader::{expected_tensors, Source, Tensor};
+use crate::kernels::{panel_layout, WeightDtype, PANEL};
+use crate::loader::{Source, Tensor};
 
 /// A linear layer: W as (N, Kp) rows in the storage dtype, bias (N) f32.
 pub(crate) struct Linear {
@@ -58,33 +58,6 @@ impl Weights {
     }
 }
 
-/// Checks every expected tensor's presence and shape before anything is allocated.
-pub(crate) fn check_shapes(cfg: &Config, source: &Source) -> Result<()> {
-    let Source::Files(files) = source else {
-        return Ok(());
-    };
-    for (name, expected) in expected_tensors(cfg) {
-        let actual = files
-            .shape(&name)
-            .ok_or_else(|| Error::MissingTensor { name: name.clone() })?;
-        if actual != expected.as_slice() {
-            return Err(Error::Shape {
-                name,
-                expected,
-                actual: actual.to_vec(),
-            });
-        }
-    }
-    let known: std::collections::HashSet<String> =
-        expected_tensors(cfg).into_iter().map(|(n, _)| n).collect();
-    for name in files.names() {
-        if !known.contains(name) && name != "lm_head.weight" {
-            log::warn!("ignoring unexpected tensor `{name}`");
-        }
-    }
-    Ok(())
-}
-
 struct Uploader<'a> {
     gpu: &'a Gpu,
     source: &'a Source,
@@ -94,6 +67,8 @@ struct Uploader<'a> {
 }
 
 impl Uploader<'_> {
+    /// A tensor, checked to have `shape`: its data then holds exactly the product of `shape`
+    /// elements (the loader checked bytes against shape), which the indexing below relies on.
     fn get(&self, name: &str, shape: &[usize]) -> Result<Tensor<'_>> {
         let t = self.source.tensor(name, shape)?;
         if t.shape != shape {
@@ -135,22 +110,15 @@ impl Uploader<'_> {
     fn conv1d(&mut self, prefix: &str, k: usize, n: usize) -> Result<Linear> {
         let name = format!("{prefix}.weight");
         let w = self.get(&name, &[k, n])?.to_f32();
-        let kp = k.next_multiple_of(4);
-        let mut t = vec![0f32; n * kp];
-        for (kk, row) in w.chunks_exact(n).enumerate() {
-            for (nn, &v) in row.iter().enumerate() {
-                t[nn * kp + kk] = v;
-            }
-        }
+        let bytes = encode(&panel_layout(k, n, |kk, nn| w[kk * n + nn]), self.dtype);
         drop(w);
-        let bytes = encode(&t, self.dtype);
-        drop(t);
         let w = self.upload(&name, &bytes)?;
         let b = self.vector(&format!("{prefix}.bias"), n)?;
         Ok(Linear { w, b, k, n })
     }
 
-    /// A (V, C) matrix, padded to (V, Cp) and split by rows under the binding limit.
+    /// A (V, C) matrix, stored transposed as (C, V) panels and split by vocabulary ranges
+    /// (multiples of the panel width) so that no buffer exceeds the binding limit.
     fn row_chunks(
         &mut self,
         name: &str,
@@ -161,23 +129,19 @@ impl Uploader<'_> {
         let m = self.get(name, &[v, c])?;
         let src = m.to_f32();
         drop(m);
-        let cp = c.next_multiple_of(4);
-        let row_bytes = (cp * self.dtype.size()) as u64;
-        let rows_per = ((max_chunk_bytes / row_bytes) as usize).min(v);
+        let panel_bytes = (PANEL * c * self.dtype.size()) as u64;
+        let rows_per = ((max_chunk_bytes / panel_bytes) as usize * PANEL).min(v);
         if rows_per == 0 {
             return Err(Error::DeviceLimits(format!(
-                "one row of `{name}` ({row_bytes} bytes) exceeds the storage binding limit ({max_chunk_bytes} bytes)"
+                "{PANEL} rows of `{name}` ({panel_bytes} bytes) exceed the storage binding limit ({max_chunk_bytes} bytes)"
             )));
         }
         let mut chunks = Vec::new();
         let mut start = 0;
         while start < v {
             let end = (start + rows_per).min(v);
-            let mut padded = vec![0f32; (end - start) * cp];
-            for (r, row) in src[start * c..end * c].chunks_exact(c).enumerate() {
-                padded[r * cp..r * cp + c].copy_from_slice(row);
-            }
-            let buf = self.upload(name, &encode(&padded, self.dtype))?;
+            let block = panel_layout(c, end - start, |kk, nn| src[(start + nn) * c + kk]);
+            let buf = self.upload(name, &encode(&block, self.dtype))?;
             chunks.push((buf, start, end));
             start = end;
         }

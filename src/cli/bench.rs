@@ -1,0 +1,190 @@
+//! `wgpt bench`: llama-bench-style prefill (pp) and decode (tg) speed, mean ± sd over reps.
+
+use std::time::Instant;
+
+use clap::Args;
+use wgpt::{Config, LoadOptions, Model, WeightDtype};
+
+use super::{DeviceArgs, ModelArgs};
+
+#[derive(Args, Debug)]
+pub struct BenchArgs {
+    #[command(flatten)]
+    model: ModelArgs,
+    #[command(flatten)]
+    device: DeviceArgs,
+    /// Benchmark a model with the real shapes of a GPT-2 size and seeded random weights.
+    #[arg(long, value_parser = ["gpt2", "gpt2-medium", "gpt2-large", "gpt2-xl"], conflicts_with = "model")]
+    synthetic: Option<String>,
+    /// Prompt lengths to time one prefill of, comma-separated.
+    #[arg(short = 'p', long = "n-prompt", value_delimiter = ',', default_value = "128")]
+    prompts: Vec<usize>,
+    /// Decode steps to time (after a short prompt); 0 to skip.
+    #[arg(short = 'n', long = "n-gen", default_value_t = 64)]
+    gen: usize,
+    /// Repetitions of each test.
+    #[arg(short = 'r', long, default_value_t = 3)]
+    reps: usize,
+    /// Print one JSON object with a `results` list.
+    #[arg(long)]
+    json: bool,
+    /// Also report GPU time per kernel per token (timestamp queries), for decode and prefill.
+    #[arg(long)]
+    profile: bool,
+}
+
+struct Row {
+    test: String,
+    kind: &'static str,
+    mean: f64,
+    sd: f64,
+}
+
+fn stats(v: &[f64]) -> (f64, f64) {
+    let n = v.len() as f64;
+    let mean = v.iter().sum::<f64>() / n;
+    let var = if v.len() > 1 { v.iter().map(|x| (x - mean).powi(2)).sum::<f64>() / (n - 1.0) } else { 0.0 };
+    (mean, var.sqrt())
+}
+
+pub fn run(a: BenchArgs) -> anyhow::Result<()> {
+    if a.reps == 0 {
+        return Err(wgpt::Error::InvalidInput("--reps must be at least 1".into()).into());
+    }
+    a.model.check()?;
+    let gpu = a.device.gpu()?;
+    let model = match &a.synthetic {
+        Some(name) => {
+            let cfg = Config::gpt2_preset(name).ok_or_else(|| wgpt::Error::InvalidInput(format!("unknown preset {name}")))?;
+            let dtype = a.model.dtype.unwrap_or(WeightDtype::F16);
+            Model::synthetic(cfg, 1234, &gpu, &LoadOptions { dtype: Some(dtype), ..Default::default() })?
+        }
+        None => a.model.load(&gpu)?,
+    };
+    let cfg = model.config().clone();
+    let n_ctx = cfg.n_positions;
+    let vocab = cfg.vocab_size as u32;
+    let tokens = |n: usize| -> Vec<u32> { (0..n as u32).map(|i| (i * 7919 + 13) % vocab).collect() };
+    let mut session = model.session()?;
+    let mut rows = Vec::new();
+    for &p in &a.prompts {
+        if p == 0 || p > n_ctx {
+            return Err(wgpt::Error::InvalidInput(format!("prompt length {p} is outside 1..={n_ctx}")).into());
+        }
+        let toks = tokens(p);
+        session.reset();
+        session.forward(&toks)?; // warm-up
+        let mut rates = Vec::new();
+        for _ in 0..a.reps {
+            session.reset();
+            let t0 = Instant::now();
+            session.forward(&toks)?;
+            rates.push(p as f64 / t0.elapsed().as_secs_f64());
+        }
+        let (mean, sd) = stats(&rates);
+        rows.push(Row { test: format!("pp{p}"), kind: "prefill_tokens_per_s", mean, sd });
+    }
+    if a.gen > 0 {
+        let prompt = tokens(8.min(n_ctx - 1));
+        if prompt.len() + a.gen > n_ctx {
+            return Err(wgpt::Error::InvalidInput(format!("-n {} does not fit the context of {n_ctx} after the prompt", a.gen)).into());
+        }
+        let mut rates = Vec::new();
+        for rep in 0..=a.reps {
+            session.reset();
+            session.forward(&prompt)?;
+            let t0 = Instant::now();
+            let mut next = prompt[prompt.len() - 1];
+            for _ in 0..a.gen {
+                let logits = session.forward(&[next])?;
+                next = wgpt::sampler::argmax(&logits);
+            }
+            if rep > 0 {
+                rates.push(a.gen as f64 / t0.elapsed().as_secs_f64()); // rep 0 is the warm-up
+            }
+        }
+        let (mean, sd) = stats(&rates);
+        rows.push(Row { test: format!("tg{}", a.gen), kind: "decode_tokens_per_s", mean, sd });
+    }
+    let profile = if a.profile { Some(profile(&mut session, &a.prompts, n_ctx, &tokens)?) } else { None };
+    let info = model.info();
+    let name = a.synthetic.clone().unwrap_or_else(|| info.origin.clone());
+    if a.json {
+        let results: Vec<serde_json::Value> = rows
+            .iter()
+            .map(|r| {
+                serde_json::json!({
+                    "test": r.test, r.kind: r.mean, "stddev": r.sd, "reps": a.reps,
+                    "dtype": info.dtype.to_string(), "adapter": gpu.adapter().name,
+                })
+            })
+            .collect();
+        let mut obj = serde_json::json!({
+            "model": name, "params": info.n_params, "dtype": info.dtype.to_string(),
+            "adapter": gpu.adapter().name, "backend": gpu.adapter().backend, "results": results,
+        });
+        if let Some(p) = &profile {
+            obj["profile"] = serde_json::json!(p
+                .iter()
+                .map(|(test, rows)| serde_json::json!({
+                    "test": test,
+                    "kernels": rows.iter().map(|(k, us, n)| serde_json::json!({"kernel": k, "us_per_token": us, "dispatches_per_token": n})).collect::<Vec<_>>(),
+                }))
+                .collect::<Vec<_>>());
+        }
+        println!("{obj}");
+    } else {
+        println!("| model | params | dtype | adapter | test | tokens/s |");
+        println!("|---|---|---|---|---|---|");
+        for r in &rows {
+            println!("| {name} | {:.1} M | {} | {} | {} | {:.2} ± {:.2} |", info.n_params as f64 / 1e6, info.dtype, gpu.adapter().name, r.test, r.mean, r.sd);
+        }
+        for (test, rows) in profile.iter().flatten() {
+            let total: f64 = rows.iter().map(|r| r.1).sum();
+            println!("\nGPU time per token, {test} ({total:.0} µs in all):\n| kernel | µs/token | dispatches/token | share |\n|---|---|---|---|");
+            for (k, us, n) in rows {
+                println!("| {k} | {us:.1} | {n:.1} | {:.1}% |", 100.0 * us / total);
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Per-kernel GPU time per token: (test, [(kernel, µs per token, dispatches per token)]).
+type ProfileRows = Vec<(String, Vec<(&'static str, f64, f64)>)>;
+
+fn profile(session: &mut wgpt::Session<'_>, prompts: &[usize], n_ctx: usize, tokens: &dyn Fn(usize) -> Vec<u32>) -> anyhow::Result<ProfileRows> {
+    if !session.enable_profiling()? {
+        return Err(wgpt::Error::Gpu("this adapter has no timestamp queries (TIMESTAMP_QUERY)".into()).into());
+    }
+    let summarize = |times: Vec<(&'static str, f64)>, per: f64| {
+        let mut rows: Vec<(&'static str, f64, f64)> = Vec::new();
+        for (name, ns) in times {
+            match rows.iter_mut().find(|r| r.0 == name) {
+                Some(r) => {
+                    r.1 += ns / 1e3 / per;
+                    r.2 += 1.0 / per;
+                }
+                None => rows.push((name, ns / 1e3 / per, 1.0 / per)),
+            }
+        }
+        rows.sort_by(|a, b| b.1.total_cmp(&a.1));
+        rows
+    };
+    let mut out = Vec::new();
+    // Decode: 16 steps after an 8-token prompt.
+    let steps = 16.min(n_ctx.saturating_sub(9));
+    session.reset();
+    session.forward(&tokens(8))?;
+    session.take_profile();
+    for i in 0..steps {
+        session.forward(&[(i * 31 % 50) as u32])?;
+    }
+    out.push(("decode".to_string(), summarize(session.take_profile(), steps as f64)));
+    if let Some(&p) = prompts.first() {
+        session.reset();
+        session.forward(&tokens(p))?;
+        out.push((format!("prefill pp{p}"), summarize(session.take_profile(), p as f64)));
+    }
+    Ok(out)
+}
