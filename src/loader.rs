@@ -151,8 +151,9 @@ fn parse_header(path: &Path, bytes: &[u8]) -> Result<HashMap<String, TensorMeta>
     let data_len = len - data_start;
     let header = std::str::from_utf8(&bytes[8..data_start])
         .map_err(|_| bad("header is not UTF-8: corrupt or not a safetensors file".into()))?;
-    let entries: HashMap<String, serde_json::Value> =
-        serde_json::from_str(header).map_err(|e| {
+    // A sorted map, so that the first problem reported does not vary from run to run.
+    let entries: serde_json::Map<String, serde_json::Value> = serde_json::from_str(header)
+        .map_err(|e| {
             bad(format!(
                 "header is not safetensors JSON ({e}): corrupt or not a safetensors file"
             ))
@@ -244,6 +245,7 @@ fn index<'a>(
         paths.push(path);
         for name in tensors.keys() {
             let Some(c) = canonical(name) else { continue };
+            // `j` indexes `paths`: it was pushed when file `j` was indexed.
             if let Some((j, other)) = index.insert(c.to_string(), (i, name.clone())) {
                 return Err(Error::Weights {
                     path: path.to_path_buf(),

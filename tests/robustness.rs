@@ -753,8 +753,8 @@ fn a_lost_device_is_an_error_not_a_panic() {
     assert!(e.expect("load on a lost device").is_device_error());
 }
 
-/// `Model::session` on a lost device: wgpu panics inside `create_buffer_init` (used by
-/// `Gpu::uniform` for the step uniform), see the note in docs/errors.md.
+/// `Model::session` on a lost device: wgpu 30 panics inside `DeviceExt::create_buffer_init`
+/// (its `get_mapped_range_mut(..).expect(..)`), which `Gpu::uniform` uses for the step uniform.
 #[test]
 #[ignore = "panics in wgpu's create_buffer_init until Gpu::uniform avoids mapped_at_creation"]
 fn a_new_session_on_a_lost_device_is_an_error() {

@@ -32,7 +32,7 @@ pub(crate) fn kv_store(
         &params,
         &[qkv, k_cache, v_cache],
         Grid::PerToken {
-            x: (c as u32).div_ceil(64),
+            x: (c as u32 / 4).div_ceil(64),
         },
     )
 }

@@ -19,7 +19,7 @@ pub(crate) use kv_store::kv_store;
 pub(crate) use layer_norm::layer_norm;
 pub use recorder::Profiler;
 pub(crate) use recorder::Recorder;
-pub(crate) use matmul::{matmul, panel_layout, MatmulDispatch, MatmulSpec, PANEL};
+pub(crate) use matmul::{matmul, panel_layout, MatmulDispatch, MatmulSpec, PANEL, X_WINDOW};
 
 use crate::gpu::Gpu;
 
@@ -55,6 +55,7 @@ const WEIGHTS_F32: &str = include_str!("../../shaders/weights_f32.wgsl");
 const WEIGHTS_F16: &str = include_str!("../../shaders/weights_f16.wgsl");
 const MATMUL: &str = include_str!("../../shaders/matmul.wgsl");
 const MATVEC: &str = include_str!("../../shaders/matvec.wgsl");
+const MATMUL_BLOCK: &str = include_str!("../../shaders/matmul_block.wgsl");
 const LAYER_NORM: &str = include_str!("../../shaders/layer_norm.wgsl");
 const EMBED: &str = include_str!("../../shaders/embed.wgsl");
 const KV_STORE: &str = include_str!("../../shaders/kv_store.wgsl");
@@ -76,6 +77,10 @@ pub fn shader_sources() -> Vec<(String, String)> {
             [COMMON, ACTIVATIONS, weights_src(dt), MATMUL].concat(),
         ));
         out.push((
+            format!("matmul_block_{dt}"),
+            [COMMON, ACTIVATIONS, weights_src(dt), MATMUL_BLOCK].concat(),
+        ));
+        out.push((
             format!("matvec_{dt}"),
             [COMMON, ACTIVATIONS, weights_src(dt), MATVEC].concat(),
         ));
@@ -94,6 +99,7 @@ pub fn shader_sources() -> Vec<(String, String)> {
 pub(crate) struct Kernels {
     pub matmul: [wgpu::ComputePipeline; 2],
     pub matvec: [wgpu::ComputePipeline; 2],
+    pub matmul_block: [wgpu::ComputePipeline; 2],
     pub embed: [wgpu::ComputePipeline; 2],
     pub layer_norm: wgpu::ComputePipeline,
     pub kv_store: wgpu::ComputePipeline,
@@ -124,6 +130,7 @@ impl Kernels {
         Kernels {
             matmul: [make("matmul_f32"), make("matmul_f16")],
             matvec: [make("matvec_f32"), make("matvec_f16")],
+            matmul_block: [make("matmul_block_f32"), make("matmul_block_f16")],
             embed: [make("embed_f32"), make("embed_f16")],
             layer_norm: make("layer_norm"),
             kv_store: make("kv_store"),
@@ -189,6 +196,20 @@ impl Dispatch {
         buffers: &[&wgpu::Buffer],
         grid: Grid,
     ) -> Self {
+        let resources = buffers.iter().map(|b| b.as_entire_binding()).collect();
+        Self::with_resources(gpu, name, pipeline, step, params, resources, grid)
+    }
+
+    /// Like [`Dispatch::new`] with explicit resources (e.g. a window of a buffer).
+    pub fn with_resources<P: bytemuck::Pod>(
+        gpu: &Gpu,
+        name: &'static str,
+        pipeline: &wgpu::ComputePipeline,
+        step: &wgpu::Buffer,
+        params: &P,
+        resources: Vec<wgpu::BindingResource<'_>>,
+        grid: Grid,
+    ) -> Self {
         let params = gpu.uniform(name, params);
         let mut entries = vec![
             wgpu::BindGroupEntry {
@@ -200,10 +221,10 @@ impl Dispatch {
                 resource: params.as_entire_binding(),
             },
         ];
-        for (i, b) in buffers.iter().enumerate() {
+        for (i, resource) in resources.into_iter().enumerate() {
             entries.push(wgpu::BindGroupEntry {
                 binding: 2 + i as u32,
-                resource: b.as_entire_binding(),
+                resource,
             });
         }
         let bind_group = gpu.device.create_bind_group(&wgpu::BindGroupDescriptor {

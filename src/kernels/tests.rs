@@ -39,8 +39,9 @@ impl Harness {
             .gpu
             .buffer(
                 "test",
-                data.len() as u64,
+                data.len() as u64 + X_WINDOW,
                 wgpu::BufferUsages::STORAGE
+                    | wgpu::BufferUsages::UNIFORM
                     | wgpu::BufferUsages::COPY_DST
                     | wgpu::BufferUsages::COPY_SRC,
             )
@@ -129,7 +130,9 @@ fn pack(w: &[f32], n: usize, k: usize, dtype: WeightDtype) -> (Vec<u8>, Vec<f32>
 fn matmul_matches_reference() {
     let Some(h) = Harness::new() else { return };
     let mut rng = Rng::new(1);
-    let shapes = [(1, 4, 1), (7, 64, 7), (5, 772, 33), (65, 8, 1), (1, 768, 65), (9, 96, 260), (1, 8, 300), (1, 772, 129), (2, 4, 9), (17, 260, 769)];
+    // Rows > 1 with 8·K·4 bytes aligned and K ≤ 2048 use the uniform-window kernel
+    // (matmul_block.wgsl); other batches matmul.wgsl; one row matvec.wgsl.
+    let shapes = [(1, 4, 1), (7, 64, 7), (5, 772, 33), (65, 8, 1), (1, 768, 65), (9, 96, 260), (1, 8, 300), (1, 772, 129), (2, 4, 9), (17, 260, 769), (3, 3072, 20), (20, 2048, 16)];
     for dtype in [WeightDtype::F32, WeightDtype::F16] {
         for (i, &(rows, k, n)) in shapes.iter().enumerate() {
             let act = (i % 4) as u32;
@@ -148,8 +151,12 @@ fn matmul_matches_reference() {
                 act,
                 accumulate,
                 lm_rows: false,
+                max_rows: rows,
             };
             let d = matmul(&h.gpu, &h.k, &h.step, spec, dtype, &xb, &wbuf, &bb, &yb);
+            let align = h.gpu.limits().min_uniform_buffer_offset_alignment as usize;
+            let blocked = rows > 1 && k <= 2048 && (32 * k) % align == 0;
+            assert_eq!(d.block_count() > 0, blocked, "rows={rows} k={k}: uniform-window kernel choice");
             let got = h.run_mm(
                 &d,
                 Step {
@@ -201,6 +208,7 @@ fn matmul_lm_head_window_writes_column_slice() {
         act: 0,
         accumulate: false,
         lm_rows: true,
+        max_rows: 0,
     };
     let d = matmul(
         &h.gpu,
@@ -253,7 +261,7 @@ fn matmul_lm_head_window_writes_column_slice() {
 fn layer_norm_matches_reference() {
     let Some(h) = Harness::new() else { return };
     let mut rng = Rng::new(3);
-    for (rows, c) in [(1, 1), (7, 7), (65, 65), (3, 769)] {
+    for (rows, c) in [(1, 4), (7, 8), (65, 68), (3, 772)] {
         let x: Vec<f32> = random(&mut rng, rows * c, 3.0)
             .iter()
             .map(|v| v + 1.5)

@@ -7,7 +7,7 @@ use crate::error::Result;
 use crate::gpu::Gpu;
 use crate::kernels::{
     attention, embed, kv_store, layer_norm, matmul, Dispatch, Kernels, MatmulDispatch, MatmulSpec,
-    Recorder,
+    Recorder, X_WINDOW,
 };
 use crate::model::weights::{Linear, RowChunks, Weights};
 
@@ -57,6 +57,15 @@ pub(crate) struct Plan {
     layers: Vec<LayerPlan>,
     ln_f: Dispatch,
     lm_head: Vec<MatmulDispatch>,
+}
+
+/// A matmul input: also bindable as a uniform window (see `matmul_block.wgsl`), with slack.
+fn matmul_input(gpu: &Gpu, label: &str, bytes: usize) -> Result<wgpu::Buffer> {
+    gpu.buffer(
+        label,
+        bytes as u64 + X_WINDOW,
+        wgpu::BufferUsages::STORAGE | wgpu::BufferUsages::UNIFORM | wgpu::BufferUsages::COPY_DST,
+    )
 }
 
 fn storage(gpu: &Gpu, label: &str, bytes: usize) -> Result<wgpu::Buffer> {
@@ -113,10 +122,10 @@ impl Plan {
             ),
             tokens: storage(gpu, "tokens", b * 4)?,
             x: storage(gpu, "x", b * c * f32s)?,
-            ln: storage(gpu, "ln", b * c * f32s)?,
+            ln: matmul_input(gpu, "ln", b * c * f32s)?,
             qkv: storage(gpu, "qkv", b * 3 * c * f32s)?,
-            att: storage(gpu, "att", b * c * f32s)?,
-            fc: storage(gpu, "fc", b * f * f32s)?,
+            att: matmul_input(gpu, "att", b * c * f32s)?,
+            fc: matmul_input(gpu, "fc", b * f * f32s)?,
             k_cache,
             v_cache,
             logits: storage(gpu, "logits", logit_rows * v * f32s)?,
@@ -138,6 +147,7 @@ impl Plan {
                     act: act_code,
                     accumulate,
                     lm_rows: false,
+                    max_rows: max_batch,
                 };
                 matmul(gpu, k, s, spec, w.dtype, x, &l.w, &l.b, y)
             };
@@ -236,6 +246,7 @@ impl Plan {
                     act: 0,
                     accumulate: false,
                     lm_rows: true,
+                    max_rows: 0,
                 };
                 matmul(
                     gpu,
