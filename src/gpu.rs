@@ -3,8 +3,6 @@
 
 use std::sync::{Arc, Mutex};
 
-use wgpu::util::DeviceExt;
-
 use crate::error::{Error, Result};
 
 /// How to pick an adapter. Empty options honour `WGPU_BACKEND` and `WGPU_ADAPTER_NAME`.
@@ -61,6 +59,8 @@ pub struct Gpu {
     limits: wgpu::Limits,
     features: wgpu::Features,
     errors: Arc<Mutex<Option<String>>>,
+    /// Set once the device is lost; unlike `errors` it is never cleared.
+    lost: Arc<Mutex<Option<String>>>,
 }
 
 fn parse_backend(name: &str) -> Result<wgpu::Backends> {
@@ -171,10 +171,16 @@ impl Gpu {
                 slot.get_or_insert_with(|| e.to_string());
             }
         }));
-        let lost = errors.clone();
+        let lost = Arc::new(Mutex::new(None::<String>));
+        let lost_sink = lost.clone();
         device.set_device_lost_callback(move |reason, msg| {
-            if let Ok(mut slot) = lost.lock() {
-                slot.get_or_insert_with(|| format!("device lost ({reason:?}): {msg}"));
+            if let Ok(mut slot) = lost_sink.lock() {
+                let detail = if msg.is_empty() {
+                    String::new()
+                } else {
+                    format!(": {msg}")
+                };
+                slot.get_or_insert_with(|| format!("device lost ({reason:?}){detail}"));
             }
         });
         Gpu {
@@ -184,6 +190,7 @@ impl Gpu {
             queue,
             adapter: AdapterSummary::of(info),
             errors,
+            lost,
         }
     }
 
@@ -214,6 +221,9 @@ impl Gpu {
 
     /// Fails with the first GPU error reported since the last check, if any.
     pub(crate) fn check(&self) -> Result<()> {
+        if let Some(msg) = self.lost.lock().ok().and_then(|s| s.clone()) {
+            return Err(Error::Gpu(msg));
+        }
         let taken = self.errors.lock().ok().and_then(|mut s| s.take());
         match taken {
             Some(msg) => Err(Error::Gpu(msg)),
@@ -262,14 +272,18 @@ impl Gpu {
         Ok(buf)
     }
 
-    /// A small uniform buffer holding `value`.
+    /// A small uniform buffer holding `value`. (Not `create_buffer_init`: its mapping panics
+    /// on a lost device, and a lost device must be an error.)
     pub(crate) fn uniform<T: bytemuck::Pod>(&self, label: &str, value: &T) -> wgpu::Buffer {
-        self.device
-            .create_buffer_init(&wgpu::util::BufferInitDescriptor {
-                label: Some(label),
-                contents: bytemuck::bytes_of(value),
-                usage: wgpu::BufferUsages::UNIFORM | wgpu::BufferUsages::COPY_DST,
-            })
+        let bytes = bytemuck::bytes_of(value);
+        let buf = self.device.create_buffer(&wgpu::BufferDescriptor {
+            label: Some(label),
+            size: (bytes.len() as u64).next_multiple_of(16),
+            usage: wgpu::BufferUsages::UNIFORM | wgpu::BufferUsages::COPY_DST,
+            mapped_at_creation: false,
+        });
+        self.queue.write_buffer(&buf, 0, bytes);
+        buf
     }
 
     /// Submits `encoder`, waits, and copies `len` bytes out of the mappable `staging` buffer.

@@ -216,6 +216,13 @@ struct File {
 impl File {
     fn parse(path: PathBuf, backing: Backing) -> Result<Self> {
         let tensors = parse_header(&path, backing.bytes())?;
+        // The `safetensors` crate then checks conformance to the format (ordering, overlaps).
+        // It runs second: our checks above bound every offset, so its arithmetic cannot
+        // overflow on a crafted header, and ours give the more precise messages.
+        safetensors::SafeTensors::read_metadata(backing.bytes()).map_err(|e| Error::Weights {
+            path: path.clone(),
+            message: format!("not a valid safetensors file: {e}"),
+        })?;
         Ok(File {
             path,
             backing,

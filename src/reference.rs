@@ -74,6 +74,7 @@ pub fn erf(x: f64) -> f64 {
 
 /// Causal attention of `t` queries at positions `pos..pos+t` over keys/values 0..pos+t.
 /// q (t, c); k, v (pos+t, c); returns (t, c).
+#[allow(clippy::too_many_arguments)]
 pub fn attention(
     q: &[f32],
     k: &[f32],

@@ -62,7 +62,14 @@ impl<'m> Session<'m> {
             model.logit_rows(),
         )?;
         model.gpu.check()?;
-        Ok(Session { model, plan, pos: 0, bytes: Vec::new(), profiler: None, profile: Vec::new() })
+        Ok(Session {
+            model,
+            plan,
+            pos: 0,
+            bytes: Vec::new(),
+            profiler: None,
+            profile: Vec::new(),
+        })
     }
 
     /// Times every dispatch with GPU timestamp queries from now on (one compute pass per
@@ -180,7 +187,11 @@ impl<'m> Session<'m> {
                 };
                 gpu.queue
                     .write_buffer(&self.plan.act.step, 0, bytemuck::bytes_of(&step));
-                let mut enc = gpu.device.create_command_encoder(&wgpu::CommandEncoderDescriptor { label: Some("forward") });
+                let mut enc = gpu
+                    .device
+                    .create_command_encoder(&wgpu::CommandEncoderDescriptor {
+                        label: Some("forward"),
+                    });
                 {
                     let mut rec = Recorder::new(&mut enc, self.profiler.as_mut());
                     if first {
@@ -195,7 +206,9 @@ impl<'m> Session<'m> {
                 }
                 if n_rows == 0 {
                     gpu.queue.submit([enc.finish()]);
-                    gpu.device.poll(wgpu::PollType::wait_indefinitely()).map_err(|e| Error::Gpu(e.to_string()))?;
+                    gpu.device
+                        .poll(wgpu::PollType::wait_indefinitely())
+                        .map_err(|e| Error::Gpu(e.to_string()))?;
                     gpu.check()?;
                     self.collect_profile()?;
                     break;

@@ -26,7 +26,7 @@ fn stops_when_the_context_is_full() {
     let mut g = s
         .generate_ids(&[1, 2, 3], SamplerConfig::default(), 1000)
         .unwrap();
-    let n = g.by_ref().map(|t| t.unwrap()).count();
+    let n = g.by_ref().inspect(|t| assert!(t.is_ok())).count();
     assert_eq!(g.stop_reason(), Some(StopReason::Context));
     // 3 prompt tokens + 13 fed back = 16 positions; the 14th sampled token needs no position.
     assert_eq!(n, 14);

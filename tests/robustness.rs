@@ -753,10 +753,9 @@ fn a_lost_device_is_an_error_not_a_panic() {
     assert!(e.expect("load on a lost device").is_device_error());
 }
 
-/// `Model::session` on a lost device: wgpu 30 panics inside `DeviceExt::create_buffer_init`
-/// (its `get_mapped_range_mut(..).expect(..)`), which `Gpu::uniform` uses for the step uniform.
+/// `Model::session` on a lost device (wgpu's `create_buffer_init` panics there, so the
+/// library must not use it).
 #[test]
-#[ignore = "panics in wgpu's create_buffer_init until Gpu::uniform avoids mapped_at_creation"]
 fn a_new_session_on_a_lost_device_is_an_error() {
     let Some(gpu) = test_gpu() else { return };
     let model = Model::load(fixture(ORIG), &gpu, &LoadOptions::default()).unwrap();

@@ -17,7 +17,12 @@ pub struct BenchArgs {
     #[arg(long, value_parser = ["gpt2", "gpt2-medium", "gpt2-large", "gpt2-xl"], conflicts_with = "model")]
     synthetic: Option<String>,
     /// Prompt lengths to time one prefill of, comma-separated.
-    #[arg(short = 'p', long = "n-prompt", value_delimiter = ',', default_value = "128")]
+    #[arg(
+        short = 'p',
+        long = "n-prompt",
+        value_delimiter = ',',
+        default_value = "128"
+    )]
     prompts: Vec<usize>,
     /// Decode steps to time (after a short prompt); 0 to skip.
     #[arg(short = 'n', long = "n-gen", default_value_t = 64)]
@@ -43,7 +48,11 @@ struct Row {
 fn stats(v: &[f64]) -> (f64, f64) {
     let n = v.len() as f64;
     let mean = v.iter().sum::<f64>() / n;
-    let var = if v.len() > 1 { v.iter().map(|x| (x - mean).powi(2)).sum::<f64>() / (n - 1.0) } else { 0.0 };
+    let var = if v.len() > 1 {
+        v.iter().map(|x| (x - mean).powi(2)).sum::<f64>() / (n - 1.0)
+    } else {
+        0.0
+    };
     (mean, var.sqrt())
 }
 
@@ -55,21 +64,34 @@ pub fn run(a: BenchArgs) -> anyhow::Result<()> {
     let gpu = a.device.gpu()?;
     let model = match &a.synthetic {
         Some(name) => {
-            let cfg = Config::gpt2_preset(name).ok_or_else(|| wgpt::Error::InvalidInput(format!("unknown preset {name}")))?;
+            let cfg = Config::gpt2_preset(name)
+                .ok_or_else(|| wgpt::Error::InvalidInput(format!("unknown preset {name}")))?;
             let dtype = a.model.dtype.unwrap_or(WeightDtype::F16);
-            Model::synthetic(cfg, 1234, &gpu, &LoadOptions { dtype: Some(dtype), ..Default::default() })?
+            Model::synthetic(
+                cfg,
+                1234,
+                &gpu,
+                &LoadOptions {
+                    dtype: Some(dtype),
+                    ..Default::default()
+                },
+            )?
         }
         None => a.model.load(&gpu)?,
     };
     let cfg = model.config().clone();
     let n_ctx = cfg.n_positions;
     let vocab = cfg.vocab_size as u32;
-    let tokens = |n: usize| -> Vec<u32> { (0..n as u32).map(|i| (i * 7919 + 13) % vocab).collect() };
+    let tokens =
+        |n: usize| -> Vec<u32> { (0..n as u32).map(|i| (i * 7919 + 13) % vocab).collect() };
     let mut session = model.session()?;
     let mut rows = Vec::new();
     for &p in &a.prompts {
         if p == 0 || p > n_ctx {
-            return Err(wgpt::Error::InvalidInput(format!("prompt length {p} is outside 1..={n_ctx}")).into());
+            return Err(wgpt::Error::InvalidInput(format!(
+                "prompt length {p} is outside 1..={n_ctx}"
+            ))
+            .into());
         }
         let toks = tokens(p);
         session.reset();
@@ -82,12 +104,21 @@ pub fn run(a: BenchArgs) -> anyhow::Result<()> {
             rates.push(p as f64 / t0.elapsed().as_secs_f64());
         }
         let (mean, sd) = stats(&rates);
-        rows.push(Row { test: format!("pp{p}"), kind: "prefill_tokens_per_s", mean, sd });
+        rows.push(Row {
+            test: format!("pp{p}"),
+            kind: "prefill_tokens_per_s",
+            mean,
+            sd,
+        });
     }
     if a.gen > 0 {
         let prompt = tokens(8.min(n_ctx - 1));
         if prompt.len() + a.gen > n_ctx {
-            return Err(wgpt::Error::InvalidInput(format!("-n {} does not fit the context of {n_ctx} after the prompt", a.gen)).into());
+            return Err(wgpt::Error::InvalidInput(format!(
+                "-n {} does not fit the context of {n_ctx} after the prompt",
+                a.gen
+            ))
+            .into());
         }
         let mut rates = Vec::new();
         for rep in 0..=a.reps {
@@ -104,9 +135,18 @@ pub fn run(a: BenchArgs) -> anyhow::Result<()> {
             }
         }
         let (mean, sd) = stats(&rates);
-        rows.push(Row { test: format!("tg{}", a.gen), kind: "decode_tokens_per_s", mean, sd });
+        rows.push(Row {
+            test: format!("tg{}", a.gen),
+            kind: "decode_tokens_per_s",
+            mean,
+            sd,
+        });
     }
-    let profile = if a.profile { Some(profile(&mut session, &a.prompts, n_ctx, &tokens)?) } else { None };
+    let profile = if a.profile {
+        Some(profile(&mut session, &a.prompts, n_ctx, &tokens)?)
+    } else {
+        None
+    };
     let info = model.info();
     let name = a.synthetic.clone().unwrap_or_else(|| info.origin.clone());
     if a.json {
@@ -137,7 +177,15 @@ pub fn run(a: BenchArgs) -> anyhow::Result<()> {
         println!("| model | params | dtype | adapter | test | tokens/s |");
         println!("|---|---|---|---|---|---|");
         for r in &rows {
-            println!("| {name} | {:.1} M | {} | {} | {} | {:.2} ± {:.2} |", info.n_params as f64 / 1e6, info.dtype, gpu.adapter().name, r.test, r.mean, r.sd);
+            println!(
+                "| {name} | {:.1} M | {} | {} | {} | {:.2} ± {:.2} |",
+                info.n_params as f64 / 1e6,
+                info.dtype,
+                gpu.adapter().name,
+                r.test,
+                r.mean,
+                r.sd
+            );
         }
         for (test, rows) in profile.iter().flatten() {
             let total: f64 = rows.iter().map(|r| r.1).sum();
@@ -153,9 +201,17 @@ pub fn run(a: BenchArgs) -> anyhow::Result<()> {
 /// Per-kernel GPU time per token: (test, [(kernel, µs per token, dispatches per token)]).
 type ProfileRows = Vec<(String, Vec<(&'static str, f64, f64)>)>;
 
-fn profile(session: &mut wgpt::Session<'_>, prompts: &[usize], n_ctx: usize, tokens: &dyn Fn(usize) -> Vec<u32>) -> anyhow::Result<ProfileRows> {
+fn profile(
+    session: &mut wgpt::Session<'_>,
+    prompts: &[usize],
+    n_ctx: usize,
+    tokens: &dyn Fn(usize) -> Vec<u32>,
+) -> anyhow::Result<ProfileRows> {
     if !session.enable_profiling()? {
-        return Err(wgpt::Error::Gpu("this adapter has no timestamp queries (TIMESTAMP_QUERY)".into()).into());
+        return Err(wgpt::Error::Gpu(
+            "this adapter has no timestamp queries (TIMESTAMP_QUERY)".into(),
+        )
+        .into());
     }
     let summarize = |times: Vec<(&'static str, f64)>, per: f64| {
         let mut rows: Vec<(&'static str, f64, f64)> = Vec::new();
@@ -180,11 +236,17 @@ fn profile(session: &mut wgpt::Session<'_>, prompts: &[usize], n_ctx: usize, tok
     for i in 0..steps {
         session.forward(&[(i * 31 % 50) as u32])?;
     }
-    out.push(("decode".to_string(), summarize(session.take_profile(), steps as f64)));
+    out.push((
+        "decode".to_string(),
+        summarize(session.take_profile(), steps as f64),
+    ));
     if let Some(&p) = prompts.first() {
         session.reset();
         session.forward(&tokens(p))?;
-        out.push((format!("prefill pp{p}"), summarize(session.take_profile(), p as f64)));
+        out.push((
+            format!("prefill pp{p}"),
+            summarize(session.take_profile(), p as f64),
+        ));
     }
     Ok(out)
 }

@@ -89,7 +89,7 @@ fn parse_dtype(s: &str) -> Result<WeightDtype, String> {
 }
 
 impl ModelArgs {
-    /// Fails fast, before any adapter is opened, when the directory does not exist.
+    /// Fails fast, before any adapter is opened, when the model directory is unusable.
     pub fn check(&self) -> anyhow::Result<()> {
         match &self.model {
             Some(dir) if !dir.is_dir() => Err(wgpt::Error::InvalidInput(format!(
@@ -97,7 +97,12 @@ impl ModelArgs {
                 dir.display()
             ))
             .into()),
-            _ => Ok(()),
+            // Every file, config and tensor check that needs no GPU, before an adapter opens.
+            Some(dir) => {
+                Model::check_dir(dir)?;
+                Ok(())
+            }
+            None => Ok(()),
         }
     }
 
@@ -130,10 +135,20 @@ fn default_model(_gpu: &Gpu, _opts: &LoadOptions) -> anyhow::Result<Model> {
 pub fn run() -> i32 {
     let cli = match Cli::try_parse() {
         Ok(c) => c,
+        Err(e) if e.use_stderr() => {
+            // One line, like every other error (clap adds a "try --help" line).
+            let text = e.render().to_string();
+            let first: Vec<&str> = text
+                .lines()
+                .take_while(|l| !l.trim().is_empty())
+                .map(str::trim)
+                .collect();
+            eprintln!("{}", first.join(" "));
+            return EXIT_USAGE;
+        }
         Err(e) => {
-            let code = if e.use_stderr() { EXIT_USAGE } else { 0 };
             let _ = e.print();
-            return code;
+            return 0;
         }
     };
     let result = match cli.command {

@@ -121,33 +121,83 @@ pub(crate) fn matmul(
         _pad: [0; 3],
     };
     let blocks = (spec.n.div_ceil(8) as u32).div_ceil(16);
-    let grid = if spec.lm_rows { Grid::RowBlocks { x: blocks } } else { Grid::TokenBlocks { x: blocks } };
+    let grid = if spec.lm_rows {
+        Grid::RowBlocks { x: blocks }
+    } else {
+        Grid::TokenBlocks { x: blocks }
+    };
     let bindings = [w, x, b, y];
-    let many = Dispatch::new(gpu, "matmul", Kernels::by_dtype(&k.matmul, dtype), step, &params, &bindings, grid);
-    let one_grid = Grid::Fixed { x: (spec.n.div_ceil(16) as u32).div_ceil(8) };
-    let one = Dispatch::new(gpu, "matvec", Kernels::by_dtype(&k.matvec, dtype), step, &params, &bindings, one_grid);
+    let many = Dispatch::new(
+        gpu,
+        "matmul",
+        Kernels::by_dtype(&k.matmul, dtype),
+        step,
+        &params,
+        &bindings,
+        grid,
+    );
+    let one_grid = Grid::Fixed {
+        x: (spec.n.div_ceil(16) as u32).div_ceil(8),
+    };
+    let one = Dispatch::new(
+        gpu,
+        "matvec",
+        Kernels::by_dtype(&k.matvec, dtype),
+        step,
+        &params,
+        &bindings,
+        one_grid,
+    );
     // 8 rows of X must fit the window and start at an aligned offset.
     let block_bytes = (8 * spec.k * 4) as u64;
     let align = gpu.limits().min_uniform_buffer_offset_alignment as u64;
     let window_ok = gpu.limits().max_uniform_buffer_binding_size >= X_WINDOW;
     let mut blocks = Vec::new();
-    if !spec.lm_rows && spec.max_rows > 1 && block_bytes <= X_WINDOW && block_bytes % align == 0 && window_ok {
+    if !spec.lm_rows
+        && spec.max_rows > 1
+        && block_bytes <= X_WINDOW
+        && block_bytes % align == 0
+        && window_ok
+    {
         let pipe = Kernels::by_dtype(&k.matmul_block, dtype);
         for blk in 0..spec.max_rows.div_ceil(8) {
-            let p = Params { m0: (8 * blk) as u32, ..params };
+            let p = Params {
+                m0: (8 * blk) as u32,
+                ..params
+            };
             let window = wgpu::BindingResource::Buffer(wgpu::BufferBinding {
                 buffer: x,
                 offset: blk as u64 * block_bytes,
                 size: std::num::NonZeroU64::new(X_WINDOW),
             });
-            let resources = vec![w.as_entire_binding(), window, b.as_entire_binding(), y.as_entire_binding()];
-            blocks.push(Dispatch::with_resources(gpu, "matmul", pipe, step, &p, resources, one_grid_block(spec.n)));
+            let resources = vec![
+                w.as_entire_binding(),
+                window,
+                b.as_entire_binding(),
+                y.as_entire_binding(),
+            ];
+            blocks.push(Dispatch::with_resources(
+                gpu,
+                "matmul",
+                pipe,
+                step,
+                &p,
+                resources,
+                one_grid_block(spec.n),
+            ));
         }
     }
-    MatmulDispatch { many, one, blocks, lm_rows: spec.lm_rows }
+    MatmulDispatch {
+        many,
+        one,
+        blocks,
+        lm_rows: spec.lm_rows,
+    }
 }
 
 /// Grid of one 8-row block: the columns only.
 fn one_grid_block(n: usize) -> Grid {
-    Grid::Fixed { x: (n.div_ceil(8) as u32).div_ceil(16) }
+    Grid::Fixed {
+        x: (n.div_ceil(8) as u32).div_ceil(16),
+    }
 }

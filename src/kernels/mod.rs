@@ -17,9 +17,9 @@ pub(crate) use attention::attention;
 pub(crate) use embed::embed;
 pub(crate) use kv_store::kv_store;
 pub(crate) use layer_norm::layer_norm;
+pub(crate) use matmul::{matmul, panel_layout, MatmulDispatch, MatmulSpec, PANEL, X_WINDOW};
 pub use recorder::Profiler;
 pub(crate) use recorder::Recorder;
-pub(crate) use matmul::{matmul, panel_layout, MatmulDispatch, MatmulSpec, PANEL, X_WINDOW};
 
 use crate::gpu::Gpu;
 
@@ -243,6 +243,11 @@ impl Dispatch {
 
     /// Records the launch for a batch of `n_tokens` (and `n_rows` LM-head rows).
     pub fn encode(&self, rec: &mut Recorder<'_>, n_tokens: u32, n_rows: u32) {
-        rec.dispatch(self.name, &self.pipeline, &self.bind_group, self.grid.size(n_tokens, n_rows));
+        rec.dispatch(
+            self.name,
+            &self.pipeline,
+            &self.bind_group,
+            self.grid.size(n_tokens, n_rows),
+        );
     }
 }

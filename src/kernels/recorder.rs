@@ -26,8 +26,16 @@ impl Profiler {
             count: capacity * 2,
         });
         let bytes = capacity as u64 * 16;
-        let resolve = gpu.buffer("profile.resolve", bytes, wgpu::BufferUsages::QUERY_RESOLVE | wgpu::BufferUsages::COPY_SRC)?;
-        let staging = gpu.buffer("profile.staging", bytes, wgpu::BufferUsages::MAP_READ | wgpu::BufferUsages::COPY_DST)?;
+        let resolve = gpu.buffer(
+            "profile.resolve",
+            bytes,
+            wgpu::BufferUsages::QUERY_RESOLVE | wgpu::BufferUsages::COPY_SRC,
+        )?;
+        let staging = gpu.buffer(
+            "profile.staging",
+            bytes,
+            wgpu::BufferUsages::MAP_READ | wgpu::BufferUsages::COPY_DST,
+        )?;
         Ok(Some(Profiler {
             queries,
             capacity,
@@ -55,9 +63,13 @@ impl Profiler {
         }
         let slice = self.staging.slice(..n as u64 * 16);
         slice.map_async(wgpu::MapMode::Read, |_| {});
-        gpu.device.poll(wgpu::PollType::wait_indefinitely()).map_err(|e| Error::Gpu(e.to_string()))?;
+        gpu.device
+            .poll(wgpu::PollType::wait_indefinitely())
+            .map_err(|e| Error::Gpu(e.to_string()))?;
         let times: Vec<u64> = {
-            let view = slice.get_mapped_range().map_err(|e| Error::Gpu(e.to_string()))?;
+            let view = slice
+                .get_mapped_range()
+                .map_err(|e| Error::Gpu(e.to_string()))?;
             bytemuck::cast_slice(&view).to_vec()
         };
         self.staging.unmap();
@@ -65,7 +77,12 @@ impl Profiler {
             .names
             .drain(..)
             .enumerate()
-            .map(|(i, name)| (name, times[2 * i + 1].saturating_sub(times[2 * i]) as f64 * self.period_ns))
+            .map(|(i, name)| {
+                (
+                    name,
+                    times[2 * i + 1].saturating_sub(times[2 * i]) as f64 * self.period_ns,
+                )
+            })
             .collect();
         Ok(out)
     }
@@ -80,11 +97,21 @@ pub(crate) struct Recorder<'a> {
 
 impl<'a> Recorder<'a> {
     pub fn new(enc: &'a mut wgpu::CommandEncoder, profiler: Option<&'a mut Profiler>) -> Self {
-        Recorder { enc, pass: None, profiler }
+        Recorder {
+            enc,
+            pass: None,
+            profiler,
+        }
     }
 
     /// Records one dispatch.
-    pub fn dispatch(&mut self, name: &'static str, pipeline: &wgpu::ComputePipeline, bind_group: &wgpu::BindGroup, xyz: (u32, u32, u32)) {
+    pub fn dispatch(
+        &mut self,
+        name: &'static str,
+        pipeline: &wgpu::ComputePipeline,
+        bind_group: &wgpu::BindGroup,
+        xyz: (u32, u32, u32),
+    ) {
         let (x, y, z) = xyz;
         if x == 0 || y == 0 || z == 0 {
             return;
@@ -109,7 +136,11 @@ impl<'a> Recorder<'a> {
         }
         let enc = &mut *self.enc;
         let pass = self.pass.get_or_insert_with(|| {
-            enc.begin_compute_pass(&wgpu::ComputePassDescriptor { label: Some("forward"), timestamp_writes: None }).forget_lifetime()
+            enc.begin_compute_pass(&wgpu::ComputePassDescriptor {
+                label: Some("forward"),
+                timestamp_writes: None,
+            })
+            .forget_lifetime()
         });
         pass.set_pipeline(pipeline);
         pass.set_bind_group(0, bind_group, &[]);

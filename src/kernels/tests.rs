@@ -51,7 +51,12 @@ impl Harness {
     }
 
     fn run_mm(&self, d: &MatmulDispatch, step: Step, out: &wgpu::Buffer, len: usize) -> Vec<f32> {
-        self.run_with(|pass| d.encode(pass, step.n_tokens, step.n_rows), step, out, len)
+        self.run_with(
+            |pass| d.encode(pass, step.n_tokens, step.n_rows),
+            step,
+            out,
+            len,
+        )
     }
 
     fn run(&self, ds: &[&Dispatch], step: Step, out: &wgpu::Buffer, len: usize) -> Vec<f32> {
@@ -67,7 +72,13 @@ impl Harness {
         )
     }
 
-    fn run_with(&self, f: impl FnOnce(&mut Recorder<'_>), step: Step, out: &wgpu::Buffer, len: usize) -> Vec<f32> {
+    fn run_with(
+        &self,
+        f: impl FnOnce(&mut Recorder<'_>),
+        step: Step,
+        out: &wgpu::Buffer,
+        len: usize,
+    ) -> Vec<f32> {
         self.gpu
             .queue
             .write_buffer(&self.step, 0, bytemuck::bytes_of(&step));
@@ -121,7 +132,13 @@ fn pack(w: &[f32], n: usize, k: usize, dtype: WeightDtype) -> (Vec<u8>, Vec<f32>
     let panels = panel_layout(k, n, |kk, nn| seen[nn * k + kk]);
     let bytes = match dtype {
         WeightDtype::F32 => bytemuck::cast_slice(&panels).to_vec(),
-        WeightDtype::F16 => bytemuck::cast_slice(&panels.iter().map(|&v| half::f16::from_f32(v)).collect::<Vec<_>>()).to_vec(),
+        WeightDtype::F16 => bytemuck::cast_slice(
+            &panels
+                .iter()
+                .map(|&v| half::f16::from_f32(v))
+                .collect::<Vec<_>>(),
+        )
+        .to_vec(),
     };
     (bytes, seen)
 }
@@ -132,7 +149,20 @@ fn matmul_matches_reference() {
     let mut rng = Rng::new(1);
     // Rows > 1 with 8·K·4 bytes aligned and K ≤ 2048 use the uniform-window kernel
     // (matmul_block.wgsl); other batches matmul.wgsl; one row matvec.wgsl.
-    let shapes = [(1, 4, 1), (7, 64, 7), (5, 772, 33), (65, 8, 1), (1, 768, 65), (9, 96, 260), (1, 8, 300), (1, 772, 129), (2, 4, 9), (17, 260, 769), (3, 3072, 20), (20, 2048, 16)];
+    let shapes = [
+        (1, 4, 1),
+        (7, 64, 7),
+        (5, 772, 33),
+        (65, 8, 1),
+        (1, 768, 65),
+        (9, 96, 260),
+        (1, 8, 300),
+        (1, 772, 129),
+        (2, 4, 9),
+        (17, 260, 769),
+        (3, 3072, 20),
+        (20, 2048, 16),
+    ];
     for dtype in [WeightDtype::F32, WeightDtype::F16] {
         for (i, &(rows, k, n)) in shapes.iter().enumerate() {
             let act = (i % 4) as u32;
@@ -156,7 +186,11 @@ fn matmul_matches_reference() {
             let d = matmul(&h.gpu, &h.k, &h.step, spec, dtype, &xb, &wbuf, &bb, &yb);
             let align = h.gpu.limits().min_uniform_buffer_offset_alignment as usize;
             let blocked = rows > 1 && k <= 2048 && (32 * k) % align == 0;
-            assert_eq!(d.block_count() > 0, blocked, "rows={rows} k={k}: uniform-window kernel choice");
+            assert_eq!(
+                d.block_count() > 0,
+                blocked,
+                "rows={rows} k={k}: uniform-window kernel choice"
+            );
             let got = h.run_mm(
                 &d,
                 Step {
@@ -249,11 +283,24 @@ fn matmul_lm_head_window_writes_column_slice() {
         }
     }
     // One row (the matrix-vector kernel): row 7 of x into row 0 of y.
-    let got = h.run_mm(&d, Step { n_tokens: rows as u32, pos: 0, row0: 7, n_rows: 1 }, &yb, ld);
+    let got = h.run_mm(
+        &d,
+        Step {
+            n_tokens: rows as u32,
+            pos: 0,
+            row0: 7,
+            n_rows: 1,
+        },
+        &yb,
+        ld,
+    );
     for c in col0..col0 + n {
         let want = full[7 * n + c - col0];
         let g = got[c];
-        assert!((g - want).abs() <= 1e-4 + 1e-4 * want.abs(), "one row, col {c}: {g} vs {want}");
+        assert!(
+            (g - want).abs() <= 1e-4 + 1e-4 * want.abs(),
+            "one row, col {c}: {g} vs {want}"
+        );
     }
 }
 
