@@ -72,6 +72,20 @@ impl<'m> Session<'m> {
         })
     }
 
+    /// Runs one small batch and one single-token step so that the driver compiles every
+    /// pipeline now (lavapipe compiles on first use), then empties the cache. Timings taken
+    /// afterwards measure inference only.
+    pub fn warm_up(&mut self) -> Result<()> {
+        let n = self.model.config.n_positions.min(9);
+        self.reset();
+        if n > 1 {
+            self.forward(&vec![0; n - 1])?;
+        }
+        self.forward(&[0])?;
+        self.reset();
+        Ok(())
+    }
+
     /// Times every dispatch with GPU timestamp queries from now on (one compute pass per
     /// dispatch, so slightly slower). Returns false when the adapter has no timestamps.
     pub fn enable_profiling(&mut self) -> Result<bool> {

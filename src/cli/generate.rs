@@ -138,6 +138,7 @@ pub fn run(a: GenerateArgs) -> anyhow::Result<()> {
         seed: a.seed,
     };
     let mut session = model.session()?;
+    session.warm_up()?;
     let mut gen = session.generate_ids(&ids, sampler, a.max_tokens)?;
     let mut text = String::new();
     let mut out = std::io::stdout().lock();
