@@ -1,10 +1,9 @@
 // Y = act(X·W + b) (+ Y when accumulating) for batches of rows (prefill, perplexity).
 // Needs common.wgsl, activations.wgsl and one weights_*.wgsl (binding 2, W: (K, np) panels).
-// Each invocation computes an 8×8 block: 8 rows (the same for the whole workgroup) × 8 adjacent
-// columns (adjacent across invocations, so W streams through each panel). Per step of 4 k it
-// loads one vec4 of X per row and eight weights per k, and does 256 FMAs in named registers:
-// on lavapipe every storage load costs a loop over the SIMD lanes, so the kernel is built to
-// issue few, wide loads. No workgroup memory or barriers. K must be a multiple of 4.
+// Needs matmul_tile.wgsl too. Each invocation computes an 8×8 block: 8 rows (the same for the
+// whole workgroup) × 8 adjacent columns (adjacent across invocations, so W streams through each
+// panel). On lavapipe every storage load costs a loop over the SIMD lanes, so the tile issues
+// few, wide loads. No workgroup memory or barriers. K must be a multiple of 4.
 struct Params {
     k: u32,          // input features K (multiple of 4)
     n: u32,          // output features N
@@ -35,66 +34,13 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_id) lid:
     }
     // Row offsets into X in vec4 units; rows past the end repeat the last row (results dropped).
     let k4 = p.k / 4u;
-    let x0 = (xrow0 + m0) * k4;
-    let x1 = (xrow0 + min(m0 + 1u, rows - 1u)) * k4;
-    let x2 = (xrow0 + min(m0 + 2u, rows - 1u)) * k4;
-    let x3 = (xrow0 + min(m0 + 3u, rows - 1u)) * k4;
-    let x4 = (xrow0 + min(m0 + 4u, rows - 1u)) * k4;
-    let x5 = (xrow0 + min(m0 + 5u, rows - 1u)) * k4;
-    let x6 = (xrow0 + min(m0 + 6u, rows - 1u)) * k4;
-    let x7 = (xrow0 + min(m0 + 7u, rows - 1u)) * k4;
-    let pb = panel_base(n0, p.k, p.np);
-    var off = pb.x;
-    // a{i}: row i, columns 0..3; b{i}: row i, columns 4..7.
-    var a0 = vec4<f32>(0.0); var b0 = vec4<f32>(0.0);
-    var a1 = vec4<f32>(0.0); var b1 = vec4<f32>(0.0);
-    var a2 = vec4<f32>(0.0); var b2 = vec4<f32>(0.0);
-    var a3 = vec4<f32>(0.0); var b3 = vec4<f32>(0.0);
-    var a4 = vec4<f32>(0.0); var b4 = vec4<f32>(0.0);
-    var a5 = vec4<f32>(0.0); var b5 = vec4<f32>(0.0);
-    var a6 = vec4<f32>(0.0); var b6 = vec4<f32>(0.0);
-    var a7 = vec4<f32>(0.0); var b7 = vec4<f32>(0.0);
-    for (var j = 0u; j < k4; j++) {
-        // X[m, 4j..4j+4] for the 8 rows.
-        let v0 = X[x0 + j]; let v1 = X[x1 + j]; let v2 = X[x2 + j]; let v3 = X[x3 + j];
-        let v4 = X[x4 + j]; let v5 = X[x5 + j]; let v6 = X[x6 + j]; let v7 = X[x7 + j];
-        // W[4j + t, n0..n0+8] for t = 0..3.
-        let w0 = w8(off);
-        let w1 = w8(off + pb.y);
-        let w2 = w8(off + 2u * pb.y);
-        let w3 = w8(off + 3u * pb.y);
-        off += 4u * pb.y;
-        a0 += v0.x * w0.lo + v0.y * w1.lo + v0.z * w2.lo + v0.w * w3.lo;
-        b0 += v0.x * w0.hi + v0.y * w1.hi + v0.z * w2.hi + v0.w * w3.hi;
-        a1 += v1.x * w0.lo + v1.y * w1.lo + v1.z * w2.lo + v1.w * w3.lo;
-        b1 += v1.x * w0.hi + v1.y * w1.hi + v1.z * w2.hi + v1.w * w3.hi;
-        a2 += v2.x * w0.lo + v2.y * w1.lo + v2.z * w2.lo + v2.w * w3.lo;
-        b2 += v2.x * w0.hi + v2.y * w1.hi + v2.z * w2.hi + v2.w * w3.hi;
-        a3 += v3.x * w0.lo + v3.y * w1.lo + v3.z * w2.lo + v3.w * w3.lo;
-        b3 += v3.x * w0.hi + v3.y * w1.hi + v3.z * w2.hi + v3.w * w3.hi;
-        a4 += v4.x * w0.lo + v4.y * w1.lo + v4.z * w2.lo + v4.w * w3.lo;
-        b4 += v4.x * w0.hi + v4.y * w1.hi + v4.z * w2.hi + v4.w * w3.hi;
-        a5 += v5.x * w0.lo + v5.y * w1.lo + v5.z * w2.lo + v5.w * w3.lo;
-        b5 += v5.x * w0.hi + v5.y * w1.hi + v5.z * w2.hi + v5.w * w3.hi;
-        a6 += v6.x * w0.lo + v6.y * w1.lo + v6.z * w2.lo + v6.w * w3.lo;
-        b6 += v6.x * w0.hi + v6.y * w1.hi + v6.z * w2.hi + v6.w * w3.hi;
-        a7 += v7.x * w0.lo + v7.y * w1.lo + v7.z * w2.lo + v7.w * w3.lo;
-        b7 += v7.x * w0.hi + v7.y * w1.hi + v7.z * w2.hi + v7.w * w3.hi;
-    }
-    let acc = array<vec4<f32>, 16>(a0, b0, a1, b1, a2, b2, a3, b3, a4, b4, a5, b5, a6, b6, a7, b7);
+    var xo: array<u32, 8>;
     for (var i = 0u; i < 8u; i++) {
-        let m = m0 + i;
-        if (m >= rows) { break; }
-        for (var c = 0u; c < 8u; c++) {
-            let n = n0 + c;
-            if (n >= p.n) { break; }
-            let v = activate(acc[2u * i + c / 4u][c % 4u] + B[n], p.act);
-            let idx = m * p.ld_y + p.y_col0 + n;
-            if (p.accumulate == 1u) {
-                Y[idx] = Y[idx] + v;
-            } else {
-                Y[idx] = v;
-            }
-        }
+        xo[i] = (xrow0 + min(m0 + i, rows - 1u)) * k4;
     }
+    matmul_tile(xo, m0, n0, rows);
+}
+
+fn x4(i: u32) -> vec4<f32> {
+    return X[i];
 }

@@ -56,6 +56,7 @@ const WEIGHTS_F16: &str = include_str!("../../shaders/weights_f16.wgsl");
 const MATMUL: &str = include_str!("../../shaders/matmul.wgsl");
 const MATVEC: &str = include_str!("../../shaders/matvec.wgsl");
 const MATMUL_BLOCK: &str = include_str!("../../shaders/matmul_block.wgsl");
+const MATMUL_TILE: &str = include_str!("../../shaders/matmul_tile.wgsl");
 const LAYER_NORM: &str = include_str!("../../shaders/layer_norm.wgsl");
 const EMBED: &str = include_str!("../../shaders/embed.wgsl");
 const KV_STORE: &str = include_str!("../../shaders/kv_store.wgsl");
@@ -74,11 +75,18 @@ pub fn shader_sources() -> Vec<(String, String)> {
     for dt in [WeightDtype::F32, WeightDtype::F16] {
         out.push((
             format!("matmul_{dt}"),
-            [COMMON, ACTIVATIONS, weights_src(dt), MATMUL].concat(),
+            [COMMON, ACTIVATIONS, weights_src(dt), MATMUL_TILE, MATMUL].concat(),
         ));
         out.push((
             format!("matmul_block_{dt}"),
-            [COMMON, ACTIVATIONS, weights_src(dt), MATMUL_BLOCK].concat(),
+            [
+                COMMON,
+                ACTIVATIONS,
+                weights_src(dt),
+                MATMUL_TILE,
+                MATMUL_BLOCK,
+            ]
+            .concat(),
         ));
         out.push((
             format!("matvec_{dt}"),
