@@ -228,6 +228,13 @@ impl Config {
                 "head_dim = {head_dim} (n_embd / n_head); wgpt needs a multiple of 4 up to 256"
             )));
         }
+        if self.n_inner % 4 != 0 {
+            // The matmul kernels load their input rows as vec4 (shaders/matmul.wgsl).
+            return Err(Error::Unsupported(format!(
+                "n_inner = {}; wgpt needs a multiple of 4",
+                self.n_inner
+            )));
+        }
         let eps = self.layer_norm_epsilon;
         if !(eps > 0.0 && eps < 1.0) {
             return Err(bad(format!(

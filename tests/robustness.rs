@@ -762,3 +762,15 @@ fn a_new_session_on_a_lost_device_is_an_error() {
     gpu.device().destroy();
     assert!(model.session().err().expect("must fail").is_device_error());
 }
+
+/// The matmul kernels read rows as vec4: an n_inner that is not a multiple of 4 is refused
+/// with a message, not computed wrongly.
+#[test]
+fn n_inner_not_a_multiple_of_4_is_unsupported() {
+    let json = r#"{"model_type":"gpt2","n_embd":32,"n_layer":1,"n_head":2,"n_positions":8,"n_inner":66,"vocab_size":10}"#;
+    let e = wgpt::Config::from_json(json).unwrap_err().to_string();
+    assert!(
+        e.contains("n_inner = 66") && e.contains("multiple of 4"),
+        "{e}"
+    );
+}
