@@ -40,7 +40,7 @@ pub use error::{Error, Result};
 pub use gpu::{AdapterSummary, Gpu, GpuOptions};
 pub use kernels::WeightDtype;
 pub use loader::DType;
-pub use model::{LoadOptions, Model, ModelInfo};
+pub use model::{LoadOptions, Model, ModelFiles, ModelInfo};
 pub use perplexity::{perplexity, Perplexity};
 pub use sampler::{Sampler, SamplerConfig};
 pub use session::{GeneratedToken, Generation, Session, StopReason};

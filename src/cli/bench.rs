@@ -60,7 +60,7 @@ pub fn run(a: BenchArgs) -> anyhow::Result<()> {
     if a.reps == 0 {
         return Err(wgpt::Error::InvalidInput("--reps must be at least 1".into()).into());
     }
-    a.model.check()?;
+    let files = a.model.open()?;
     let gpu = a.device.gpu()?;
     let model = match &a.synthetic {
         Some(name) => {
@@ -77,7 +77,7 @@ pub fn run(a: BenchArgs) -> anyhow::Result<()> {
                 },
             )?
         }
-        None => a.model.load(&gpu)?,
+        None => a.model.load(files, &gpu)?,
     };
     let cfg = model.config().clone();
     let n_ctx = cfg.n_positions;

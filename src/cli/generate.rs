@@ -110,9 +110,9 @@ pub fn run(a: GenerateArgs) -> anyhow::Result<()> {
     if prompt.is_empty() {
         return Err(wgpt::Error::InvalidInput("the prompt is empty".into()).into());
     }
-    a.model.check()?;
+    let files = a.model.open()?;
     let gpu = a.device.gpu()?;
-    let model = a.model.load(&gpu)?;
+    let model = a.model.load(files, &gpu)?;
     let tok = model
         .tokenizer()
         .ok_or_else(|| wgpt::Error::InvalidInput("the model has no tokenizer".into()))?;

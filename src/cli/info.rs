@@ -38,10 +38,24 @@ pub fn run(a: InfoArgs) -> anyhow::Result<()> {
         "  max_compute_workgroups_per_dimension {}",
         l.max_compute_workgroups_per_dimension
     );
-    let named = [(wgpu::Features::TIMESTAMP_QUERY, "TIMESTAMP_QUERY"), (wgpu::Features::SHADER_F16, "SHADER_F16")];
-    let on: Vec<&str> = named.iter().filter(|(f, _)| gpu.features().contains(*f)).map(|(_, n)| *n).collect();
-    println!("  features used: {}", if on.is_empty() { "none".to_string() } else { on.join(", ") });
-    let model = a.model.load(&gpu)?;
+    let named = [
+        (wgpu::Features::TIMESTAMP_QUERY, "TIMESTAMP_QUERY"),
+        (wgpu::Features::SHADER_F16, "SHADER_F16"),
+    ];
+    let on: Vec<&str> = named
+        .iter()
+        .filter(|(f, _)| gpu.features().contains(*f))
+        .map(|(_, n)| *n)
+        .collect();
+    println!(
+        "  features used: {}",
+        if on.is_empty() {
+            "none".to_string()
+        } else {
+            on.join(", ")
+        }
+    );
+    let model = a.model.load(a.model.open()?, &gpu)?;
     let c = model.config();
     let i = model.info();
     println!("model: {}", i.origin);

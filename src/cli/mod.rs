@@ -8,7 +8,7 @@ mod perplexity;
 use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand};
-use wgpt::{Gpu, GpuOptions, LoadOptions, Model, WeightDtype};
+use wgpt::{Gpu, GpuOptions, LoadOptions, Model, ModelFiles, WeightDtype};
 
 /// Exit code for bad arguments.
 pub const EXIT_USAGE: i32 = 1;
@@ -89,30 +89,28 @@ fn parse_dtype(s: &str) -> Result<WeightDtype, String> {
 }
 
 impl ModelArgs {
-    /// Fails fast, before any adapter is opened, when the model directory is unusable.
-    pub fn check(&self) -> anyhow::Result<()> {
+    /// Opens and checks the model directory, if one was given, before any adapter is opened:
+    /// bad files are reported without touching the GPU.
+    pub fn open(&self) -> anyhow::Result<Option<ModelFiles>> {
         match &self.model {
             Some(dir) if !dir.is_dir() => Err(wgpt::Error::InvalidInput(format!(
                 "model directory {} does not exist",
                 dir.display()
             ))
             .into()),
-            // Every file, config and tensor check that needs no GPU, before an adapter opens.
-            Some(dir) => {
-                Model::check_dir(dir)?;
-                Ok(())
-            }
-            None => Ok(()),
+            Some(dir) => Ok(Some(ModelFiles::open(dir)?)),
+            None => Ok(None),
         }
     }
 
-    pub fn load(&self, gpu: &Gpu) -> anyhow::Result<Model> {
+    /// Puts the opened directory (or the built-in model when there is none) on `gpu`.
+    pub fn load(&self, files: Option<ModelFiles>, gpu: &Gpu) -> anyhow::Result<Model> {
         let opts = LoadOptions {
             dtype: self.dtype,
             ..Default::default()
         };
-        match &self.model {
-            Some(dir) => Ok(Model::load(dir, gpu, &opts)?),
+        match files {
+            Some(f) => Ok(Model::from_files(f, gpu, &opts)?),
             None => default_model(gpu, &opts),
         }
     }

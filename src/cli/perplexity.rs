@@ -51,9 +51,9 @@ pub fn run(a: PerplexityArgs) -> anyhow::Result<()> {
         ))
         .into());
     }
-    a.model.check()?;
+    let files = a.model.open()?;
     let gpu = a.device.gpu()?;
-    let model = a.model.load(&gpu)?;
+    let model = a.model.load(files, &gpu)?;
     let tok = model
         .tokenizer()
         .ok_or_else(|| wgpt::Error::InvalidInput("the model has no tokenizer".into()))?;

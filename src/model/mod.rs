@@ -88,25 +88,25 @@ impl Model {
     /// Loads a Hugging Face model directory: `config.json`, `model.safetensors` (or a sharded
     /// `model.safetensors.index.json`) and `tokenizer.json`.
     pub fn load(dir: impl AsRef<Path>, gpu: &Gpu, opts: &LoadOptions) -> Result<Self> {
-        let dir = dir.as_ref();
-        let (config, tokenizer, files) = open_dir(dir)?;
-        Self::build(
-            gpu,
+        Self::from_files(ModelFiles::open(dir)?, gpu, opts)
+    }
+
+    /// Puts an opened and checked model directory on the GPU.
+    pub fn from_files(files: ModelFiles, gpu: &Gpu, opts: &LoadOptions) -> Result<Self> {
+        let ModelFiles {
             config,
-            Source::Files(files),
-            Some(tokenizer),
-            opts,
-            dir.display().to_string(),
-        )
+            tokenizer,
+            source,
+            origin,
+        } = files;
+        Self::build(gpu, config, source, Some(tokenizer), opts, origin)
     }
 
     /// Checks a model directory as [`Model::load`] does, without a GPU: the files parse, the
     /// config is supported, every tensor is present with the config's shape and a supported
     /// dtype, and the tokenizer's ids fit the vocabulary. Returns the config.
     pub fn check_dir(dir: impl AsRef<Path>) -> Result<Config> {
-        let (config, tokenizer, files) = open_dir(dir.as_ref())?;
-        check_model(&config, &Source::Files(files), Some(&tokenizer))?;
-        Ok(config)
+        Ok(ModelFiles::open(dir)?.config)
     }
 
     /// Loads the model compiled into the binary.
@@ -223,17 +223,42 @@ impl Model {
 }
 
 /// Reads a model directory's three parts (each parsed, nothing checked against the others).
-fn open_dir(dir: &Path) -> Result<(Config, Tokenizer, SafetensorsSource)> {
-    if !dir.is_dir() {
-        return Err(Error::io(
-            dir,
-            std::io::Error::new(std::io::ErrorKind::NotFound, "not a model directory"),
-        ));
+/// A model directory opened (weights memory-mapped) and checked, not yet on a GPU: every
+/// check that needs no device has passed. Lets a program report bad files before it opens an
+/// adapter, without parsing anything twice.
+pub struct ModelFiles {
+    config: Config,
+    tokenizer: Tokenizer,
+    source: Source,
+    origin: String,
+}
+
+impl ModelFiles {
+    /// Opens `config.json`, `tokenizer.json` and the weights of `dir` and checks them.
+    pub fn open(dir: impl AsRef<Path>) -> Result<Self> {
+        let dir = dir.as_ref();
+        if !dir.is_dir() {
+            return Err(Error::io(
+                dir,
+                std::io::Error::new(std::io::ErrorKind::NotFound, "not a model directory"),
+            ));
+        }
+        let config = Config::from_file(&dir.join("config.json"))?;
+        let tokenizer = Tokenizer::from_file(&dir.join("tokenizer.json"))?;
+        let source = Source::Files(SafetensorsSource::open_dir(dir)?);
+        check_model(&config, &source, Some(&tokenizer))?;
+        Ok(ModelFiles {
+            config,
+            tokenizer,
+            source,
+            origin: dir.display().to_string(),
+        })
     }
-    let config = Config::from_file(&dir.join("config.json"))?;
-    let tokenizer = Tokenizer::from_file(&dir.join("tokenizer.json"))?;
-    let files = SafetensorsSource::open_dir(dir)?;
-    Ok((config, tokenizer, files))
+
+    /// The model's config.
+    pub fn config(&self) -> &Config {
+        &self.config
+    }
 }
 
 /// The checks that need no GPU: config, tensors, tokenizer vs vocabulary. Returns the dtypes
