@@ -4,17 +4,6 @@
 // whole workgroup) × 8 adjacent columns (adjacent across invocations, so W streams through each
 // panel). On lavapipe every storage load costs a loop over the SIMD lanes, so the tile issues
 // few, wide loads. No workgroup memory or barriers. K must be a multiple of 4.
-struct Params {
-    k: u32,          // input features K (multiple of 4)
-    n: u32,          // output features N
-    np: u32,         // N padded to a multiple of 8
-    ld_y: u32,       // row stride of Y
-    y_col0: u32,     // first column of Y written (LM-head chunks)
-    act: u32,        // ACT_* epilogue
-    accumulate: u32, // 1: Y += result (residual), 0: Y = result
-    lm_rows: u32,    // 1: rows come from step.row0 / step.n_rows (LM head), 0: rows = step.n_tokens
-}
-@group(0) @binding(1) var<uniform> p: Params;
 @group(0) @binding(3) var<storage, read> X: array<vec4<f32>>;  // (rows, K)
 @group(0) @binding(4) var<storage, read> B: array<f32>;        // (N) bias, or zeros
 @group(0) @binding(5) var<storage, read_write> Y: array<f32>;  // (rows, ld_y)

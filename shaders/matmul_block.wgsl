@@ -4,18 +4,6 @@
 // is one scalar load, while storage loads loop over the SIMD lanes: about twice as fast there.
 // Needs common.wgsl, activations.wgsl, one weights_*.wgsl (binding 2, W: (K, np) panels) and
 // matmul_tile.wgsl. K must be a multiple of 4.
-struct Params {
-    k: u32,          // input features K (multiple of 4)
-    n: u32,          // output features N
-    np: u32,         // N padded to a multiple of 8
-    ld_y: u32,       // row stride of Y
-    y_col0: u32,     // first column of Y written (LM-head chunks)
-    act: u32,        // ACT_* epilogue
-    accumulate: u32, // 1: Y += result (residual), 0: Y = result
-    lm_rows: u32,    // unused here (always 0)
-    m0: u32,         // first batch row of this block
-}
-@group(0) @binding(1) var<uniform> p: Params;
 @group(0) @binding(3) var<uniform> X: array<vec4<f32>, 4096>;   // (8, K) rows m0..m0+8, 64 KiB window
 @group(0) @binding(4) var<storage, read> B: array<f32>;        // (N) bias, or zeros
 @group(0) @binding(5) var<storage, read_write> Y: array<f32>;  // (rows, ld_y)

@@ -1,8 +1,24 @@
 // The 8×8 register tile shared by matmul.wgsl and matmul_block.wgsl: rows m0..m0+8 (their
 // offsets into X, in vec4 units, in `xo`) × columns n0..n0+8, then the epilogue. Per step of 4 k
 // it loads one vec4 of X per row and eight weights per k, and does 256 FMAs in named
-// registers. The including kernel provides `p` (Params), `B`, `Y` and `fn x4(i) -> vec4<f32>`,
+// registers. The including kernel provides `B`, `Y` and `fn x4(i) -> vec4<f32>`,
 // which reads X from storage or through a uniform window.
+
+// Parameters of matmul.wgsl and matmul_block.wgsl (one layout, `Params` in
+// src/kernels/matmul.rs).
+struct Params {
+    k: u32,          // input features K (multiple of 4)
+    n: u32,          // output features N
+    np: u32,         // N padded to a multiple of 8
+    ld_y: u32,       // row stride of Y
+    y_col0: u32,     // first column of Y written (LM-head chunks)
+    act: u32,        // ACT_* epilogue
+    accumulate: u32, // 1: Y += result (residual), 0: Y = result
+    lm_rows: u32,    // 1: rows come from step.row0 / step.n_rows (LM head), 0: rows = step.n_tokens
+    m0: u32,         // matmul_block.wgsl: first batch row of this block
+}
+@group(0) @binding(1) var<uniform> p: Params;
+
 fn matmul_tile(xo: array<u32, 8>, m0: u32, n0: u32, rows: u32) {
     let k4 = p.k / 4u;
     let pb = panel_base(n0, p.k, p.np);

@@ -1,22 +1,10 @@
 //! Stop reasons and the library's generation API on small synthetic models.
 
-use wgpt::{gpu::test_gpu, Activation, Config, LoadOptions, Model, SamplerConfig, StopReason};
+use wgpt::{gpu::test_gpu, LoadOptions, Model, SamplerConfig, StopReason};
 
-fn tiny(eos: Option<u32>) -> Config {
-    Config {
-        n_embd: 32,
-        n_layer: 2,
-        n_head: 2,
-        n_positions: 16,
-        n_inner: 40,
-        vocab_size: 50,
-        layer_norm_epsilon: 1e-5,
-        activation: Activation::GeluTanh,
-        tie_word_embeddings: true,
-        eos_token_id: eos,
-        scale_attn_weights: true,
-    }
-}
+mod common;
+
+use common::tiny_config as tiny;
 
 #[test]
 fn stops_when_the_context_is_full() {

@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 use common::fixture;
 use serde_json::{json, Value};
 use wgpt::loader::{inspect_safetensors, Rng};
-use wgpt::{gpu::test_gpu, Activation, Config, Error, LoadOptions, Model, SamplerConfig};
+use wgpt::{gpu::test_gpu, Config, Error, LoadOptions, Model, SamplerConfig};
 
 /// A copy of a fixture model directory that a test may break.
 fn copy_fixture(name: &str) -> tempfile::TempDir {
@@ -130,19 +130,7 @@ fn config_err(edit: impl FnOnce(&mut serde_json::Map<String, Value>)) -> String 
 }
 
 fn tiny_config() -> Config {
-    Config {
-        n_embd: 32,
-        n_layer: 2,
-        n_head: 2,
-        n_positions: 16,
-        n_inner: 40,
-        vocab_size: 50,
-        layer_norm_epsilon: 1e-5,
-        activation: Activation::GeluTanh,
-        tie_word_embeddings: true,
-        eos_token_id: None,
-        scale_attn_weights: true,
-    }
+    common::tiny_config(None)
 }
 
 // ---------------------------------------------------------------- files

@@ -66,3 +66,20 @@ pub fn rel_error(got: &[f32], want: &[f64]) -> f64 {
         .fold(0.0, f64::max)
         / scale
 }
+
+/// A small synthetic model config (32 wide, 2 layers, 16 positions, 50 tokens).
+pub fn tiny_config(eos_token_id: Option<u32>) -> wgpt::Config {
+    wgpt::Config {
+        n_embd: 32,
+        n_layer: 2,
+        n_head: 2,
+        n_positions: 16,
+        n_inner: 40,
+        vocab_size: 50,
+        layer_norm_epsilon: 1e-5,
+        activation: wgpt::Activation::GeluTanh,
+        tie_word_embeddings: true,
+        eos_token_id,
+        scale_attn_weights: true,
+    }
+}
