@@ -1,27 +1,31 @@
 // Causal multi-head attention over the KV cache: out = softmax(q·Kᵀ·scale) · V per head,
 // with keys 0..=pos+t for the query at batch row t. One invocation per (query, head), an
 // online (single-pass) softmax, no workgroup memory. head_dim must be a multiple of 4, ≤ 256.
-// Needs common.wgsl.
+// The 8 invocations of a workgroup are 8 consecutive queries of one head: they read the same
+// keys and values, so each loads an eighth of every row and shares it (lanes_*.wgsl); they
+// all walk to the last key of the group and ignore the keys past their own.
+// Needs common.wgsl and one lanes_*.wgsl.
 const MAX_HD4: u32 = 64u;
 struct Params {
-    c: u32,       // features C = n_head * head_dim
+    c: u32,        // features C = n_head * head_dim
     n_head: u32,
-    hd4: u32,     // head_dim / 4
-    scale: f32,   // 1/sqrt(head_dim), or 1 when the model does not scale
+    hd4: u32,      // head_dim / 4
+    scale: f32,    // 1/sqrt(head_dim), or 1 when the model does not scale
+    v_offset: u32, // where the values start in X, in vec4 units (n_positions * C / 4)
 }
 @group(0) @binding(1) var<uniform> p: Params;
 @group(0) @binding(2) var<storage, read> QKV: array<vec4<f32>>;     // (T, 3C): q | k | v
-@group(0) @binding(3) var<storage, read> Kc: array<vec4<f32>>;      // (n_positions, C)
-@group(0) @binding(4) var<storage, read> Vc: array<vec4<f32>>;      // (n_positions, C)
-@group(0) @binding(5) var<storage, read_write> O: array<vec4<f32>>; // (T, C)
+@group(0) @binding(3) var<storage, read> X: array<vec4<f32>>;       // (2, n_positions, C): keys, values
+@group(0) @binding(4) var<storage, read_write> O: array<vec4<f32>>; // (T, C)
 
-@compute @workgroup_size(64)
-fn main(@builtin(global_invocation_id) gid: vec3<u32>) {
-    let t = gid.x;
-    let h = gid.y;
-    if (t >= step.n_tokens || h >= p.n_head) {
-        return;
-    }
+// No early return: every invocation takes part in the shared loads; rows past the batch
+// repeat the last query and are not written.
+@compute @workgroup_size(8)
+fn main(ids: Ids) {
+    let me = lane(ids);
+    let h = ids.wg.y;
+    let row = ids.wg.x * 8u + ids.lid.x;
+    let t = min(row, step.n_tokens - 1u);
     let c4 = p.c / 4u;
     let qbase = t * 3u * c4 + h * p.hd4;
     var q: array<vec4<f32>, MAX_HD4>;
@@ -33,29 +37,51 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>) {
     var m = -3.0e38; // running max of the scores
     var l = 0.0;     // running sum of exp(score - m)
     let last = step.pos + t;
-    for (var j = 0u; j <= last; j++) {
-        let kbase = j * c4 + h * p.hd4;
+    let group_last = step.pos + min(ids.wg.x * 8u + 7u, step.n_tokens - 1u);
+    let hd8 = p.hd4 / 8u * 8u; // dimensions loaded 8 vec4 at a time; the rest one by one
+    for (var j = 0u; j <= group_last; j++) {
+        let kb = j * c4 + h * p.hd4;
         var s = 0.0;
-        for (var d = 0u; d < p.hd4; d++) {
-            s += dot(q[d], Kc[kbase + d]);
+        for (var d = 0u; d < hd8; d += 8u) {
+            let i = kb + d;
+            let own = x_own(i + me);
+            s += dot(q[d], x_from0(own, i)) + dot(q[d + 1u], x_from1(own, i + 1u))
+                + dot(q[d + 2u], x_from2(own, i + 2u)) + dot(q[d + 3u], x_from3(own, i + 3u))
+                + dot(q[d + 4u], x_from4(own, i + 4u)) + dot(q[d + 5u], x_from5(own, i + 5u))
+                + dot(q[d + 6u], x_from6(own, i + 6u)) + dot(q[d + 7u], x_from7(own, i + 7u));
         }
-        if (s > m) {
-            let corr = exp(m - s);
-            l *= corr;
-            for (var d = 0u; d < p.hd4; d++) {
-                acc[d] *= corr;
-            }
-            m = s;
+        for (var d = hd8; d < p.hd4; d++) {
+            s += dot(q[d], X[kb + d]);
         }
-        let e = exp(s - m);
-        l += e;
-        for (var d = 0u; d < p.hd4; d++) {
-            acc[d] += e * Vc[kbase + d];
+        // Branch-free online softmax; keys past this query's own last weigh 0.
+        let valid = j <= last;
+        let m_new = select(m, max(m, s), valid);
+        let corr = exp(m - m_new);
+        let e = select(0.0, exp(s - m_new), valid);
+        l = l * corr + e;
+        m = m_new;
+        let vb = p.v_offset + kb;
+        for (var d = 0u; d < hd8; d += 8u) {
+            let i = vb + d;
+            let own = x_own(i + me);
+            acc[d] = acc[d] * corr + e * x_from0(own, i);
+            acc[d + 1u] = acc[d + 1u] * corr + e * x_from1(own, i + 1u);
+            acc[d + 2u] = acc[d + 2u] * corr + e * x_from2(own, i + 2u);
+            acc[d + 3u] = acc[d + 3u] * corr + e * x_from3(own, i + 3u);
+            acc[d + 4u] = acc[d + 4u] * corr + e * x_from4(own, i + 4u);
+            acc[d + 5u] = acc[d + 5u] * corr + e * x_from5(own, i + 5u);
+            acc[d + 6u] = acc[d + 6u] * corr + e * x_from6(own, i + 6u);
+            acc[d + 7u] = acc[d + 7u] * corr + e * x_from7(own, i + 7u);
+        }
+        for (var d = hd8; d < p.hd4; d++) {
+            acc[d] = acc[d] * corr + e * X[vb + d];
         }
     }
-    let obase = t * c4 + h * p.hd4;
-    let inv = 1.0 / l;
-    for (var d = 0u; d < p.hd4; d++) {
-        O[obase + d] = acc[d] * inv;
+    if (row < step.n_tokens) {
+        let obase = t * c4 + h * p.hd4;
+        let inv = 1.0 / l;
+        for (var d = 0u; d < p.hd4; d++) {
+            O[obase + d] = acc[d] * inv;
+        }
     }
 }

@@ -8,21 +8,14 @@ struct Step {
 }
 @group(0) @binding(0) var<uniform> step: Step;
 
-// Weight matrices are stored input-major, W[k, n] for y = x·W, in column panels: the columns
-// (padded to a multiple of 8) are cut into panels of PANEL columns, and each panel is stored
-// as a contiguous (K, width) row-major block. A kernel that walks k for a fixed set of
-// columns therefore streams one contiguous block.
-const PANEL: u32 = 128u;
+// Weight matrices are stored input-major, W[k, n] for y = x·W, in an rgba32uint texture of K
+// rows: texture row k holds W[k, 0..np] (np = N padded to a multiple of 8), packed by the
+// weights_*.wgsl file of the storage dtype. Textures, not storage buffers, because a texel
+// fetch brings 16 bytes per invocation with one vector load on every adapter, while lavapipe
+// turns each storage-buffer load into a loop over its SIMD lanes (about 3x slower there).
 
 // Eight consecutive weights of one row, as returned by `w8` in weights_*.wgsl.
 struct W8 {
     lo: vec4<f32>,
     hi: vec4<f32>,
-}
-
-// Element offset of W[0, n] and the row stride for column n of a (K, np) matrix.
-fn panel_base(n: u32, k_dim: u32, np: u32) -> vec2<u32> {
-    let p0 = n - n % PANEL;
-    let width = min(PANEL, np - p0);
-    return vec2<u32>(p0 * k_dim + (n - p0), width);
 }

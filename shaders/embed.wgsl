@@ -1,12 +1,12 @@
 // X[t] = wte[token[t]] + wpe[pos + t]: token embedding gather plus learned position.
-// wte is stored transposed for the LM head, as a (C, V) panel matrix, possibly split by
-// vocabulary into several buffers; each dispatch covers tokens [row_begin, row_end).
-// Needs common.wgsl and one weights_*.wgsl (binding 2, W = this chunk: (C, np) panels).
+// wte is stored transposed for the LM head, as a (C, V) weight matrix, possibly split by
+// vocabulary into several textures; each dispatch covers tokens [row_begin, row_end).
+// Needs common.wgsl and one weights_*.wgsl (binding 2, W = this chunk: (C, np)).
 struct Params {
     c: u32,         // features C
-    np: u32,        // this chunk's vocabulary width, padded to a multiple of 8
     row_begin: u32, // first token id held by this chunk
     row_end: u32,   // one past the last
+    _pad: u32,
 }
 @group(0) @binding(1) var<uniform> p: Params;
 @group(0) @binding(3) var<storage, read> tokens: array<u32>;   // (T)
@@ -24,6 +24,5 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>) {
     if (tok < p.row_begin || tok >= p.row_end) {
         return;
     }
-    let pb = panel_base(tok - p.row_begin, p.c, p.np);
-    X[t * p.c + c] = w1(pb.x + c * pb.y) + wpe[(step.pos + t) * p.c + c];
+    X[t * p.c + c] = w1(c, tok - p.row_begin) + wpe[(step.pos + t) * p.c + c];
 }

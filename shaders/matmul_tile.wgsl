@@ -1,8 +1,8 @@
 // The 8×8 register tile shared by matmul.wgsl and matmul_block.wgsl: rows m0..m0+8 (their
 // offsets into X, in vec4 units, in `xo`) × columns n0..n0+8, then the epilogue. Per step of 4 k
-// it loads one vec4 of X per row and eight weights per k, and does 256 FMAs in named
-// registers. The including kernel provides `B`, `Y` and `fn x4(i) -> vec4<f32>`,
-// which reads X from storage or through a uniform window.
+// it needs one vec4 of X per row (each invocation of a lane group loads the row of its lane,
+// `xo[lane]`, and the lanes share them, see lanes_*.wgsl) and eight weights per k, and does
+// 256 FMAs in named registers. The including kernel provides `X`, `B` and `Y`.
 
 // Parameters of matmul.wgsl and matmul_block.wgsl (one layout, `Params` in
 // src/kernels/matmul.rs).
@@ -19,10 +19,8 @@ struct Params {
 }
 @group(0) @binding(1) var<uniform> p: Params;
 
-fn matmul_tile(xo: array<u32, 8>, m0: u32, n0: u32, rows: u32) {
+fn matmul_tile(xo: array<u32, 8>, own_xo: u32, m0: u32, n0: u32, rows: u32) {
     let k4 = p.k / 4u;
-    let pb = panel_base(n0, p.k, p.np);
-    var off = pb.x;
     // a{i}: row i, columns 0..3; b{i}: row i, columns 4..7.
     var a0 = vec4<f32>(0.0); var b0 = vec4<f32>(0.0);
     var a1 = vec4<f32>(0.0); var b1 = vec4<f32>(0.0);
@@ -34,14 +32,17 @@ fn matmul_tile(xo: array<u32, 8>, m0: u32, n0: u32, rows: u32) {
     var a7 = vec4<f32>(0.0); var b7 = vec4<f32>(0.0);
     for (var j = 0u; j < k4; j++) {
         // X[m, 4j..4j+4] for the 8 rows.
-        let v0 = x4(xo[0] + j); let v1 = x4(xo[1] + j); let v2 = x4(xo[2] + j); let v3 = x4(xo[3] + j);
-        let v4 = x4(xo[4] + j); let v5 = x4(xo[5] + j); let v6 = x4(xo[6] + j); let v7 = x4(xo[7] + j);
+        let own = x_own(own_xo + j);
+        let v0 = x_from0(own, xo[0] + j); let v1 = x_from1(own, xo[1] + j);
+        let v2 = x_from2(own, xo[2] + j); let v3 = x_from3(own, xo[3] + j);
+        let v4 = x_from4(own, xo[4] + j); let v5 = x_from5(own, xo[5] + j);
+        let v6 = x_from6(own, xo[6] + j); let v7 = x_from7(own, xo[7] + j);
         // W[4j + t, n0..n0+8] for t = 0..3.
-        let w0 = w8(off);
-        let w1 = w8(off + pb.y);
-        let w2 = w8(off + 2u * pb.y);
-        let w3 = w8(off + 3u * pb.y);
-        off += 4u * pb.y;
+        let k = 4u * j;
+        let w0 = w8(k, n0);
+        let w1 = w8(k + 1u, n0);
+        let w2 = w8(k + 2u, n0);
+        let w3 = w8(k + 3u, n0);
         a0 += v0.x * w0.lo + v0.y * w1.lo + v0.z * w2.lo + v0.w * w3.lo;
         b0 += v0.x * w0.hi + v0.y * w1.hi + v0.z * w2.hi + v0.w * w3.hi;
         a1 += v1.x * w0.lo + v1.y * w1.lo + v1.z * w2.lo + v1.w * w3.lo;

@@ -1,8 +1,7 @@
 // y = act(x·W + b) (+ y) for a single row: the decode path, bound by reading W once.
-// Needs common.wgsl, activations.wgsl and one weights_*.wgsl (binding 2, W: (K, np) panels).
-// Each invocation owns 16 adjacent columns and walks k four at a time; x is the same for every
-// invocation. On lavapipe every storage load costs a loop over the SIMD lanes, so the kernel
-// issues few, wide loads (eight weights each). K must be a multiple of 4.
+// Needs common.wgsl, activations.wgsl, one weights_*.wgsl (binding 2, W: (K, np)) and one
+// lanes_*.wgsl. Each invocation owns 16 adjacent columns and walks k; x is the same for every
+// invocation, so each invocation of a lane group loads one vec4 of every 8 and shares it.
 struct Params {
     k: u32,          // input features K (multiple of 4)
     n: u32,          // output features N
@@ -18,30 +17,48 @@ struct Params {
 @group(0) @binding(4) var<storage, read> B: array<f32>;        // (N) bias, or zeros
 @group(0) @binding(5) var<storage, read_write> Y: array<f32>;  // (1, ld_y)
 
+var<private> n0: u32;         // first of this invocation's 16 columns
+var<private> a0: vec4<f32>;   // y[n0..n0+4]
+var<private> a1: vec4<f32>;   // y[n0+4..n0+8]
+var<private> a2: vec4<f32>;   // y[n0+8..n0+12]
+var<private> a3: vec4<f32>;   // y[n0+12..n0+16]
+
+// acc += x[k..k+4] · W[k..k+4, n0..n0+16]
+fn step4(v: vec4<f32>, k: u32) {
+    let p0 = w8(k, n0);      let q0 = w8(k, n0 + 8u);
+    let p1 = w8(k + 1u, n0); let q1 = w8(k + 1u, n0 + 8u);
+    let p2 = w8(k + 2u, n0); let q2 = w8(k + 2u, n0 + 8u);
+    let p3 = w8(k + 3u, n0); let q3 = w8(k + 3u, n0 + 8u);
+    a0 += v.x * p0.lo + v.y * p1.lo + v.z * p2.lo + v.w * p3.lo;
+    a1 += v.x * p0.hi + v.y * p1.hi + v.z * p2.hi + v.w * p3.hi;
+    a2 += v.x * q0.lo + v.y * q1.lo + v.z * q2.lo + v.w * q3.lo;
+    a3 += v.x * q0.hi + v.y * q1.hi + v.z * q2.hi + v.w * q3.hi;
+}
+
+// No early return: every invocation must reach the shared loads (columns past N are computed
+// from whatever the texture returns and not written).
 @compute @workgroup_size(8)
-fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>) {
-    let n0 = (wg.x * 8u + lid.x) * 16u;
-    if (n0 >= p.n) {
-        return;
-    }
+fn main(ids: Ids) {
+    n0 = (ids.wg.x * 8u + ids.lid.x) * 16u;
     let k4 = p.k / 4u;
     let xb = select(0u, step.row0, p.lm_rows == 1u) * k4;
-    let pb = panel_base(n0, p.k, p.np);
-    let s = pb.y;
-    var off = pb.x;
-    var a0 = vec4<f32>(0.0); var a1 = vec4<f32>(0.0); // columns 0..7
-    var a2 = vec4<f32>(0.0); var a3 = vec4<f32>(0.0); // columns 8..15
-    for (var j = 0u; j < k4; j++) {
-        let v = X[xb + j];
-        let p0 = w8(off);          let q0 = w8(off + 8u);
-        let p1 = w8(off + s);      let q1 = w8(off + s + 8u);
-        let p2 = w8(off + 2u * s); let q2 = w8(off + 2u * s + 8u);
-        let p3 = w8(off + 3u * s); let q3 = w8(off + 3u * s + 8u);
-        off += 4u * s;
-        a0 += v.x * p0.lo + v.y * p1.lo + v.z * p2.lo + v.w * p3.lo;
-        a1 += v.x * p0.hi + v.y * p1.hi + v.z * p2.hi + v.w * p3.hi;
-        a2 += v.x * q0.lo + v.y * q1.lo + v.z * q2.lo + v.w * q3.lo;
-        a3 += v.x * q0.hi + v.y * q1.hi + v.z * q2.hi + v.w * q3.hi;
+    let me = lane(ids);
+    let chunks = k4 / 8u;
+    for (var j = 0u; j < chunks; j++) {
+        let i = xb + 8u * j; // x[32j..32j+32] as 8 vec4
+        let own = x_own(i + me);
+        let k = 32u * j;
+        step4(x_from0(own, i), k);
+        step4(x_from1(own, i + 1u), k + 4u);
+        step4(x_from2(own, i + 2u), k + 8u);
+        step4(x_from3(own, i + 3u), k + 12u);
+        step4(x_from4(own, i + 4u), k + 16u);
+        step4(x_from5(own, i + 5u), k + 20u);
+        step4(x_from6(own, i + 6u), k + 24u);
+        step4(x_from7(own, i + 7u), k + 28u);
+    }
+    for (var j = 8u * chunks; j < k4; j++) {
+        step4(X[xb + j], 4u * j);
     }
     let r = array<vec4<f32>, 4>(a0, a1, a2, a3);
     for (var c = 0u; c < 16u; c++) {

@@ -58,6 +58,8 @@ pub struct Gpu {
     adapter: AdapterSummary,
     limits: wgpu::Limits,
     features: wgpu::Features,
+    /// Smallest subgroup the adapter may run (0 when unknown).
+    subgroup_min_size: u32,
     errors: Arc<Mutex<Option<String>>>,
     /// Set once the device is lost; unlike `errors` it is never cleared.
     lost: Arc<Mutex<Option<String>>>,
@@ -139,8 +141,10 @@ impl Gpu {
     fn open(adapter: &wgpu::Adapter) -> Result<Self> {
         let info = adapter.get_info();
         let limits = adapter.limits();
-        let features =
-            adapter.features() & (wgpu::Features::TIMESTAMP_QUERY | wgpu::Features::SHADER_F16);
+        let features = adapter.features()
+            & (wgpu::Features::TIMESTAMP_QUERY
+                | wgpu::Features::SHADER_F16
+                | wgpu::Features::SUBGROUP);
         let (device, queue) = pollster::block_on(adapter.request_device(&wgpu::DeviceDescriptor {
             label: Some("wgpt"),
             required_features: features,
@@ -186,6 +190,7 @@ impl Gpu {
         Gpu {
             limits: device.limits(),
             features: device.features(),
+            subgroup_min_size: info.subgroup_min_size,
             device,
             queue,
             adapter: AdapterSummary::of(info),
@@ -207,6 +212,11 @@ impl Gpu {
     /// The features enabled on the device.
     pub fn features(&self) -> wgpu::Features {
         self.features
+    }
+
+    /// The smallest subgroup size the adapter may use.
+    pub fn subgroup_min_size(&self) -> u32 {
+        self.subgroup_min_size
     }
 
     /// The wgpu device.
@@ -270,6 +280,62 @@ impl Gpu {
             self.queue.write_buffer(&buf, 0, data);
         }
         Ok(buf)
+    }
+
+    /// A read-only `rgba32uint` texture of `width` × `height` texels (16 bytes each), filled
+    /// with `data` (row-major, `width * 16` bytes per row). Weight matrices live in these.
+    pub(crate) fn texture_init(
+        &self,
+        label: &str,
+        width: u32,
+        height: u32,
+        data: &[u8],
+    ) -> Result<wgpu::Texture> {
+        let max = self.limits.max_texture_dimension_2d;
+        if width > max || height > max {
+            return Err(Error::DeviceLimits(format!(
+                "`{label}` needs a {width}×{height} texture; the adapter's max_texture_dimension_2d is {max}"
+            )));
+        }
+        debug_assert_eq!(data.len(), width as usize * height as usize * 16);
+        let size = wgpu::Extent3d {
+            width,
+            height,
+            depth_or_array_layers: 1,
+        };
+        let scope = self.device.push_error_scope(wgpu::ErrorFilter::OutOfMemory);
+        let tex = self.device.create_texture(&wgpu::TextureDescriptor {
+            label: Some(label),
+            size,
+            mip_level_count: 1,
+            sample_count: 1,
+            dimension: wgpu::TextureDimension::D2,
+            format: wgpu::TextureFormat::Rgba32Uint,
+            usage: wgpu::TextureUsages::TEXTURE_BINDING | wgpu::TextureUsages::COPY_DST,
+            view_formats: &[],
+        });
+        if let Some(e) = pollster::block_on(scope.pop()) {
+            return Err(Error::DeviceLimits(format!(
+                "out of GPU memory allocating `{label}` ({} bytes): {e}",
+                data.len()
+            )));
+        }
+        self.queue.write_texture(
+            wgpu::TexelCopyTextureInfo {
+                texture: &tex,
+                mip_level: 0,
+                origin: wgpu::Origin3d::ZERO,
+                aspect: wgpu::TextureAspect::All,
+            },
+            data,
+            wgpu::TexelCopyBufferLayout {
+                offset: 0,
+                bytes_per_row: Some(width * 16),
+                rows_per_image: Some(height),
+            },
+            size,
+        );
+        Ok(tex)
     }
 
     /// A small uniform buffer holding `value`. (Not `create_buffer_init`: its mapping panics

@@ -64,7 +64,7 @@ fn logits_match_hf() {
 
 #[test]
 fn logits_match_hf_with_split_embedding() {
-    // Buffers of one 128-column panel force wte (and the untied head) into several chunks.
+    // A cap of 128 vocabulary rows per texture forces wte (and the untied head) into chunks.
     for m in MODELS {
         let cfg = wgpt::Config::from_file(&fixture(m).join("config.json")).unwrap();
         let chunk = (128 * cfg.n_embd * 4) as u64;

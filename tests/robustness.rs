@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 use common::fixture;
 use serde_json::{json, Value};
 use wgpt::loader::{inspect_safetensors, Rng};
-use wgpt::{gpu::test_gpu, Config, Error, LoadOptions, Model, SamplerConfig};
+use wgpt::{gpu::test_gpu, Config, Error, LoadOptions, Model, SamplerConfig, WeightDtype};
 
 /// A copy of a fixture model directory that a test may break.
 fn copy_fixture(name: &str) -> tempfile::TempDir {
@@ -602,40 +602,38 @@ fn absurd_configs_fail_fast_without_allocating() {
 }
 
 #[test]
-fn a_weight_above_the_binding_limit_is_refused_with_sizes() {
+fn a_weight_above_the_texture_limit_is_refused_with_sizes() {
     let Some(gpu) = test_gpu() else { return };
-    let binding = gpu
-        .limits()
-        .max_storage_buffer_binding_size
-        .min(gpu.limits().max_buffer_size);
-    // n_embd 2048 and an n_inner whose c_fc weight (f32) is twice the limit: on lavapipe,
-    // 32768 (256 MiB against 128 MiB).
-    let n_inner = (2 * binding / (2048 * 4)).next_multiple_of(4) as usize;
-    if n_inner > 4 * 65536 || 3 * 2048 * 2048 * 4 > binding {
-        eprintln!("skipping: no c_fc size exceeds the adapter's binding limit ({binding}) alone");
-        return;
-    }
+    // Weights live in textures four f32 values wide per texel: an n_inner just above four
+    // times max_texture_dimension_2d makes c_fc too wide (lavapipe: 16384 → 65544).
+    let max_dim = gpu.limits().max_texture_dimension_2d as usize;
+    let n_inner = 4 * max_dim + 8;
     let cfg = Config {
-        n_embd: 2048,
+        n_embd: 256,
         n_layer: 1,
-        n_head: 16,
+        n_head: 4,
         n_inner,
         n_positions: 64,
         vocab_size: 100,
         ..tiny_config()
     };
     let t0 = Instant::now();
-    let e = Model::synthetic(cfg, 1, &gpu, &LoadOptions::default()).err();
+    let opts = LoadOptions {
+        dtype: Some(WeightDtype::F32),
+        max_batch: Some(8),
+        ..Default::default()
+    };
+    let e = Model::synthetic(cfg, 1, &gpu, &opts).err();
     let e = e.expect("must fail");
     assert!(e.is_device_error());
     let msg = e.to_string();
     eprintln!("{msg}");
     assert!(t0.elapsed() < Duration::from_secs(1));
-    assert!(
-        msg.starts_with("device limits exceeded: weight `mlp.c_fc` (f32) needs")
-            && msg.contains("above the adapter's storage buffer limit of"),
-        "{msg}"
+    let want = format!(
+        "device limits exceeded: weight `mlp.c_fc` (f32) needs a {}×256 texture, above the adapter's max_texture_dimension_2d of {max_dim}",
+        n_inner / 4
     );
+    assert_eq!(msg, want);
 }
 
 fn poison(value: f32) -> tempfile::TempDir {

@@ -1,11 +1,19 @@
 //! Every composed shader parses, validates and translates through naga to SPIR-V (Vulkan),
-//! MSL (Metal) and HLSL (DX12), so those back ends are checked without their hardware.
+//! MSL (Metal) and HLSL (DX12), so those back ends are checked without their hardware. Both
+//! variants: with subgroup load sharing (MSL 2.2, HLSL shader model 6.0) and without.
 
 #[test]
 fn shaders_translate_to_spirv_msl_hlsl() {
-    let sources = wgpt::kernels::shader_sources();
+    for subgroups in [false, true] {
+        translate_all(subgroups);
+    }
+}
+
+fn translate_all(subgroups: bool) {
+    let sources = wgpt::kernels::shader_sources(subgroups);
     assert!(sources.len() >= 7);
     for (name, src) in sources {
+        let name = format!("{name} (subgroups: {subgroups})");
         let module = naga::front::wgsl::parse_str(&src)
             .unwrap_or_else(|e| panic!("{name}: {}", e.emit_to_string(&src)));
         let info = naga::valid::Validator::new(
@@ -21,14 +29,20 @@ fn shaders_translate_to_spirv_msl_hlsl() {
         let (msl, _) = naga::back::msl::write_string(
             &module,
             &info,
-            &naga::back::msl::Options::default(),
+            &naga::back::msl::Options {
+                lang_version: (2, 2),
+                ..Default::default()
+            },
             &naga::back::msl::PipelineOptions::default(),
         )
         .unwrap_or_else(|e| panic!("{name}: MSL: {e}"));
         assert!(msl.contains("kernel"), "{name}: MSL has no kernel");
         let mut hlsl = String::new();
         let (opts, popts) = (
-            naga::back::hlsl::Options::default(),
+            naga::back::hlsl::Options {
+                shader_model: naga::back::hlsl::ShaderModel::V6_0,
+                ..Default::default()
+            },
             naga::back::hlsl::PipelineOptions::default(),
         );
         let mut w = naga::back::hlsl::Writer::new(&mut hlsl, &opts, &popts);

@@ -38,24 +38,30 @@ Architecture
 `transformers.GPT2LMHeadModel` (pre-LayerNorm blocks, learned absolute position
 embeddings, "gelu_new" MLP activation, LM head tied to the token embedding),
 so the output is directly in the Hugging Face GPT-2 layout:
-n_layer = 4, n_head = 4, n_embd = 256, n_positions (context) = 256,
-vocab_size = 2048 (= tokenizer vocabulary), 3,749,376 parameters.
-Saved in float32 as `config.json` + `model.safetensors` (~15 MB; the directory
+n_layer = 4, n_head = 4, n_embd = 192, n_positions (context) = 256,
+vocab_size = 2048 (= tokenizer vocabulary), 2,222,208 parameters.
+Saved in float32 as `config.json` + `model.safetensors` (~9 MB; the directory
 also gets `generation_config.json` and `tokenizer.json`).
 
 Hyperparameters
 ---------------
 AdamW (betas 0.9/0.95, weight decay 0.1 on matrices only), peak learning rate
-1.5e-3 reached after 100 linear warm-up steps, then cosine decay to 1e-4;
+2.5e-3 reached after 50 linear warm-up steps, then cosine decay to 1e-4;
 batch of 16 random windows of 257 tokens (256 inputs + shifted targets) from
 the first 95% of the training split; dropout 0.1 (embeddings, attention,
-residual); gradient clipping at 1.0; bfloat16 autocast for the forward pass
-(float32 master weights; `--no-bf16` disables it); torch/numpy seed 1337.
-The cosine schedule is driven by progress = max(step / 2500,
-elapsed / 40-minute time budget): on an idle 2-core machine the run does
-exactly 2500 steps (10.2 M tokens, deterministic for a given machine and torch
-build), while on a busy machine the schedule completes early when the wall
-clock budget is used up, so the script always stays well under an hour.  The
+residual); gradient clipping at 1.0; torch/numpy seed 1337.  bfloat16
+autocast for the forward pass (float32 master weights) where the CPU runs
+bfloat16 matmuls faster than float32 (`--bf16 auto`, the default, times one
+512x512 product of each; `on`/`off` force it).  It matters: on a CPU with
+native bf16 (AVX512-BF16) the shipped model's run did 4000 steps in 48 min;
+on an AMD EPYC (Zen 3, AVX2 only) bf16 matmuls ran ~100x slower than f32 and
+f32 training does ~2,900 tokens/s, about a third of those steps in the budget.
+The cosine schedule is driven by progress = max(step / 4000,
+elapsed / 48-minute time budget): on an idle, fast enough 2-core machine the
+run does exactly 4000 steps (16.4 M tokens, deterministic for a given machine
+and torch build), while on a slower or busy machine the schedule completes
+early when the wall clock budget is used up, so the script always stays
+under an hour.  The
 dev slice is evaluated every 200 steps and at the end; the checkpoint with the
 lowest dev loss is the one saved.
 
@@ -76,12 +82,19 @@ bytes of the held-out text gives `tests/fixtures/default-model/reference.json`
 
 Expected runtime and result
 ---------------------------
-On a 2-core x86-64 CPU (2 torch threads, run under `nice -n 19` next to a Rust
-compile) the whole script takes about 45 minutes; see the numbers printed at
-the end ("training time", "held-out loss", "held-out bits per byte").
-Reference run: held-out loss ~3.9 nats/token, ~2.1-2.2 bits per byte
-(required: <= 2.5).  Exact values are printed at the end of the run and stored
-in `tests/fixtures/default-model/reference.json` for the 3,000-byte slice.
+On a 2-core x86-64 CPU (2 torch threads) the whole script takes about 50
+minutes; see the numbers printed at the end ("training time", "held-out loss",
+"held-out bits per byte").  The shipped model (bf16 run, 4000 steps): held-out
+loss 4.71 nats/token, 2.657 bits per byte, above the 2.5 the project asks for.
+Runs measured while looking for more (held-out bits per byte): n_embd 256,
+2500 steps, 2.645; n_embd 192, dropout 0.2, f32 on Zen 3 (1373 steps in 45
+minutes), 2.689.  The model overfits this 330k-token training set (train loss
+~3.2 against ~4.7 held out) and, at this compute, more regularisation leaves it
+under-trained; the dev slice (end of the training split) is also easier than
+the held-out text (4.52 against 4.77 nats/token in the last run), so it ranks
+checkpoints but does not predict the held-out figure.  Exact values of a run
+are printed at the end and stored in `tests/fixtures/default-model/reference.json`
+for the 3,000-byte slice.
 """
 
 import argparse
@@ -166,6 +179,20 @@ def token_byte_lengths(tok: Tokenizer, vocab_size: int):
     return lens
 
 
+def bf16_is_faster() -> bool:
+    """Times one 512x512 matmul in bf16 and in f32 (after a warm-up of each)."""
+    a = torch.randn(512, 512)
+    times = {}
+    for dt in (torch.float32, torch.bfloat16):
+        x = a.to(dt)
+        x @ x
+        t = time.perf_counter()
+        for _ in range(3):
+            x @ x
+        times[dt] = time.perf_counter() - t
+    return times[torch.bfloat16] < times[torch.float32]
+
+
 def train_tokenizer(train_text: str) -> Tokenizer:
     tok = Tokenizer(models.BPE())
     tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
@@ -215,8 +242,9 @@ def main():
     ap.add_argument("--steps", type=int, default=STEPS)
     ap.add_argument("--time-budget", type=float, default=TIME_BUDGET_S,
                     help="training wall-clock budget in seconds (default %(default)s)")
-    ap.add_argument("--no-bf16", dest="bf16", action="store_false",
-                    help="train in plain float32 instead of bfloat16 autocast")
+    ap.add_argument("--bf16", choices=["auto", "on", "off"], default="auto",
+                    help="bfloat16 autocast for the forward pass; auto: only where bf16 "
+                    "matmuls are faster than f32 on this CPU (default)")
     ap.add_argument("--out", default="assets/model")
     ap.add_argument("--no-fixture", action="store_true")
     args = ap.parse_args()
@@ -224,6 +252,8 @@ def main():
     if not os.path.exists(DATA_PATH):
         sys.exit(f"{DATA_PATH} not found: run from the repository root")
     torch.set_num_threads(args.threads)
+    use_bf16 = args.bf16 == "on" or (args.bf16 == "auto" and bf16_is_faster())
+    print(f"bfloat16 autocast: {'on' if use_bf16 else 'off'}")
     torch.manual_seed(SEED)
     np.random.seed(SEED)
     t_start = time.time()
@@ -338,7 +368,7 @@ def main():
         for g in opt.param_groups:
             g["lr"] = lr
         xy = batch()
-        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=args.bf16):
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=use_bf16):
             logits = model(input_ids=xy[:, :-1]).logits
         loss = F.cross_entropy(logits.float().reshape(-1, logits.size(-1)), xy[:, 1:].reshape(-1))
         opt.zero_grad(set_to_none=True)

@@ -10,9 +10,12 @@ struct Params {
     n_head: u32,
     hd4: u32,
     scale: f32,
+    v_offset: u32,
+    _pad: [u32; 3],
 }
 
-/// `out = softmax(q·Kᵀ·scale + causal mask)·V` per head; qkv: (T, 3C), caches: (n_positions, C).
+/// `out = softmax(q·Kᵀ·scale + causal mask)·V` per head; qkv: (T, 3C), kv: the layer's
+/// (2, n_positions, C) cache of keys then values.
 #[allow(clippy::too_many_arguments)]
 pub(crate) fn attention(
     gpu: &Gpu,
@@ -21,9 +24,9 @@ pub(crate) fn attention(
     c: usize,
     n_head: usize,
     scale: f32,
+    n_positions: usize,
     qkv: &wgpu::Buffer,
-    k_cache: &wgpu::Buffer,
-    v_cache: &wgpu::Buffer,
+    kv: &wgpu::Buffer,
     out: &wgpu::Buffer,
 ) -> Dispatch {
     let params = Params {
@@ -31,6 +34,8 @@ pub(crate) fn attention(
         n_head: n_head as u32,
         hd4: (c / n_head / 4) as u32,
         scale,
+        v_offset: (n_positions * c / 4) as u32,
+        _pad: [0; 3],
     };
     Dispatch::new(
         gpu,
@@ -38,7 +43,7 @@ pub(crate) fn attention(
         &k.attention,
         step,
         &params,
-        &[qkv, k_cache, v_cache, out],
-        Grid::TokenGroups { y: n_head as u32 },
+        &[qkv, kv, out],
+        Grid::QueryOctets { y: n_head as u32 },
     )
 }

@@ -1,19 +1,19 @@
 //! `shaders/embed.wgsl`: token-embedding gather plus learned position, per vocabulary chunk.
 
-use super::{Dispatch, Grid, Kernels, WeightDtype};
+use super::{Dispatch, Grid, Kernels, WeightDtype, WeightMatrix};
 use crate::gpu::Gpu;
 
 #[repr(C)]
 #[derive(Clone, Copy, bytemuck::Pod, bytemuck::Zeroable)]
 struct Params {
     c: u32,
-    np: u32,
     row_begin: u32,
     row_end: u32,
+    _pad: u32,
 }
 
 /// `x[t] = wte[tokens[t]] + wpe[pos + t]` for the tokens in `rows`, held by `wte_chunk` as a
-/// (C, rows) panel matrix.
+/// (C, rows) weight matrix.
 #[allow(clippy::too_many_arguments)]
 pub(crate) fn embed(
     gpu: &Gpu,
@@ -22,25 +22,30 @@ pub(crate) fn embed(
     c: usize,
     rows: std::ops::Range<usize>,
     dtype: WeightDtype,
-    wte_chunk: &wgpu::Buffer,
+    wte_chunk: &WeightMatrix,
     tokens: &wgpu::Buffer,
     wpe: &wgpu::Buffer,
     x: &wgpu::Buffer,
 ) -> Dispatch {
     let params = Params {
         c: c as u32,
-        np: rows.len().next_multiple_of(8) as u32,
         row_begin: rows.start as u32,
         row_end: rows.end as u32,
+        _pad: 0,
     };
     let pipe = Kernels::by_dtype(&k.embed, dtype);
-    Dispatch::new(
+    Dispatch::with_resources(
         gpu,
         "embed",
         pipe,
         step,
         &params,
-        &[wte_chunk, tokens, wpe, x],
+        vec![
+            wgpu::BindingResource::TextureView(&wte_chunk.view),
+            tokens.as_entire_binding(),
+            wpe.as_entire_binding(),
+            x.as_entire_binding(),
+        ],
         Grid::PerToken {
             x: (c as u32).div_ceil(64),
         },

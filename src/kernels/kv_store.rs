@@ -7,22 +7,25 @@ use crate::gpu::Gpu;
 #[derive(Clone, Copy, bytemuck::Pod, bytemuck::Zeroable)]
 struct Params {
     c: u32,
-    _pad: [u32; 3],
+    v_offset: u32,
+    _pad: [u32; 2],
 }
 
-/// `k_cache[pos..pos+T] = qkv[:, C..2C]`, `v_cache[pos..pos+T] = qkv[:, 2C..3C]`.
+/// `kv[0, pos..pos+T] = qkv[:, C..2C]`, `kv[1, pos..pos+T] = qkv[:, 2C..3C]`; kv: the layer's
+/// (2, n_positions, C) cache.
 pub(crate) fn kv_store(
     gpu: &Gpu,
     k: &Kernels,
     step: &wgpu::Buffer,
     c: usize,
+    n_positions: usize,
     qkv: &wgpu::Buffer,
-    k_cache: &wgpu::Buffer,
-    v_cache: &wgpu::Buffer,
+    kv: &wgpu::Buffer,
 ) -> Dispatch {
     let params = Params {
         c: c as u32,
-        _pad: [0; 3],
+        v_offset: (n_positions * c / 4) as u32,
+        _pad: [0; 2],
     };
     Dispatch::new(
         gpu,
@@ -30,7 +33,7 @@ pub(crate) fn kv_store(
         &k.kv_store,
         step,
         &params,
-        &[qkv, k_cache, v_cache],
+        &[qkv, kv],
         Grid::PerToken {
             x: (c as u32 / 4).div_ceil(64),
         },

@@ -1,28 +1,8 @@
 //! `shaders/matmul.wgsl` (batches) and `shaders/matvec.wgsl` (one row): y = act(x·W + b) (+ y).
 //! Used by every linear layer and the LM head; [`MatmulDispatch`] picks the kernel per step.
 
-use super::{Dispatch, Grid, Kernels, Recorder, WeightDtype};
+use super::{Dispatch, Grid, Kernels, Recorder, WeightDtype, WeightMatrix};
 use crate::gpu::Gpu;
-
-/// Columns per panel of the weight layout (`PANEL` in `shaders/common.wgsl`).
-pub(crate) const PANEL: usize = 128;
-
-/// Lays out a (K, N) matrix given by `at(k, n)` as the shaders expect: columns padded to a
-/// multiple of 8, cut into panels of [`PANEL`] columns, each panel a contiguous (K, width) block.
-pub(crate) fn panel_layout(k: usize, n: usize, at: impl Fn(usize, usize) -> f32) -> Vec<f32> {
-    let np = n.next_multiple_of(8);
-    let mut out = vec![0f32; k * np];
-    for p0 in (0..np).step_by(PANEL) {
-        let width = PANEL.min(np - p0);
-        let block = &mut out[p0 * k..(p0 + width) * k];
-        for kk in 0..k {
-            for j in 0..width.min(n.saturating_sub(p0)) {
-                block[kk * width + j] = at(kk, p0 + j);
-            }
-        }
-    }
-    out
-}
 
 #[repr(C)]
 #[derive(Clone, Copy, bytemuck::Pod, bytemuck::Zeroable)]
@@ -95,7 +75,7 @@ impl MatmulDispatch {
     }
 }
 
-/// `y = act(x·w + b)`, x: (rows, K), w: (K, N) panels in `dtype`, b: (N), y: (rows, ld_y).
+/// `y = act(x·w + b)`, x: (rows, K), w: (K, N) in `dtype`, b: (N), y: (rows, ld_y).
 #[allow(clippy::too_many_arguments)]
 pub(crate) fn matmul(
     gpu: &Gpu,
@@ -104,7 +84,7 @@ pub(crate) fn matmul(
     spec: MatmulSpec,
     dtype: WeightDtype,
     x: &wgpu::Buffer,
-    w: &wgpu::Buffer,
+    w: &WeightMatrix,
     b: &wgpu::Buffer,
     y: &wgpu::Buffer,
 ) -> MatmulDispatch {
@@ -126,26 +106,33 @@ pub(crate) fn matmul(
     } else {
         Grid::TokenBlocks { x: blocks }
     };
-    let bindings = [w, x, b, y];
-    let many = Dispatch::new(
+    let bindings = || {
+        vec![
+            wgpu::BindingResource::TextureView(&w.view),
+            x.as_entire_binding(),
+            b.as_entire_binding(),
+            y.as_entire_binding(),
+        ]
+    };
+    let many = Dispatch::with_resources(
         gpu,
         "matmul",
         Kernels::by_dtype(&k.matmul, dtype),
         step,
         &params,
-        &bindings,
+        bindings(),
         grid,
     );
     let one_grid = Grid::Fixed {
         x: (spec.n.div_ceil(16) as u32).div_ceil(8),
     };
-    let one = Dispatch::new(
+    let one = Dispatch::with_resources(
         gpu,
         "matvec",
         Kernels::by_dtype(&k.matvec, dtype),
         step,
         &params,
-        &bindings,
+        bindings(),
         one_grid,
     );
     // 8 rows of X must fit the window and start at an aligned offset.
@@ -171,7 +158,7 @@ pub(crate) fn matmul(
                 size: std::num::NonZeroU64::new(X_WINDOW),
             });
             let resources = vec![
-                w.as_entire_binding(),
+                wgpu::BindingResource::TextureView(&w.view),
                 window,
                 b.as_entire_binding(),
                 y.as_entire_binding(),

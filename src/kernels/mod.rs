@@ -2,7 +2,9 @@
 //! and grid rule, built once per session and encoded every step.
 //!
 //! Shader sources are composed from `shaders/`: `common.wgsl` (the per-step uniform), then the
-//! weight-access file for the storage dtype where the op reads a weight matrix, then the op.
+//! weight-access file for the storage dtype where the op reads a weight matrix, then for the
+//! matmuls the lane-sharing file (`lanes_subgroup.wgsl` where the adapter has subgroups of at
+//! least 8 invocations, else `lanes_plain.wgsl`), then the op.
 
 mod attention;
 mod embed;
@@ -12,14 +14,18 @@ mod matmul;
 mod recorder;
 #[cfg(test)]
 mod tests;
+mod weight_matrix;
 
 pub(crate) use attention::attention;
 pub(crate) use embed::embed;
 pub(crate) use kv_store::kv_store;
 pub(crate) use layer_norm::layer_norm;
-pub(crate) use matmul::{matmul, panel_layout, MatmulDispatch, MatmulSpec, PANEL, X_WINDOW};
+pub(crate) use matmul::{matmul, MatmulDispatch, MatmulSpec, X_WINDOW};
 pub use recorder::Profiler;
 pub(crate) use recorder::Recorder;
+#[cfg(test)]
+use weight_matrix::pack_weights;
+pub(crate) use weight_matrix::{texels_wide, WeightMatrix};
 
 use crate::gpu::Gpu;
 
@@ -57,6 +63,8 @@ const MATMUL: &str = include_str!("../../shaders/matmul.wgsl");
 const MATVEC: &str = include_str!("../../shaders/matvec.wgsl");
 const MATMUL_BLOCK: &str = include_str!("../../shaders/matmul_block.wgsl");
 const MATMUL_TILE: &str = include_str!("../../shaders/matmul_tile.wgsl");
+const LANES_SUBGROUP: &str = include_str!("../../shaders/lanes_subgroup.wgsl");
+const LANES_PLAIN: &str = include_str!("../../shaders/lanes_plain.wgsl");
 const LAYER_NORM: &str = include_str!("../../shaders/layer_norm.wgsl");
 const EMBED: &str = include_str!("../../shaders/embed.wgsl");
 const KV_STORE: &str = include_str!("../../shaders/kv_store.wgsl");
@@ -69,38 +77,41 @@ fn weights_src(dtype: WeightDtype) -> &'static str {
     }
 }
 
-/// Every composed shader program as (name, WGSL source), e.g. for translation tests.
-pub fn shader_sources() -> Vec<(String, String)> {
+/// Every composed shader program as (name, WGSL source), e.g. for translation tests. With
+/// `subgroups` the matmuls share loads through subgroup operations (the adapter must have the
+/// SUBGROUP feature and subgroups of at least 8 invocations).
+pub fn shader_sources(subgroups: bool) -> Vec<(String, String)> {
+    let lanes = if subgroups {
+        LANES_SUBGROUP
+    } else {
+        LANES_PLAIN
+    };
     let mut out = Vec::new();
     for dt in [WeightDtype::F32, WeightDtype::F16] {
+        let w = weights_src(dt);
         out.push((
             format!("matmul_{dt}"),
-            [COMMON, ACTIVATIONS, weights_src(dt), MATMUL_TILE, MATMUL].concat(),
+            [COMMON, ACTIVATIONS, w, lanes, MATMUL_TILE, MATMUL].concat(),
         ));
         out.push((
             format!("matmul_block_{dt}"),
-            [
-                COMMON,
-                ACTIVATIONS,
-                weights_src(dt),
-                MATMUL_TILE,
-                MATMUL_BLOCK,
-            ]
-            .concat(),
+            [COMMON, ACTIVATIONS, w, lanes, MATMUL_TILE, MATMUL_BLOCK].concat(),
         ));
         out.push((
             format!("matvec_{dt}"),
-            [COMMON, ACTIVATIONS, weights_src(dt), MATVEC].concat(),
+            [COMMON, ACTIVATIONS, w, lanes, MATVEC].concat(),
         ));
-        out.push((
-            format!("embed_{dt}"),
-            [COMMON, weights_src(dt), EMBED].concat(),
-        ));
+        out.push((format!("embed_{dt}"), [COMMON, w, EMBED].concat()));
     }
     out.push(("layer_norm".into(), [COMMON, LAYER_NORM].concat()));
     out.push(("kv_store".into(), [COMMON, KV_STORE].concat()));
-    out.push(("attention".into(), [COMMON, ATTENTION].concat()));
+    out.push(("attention".into(), [COMMON, lanes, ATTENTION].concat()));
     out
+}
+
+/// Whether the matmuls can share loads through subgroups on this device.
+pub(crate) fn subgroups_usable(gpu: &Gpu) -> bool {
+    gpu.features().contains(wgpu::Features::SUBGROUP) && gpu.subgroup_min_size() >= 8
 }
 
 /// Every pipeline wgpt uses, compiled once per model.
@@ -115,9 +126,19 @@ pub(crate) struct Kernels {
 }
 
 impl Kernels {
+    /// Compiles every pipeline, with subgroup load sharing where the device allows it.
     pub fn new(gpu: &Gpu) -> Self {
+        Self::with_subgroups(gpu, subgroups_usable(gpu))
+    }
+
+    /// Compiles every pipeline; `subgroups` must only be true where [`subgroups_usable`].
+    pub fn with_subgroups(gpu: &Gpu, subgroups: bool) -> Self {
+        log::info!(
+            "matmul load sharing: {}",
+            if subgroups { "subgroups" } else { "none" }
+        );
         let sources: std::collections::HashMap<String, String> =
-            shader_sources().into_iter().collect();
+            shader_sources(subgroups).into_iter().collect();
         let make = |name: &str| {
             let module = gpu
                 .device
@@ -168,6 +189,8 @@ pub(crate) enum Grid {
     PerToken { x: u32 },
     /// (ceil(T / 64), y).
     TokenGroups { y: u32 },
+    /// (ceil(T / 8), y).
+    QueryOctets { y: u32 },
     /// (x, 1, 1) whatever the batch.
     Fixed { x: u32 },
 }
@@ -179,6 +202,7 @@ impl Grid {
             Grid::RowBlocks { x } => (x, n_rows.div_ceil(8), 1),
             Grid::PerToken { x } => (x, n_tokens, 1),
             Grid::TokenGroups { y } => (n_tokens.div_ceil(64), y, 1),
+            Grid::QueryOctets { y } => (n_tokens.div_ceil(8), y, 1),
             Grid::Fixed { x } => (x, 1, 1),
         }
     }

@@ -12,12 +12,31 @@ struct Harness {
     gpu: Gpu,
     k: Kernels,
     step: wgpu::Buffer,
+    subgroups: bool,
 }
 
 impl Harness {
     fn new() -> Option<Self> {
         let gpu = test_gpu()?;
-        let k = Kernels::new(&gpu);
+        let subgroups = subgroups_usable(&gpu);
+        Some(Self::on(gpu, subgroups))
+    }
+
+    /// One harness per way the matmuls can share loads on this adapter (with subgroups where
+    /// usable, and always without).
+    fn variants() -> Vec<Self> {
+        let Some(gpu) = test_gpu() else {
+            return Vec::new();
+        };
+        let mut out = vec![Self::on(gpu.clone(), false)];
+        if subgroups_usable(&gpu) {
+            out.push(Self::on(gpu, true));
+        }
+        out
+    }
+
+    fn on(gpu: Gpu, subgroups: bool) -> Self {
+        let k = Kernels::with_subgroups(&gpu, subgroups);
         let step = gpu.uniform(
             "step",
             &Step {
@@ -27,7 +46,12 @@ impl Harness {
                 n_rows: 0,
             },
         );
-        Some(Harness { gpu, k, step })
+        Harness {
+            gpu,
+            k,
+            step,
+            subgroups,
+        }
     }
 
     fn buf(&self, data: &[f32]) -> wgpu::Buffer {
@@ -121,31 +145,27 @@ fn assert_close(got: &[f32], want: &[f32], what: &str) {
     }
 }
 
-/// W given as (n, k) rows → the shaders' (K, N) panel layout in `dtype`, and the values the
+/// W given as (n, k) rows → the shaders' (K, N) weight texture in `dtype`, and the values the
 /// GPU will actually see (rounded to f16 when stored as f16).
-fn pack(w: &[f32], n: usize, k: usize, dtype: WeightDtype) -> (Vec<u8>, Vec<f32>) {
+fn pack(gpu: &Gpu, w: &[f32], n: usize, k: usize, dtype: WeightDtype) -> (WeightMatrix, Vec<f32>) {
     let round = |v: f32| match dtype {
         WeightDtype::F32 => v,
         WeightDtype::F16 => half::f16::from_f32(v).to_f32(),
     };
     let seen: Vec<f32> = w.iter().map(|&v| round(v)).collect();
-    let panels = panel_layout(k, n, |kk, nn| seen[nn * k + kk]);
-    let bytes = match dtype {
-        WeightDtype::F32 => bytemuck::cast_slice(&panels).to_vec(),
-        WeightDtype::F16 => bytemuck::cast_slice(
-            &panels
-                .iter()
-                .map(|&v| half::f16::from_f32(v))
-                .collect::<Vec<_>>(),
-        )
-        .to_vec(),
-    };
-    (bytes, seen)
+    let bytes = pack_weights(k, n, dtype, |kk, nn| seen[nn * k + kk]);
+    let m = WeightMatrix::from_packed(gpu, "test", k, n, dtype, &bytes).unwrap();
+    (m, seen)
 }
 
 #[test]
 fn matmul_matches_reference() {
-    let Some(h) = Harness::new() else { return };
+    for h in Harness::variants() {
+        matmul_matches_reference_on(&h);
+    }
+}
+
+fn matmul_matches_reference_on(h: &Harness) {
     let mut rng = Rng::new(1);
     // Rows > 1 with 8·K·4 bytes aligned and K ≤ 2048 use the uniform-window kernel
     // (matmul_block.wgsl); other batches matmul.wgsl; one row matvec.wgsl.
@@ -171,8 +191,8 @@ fn matmul_matches_reference() {
             let w = random(&mut rng, n * k, 0.5);
             let b = random(&mut rng, n, 0.5);
             let y0 = random(&mut rng, rows * n, 1.0);
-            let (wb, wseen) = pack(&w, n, k, dtype);
-            let (xb, wbuf, bb, yb) = (h.buf(&x), h.buf_bytes(&wb), h.buf(&b), h.buf(&y0));
+            let (wbuf, wseen) = pack(&h.gpu, &w, n, k, dtype);
+            let (xb, bb, yb) = (h.buf(&x), h.buf(&b), h.buf(&y0));
             let spec = MatmulSpec {
                 k,
                 n,
@@ -217,7 +237,10 @@ fn matmul_matches_reference() {
             assert_close(
                 &got,
                 &want,
-                &format!("matmul {dtype} rows={rows} k={k} n={n} act={act} acc={accumulate}"),
+                &format!(
+                    "matmul {dtype} rows={rows} k={k} n={n} act={act} acc={accumulate} subgroups={}",
+                    h.subgroups
+                ),
             );
         }
     }
@@ -231,8 +254,8 @@ fn matmul_lm_head_window_writes_column_slice() {
     let x = random(&mut rng, rows * k, 1.0);
     let w = random(&mut rng, n * k, 1.0);
     let zeros = vec![0f32; n];
-    let (wb, wseen) = pack(&w, n, k, WeightDtype::F32);
-    let (xb, wbuf, bb) = (h.buf(&x), h.buf_bytes(&wb), h.buf(&zeros));
+    let (wbuf, wseen) = pack(&h.gpu, &w, n, k, WeightDtype::F32);
+    let (xb, bb) = (h.buf(&x), h.buf(&zeros));
     let yb = h.buf(&vec![0f32; 3 * ld]);
     let spec = MatmulSpec {
         k,
@@ -361,10 +384,10 @@ fn embed_gathers_across_chunks() {
         let mut seen = vec![0f32; v * c];
         let mut bufs = Vec::new();
         for (r0, r1) in [(0, 11), (11, v)] {
-            let (bytes, s) = pack(&wte[r0 * c..r1 * c], r1 - r0, c, dtype);
+            let (m, s) = pack(&h.gpu, &wte[r0 * c..r1 * c], r1 - r0, c, dtype);
             // wte rows (r1 - r0, c) are exactly W given as (n, k) rows of a (C, rows) matrix.
             seen[r0 * c..r1 * c].copy_from_slice(&s);
-            bufs.push((h.buf_bytes(&bytes), r0, r1));
+            bufs.push((m, r0, r1));
         }
         for (b, r0, r1) in &bufs {
             ds.push(embed(
@@ -404,7 +427,12 @@ fn embed_gathers_across_chunks() {
 
 #[test]
 fn attention_with_cache_matches_reference() {
-    let Some(h) = Harness::new() else { return };
+    for h in Harness::variants() {
+        attention_with_cache_matches_reference_on(&h);
+    }
+}
+
+fn attention_with_cache_matches_reference_on(h: &Harness) {
     let mut rng = Rng::new(5);
     // (T, pos, n_head, head_dim)
     for (t, pos, n_head, hd) in [
@@ -413,6 +441,7 @@ fn attention_with_cache_matches_reference() {
         (1, 64, 12, 64),
         (65, 0, 5, 12),
         (3, 1, 2, 256),
+        (13, 4, 2, 32),
     ] {
         let c = n_head * hd;
         let n_pos = pos + t;
@@ -420,15 +449,13 @@ fn attention_with_cache_matches_reference() {
         // Earlier positions already in the cache.
         let mut kc = random(&mut rng, n_pos * c, 2.0);
         let mut vc = random(&mut rng, n_pos * c, 2.0);
-        let (qb, kb, vb, ob) = (
-            h.buf(&qkv),
-            h.buf(&kc),
-            h.buf(&vc),
-            h.buf(&vec![0f32; t * c]),
-        );
+        let kv = [kc.as_slice(), vc.as_slice()].concat();
+        let (qb, kvb, ob) = (h.buf(&qkv), h.buf(&kv), h.buf(&vec![0f32; t * c]));
         let scale = 1.0 / (hd as f32).sqrt();
-        let store = kv_store(&h.gpu, &h.k, &h.step, c, &qb, &kb, &vb);
-        let att = attention(&h.gpu, &h.k, &h.step, c, n_head, scale, &qb, &kb, &vb, &ob);
+        let store = kv_store(&h.gpu, &h.k, &h.step, c, n_pos, &qb, &kvb);
+        let att = attention(
+            &h.gpu, &h.k, &h.step, c, n_head, scale, n_pos, &qb, &kvb, &ob,
+        );
         let got = h.run(
             &[&store, &att],
             Step {
@@ -452,7 +479,10 @@ fn attention_with_cache_matches_reference() {
         assert_close(
             &got,
             &want,
-            &format!("attention T={t} pos={pos} heads={n_head} hd={hd}"),
+            &format!(
+                "attention T={t} pos={pos} heads={n_head} hd={hd} subgroups={}",
+                h.subgroups
+            ),
         );
         // The cache now holds the batch's keys and values.
         let kgot = h.run(
@@ -463,10 +493,10 @@ fn attention_with_cache_matches_reference() {
                 row0: 0,
                 n_rows: 0,
             },
-            &kb,
-            n_pos * c,
+            &kvb,
+            2 * n_pos * c,
         );
-        assert_close(&kgot, &kc, "k cache");
+        assert_close(&kgot, &[kc, vc].concat(), "kv cache");
     }
 }
 

@@ -23,17 +23,16 @@ pub(crate) struct Step {
 
 /// GPU buffers of one session. B = max batch, R = logits rows per read-back.
 pub(crate) struct Activations {
-    pub step: wgpu::Buffer,         // Step uniform
-    pub tokens: wgpu::Buffer,       // (B) u32
-    pub x: wgpu::Buffer,            // (B, C) residual stream
-    pub ln: wgpu::Buffer,           // (B, C) LayerNorm output
-    pub qkv: wgpu::Buffer,          // (B, 3C)
-    pub att: wgpu::Buffer,          // (B, C) attention output, heads concatenated
-    pub fc: wgpu::Buffer,           // (B, F) MLP hidden
-    pub k_cache: Vec<wgpu::Buffer>, // n_layer × (n_positions, C)
-    pub v_cache: Vec<wgpu::Buffer>, // n_layer × (n_positions, C)
-    pub logits: wgpu::Buffer,       // (R, V)
-    pub staging: wgpu::Buffer,      // (R, V) mappable copy of logits
+    pub step: wgpu::Buffer,          // Step uniform
+    pub tokens: wgpu::Buffer,        // (B) u32
+    pub x: wgpu::Buffer,             // (B, C) residual stream
+    pub ln: wgpu::Buffer,            // (B, C) LayerNorm output
+    pub qkv: wgpu::Buffer,           // (B, 3C)
+    pub att: wgpu::Buffer,           // (B, C) attention output, heads concatenated
+    pub fc: wgpu::Buffer,            // (B, F) MLP hidden
+    pub kv_cache: Vec<wgpu::Buffer>, // n_layer × (2, n_positions, C): keys, then values
+    pub logits: wgpu::Buffer,        // (R, V)
+    pub staging: wgpu::Buffer,       // (R, V) mappable copy of logits
 }
 
 /// The dispatches of one decoder layer, in execution order.
@@ -96,18 +95,12 @@ impl Plan {
         let (c, f, v) = (cfg.n_embd, cfg.n_inner, cfg.vocab_size);
         let b = max_batch;
         let f32s = 4;
-        let mut k_cache = Vec::with_capacity(cfg.n_layer);
-        let mut v_cache = Vec::with_capacity(cfg.n_layer);
+        let mut kv_cache = Vec::with_capacity(cfg.n_layer);
         for l in 0..cfg.n_layer {
-            k_cache.push(storage(
+            kv_cache.push(storage(
                 gpu,
-                &format!("k_cache.{l}"),
-                cfg.n_positions * c * f32s,
-            )?);
-            v_cache.push(storage(
-                gpu,
-                &format!("v_cache.{l}"),
-                cfg.n_positions * c * f32s,
+                &format!("kv_cache.{l}"),
+                2 * cfg.n_positions * c * f32s,
             )?);
         }
         let act = Activations {
@@ -126,8 +119,7 @@ impl Plan {
             qkv: storage(gpu, "qkv", b * 3 * c * f32s)?,
             att: matmul_input(gpu, "att", b * c * f32s)?,
             fc: matmul_input(gpu, "fc", b * f * f32s)?,
-            k_cache,
-            v_cache,
+            kv_cache,
             logits: storage(gpu, "logits", logit_rows * v * f32s)?,
             staging: gpu.buffer(
                 "staging",
@@ -174,7 +166,7 @@ impl Plan {
                     &act.ln,
                 ),
                 c_attn: linear(&lw.c_attn, &act.ln, &act.qkv, 0, false),
-                kv_store: kv_store(gpu, k, s, c, &act.qkv, &act.k_cache[l], &act.v_cache[l]),
+                kv_store: kv_store(gpu, k, s, c, cfg.n_positions, &act.qkv, &act.kv_cache[l]),
                 attention: attention(
                     gpu,
                     k,
@@ -182,9 +174,9 @@ impl Plan {
                     c,
                     cfg.n_head,
                     scale,
+                    cfg.n_positions,
                     &act.qkv,
-                    &act.k_cache[l],
-                    &act.v_cache[l],
+                    &act.kv_cache[l],
                     &act.att,
                 ),
                 attn_proj: linear(&lw.attn_proj, &act.att, &act.x, 0, true),

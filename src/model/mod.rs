@@ -8,7 +8,7 @@ use std::path::Path;
 use crate::config::Config;
 use crate::error::{Error, Result};
 use crate::gpu::Gpu;
-use crate::kernels::{Kernels, WeightDtype};
+use crate::kernels::{texels_wide, Kernels, WeightDtype};
 use crate::loader::{DType, SafetensorsSource, Source};
 use crate::session::Session;
 use crate::tokenizer::Tokenizer;
@@ -19,7 +19,7 @@ pub struct LoadOptions {
     /// Storage dtype of the weight matrices on the GPU; `None` picks f16 for f16 files and f32
     /// otherwise (bf16 converts exactly to f32).
     pub dtype: Option<WeightDtype>,
-    /// Cap on the bytes of one embedding / LM-head buffer (the adapter's binding limit is used
+    /// Cap on the bytes of one embedding / LM-head texture (the adapter's texture size limit is used
     /// when smaller). Mainly for tests of the split path.
     pub max_chunk_bytes: Option<u64>,
     /// Largest batch one forward submit processes; longer inputs are split. Default 512.
@@ -47,7 +47,7 @@ pub struct ModelInfo {
     pub dtype: WeightDtype,
     /// Bytes of weights on the GPU.
     pub weight_bytes: u64,
-    /// Buffers the token embedding is split into (more than one when it exceeds the binding limit).
+    /// Textures the token embedding is split into (more than one when it exceeds the texture size limit).
     pub embedding_buffers: usize,
 }
 
@@ -153,11 +153,7 @@ impl Model {
         } else {
             WeightDtype::F32
         });
-        let limits = gpu.limits();
-        let binding = limits
-            .max_storage_buffer_binding_size
-            .min(limits.max_buffer_size);
-        let max_chunk = opts.max_chunk_bytes.map_or(binding, |m| m.min(binding));
+        let max_chunk = opts.max_chunk_bytes.unwrap_or(u64::MAX);
         check_fits(gpu, &config, dtype, opts)?;
         let kernels = Kernels::new(gpu);
         let weights = weights::upload(gpu, &config, &source, dtype, max_chunk)?;
@@ -300,7 +296,7 @@ fn logit_rows(cfg: &Config, limits: &wgpu::Limits, max_batch: usize) -> usize {
 /// Bytes of a (k, n) weight matrix on the GPU: an upper bound for any layout that pads each
 /// dimension to a multiple of 8.
 fn matrix_bytes(k: u64, n: u64, dtype: WeightDtype) -> u64 {
-    k.next_multiple_of(8) * n.next_multiple_of(8) * dtype.size() as u64
+    k * n.next_multiple_of(8) * dtype.size() as u64
 }
 
 /// Bytes of weights on the GPU: matrices in `dtype`, vectors and `wpe` in f32.
@@ -335,8 +331,9 @@ fn host_memory_bytes() -> Option<u64> {
     kib.checked_mul(1024)
 }
 
-/// Fails early, before any allocation, when the model cannot fit the device: each buffer
-/// against the adapter's binding limit, and the total against the memory bound. `cfg` must
+/// Fails early, before any allocation, when the model cannot fit the device: each weight
+/// texture against the adapter's texture size limit, each buffer against its binding limit,
+/// and the total against the memory bound. `cfg` must
 /// have passed [`Config::validate`], which keeps this arithmetic far from overflow.
 fn check_fits(gpu: &Gpu, cfg: &Config, dtype: WeightDtype, opts: &LoadOptions) -> Result<()> {
     let shared = matches!(gpu.adapter().device_type.as_str(), "Cpu" | "IntegratedGpu");
@@ -379,15 +376,22 @@ fn check_fits(gpu: &Gpu, cfg: &Config, dtype: WeightDtype, opts: &LoadOptions) -
         batch,
     ]
     .map(|x| x as u64);
-    let weight = |name: &str, k, n| {
-        let bytes = matrix_bytes(k, n, dtype);
-        (format!("weight `{name}` ({dtype})"), bytes)
-    };
+    let max_dim = limits.max_texture_dimension_2d as u64;
+    for (name, k, n) in [
+        ("attn.c_attn", c, 3 * c),
+        ("mlp.c_fc", c, f),
+        ("mlp.c_proj", f, c),
+        ("wte", c, 8),
+    ] {
+        let wide = texels_wide(n as usize, dtype) as u64;
+        if k > max_dim || wide > max_dim {
+            return Err(Error::DeviceLimits(format!(
+                "weight `{name}` ({dtype}) needs a {wide}×{k} texture, above the adapter's max_texture_dimension_2d of {max_dim}"
+            )));
+        }
+    }
     let f32s = |name: &str, elems: u64| (name.to_string(), elems * 4);
     let buffers = [
-        weight("attn.c_attn", c, 3 * c),
-        weight("mlp.c_fc", c, f),
-        weight("mlp.c_proj", f, c),
         f32s("weight `wpe` (f32)", p * c),
         f32s("the KV cache of one layer", p * c),
         f32s("the MLP activations", b * f),

@@ -1,15 +1,15 @@
 //! Weights on the GPU: every tensor checked against the config, converted to the storage dtype,
-//! laid out as (N, Kp) rows for the matmul kernel, and uploaded one tensor at a time.
+//! and uploaded one tensor at a time; matrices as textures (see `kernels::WeightMatrix`).
 
 use crate::config::Config;
 use crate::error::{Error, Result};
 use crate::gpu::Gpu;
-use crate::kernels::{panel_layout, WeightDtype, PANEL};
+use crate::kernels::{WeightDtype, WeightMatrix};
 use crate::loader::{Source, Tensor};
 
-/// A linear layer: W as (N, Kp) rows in the storage dtype, bias (N) f32.
+/// A linear layer: W (K, N) in the storage dtype, bias (N) f32.
 pub(crate) struct Linear {
-    pub w: wgpu::Buffer,
+    pub w: WeightMatrix,
     pub b: wgpu::Buffer,
     pub k: usize,
     pub n: usize,
@@ -21,10 +21,11 @@ pub(crate) struct Norm {
     pub beta: wgpu::Buffer,
 }
 
-/// A (V, C) matrix split by rows so that no buffer exceeds the binding limit.
+/// A (V, C) matrix stored transposed, (C, V), and split by vocabulary ranges so that no
+/// texture exceeds the device's limits.
 pub(crate) struct RowChunks {
-    /// (buffer, first row, one past the last row)
-    pub chunks: Vec<(wgpu::Buffer, usize, usize)>,
+    /// ((C, rows) matrix, first row, one past the last row)
+    pub chunks: Vec<(WeightMatrix, usize, usize)>,
 }
 
 pub(crate) struct Layer {
@@ -83,15 +84,33 @@ impl Uploader<'_> {
 
     fn upload(&mut self, label: &str, data: &[u8]) -> Result<wgpu::Buffer> {
         let buf = self.gpu.storage_init(label, data)?;
-        self.bytes += data.len() as u64;
-        self.pending += data.len() as u64;
-        // Flush staged writes regularly so at most ~64 MiB of host staging exists at once.
+        self.staged(data.len() as u64);
+        Ok(buf)
+    }
+
+    /// W[k, n] = `at(k, n)`, a (K, N) matrix.
+    fn matrix(
+        &mut self,
+        label: &str,
+        k: usize,
+        n: usize,
+        at: impl Fn(usize, usize) -> f32,
+    ) -> Result<WeightMatrix> {
+        let m = WeightMatrix::upload(self.gpu, label, k, n, self.dtype, at)?;
+        self.staged(m.bytes);
+        Ok(m)
+    }
+
+    /// Counts uploaded bytes and flushes staged writes regularly, so that at most ~64 MiB of
+    /// host staging exists at once.
+    fn staged(&mut self, bytes: u64) {
+        self.bytes += bytes;
+        self.pending += bytes;
         if self.pending > 64 << 20 {
             self.gpu.queue.submit([]);
             let _ = self.gpu.device.poll(wgpu::PollType::wait_indefinitely());
             self.pending = 0;
         }
-        Ok(buf)
     }
 
     fn vector(&mut self, name: &str, len: usize) -> Result<wgpu::Buffer> {
@@ -106,19 +125,18 @@ impl Uploader<'_> {
         })
     }
 
-    /// A Conv1D weight stored (K, N), uploaded transposed as (N, Kp).
+    /// A Conv1D weight, stored (K, N) like the matrix the kernels use.
     fn conv1d(&mut self, prefix: &str, k: usize, n: usize) -> Result<Linear> {
         let name = format!("{prefix}.weight");
         let w = self.get(&name, &[k, n])?.to_f32();
-        let bytes = encode(&panel_layout(k, n, |kk, nn| w[kk * n + nn]), self.dtype);
-        drop(w);
-        let w = self.upload(&name, &bytes)?;
+        let w = self.matrix(&name, k, n, |kk, nn| w[kk * n + nn])?;
         let b = self.vector(&format!("{prefix}.bias"), n)?;
         Ok(Linear { w, b, k, n })
     }
 
-    /// A (V, C) matrix, stored transposed as (C, V) panels and split by vocabulary ranges
-    /// (multiples of the panel width) so that no buffer exceeds the binding limit.
+    /// A (V, C) matrix, stored transposed as (C, V) and split by vocabulary ranges (multiples
+    /// of 8) so that no texture is wider than the device allows or larger than
+    /// `max_chunk_bytes`.
     fn row_chunks(
         &mut self,
         name: &str,
@@ -129,39 +147,31 @@ impl Uploader<'_> {
         let m = self.get(name, &[v, c])?;
         let src = m.to_f32();
         drop(m);
-        let panel_bytes = (PANEL * c * self.dtype.size()) as u64;
-        let rows_per = ((max_chunk_bytes / panel_bytes) as usize * PANEL).min(v);
+        let max_wide = self.gpu.limits().max_texture_dimension_2d as usize;
+        let by_width = max_wide * self.dtype.per_texel();
+        let by_bytes = (max_chunk_bytes / (c * self.dtype.size()) as u64) as usize;
+        let rows_per = (by_width.min(by_bytes) / 8 * 8).min(v);
         if rows_per == 0 {
             return Err(Error::DeviceLimits(format!(
-                "{PANEL} rows of `{name}` ({panel_bytes} bytes) exceed the storage binding limit ({max_chunk_bytes} bytes)"
+                "8 rows of `{name}` ({} bytes) exceed the buffer limit ({max_chunk_bytes} bytes)",
+                8 * c * self.dtype.size()
             )));
         }
         let mut chunks = Vec::new();
         let mut start = 0;
         while start < v {
             let end = (start + rows_per).min(v);
-            let block = panel_layout(c, end - start, |kk, nn| src[(start + nn) * c + kk]);
-            let buf = self.upload(name, &encode(&block, self.dtype))?;
-            chunks.push((buf, start, end));
+            let m = self.matrix(name, c, end - start, |kk, nn| src[(start + nn) * c + kk])?;
+            chunks.push((m, start, end));
             start = end;
         }
         if chunks.len() > 1 {
             log::info!(
-                "`{name}` split into {} buffers of ≤ {rows_per} rows",
+                "`{name}` split into {} textures of ≤ {rows_per} rows",
                 chunks.len()
             );
         }
         Ok(RowChunks { chunks })
-    }
-}
-
-fn encode(values: &[f32], dtype: WeightDtype) -> Vec<u8> {
-    match dtype {
-        WeightDtype::F32 => bytemuck::cast_slice(values).to_vec(),
-        WeightDtype::F16 => {
-            let h: Vec<half::f16> = values.iter().map(|&v| half::f16::from_f32(v)).collect();
-            bytemuck::cast_slice(&h).to_vec()
-        }
     }
 }
 

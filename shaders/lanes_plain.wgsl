@@ -1,0 +1,19 @@
+// lanes_subgroup.wgsl for adapters without subgroup operations: the same functions, but every
+// invocation loads every value itself (`x_own` loads nothing). Needs the kernel's `X`.
+struct Ids {
+    @builtin(workgroup_id) wg: vec3<u32>,
+    @builtin(local_invocation_id) lid: vec3<u32>,
+}
+
+// This invocation's place in its group of 8 (0..8).
+fn lane(ids: Ids) -> u32 { return ids.lid.x & 7u; }
+
+fn x_own(i: u32) -> vec4<f32> { return vec4<f32>(0.0); }
+fn x_from0(own: vec4<f32>, i: u32) -> vec4<f32> { return X[i]; }
+fn x_from1(own: vec4<f32>, i: u32) -> vec4<f32> { return X[i]; }
+fn x_from2(own: vec4<f32>, i: u32) -> vec4<f32> { return X[i]; }
+fn x_from3(own: vec4<f32>, i: u32) -> vec4<f32> { return X[i]; }
+fn x_from4(own: vec4<f32>, i: u32) -> vec4<f32> { return X[i]; }
+fn x_from5(own: vec4<f32>, i: u32) -> vec4<f32> { return X[i]; }
+fn x_from6(own: vec4<f32>, i: u32) -> vec4<f32> { return X[i]; }
+fn x_from7(own: vec4<f32>, i: u32) -> vec4<f32> { return X[i]; }

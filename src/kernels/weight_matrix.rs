@@ -1,0 +1,80 @@
+//! Weight matrices on the GPU: W (K, N) for y = x·W as an `rgba32uint` texture of K rows, each
+//! row W[k, 0..np] (np = N padded to a multiple of 8) packed in the storage dtype, 16 bytes per
+//! texel (`shaders/weights_*.wgsl` read it back).
+
+use super::WeightDtype;
+use crate::error::Result;
+use crate::gpu::Gpu;
+
+/// A (K, N) weight matrix uploaded as a texture.
+pub(crate) struct WeightMatrix {
+    pub view: wgpu::TextureView,
+    /// Bytes on the GPU.
+    pub bytes: u64,
+}
+
+impl WeightDtype {
+    /// Weights per 16-byte texel.
+    pub(crate) fn per_texel(self) -> usize {
+        16 / self.size()
+    }
+}
+
+/// Texture width (texels) of a matrix with `n` columns.
+pub(crate) fn texels_wide(n: usize, dtype: WeightDtype) -> usize {
+    n.next_multiple_of(8) / dtype.per_texel()
+}
+
+/// Packs W[k, n] = `at(k, n)` into the texture's bytes: K rows of np values in `dtype`.
+pub(crate) fn pack_weights(
+    k: usize,
+    n: usize,
+    dtype: WeightDtype,
+    at: impl Fn(usize, usize) -> f32,
+) -> Vec<u8> {
+    let np = n.next_multiple_of(8);
+    let mut out = Vec::with_capacity(k * np * dtype.size());
+    for kk in 0..k {
+        for nn in 0..np {
+            let v = if nn < n { at(kk, nn) } else { 0.0 };
+            match dtype {
+                WeightDtype::F32 => out.extend_from_slice(&v.to_le_bytes()),
+                WeightDtype::F16 => {
+                    out.extend_from_slice(&half::f16::from_f32(v).to_bits().to_le_bytes())
+                }
+            }
+        }
+    }
+    out
+}
+
+impl WeightMatrix {
+    /// Uploads W[k, n] = `at(k, n)`, a (K, N) matrix, in `dtype`.
+    pub fn upload(
+        gpu: &Gpu,
+        label: &str,
+        k: usize,
+        n: usize,
+        dtype: WeightDtype,
+        at: impl Fn(usize, usize) -> f32,
+    ) -> Result<Self> {
+        Self::from_packed(gpu, label, k, n, dtype, &pack_weights(k, n, dtype, at))
+    }
+
+    /// Uploads bytes made by [`pack_weights`] for a (K, N) matrix.
+    pub fn from_packed(
+        gpu: &Gpu,
+        label: &str,
+        k: usize,
+        n: usize,
+        dtype: WeightDtype,
+        bytes: &[u8],
+    ) -> Result<Self> {
+        let width = texels_wide(n, dtype) as u32;
+        let tex = gpu.texture_init(label, width, k as u32, bytes)?;
+        Ok(WeightMatrix {
+            view: tex.create_view(&Default::default()),
+            bytes: bytes.len() as u64,
+        })
+    }
+}
