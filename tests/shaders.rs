@@ -5,15 +5,15 @@
 #[test]
 fn shaders_translate_to_spirv_msl_hlsl() {
     for subgroups in [false, true] {
-        translate_all(subgroups);
+        translate_all(wgpt::kernels::ShaderOptions { subgroups });
     }
 }
 
-fn translate_all(subgroups: bool) {
-    let sources = wgpt::kernels::shader_sources(subgroups);
+fn translate_all(opts: wgpt::kernels::ShaderOptions) {
+    let sources = wgpt::kernels::shader_sources(opts);
     assert!(sources.len() >= 7);
     for (name, src) in sources {
-        let name = format!("{name} (subgroups: {subgroups})");
+        let name = format!("{name} ({opts:?})");
         let module = naga::front::wgsl::parse_str(&src)
             .unwrap_or_else(|e| panic!("{name}: {}", e.emit_to_string(&src)));
         let info = naga::valid::Validator::new(

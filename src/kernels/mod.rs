@@ -3,8 +3,8 @@
 //!
 //! Shader sources are composed from `shaders/`: `common.wgsl` (the per-step uniform), then the
 //! weight-access file for the storage dtype where the op reads a weight matrix, then for the
-//! matmuls the lane-sharing file (`lanes_subgroup.wgsl` where the adapter has subgroups of at
-//! least 8 invocations, else `lanes_plain.wgsl`), then the op.
+//! matmuls and attention the lane-sharing file, then the op. [`ShaderOptions`] picks the
+//! variants that use optional features (subgroups).
 
 mod attention;
 mod embed;
@@ -70,25 +70,40 @@ const EMBED: &str = include_str!("../../shaders/embed.wgsl");
 const KV_STORE: &str = include_str!("../../shaders/kv_store.wgsl");
 const ATTENTION: &str = include_str!("../../shaders/attention.wgsl");
 
-fn weights_src(dtype: WeightDtype) -> &'static str {
-    match dtype {
-        WeightDtype::F32 => WEIGHTS_F32,
-        WeightDtype::F16 => WEIGHTS_F16,
+/// Optional adapter features the shaders use where present, each with a portable fallback.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ShaderOptions {
+    /// The matmuls and attention share loads through subgroup broadcasts
+    /// (`lanes_subgroup.wgsl`); needs SUBGROUP and subgroups of at least 8 invocations.
+    pub subgroups: bool,
+}
+
+impl ShaderOptions {
+    /// Nothing beyond core WebGPU.
+    pub const PORTABLE: ShaderOptions = ShaderOptions { subgroups: false };
+
+    /// Everything the device offers.
+    pub fn best(gpu: &Gpu) -> Self {
+        let f = gpu.features();
+        ShaderOptions {
+            subgroups: f.contains(wgpu::Features::SUBGROUP) && gpu.subgroup_min_size() >= 8,
+        }
     }
 }
 
-/// Every composed shader program as (name, WGSL source), e.g. for translation tests. With
-/// `subgroups` the matmuls share loads through subgroup operations (the adapter must have the
-/// SUBGROUP feature and subgroups of at least 8 invocations).
-pub fn shader_sources(subgroups: bool) -> Vec<(String, String)> {
-    let lanes = if subgroups {
+/// Every composed shader program as (name, WGSL source), e.g. for translation tests.
+pub fn shader_sources(opts: ShaderOptions) -> Vec<(String, String)> {
+    let lanes = if opts.subgroups {
         LANES_SUBGROUP
     } else {
         LANES_PLAIN
     };
     let mut out = Vec::new();
     for dt in [WeightDtype::F32, WeightDtype::F16] {
-        let w = weights_src(dt);
+        let w = match dt {
+            WeightDtype::F32 => WEIGHTS_F32,
+            WeightDtype::F16 => WEIGHTS_F16,
+        };
         out.push((
             format!("matmul_{dt}"),
             [COMMON, ACTIVATIONS, w, lanes, MATMUL_TILE, MATMUL].concat(),
@@ -109,11 +124,6 @@ pub fn shader_sources(subgroups: bool) -> Vec<(String, String)> {
     out
 }
 
-/// Whether the matmuls can share loads through subgroups on this device.
-pub(crate) fn subgroups_usable(gpu: &Gpu) -> bool {
-    gpu.features().contains(wgpu::Features::SUBGROUP) && gpu.subgroup_min_size() >= 8
-}
-
 /// Every pipeline wgpt uses, compiled once per model.
 pub(crate) struct Kernels {
     pub matmul: [wgpu::ComputePipeline; 2],
@@ -126,19 +136,16 @@ pub(crate) struct Kernels {
 }
 
 impl Kernels {
-    /// Compiles every pipeline, with subgroup load sharing where the device allows it.
+    /// Compiles every pipeline with the best options the device allows.
     pub fn new(gpu: &Gpu) -> Self {
-        Self::with_subgroups(gpu, subgroups_usable(gpu))
+        Self::with_options(gpu, ShaderOptions::best(gpu))
     }
 
-    /// Compiles every pipeline; `subgroups` must only be true where [`subgroups_usable`].
-    pub fn with_subgroups(gpu: &Gpu, subgroups: bool) -> Self {
-        log::info!(
-            "matmul load sharing: {}",
-            if subgroups { "subgroups" } else { "none" }
-        );
+    /// Compiles every pipeline; `opts` must not ask for more than [`ShaderOptions::best`].
+    pub fn with_options(gpu: &Gpu, opts: ShaderOptions) -> Self {
+        log::info!("shader options: {opts:?}");
         let sources: std::collections::HashMap<String, String> =
-            shader_sources(subgroups).into_iter().collect();
+            shader_sources(opts).into_iter().collect();
         let make = |name: &str| {
             let module = gpu
                 .device

@@ -12,31 +12,32 @@ struct Harness {
     gpu: Gpu,
     k: Kernels,
     step: wgpu::Buffer,
-    subgroups: bool,
+    opts: ShaderOptions,
 }
 
 impl Harness {
     fn new() -> Option<Self> {
         let gpu = test_gpu()?;
-        let subgroups = subgroups_usable(&gpu);
-        Some(Self::on(gpu, subgroups))
+        let opts = ShaderOptions::best(&gpu);
+        Some(Self::on(gpu, opts))
     }
 
-    /// One harness per way the matmuls can share loads on this adapter (with subgroups where
-    /// usable, and always without).
+    /// One harness per shader variant set on this adapter: the portable one and, where the
+    /// device has optional features, the best one.
     fn variants() -> Vec<Self> {
         let Some(gpu) = test_gpu() else {
             return Vec::new();
         };
-        let mut out = vec![Self::on(gpu.clone(), false)];
-        if subgroups_usable(&gpu) {
-            out.push(Self::on(gpu, true));
+        let best = ShaderOptions::best(&gpu);
+        let mut out = vec![Self::on(gpu.clone(), ShaderOptions::PORTABLE)];
+        if best != ShaderOptions::PORTABLE {
+            out.push(Self::on(gpu, best));
         }
         out
     }
 
-    fn on(gpu: Gpu, subgroups: bool) -> Self {
-        let k = Kernels::with_subgroups(&gpu, subgroups);
+    fn on(gpu: Gpu, opts: ShaderOptions) -> Self {
+        let k = Kernels::with_options(&gpu, opts);
         let step = gpu.uniform(
             "step",
             &Step {
@@ -46,12 +47,7 @@ impl Harness {
                 n_rows: 0,
             },
         );
-        Harness {
-            gpu,
-            k,
-            step,
-            subgroups,
-        }
+        Harness { gpu, k, step, opts }
     }
 
     fn buf(&self, data: &[f32]) -> wgpu::Buffer {
@@ -238,8 +234,8 @@ fn matmul_matches_reference_on(h: &Harness) {
                 &got,
                 &want,
                 &format!(
-                    "matmul {dtype} rows={rows} k={k} n={n} act={act} acc={accumulate} subgroups={}",
-                    h.subgroups
+                    "matmul {dtype} rows={rows} k={k} n={n} act={act} acc={accumulate} {:?}",
+                    h.opts
                 ),
             );
         }
@@ -480,8 +476,8 @@ fn attention_with_cache_matches_reference_on(h: &Harness) {
             &got,
             &want,
             &format!(
-                "attention T={t} pos={pos} heads={n_head} hd={hd} subgroups={}",
-                h.subgroups
+                "attention T={t} pos={pos} heads={n_head} hd={hd} {:?}",
+                h.opts
             ),
         );
         // The cache now holds the batch's keys and values.
