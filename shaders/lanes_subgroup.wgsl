@@ -4,6 +4,10 @@
 // loaded (its index was i). One load per invocation instead of eight: on lavapipe a load costs
 // a loop over the SIMD lanes, a broadcast is one register shuffle. The alternative without
 // subgroups is lanes_plain.wgsl, with the same functions. Needs the kernel's `X`.
+// `subgroupBroadcast(v, L)` reads invocation L of the whole subgroup, so this relies on two
+// things the kernels keep: every group of 8 in a subgroup loads the same indices (the same
+// rows of X, the same keys), and subgroup invocation ids follow local_invocation_id.x in
+// 1D workgroups (so invocations 0..7 exist and are the first group).
 struct Ids {
     @builtin(workgroup_id) wg: vec3<u32>,
     @builtin(local_invocation_id) lid: vec3<u32>,

@@ -58,7 +58,7 @@ pub struct Gpu {
     adapter: AdapterSummary,
     limits: wgpu::Limits,
     features: wgpu::Features,
-    /// Smallest subgroup the adapter may run (0 when unknown).
+    /// Smallest subgroup the adapter may run.
     subgroup_min_size: u32,
     errors: Arc<Mutex<Option<String>>>,
     /// Set once the device is lost; unlike `errors` it is never cleared.

@@ -64,7 +64,8 @@ fn logits_match_hf() {
 
 #[test]
 fn logits_match_hf_with_split_embedding() {
-    // A cap of 128 vocabulary rows per texture forces wte (and the untied head) into chunks.
+    // A cap of 128·n_embd·4 bytes per texture (128 vocabulary rows in f32, 256 in f16) forces
+    // wte (and the untied head) into several textures.
     for m in MODELS {
         let cfg = wgpt::Config::from_file(&fixture(m).join("config.json")).unwrap();
         let chunk = (128 * cfg.n_embd * 4) as u64;

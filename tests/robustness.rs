@@ -608,6 +608,10 @@ fn a_weight_above_the_texture_limit_is_refused_with_sizes() {
     // times max_texture_dimension_2d makes c_fc too wide (lavapipe: 16384 → 65544).
     let max_dim = gpu.limits().max_texture_dimension_2d as usize;
     let n_inner = 4 * max_dim + 8;
+    if n_inner > 4 * 65536 {
+        eprintln!("skipping: textures of {max_dim} texels hold any n_inner the config accepts");
+        return;
+    }
     let cfg = Config {
         n_embd: 256,
         n_layer: 1,

@@ -52,9 +52,10 @@ the first 95% of the training split; dropout 0.1 (embeddings, attention,
 residual); gradient clipping at 1.0; torch/numpy seed 1337.  bfloat16
 autocast for the forward pass (float32 master weights) where the CPU runs
 bfloat16 matmuls faster than float32 (`--bf16 auto`, the default, times one
-512x512 product of each; `on`/`off` force it).  It matters: on a CPU with
+512x512 product of each, so on a busy or borderline machine the choice can
+differ between runs: pass `on`/`off` for a reproducible run).  It matters: on a CPU with
 native bf16 (AVX512-BF16) the shipped model's run did 4000 steps in 48 min;
-on an AMD EPYC (Zen 3, AVX2 only) bf16 matmuls ran ~100x slower than f32 and
+on an AMD EPYC (Zen 3, AVX2 only) bf16 matmuls ran ~140x slower than f32 and
 f32 training does ~2,900 tokens/s, about a third of those steps in the budget.
 The cosine schedule is driven by progress = max(step / 4000,
 elapsed / 48-minute time budget): on an idle, fast enough 2-core machine the

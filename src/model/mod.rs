@@ -47,7 +47,8 @@ pub struct ModelInfo {
     pub dtype: WeightDtype,
     /// Bytes of weights on the GPU.
     pub weight_bytes: u64,
-    /// Textures the token embedding is split into (more than one when it exceeds the texture size limit).
+    /// Textures the token embedding is split into: at most 8192 vocabulary rows each, fewer
+    /// where the adapter's texture size limit or `LoadOptions::max_chunk_bytes` asks.
     pub embedding_buffers: usize,
 }
 
@@ -293,8 +294,8 @@ fn logit_rows(cfg: &Config, limits: &wgpu::Limits, max_batch: usize) -> usize {
         .clamp(1, max_batch)
 }
 
-/// Bytes of a (k, n) weight matrix on the GPU: an upper bound for any layout that pads each
-/// dimension to a multiple of 8.
+/// Bytes of a (k, n) weight matrix on the GPU: k rows of n padded to a multiple of 8 (the LM
+/// head's chunks each pad their own n, a few KB more; texture row pitch is not counted).
 fn matrix_bytes(k: u64, n: u64, dtype: WeightDtype) -> u64 {
     k * n.next_multiple_of(8) * dtype.size() as u64
 }
@@ -393,7 +394,7 @@ fn check_fits(gpu: &Gpu, cfg: &Config, dtype: WeightDtype, opts: &LoadOptions) -
     let f32s = |name: &str, elems: u64| (name.to_string(), elems * 4);
     let buffers = [
         f32s("weight `wpe` (f32)", p * c),
-        f32s("the KV cache of one layer", p * c),
+        f32s("the KV cache of one layer", 2 * p * c),
         f32s("the MLP activations", b * f),
         f32s("the attention activations", b * 3 * c),
         f32s("the LM-head bias", v),

@@ -159,7 +159,7 @@ impl Uploader<'_> {
         let rows_per = (by_width.min(by_bytes) / 8 * 8).min(v);
         if rows_per == 0 {
             return Err(Error::DeviceLimits(format!(
-                "8 rows of `{name}` ({} bytes) exceed the buffer limit ({max_chunk_bytes} bytes)",
+                "8 rows of `{name}` ({} bytes) exceed LoadOptions::max_chunk_bytes ({max_chunk_bytes})",
                 8 * c * self.dtype.size()
             )));
         }
@@ -181,7 +181,7 @@ impl Uploader<'_> {
     }
 }
 
-/// Uploads all weights. `max_chunk_bytes` bounds each embedding buffer.
+/// Uploads all weights. `max_chunk_bytes` bounds each embedding / LM-head texture.
 pub(crate) fn upload(
     gpu: &Gpu,
     cfg: &Config,
