@@ -1,6 +1,6 @@
 // y = act(x·W + b) (+ y) for a single row: the decode path, bound by reading W once.
 // Needs common.wgsl, activations.wgsl, one weights_*.wgsl (binding 2, W: (K, np)) and one
-// lanes_*.wgsl. Each invocation owns 16 adjacent columns and walks k; x is the same for every
+// lanes_*.wgsl. Each invocation owns 8 adjacent columns and walks k; x is the same for every
 // invocation, so each invocation of a lane group loads one vec4 of every 8 and shares it.
 struct Params {
     k: u32,          // input features K (multiple of 4)
@@ -17,29 +17,25 @@ struct Params {
 @group(0) @binding(4) var<storage, read> B: array<f32>;        // (N) bias, or zeros
 @group(0) @binding(5) var<storage, read_write> Y: array<f32>;  // (1, ld_y)
 
-var<private> n0: u32;         // first of this invocation's 16 columns
+var<private> n0: u32;         // first of this invocation's 8 columns
 var<private> a0: vec4<f32>;   // y[n0..n0+4]
 var<private> a1: vec4<f32>;   // y[n0+4..n0+8]
-var<private> a2: vec4<f32>;   // y[n0+8..n0+12]
-var<private> a3: vec4<f32>;   // y[n0+12..n0+16]
 
-// acc += x[k..k+4] · W[k..k+4, n0..n0+16]
+// acc += x[k..k+4] · W[k..k+4, n0..n0+8]
 fn step4(v: vec4<f32>, k: u32) {
-    let p0 = w8(k, n0);      let q0 = w8(k, n0 + 8u);
-    let p1 = w8(k + 1u, n0); let q1 = w8(k + 1u, n0 + 8u);
-    let p2 = w8(k + 2u, n0); let q2 = w8(k + 2u, n0 + 8u);
-    let p3 = w8(k + 3u, n0); let q3 = w8(k + 3u, n0 + 8u);
+    let p0 = w8(k, n0);
+    let p1 = w8(k + 1u, n0);
+    let p2 = w8(k + 2u, n0);
+    let p3 = w8(k + 3u, n0);
     a0 += v.x * p0.lo + v.y * p1.lo + v.z * p2.lo + v.w * p3.lo;
     a1 += v.x * p0.hi + v.y * p1.hi + v.z * p2.hi + v.w * p3.hi;
-    a2 += v.x * q0.lo + v.y * q1.lo + v.z * q2.lo + v.w * q3.lo;
-    a3 += v.x * q0.hi + v.y * q1.hi + v.z * q2.hi + v.w * q3.hi;
 }
 
 // No early return: every invocation must reach the shared loads (columns past N are computed
 // from whatever the texture returns and not written).
 @compute @workgroup_size(8)
 fn main(ids: Ids) {
-    n0 = (ids.wg.x * 8u + ids.lid.x) * 16u;
+    n0 = (ids.wg.x * 8u + ids.lid.x) * 8u;
     let k4 = p.k / 4u;
     let xb = select(0u, step.row0, p.lm_rows == 1u) * k4;
     let me = lane(ids);
@@ -60,8 +56,8 @@ fn main(ids: Ids) {
     for (var j = 8u * chunks; j < k4; j++) {
         step4(X[xb + j], 4u * j);
     }
-    let r = array<vec4<f32>, 4>(a0, a1, a2, a3);
-    for (var c = 0u; c < 16u; c++) {
+    let r = array<vec4<f32>, 2>(a0, a1);
+    for (var c = 0u; c < 8u; c++) {
         let n = n0 + c;
         if (n >= p.n) { break; }
         let v = activate(r[c / 4u][c % 4u] + B[n], p.act);

@@ -124,7 +124,7 @@ pub(crate) fn matmul(
         grid,
     );
     let one_grid = Grid::Fixed {
-        x: (spec.n.div_ceil(16) as u32).div_ceil(8),
+        x: (spec.n.div_ceil(8) as u32).div_ceil(8),
     };
     let one = Dispatch::with_resources(
         gpu,
