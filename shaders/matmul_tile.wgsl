@@ -9,7 +9,6 @@
 struct Params {
     k: u32,          // input features K (multiple of 4)
     n: u32,          // output features N
-    np: u32,         // N padded to a multiple of 8
     ld_y: u32,       // row stride of Y
     y_col0: u32,     // first column of Y written (LM-head chunks)
     act: u32,        // ACT_* epilogue

@@ -5,7 +5,6 @@
 struct Params {
     k: u32,          // input features K (multiple of 4)
     n: u32,          // output features N
-    np: u32,         // N padded to a multiple of 8
     ld_y: u32,       // unused here (one row)
     y_col0: u32,     // first column of y written (LM-head chunks)
     act: u32,        // ACT_* epilogue

@@ -9,14 +9,12 @@ use crate::gpu::Gpu;
 struct Params {
     k: u32,
     n: u32,
-    np: u32,
     ld_y: u32,
     y_col0: u32,
     act: u32,
     accumulate: u32,
     lm_rows: u32,
     m0: u32,
-    _pad: [u32; 3],
 }
 
 /// Bytes of the uniform window `matmul_block.wgsl` reads X through; buffers passed as `x` to a
@@ -91,14 +89,12 @@ pub(crate) fn matmul(
     let params = Params {
         k: spec.k as u32,
         n: spec.n as u32,
-        np: spec.n.next_multiple_of(8) as u32,
         ld_y: spec.ld_y as u32,
         y_col0: spec.y_col0 as u32,
         act: spec.act,
         accumulate: spec.accumulate as u32,
         lm_rows: spec.lm_rows as u32,
         m0: 0,
-        _pad: [0; 3],
     };
     let blocks = (spec.n.div_ceil(8) as u32).div_ceil(16);
     let grid = if spec.lm_rows {
