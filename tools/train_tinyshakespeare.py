@@ -313,13 +313,13 @@ def newton_schulz(g: torch.Tensor, iters: int = 5) -> torch.Tensor:
     singular values towards 1 with a quintic Newton-Schulz iteration."""
     a, b, c = 3.4445, -4.7750, 2.0315
     x = g / (g.norm(dim=(-2, -1), keepdim=True) + 1e-7)
-    wide = x.shape[-2] > x.shape[-1]
-    if wide:
+    tall = x.shape[-2] > x.shape[-1]
+    if tall:  # iterate on the smaller Gram matrix
         x = x.transpose(-2, -1)
     for _ in range(iters):
         s = x @ x.transpose(-2, -1)
         x = a * x + (b * s + c * s @ s) @ x
-    return x.transpose(-2, -1) if wide else x
+    return x.transpose(-2, -1) if tall else x
 
 
 class Muon(torch.optim.Optimizer):
@@ -430,7 +430,6 @@ def score_and_write_fixture(out: str, valid_bytes: bytes, fixture: bool):
             json.dump(ref, f, indent=2)
             f.write("\n")
         print(f"fixture: {json.dumps(ref)}")
-
 
 
 def main():
