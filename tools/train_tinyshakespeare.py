@@ -558,10 +558,18 @@ def main():
         starts = rng.integers(0, len(fit_ids) - N_POSITIONS - 1, size=BATCH)
         return torch.stack([fit_t[s : s + N_POSITIONS + 1] for s in starts])
 
-    def dev_loss():
+    def evaluate(step, best, best_state):
+        """Scores the dev slice; returns the (loss, step) and weights of the best so far."""
         nll, ntok, _ = score_windows(model, dev_ids, byte_lens, N_POSITIONS)
         model.train()
-        return nll / ntok
+        dl = nll / ntok
+        tag = ""
+        if dl < best[0]:
+            best = (dl, step)
+            best_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
+            tag = " (best)"
+        print(f"step {step:5d} dev loss {dl:.4f}{tag}", flush=True)
+        return best, best_state
 
     # Schedule: linear warm-up over WARMUP steps, then cosine decay driven by
     # progress = max(step fraction, wall-clock fraction of the time budget), so
@@ -609,21 +617,9 @@ def main():
                 flush=True,
             )
         if step % EVAL_EVERY == 0:
-            dl = dev_loss()
-            tag = ""
-            if dl < best[0]:
-                best = (dl, step)
-                best_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
-                tag = " (best)"
-            print(f"step {step:5d} dev loss {dl:.4f}{tag}", flush=True)
+            best, best_state = evaluate(step, best, best_state)
     if step % EVAL_EVERY != 0:
-        dl = dev_loss()
-        tag = ""
-        if dl < best[0]:
-            best = (dl, step)
-            best_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
-            tag = " (best)"
-        print(f"step {step:5d} dev loss {dl:.4f}{tag}", flush=True)
+        best, best_state = evaluate(step, best, best_state)
     train_time = time.time() - t_train
     print(f"training time: {train_time:.1f} s ({train_time / 60:.1f} min), {step} steps, "
           f"{step * BATCH * N_POSITIONS} tokens; best dev loss {best[0]:.4f} at step {best[1]}")
