@@ -8,11 +8,13 @@ struct Step {
 }
 @group(0) @binding(0) var<uniform> step: Step;
 
-// Weight matrices are stored input-major, W[k, n] for y = x·W, in an rgba32uint texture of K
-// rows: texture row k holds W[k, 0..np] (np = N padded to a multiple of 8), packed by the
-// weights_*.wgsl file of the storage dtype. Textures, not storage buffers, because a texel
-// fetch brings 16 bytes per invocation with one vector load on every adapter, while lavapipe
-// turns each storage-buffer load into a loop over its SIMD lanes (about 3x slower there).
+// Weight matrices W[k, n] for y = x·W live in an rgba32uint texture, 16 bytes per texel, one
+// texture row per group of columns (8 f16 or 4 f32 weights per texel): texel (k, r) holds
+// W[k, r·g..r·g+g], so a kernel walking k for fixed columns reads contiguous memory. N is
+// padded to a multiple of 8; the weights_*.wgsl file of the storage dtype unpacks. Textures,
+// not storage buffers, because a texel fetch brings 16 bytes per invocation with one vector
+// load on every adapter, while lavapipe turns each storage-buffer load into a loop over its
+// SIMD lanes (about 3x slower there).
 
 // Eight consecutive weights of one row, as returned by `w8` in weights_*.wgsl.
 struct W8 {

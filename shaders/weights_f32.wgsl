@@ -1,13 +1,15 @@
-// Weight access, f32 storage: one texel = four floats W[k, n..n+4] (n a multiple of 4), as bits.
-@group(0) @binding(2) var W: texture_2d<u32>; // (K, np / 4) texels
+// Weight access, f32 storage: one texel = four floats W[k, n..n+4] (n a multiple of 4), as bits,
+// at texel (k, n / 4): one texture row per group of 4 columns, so walking k reads contiguous
+// memory.
+@group(0) @binding(2) var W: texture_2d<u32>; // (np / 4, K) texels: np/4 rows of K
 
 // Eight consecutive weights W[k, n..n+8], n a multiple of 8.
 fn w8(k: u32, n: u32) -> W8 {
-    let x = n >> 2u;
-    return W8(bitcast<vec4<f32>>(textureLoad(W, vec2<u32>(x, k), 0)), bitcast<vec4<f32>>(textureLoad(W, vec2<u32>(x + 1u, k), 0)));
+    let y = n >> 2u;
+    return W8(bitcast<vec4<f32>>(textureLoad(W, vec2<u32>(k, y), 0)), bitcast<vec4<f32>>(textureLoad(W, vec2<u32>(k, y + 1u), 0)));
 }
 
 // One weight W[k, n].
 fn w1(k: u32, n: u32) -> f32 {
-    return bitcast<f32>(textureLoad(W, vec2<u32>(n >> 2u, k), 0)[n & 3u]);
+    return bitcast<f32>(textureLoad(W, vec2<u32>(k, n >> 2u), 0)[n & 3u]);
 }

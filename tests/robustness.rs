@@ -604,8 +604,8 @@ fn absurd_configs_fail_fast_without_allocating() {
 #[test]
 fn a_weight_above_the_texture_limit_is_refused_with_sizes() {
     let Some(gpu) = test_gpu() else { return };
-    // Weights live in textures four f32 values wide per texel: an n_inner just above four
-    // times max_texture_dimension_2d makes c_fc too wide (lavapipe: 16384 → 65544).
+    // Weights live in textures with one row per four f32 columns: an n_inner just above four
+    // times max_texture_dimension_2d makes c_fc too tall (lavapipe: 16384 → 65544).
     let max_dim = gpu.limits().max_texture_dimension_2d as usize;
     let n_inner = 4 * max_dim + 8;
     if n_inner > 4 * 65536 {
@@ -634,7 +634,7 @@ fn a_weight_above_the_texture_limit_is_refused_with_sizes() {
     eprintln!("{msg}");
     assert!(t0.elapsed() < Duration::from_secs(1));
     let want = format!(
-        "device limits exceeded: weight `mlp.c_fc` (f32) needs a {}×256 texture, above the adapter's max_texture_dimension_2d of {max_dim}",
+        "device limits exceeded: weight `mlp.c_fc` (f32) needs a 256×{} texture, above the adapter's max_texture_dimension_2d of {max_dim}",
         n_inner / 4
     );
     assert_eq!(msg, want);

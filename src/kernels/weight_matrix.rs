@@ -1,6 +1,8 @@
-//! Weight matrices on the GPU: W (K, N) for y = x·W as an `rgba32uint` texture of K rows, each
-//! row W[k, 0..np] (np = N padded to a multiple of 8) packed in the storage dtype, 16 bytes per
-//! texel (`shaders/weights_*.wgsl` read it back).
+//! Weight matrices on the GPU: W (K, N) for y = x·W as an `rgba32uint` texture, 16 bytes per
+//! texel, packed in the storage dtype (`shaders/weights_*.wgsl` read it back). Texture row r
+//! holds the column group W[0..K, r·g..r·g+g] (g = weights per texel: 8 f16 or 4 f32), texel
+//! k = W[k, r·g..r·g+g]; N is padded to a multiple of 8. The kernels walk k for a fixed group
+//! of columns, so each invocation streams through contiguous memory.
 
 use super::WeightDtype;
 use crate::error::Result;
@@ -25,7 +27,7 @@ pub(crate) fn texels_wide(n: usize, dtype: WeightDtype) -> usize {
     n.next_multiple_of(8) / dtype.per_texel()
 }
 
-/// Packs W[k, n] = `at(k, n)` into the texture's bytes: K rows of np values in `dtype`.
+/// Packs W[k, n] = `at(k, n)` into the texture's bytes, in the layout of the module header.
 pub(crate) fn pack_weights(
     k: usize,
     n: usize,
@@ -33,9 +35,10 @@ pub(crate) fn pack_weights(
     at: impl Fn(usize, usize) -> f32,
 ) -> Vec<u8> {
     let np = n.next_multiple_of(8);
+    let g = dtype.per_texel();
     let mut out = Vec::with_capacity(k * np * dtype.size());
-    for kk in 0..k {
-        for nn in 0..np {
+    for group in (0..np).step_by(g) {
+        for (kk, nn) in (0..k).flat_map(|kk| (group..group + g).map(move |nn| (kk, nn))) {
             let v = if nn < n { at(kk, nn) } else { 0.0 };
             match dtype {
                 WeightDtype::F32 => out.extend_from_slice(&v.to_le_bytes()),
@@ -70,8 +73,8 @@ impl WeightMatrix {
         dtype: WeightDtype,
         bytes: &[u8],
     ) -> Result<Self> {
-        let width = texels_wide(n, dtype) as u32;
-        let tex = gpu.texture_init(label, width, k as u32, bytes)?;
+        let height = texels_wide(n, dtype) as u32;
+        let tex = gpu.texture_init(label, k as u32, height, bytes)?;
         Ok(WeightMatrix {
             view: tex.create_view(&Default::default()),
             bytes: bytes.len() as u64,

@@ -387,7 +387,7 @@ fn check_fits(gpu: &Gpu, cfg: &Config, dtype: WeightDtype, opts: &LoadOptions) -
         let wide = texels_wide(n as usize, dtype) as u64;
         if k > max_dim || wide > max_dim {
             return Err(Error::DeviceLimits(format!(
-                "weight `{name}` ({dtype}) needs a {wide}×{k} texture, above the adapter's max_texture_dimension_2d of {max_dim}"
+                "weight `{name}` ({dtype}) needs a {k}×{wide} texture, above the adapter's max_texture_dimension_2d of {max_dim}"
             )));
         }
     }
