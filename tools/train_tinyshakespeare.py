@@ -462,6 +462,8 @@ def main():
                     help="optimiser of the blocks' weight matrices (default %(default)s)")
     ap.add_argument("--vocab", type=int, default=VOCAB_SIZE,
                     help="BPE vocabulary size, <|endoftext|> included (default %(default)s)")
+    ap.add_argument("--dev-at", choices=["start", "end"], default="end",
+                    help="where in the training split the dev slice is taken (default %(default)s)")
     ap.add_argument("--dropout", type=float, default=DROPOUT)
     ap.add_argument("--attn-dropout", type=float, default=ATTN_DROPOUT)
     ap.add_argument("--muon-lr", type=float, default=MUON_LR)
@@ -486,7 +488,10 @@ def main():
     train_bytes, valid_bytes = split_after_newline(data, 0.9)
     with open(VALID_PATH, "wb") as f:
         f.write(valid_bytes)
-    fit_bytes, dev_bytes = split_after_newline(train_bytes, 1.0 - DEV_FRACTION)
+    if args.dev_at == "end":
+        fit_bytes, dev_bytes = split_after_newline(train_bytes, 1.0 - DEV_FRACTION)
+    else:
+        dev_bytes, fit_bytes = split_after_newline(train_bytes, DEV_FRACTION)
     print(
         f"data: {len(data)} bytes; train {len(train_bytes)} (fit {len(fit_bytes)}, "
         f"dev {len(dev_bytes)}); held-out {len(valid_bytes)} -> {VALID_PATH}"
