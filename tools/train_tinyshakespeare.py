@@ -280,7 +280,7 @@ class Block(torch.nn.Module):
 
 class GPT(torch.nn.Module):
     """The GPT-2 architecture written out for training speed (fused SDPA
-    attention; about 1.6x the tokens/s of GPT2LMHeadModel on a 2-core CPU).
+    attention; 1.3x-1.7x the tokens/s of GPT2LMHeadModel on a 2-core CPU).
     `to_hf` converts it to a GPT2LMHeadModel, checked to give the same logits."""
 
     def __init__(self, vocab: int, ctx: int, c: int, n_layer: int, n_head: int,

@@ -25,7 +25,7 @@ pub use recorder::Profiler;
 pub(crate) use recorder::Recorder;
 #[cfg(test)]
 use weight_matrix::pack_weights;
-pub(crate) use weight_matrix::{texels_wide, WeightMatrix};
+pub(crate) use weight_matrix::{texel_rows, WeightMatrix};
 
 use crate::gpu::Gpu;
 

@@ -22,8 +22,8 @@ impl WeightDtype {
     }
 }
 
-/// Texture width (texels) of a matrix with `n` columns.
-pub(crate) fn texels_wide(n: usize, dtype: WeightDtype) -> usize {
+/// Texture height of a matrix with `n` columns: one row per group of columns a texel holds.
+pub(crate) fn texel_rows(n: usize, dtype: WeightDtype) -> usize {
     n.next_multiple_of(8) / dtype.per_texel()
 }
 
@@ -38,12 +38,14 @@ pub(crate) fn pack_weights(
     let g = dtype.per_texel();
     let mut out = Vec::with_capacity(k * np * dtype.size());
     for group in (0..np).step_by(g) {
-        for (kk, nn) in (0..k).flat_map(|kk| (group..group + g).map(move |nn| (kk, nn))) {
-            let v = if nn < n { at(kk, nn) } else { 0.0 };
-            match dtype {
-                WeightDtype::F32 => out.extend_from_slice(&v.to_le_bytes()),
-                WeightDtype::F16 => {
-                    out.extend_from_slice(&half::f16::from_f32(v).to_bits().to_le_bytes())
+        for kk in 0..k {
+            for nn in group..group + g {
+                let v = if nn < n { at(kk, nn) } else { 0.0 };
+                match dtype {
+                    WeightDtype::F32 => out.extend_from_slice(&v.to_le_bytes()),
+                    WeightDtype::F16 => {
+                        out.extend_from_slice(&half::f16::from_f32(v).to_bits().to_le_bytes())
+                    }
                 }
             }
         }
@@ -73,7 +75,7 @@ impl WeightMatrix {
         dtype: WeightDtype,
         bytes: &[u8],
     ) -> Result<Self> {
-        let height = texels_wide(n, dtype) as u32;
+        let height = texel_rows(n, dtype) as u32;
         let tex = gpu.texture_init(label, k as u32, height, bytes)?;
         Ok(WeightMatrix {
             view: tex.create_view(&Default::default()),

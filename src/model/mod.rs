@@ -8,7 +8,7 @@ use std::path::Path;
 use crate::config::Config;
 use crate::error::{Error, Result};
 use crate::gpu::Gpu;
-use crate::kernels::{texels_wide, Kernels, WeightDtype};
+use crate::kernels::{texel_rows, Kernels, WeightDtype};
 use crate::loader::{DType, SafetensorsSource, Source};
 use crate::session::Session;
 use crate::tokenizer::Tokenizer;
@@ -384,10 +384,10 @@ fn check_fits(gpu: &Gpu, cfg: &Config, dtype: WeightDtype, opts: &LoadOptions) -
         ("mlp.c_proj", f, c),
         ("wte", c, 8),
     ] {
-        let wide = texels_wide(n as usize, dtype) as u64;
-        if k > max_dim || wide > max_dim {
+        let rows = texel_rows(n as usize, dtype) as u64;
+        if k > max_dim || rows > max_dim {
             return Err(Error::DeviceLimits(format!(
-                "weight `{name}` ({dtype}) needs a {k}×{wide} texture, above the adapter's max_texture_dimension_2d of {max_dim}"
+                "weight `{name}` ({dtype}) needs a {k}×{rows} texture, above the adapter's max_texture_dimension_2d of {max_dim}"
             )));
         }
     }
