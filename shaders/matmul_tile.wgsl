@@ -2,21 +2,8 @@
 // offsets into X, in vec4 units, in `xo`) × columns n0..n0+8, then the epilogue. Per step of 4 k
 // it needs one vec4 of X per row (each invocation of a lane group loads the row of its lane,
 // `xo[lane]`, and the lanes share them, see lanes_*.wgsl) and eight weights per k, and does
-// 256 FMAs in named registers. The including kernel provides `X`, `B` and `Y`.
-
-// Parameters of matmul.wgsl and matmul_block.wgsl (one layout, `Params` in
-// src/kernels/matmul.rs).
-struct Params {
-    k: u32,          // input features K (multiple of 4)
-    n: u32,          // output features N
-    ld_y: u32,       // row stride of Y
-    y_col0: u32,     // first column of Y written (LM-head chunks)
-    act: u32,        // ACT_* epilogue
-    accumulate: u32, // 1: Y += result (residual), 0: Y = result
-    lm_rows: u32,    // 1: rows come from step.row0 / step.n_rows (LM head), 0: rows = step.n_tokens
-    m0: u32,         // matmul_block.wgsl: first batch row of this block
-}
-@group(0) @binding(1) var<uniform> p: Params;
+// 256 FMAs in named registers. The including kernel provides `X`, `B` and `Y`; the parameters
+// `p` are in matmul_params.wgsl.
 
 fn matmul_tile(xo: array<u32, 8>, own_xo: u32, m0: u32, n0: u32, rows: u32) {
     let k4 = p.k / 4u;

@@ -1,17 +1,7 @@
 // y = act(x·W + b) (+ y) for a single row: the decode path, bound by reading W once.
-// Needs common.wgsl, activations.wgsl, one weights_*.wgsl (binding 2, W: (K, np)) and one
-// lanes_*.wgsl. Each invocation owns 8 adjacent columns and walks k; x is the same for every
+// Needs common.wgsl, activations.wgsl, matmul_params.wgsl (binding 1), one weights_*.wgsl
+// (binding 2, W: (K, np)) and one lanes_*.wgsl. Each invocation owns 8 adjacent columns and walks k; x is the same for every
 // invocation, so each invocation of a lane group loads one vec4 of every 8 and shares it.
-struct Params {
-    k: u32,          // input features K (multiple of 4)
-    n: u32,          // output features N
-    ld_y: u32,       // unused here (one row)
-    y_col0: u32,     // first column of y written (LM-head chunks)
-    act: u32,        // ACT_* epilogue
-    accumulate: u32, // 1: y += result (residual), 0: y = result
-    lm_rows: u32,    // 1: the row is step.row0 (LM head), 0: row 0
-}
-@group(0) @binding(1) var<uniform> p: Params;
 @group(0) @binding(3) var<storage, read> X: array<vec4<f32>>;  // (rows, K), one row used
 @group(0) @binding(4) var<storage, read> B: array<f32>;        // (N) bias, or zeros
 @group(0) @binding(5) var<storage, read_write> Y: array<f32>;  // (1, ld_y)

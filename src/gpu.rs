@@ -60,6 +60,8 @@ pub struct Gpu {
     features: wgpu::Features,
     /// Smallest subgroup the adapter may run.
     subgroup_min_size: u32,
+    /// The adapter is a CPU (lavapipe, WARP, SwiftShader).
+    software: bool,
     errors: Arc<Mutex<Option<String>>>,
     /// Set once the device is lost; unlike `errors` it is never cleared.
     lost: Arc<Mutex<Option<String>>>,
@@ -191,6 +193,7 @@ impl Gpu {
             limits: device.limits(),
             features: device.features(),
             subgroup_min_size: info.subgroup_min_size,
+            software: info.device_type == wgpu::DeviceType::Cpu,
             device,
             queue,
             adapter: AdapterSummary::of(info),
@@ -217,6 +220,11 @@ impl Gpu {
     /// The smallest subgroup size the adapter may use.
     pub fn subgroup_min_size(&self) -> u32 {
         self.subgroup_min_size
+    }
+
+    /// Whether the adapter is a software one running on the CPU (lavapipe, WARP, SwiftShader).
+    pub fn is_software(&self) -> bool {
+        self.software
     }
 
     /// The wgpu device.
@@ -353,6 +361,7 @@ impl Gpu {
     }
 
     /// Submits `encoder`, waits, and copies `len` bytes out of the mappable `staging` buffer.
+    #[cfg(test)]
     pub(crate) fn submit_and_read(
         &self,
         encoder: wgpu::CommandEncoder,
@@ -361,6 +370,16 @@ impl Gpu {
         out: &mut Vec<u8>,
     ) -> Result<()> {
         self.queue.submit([encoder.finish()]);
+        self.read_back(staging, len, out)
+    }
+
+    /// Waits for the submitted work and copies the first `len` bytes of `staging` into `out`.
+    pub(crate) fn read_back(
+        &self,
+        staging: &wgpu::Buffer,
+        len: u64,
+        out: &mut Vec<u8>,
+    ) -> Result<()> {
         let slice = staging.slice(..len);
         let (tx, rx) = std::sync::mpsc::channel();
         slice.map_async(wgpu::MapMode::Read, move |r| {

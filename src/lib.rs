@@ -43,5 +43,5 @@ pub use loader::DType;
 pub use model::{LoadOptions, Model, ModelFiles, ModelInfo};
 pub use perplexity::{perplexity, Perplexity};
 pub use sampler::{Sampler, SamplerConfig};
-pub use session::{GeneratedToken, Generation, Session, StopReason};
+pub use session::{GeneratedToken, Generation, HostTimes, Session, StopReason};
 pub use tokenizer::Tokenizer;

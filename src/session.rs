@@ -40,6 +40,23 @@ pub struct GeneratedToken {
     pub text: String,
 }
 
+/// Host (CPU) time spent in forward steps, summed since the last
+/// [`Session::take_host_times`]: where a step's wall time goes besides the GPU kernels.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct HostTimes {
+    /// Forward submits (one per step, plus one per further block of LM-head rows).
+    pub steps: usize,
+    /// Writing the step uniform and recording the dispatches (nothing to record for a decode
+    /// step whose commands were recorded ahead).
+    pub encode: Duration,
+    /// From the submit until the logits are mapped and copied out: the GPU's run, the copy to
+    /// the staging buffer and the mapping (a decode step records the next one's commands
+    /// meanwhile).
+    pub wait: Duration,
+    /// Checking the logits for non-finite values and handing them to the caller.
+    pub after: Duration,
+}
+
 /// A model's KV cache and working buffers.
 pub struct Session<'m> {
     model: &'m Model,
@@ -49,6 +66,9 @@ pub struct Session<'m> {
     profiler: Option<Profiler>,
     /// GPU nanoseconds per dispatch recorded since the last `take_profile`.
     profile: Vec<(&'static str, f64)>,
+    host: HostTimes,
+    /// The next single-token step's commands, recorded ahead (see `run`).
+    next_decode: Option<wgpu::CommandBuffer>,
 }
 
 impl<'m> Session<'m> {
@@ -69,6 +89,8 @@ impl<'m> Session<'m> {
             bytes: Vec::new(),
             profiler: None,
             profile: Vec::new(),
+            host: HostTimes::default(),
+            next_decode: None,
         })
     }
 
@@ -98,6 +120,11 @@ impl<'m> Session<'m> {
     /// (kernel name, GPU nanoseconds) for every dispatch since the last call.
     pub fn take_profile(&mut self) -> Vec<(&'static str, f64)> {
         std::mem::take(&mut self.profile)
+    }
+
+    /// Host time of the forward steps since the last call.
+    pub fn take_host_times(&mut self) -> HostTimes {
+        std::mem::take(&mut self.host)
     }
 
     fn collect_profile(&mut self) -> Result<()> {
@@ -192,6 +219,7 @@ impl<'m> Session<'m> {
             // One submit runs the layers plus the first block of LM-head rows; further blocks
             // (perplexity) run the head alone.
             loop {
+                let t_encode = Instant::now();
                 let n_rows = (rows.end - row0).min(self.plan.logit_rows);
                 let step = Step {
                     n_tokens: t as u32,
@@ -201,25 +229,20 @@ impl<'m> Session<'m> {
                 };
                 gpu.queue
                     .write_buffer(&self.plan.act.step, 0, bytemuck::bytes_of(&step));
-                let mut enc = gpu
-                    .device
-                    .create_command_encoder(&wgpu::CommandEncoderDescriptor {
-                        label: Some("forward"),
-                    });
-                {
-                    let mut rec = Recorder::new(&mut enc, self.profiler.as_mut());
-                    if first {
-                        self.plan.encode_layers(&mut rec, t as u32);
-                    }
-                    if n_rows > 0 {
-                        self.plan.encode_head(&mut rec, n_rows as u32);
-                    }
-                }
-                if let Some(p) = &self.profiler {
-                    p.resolve(&mut enc);
+                // A single-token step (decode) records the same commands every time, since
+                // every per-step value is in the step uniform: its command buffer is recorded
+                // while the GPU runs the previous step, and the next one's while it runs this.
+                let decode = t == 1 && n_rows == 1 && self.profiler.is_none();
+                let cmd = match self.next_decode.take().filter(|_| decode) {
+                    Some(cmd) => cmd,
+                    None => self.record(t, n_rows, first),
+                };
+                let t_wait = Instant::now();
+                gpu.queue.submit([cmd]);
+                if decode {
+                    self.next_decode = Some(self.record(1, 1, true));
                 }
                 if n_rows == 0 {
-                    gpu.queue.submit([enc.finish()]);
                     gpu.device
                         .poll(wgpu::PollType::wait_indefinitely())
                         .map_err(|e| Error::Gpu(e.to_string()))?;
@@ -228,8 +251,8 @@ impl<'m> Session<'m> {
                     break;
                 }
                 let len = (n_rows * v * 4) as u64;
-                enc.copy_buffer_to_buffer(&self.plan.act.logits, 0, &self.plan.act.staging, 0, len);
-                gpu.submit_and_read(enc, &self.plan.act.staging, len, &mut self.bytes)?;
+                gpu.read_back(&self.plan.act.staging, len, &mut self.bytes)?;
+                let t_after = Instant::now();
                 self.collect_profile()?;
                 let logits: &[f32] = bytemuck::cast_slice(&self.bytes);
                 for (i, row) in logits.chunks_exact(v).enumerate() {
@@ -240,6 +263,10 @@ impl<'m> Session<'m> {
                     }
                     f(done + row0 + i, row)?;
                 }
+                self.host.steps += 1;
+                self.host.encode += t_wait - t_encode;
+                self.host.wait += t_after - t_wait;
+                self.host.after += t_after.elapsed();
                 first = false;
                 row0 += n_rows;
                 if row0 >= rows.end {
@@ -250,6 +277,35 @@ impl<'m> Session<'m> {
             done += t;
         }
         Ok(())
+    }
+
+    /// Records one forward step: the layers for `t` tokens (when `layers`), the LM head for
+    /// `n_rows` rows and the copy of their logits to the staging buffer.
+    fn record(&mut self, t: usize, n_rows: usize, layers: bool) -> wgpu::CommandBuffer {
+        let mut enc =
+            self.model
+                .gpu
+                .device
+                .create_command_encoder(&wgpu::CommandEncoderDescriptor {
+                    label: Some("forward"),
+                });
+        {
+            let mut rec = Recorder::new(&mut enc, self.profiler.as_mut());
+            if layers {
+                self.plan.encode_layers(&mut rec, t as u32);
+            }
+            if n_rows > 0 {
+                self.plan.encode_head(&mut rec, n_rows as u32);
+            }
+        }
+        if let Some(p) = &self.profiler {
+            p.resolve(&mut enc);
+        }
+        if n_rows > 0 {
+            let len = (n_rows * self.model.config.vocab_size * 4) as u64;
+            enc.copy_buffer_to_buffer(&self.plan.act.logits, 0, &self.plan.act.staging, 0, len);
+        }
+        enc.finish()
     }
 
     /// Generates up to `max_tokens` tokens after `prompt`, streaming them as an iterator.

@@ -6,7 +6,7 @@
 mod common;
 
 use common::{fixture, reference, rel_error};
-use wgpt::{gpu::test_gpu, LoadOptions, Model, SamplerConfig, WeightDtype};
+use wgpt::{gpu::test_gpu, Gpu, LoadOptions, Model, SamplerConfig, WeightDtype};
 
 const MODELS: [&str; 4] = [
     "tiny-orig-f32",
@@ -16,10 +16,9 @@ const MODELS: [&str; 4] = [
 ];
 const LOGIT_TOL: f64 = 1e-3;
 
-fn check_logits(name: &str, opts: &LoadOptions) -> f64 {
-    let Some(gpu) = test_gpu() else { return 0.0 };
+fn check_logits(gpu: &Gpu, name: &str, opts: &LoadOptions) -> f64 {
     let r = reference(name);
-    let model = Model::load(fixture(name), &gpu, opts).unwrap();
+    let model = Model::load(fixture(name), gpu, opts).unwrap();
     let mut s = model.session().unwrap();
     let mut worst = 0f64;
     // Batched prefill: every position at once.
@@ -47,25 +46,52 @@ fn check_logits(name: &str, opts: &LoadOptions) -> f64 {
         );
     }
     eprintln!(
-        "{name} ({:?}): max relative logit error {worst:.3e}",
-        opts.dtype
+        "{name} ({:?}, kernels {:?}): max relative logit error {worst:.3e}",
+        opts.dtype, opts.cooperative_kernels
     );
     worst
 }
 
 #[test]
 fn logits_match_hf() {
+    let Some(gpu) = test_gpu() else { return };
     let mut worst = 0f64;
     for m in MODELS {
-        worst = worst.max(check_logits(m, &LoadOptions::default()));
+        worst = worst.max(check_logits(&gpu, m, &LoadOptions::default()));
     }
     eprintln!("largest relative logit error over all fixtures: {worst:.3e}");
+}
+
+#[test]
+fn logits_match_hf_with_either_kernel_family() {
+    // The adapter's own family is covered above; both are forced here, so a software adapter
+    // in CI also checks the cooperative kernels hardware GPUs run, and a GPU the barrier-free
+    // ones. Batches of 4 take the cooperative matmul's partial 64-row tiles and several steps.
+    let Some(gpu) = test_gpu() else { return };
+    for cooperative in [false, true] {
+        for m in MODELS {
+            let opts = LoadOptions {
+                cooperative_kernels: Some(cooperative),
+                max_batch: Some(4),
+                ..Default::default()
+            };
+            check_logits(&gpu, m, &opts);
+            let model = Model::load(fixture(m), &gpu, &opts).unwrap();
+            let want = if cooperative {
+                "cooperative"
+            } else {
+                "barrier-free"
+            };
+            assert_eq!(model.info().kernels, want, "{m}");
+        }
+    }
 }
 
 #[test]
 fn logits_match_hf_with_split_embedding() {
     // A cap of 128·n_embd·4 bytes per texture (128 vocabulary rows in f32, 256 in f16) forces
     // wte (and the untied head) into several textures.
+    let Some(gpu) = test_gpu() else { return };
     for m in MODELS {
         let cfg = wgpt::Config::from_file(&fixture(m).join("config.json")).unwrap();
         let chunk = (128 * cfg.n_embd * 4) as u64;
@@ -74,11 +100,9 @@ fn logits_match_hf_with_split_embedding() {
             max_batch: Some(4),
             ..Default::default()
         };
-        check_logits(m, &opts);
-        if let Some(gpu) = test_gpu() {
-            let model = Model::load(fixture(m), &gpu, &opts).unwrap();
-            assert!(model.info().embedding_buffers > 1, "{m}: wte not split");
-        }
+        check_logits(&gpu, m, &opts);
+        let model = Model::load(fixture(m), &gpu, &opts).unwrap();
+        assert!(model.info().embedding_buffers > 1, "{m}: wte not split");
     }
 }
 

@@ -1,6 +1,7 @@
 //! GPT-2-small shapes (768 wide, 12 layers, 12 heads, 50257 tokens, 1024 positions) with seeded
-//! weights, stored f32: `wte` (154 MB) is split by vocabulary into textures of at most 8192
-//! rows. Decoding over the KV cache must give the logits of a full recompute.
+//! weights, stored f32: `wte` (154 MB) is split by vocabulary into textures of at most 64 MiB
+//! (`LoadOptions::max_chunk_bytes`). Decoding over the KV cache must give the logits of a full
+//! recompute.
 
 use wgpt::{gpu::test_gpu, Config, LoadOptions, Model, WeightDtype};
 
@@ -14,13 +15,14 @@ fn decode_with_cache_equals_full_recompute() {
         &gpu,
         &LoadOptions {
             dtype: Some(WeightDtype::F32),
+            max_chunk_bytes: Some(64 << 20),
             ..Default::default()
         },
     )
     .unwrap();
     let max_dim = gpu.limits().max_texture_dimension_2d as usize;
-    // Four f32 per texel, whole multiples of 8, at most 8192 rows per texture.
-    let rows_per_texture = (max_dim * 4 / 8 * 8).min(8192);
+    // Four f32 per texel, whole multiples of 8, at most 64 MiB (21845 rows of 768) each.
+    let rows_per_texture = (max_dim * 4).min((64 << 20) / (768 * 4)) / 8 * 8;
     assert_eq!(
         model.info().embedding_buffers,
         50257usize.div_ceil(rows_per_texture),

@@ -1,15 +1,25 @@
 //! Every composed shader parses, validates and translates through naga to SPIR-V (Vulkan),
-//! MSL (Metal) and HLSL (DX12), so those back ends are checked without their hardware. Both
-//! variants: with subgroup load sharing (MSL 2.2, HLSL shader model 6.0) and without.
+//! MSL (Metal) and HLSL (DX12), so those back ends are checked without their hardware. Every
+//! variant: the cooperative kernel family, and the barrier-free one with subgroup load sharing
+//! (MSL 2.2, HLSL shader model 6.0) and without.
+
+use wgpt::kernels::ShaderOptions;
 
 #[test]
 fn shaders_translate_to_spirv_msl_hlsl() {
+    translate_all(ShaderOptions {
+        cooperative: true,
+        subgroups: false,
+    });
     for subgroups in [false, true] {
-        translate_all(wgpt::kernels::ShaderOptions { subgroups });
+        translate_all(ShaderOptions {
+            cooperative: false,
+            subgroups,
+        });
     }
 }
 
-fn translate_all(opts: wgpt::kernels::ShaderOptions) {
+fn translate_all(opts: ShaderOptions) {
     let sources = wgpt::kernels::shader_sources(opts);
     assert!(sources.len() >= 7);
     for (name, src) in sources {

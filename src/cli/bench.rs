@@ -3,7 +3,7 @@
 use std::time::Instant;
 
 use clap::Args;
-use wgpt::{Config, LoadOptions, Model, WeightDtype};
+use wgpt::{Config, Model, WeightDtype};
 
 use super::{DeviceArgs, ModelArgs};
 
@@ -67,15 +67,7 @@ pub fn run(a: BenchArgs) -> anyhow::Result<()> {
             let cfg = Config::gpt2_preset(name)
                 .ok_or_else(|| wgpt::Error::InvalidInput(format!("unknown preset {name}")))?;
             let dtype = a.model.dtype.unwrap_or(WeightDtype::F16);
-            Model::synthetic(
-                cfg,
-                1234,
-                &gpu,
-                &LoadOptions {
-                    dtype: Some(dtype),
-                    ..Default::default()
-                },
-            )?
+            Model::synthetic(cfg, 1234, &gpu, &a.model.load_options(Some(dtype)))?
         }
         None => a.model.load(files, &gpu)?,
     };
@@ -111,6 +103,9 @@ pub fn run(a: BenchArgs) -> anyhow::Result<()> {
             sd,
         });
     }
+    // Host time of the timed decode steps, and their wall time (for --profile).
+    let mut decode_host = wgpt::HostTimes::default();
+    let mut decode_wall = std::time::Duration::ZERO;
     if a.gen > 0 {
         let prompt = tokens(8.min(n_ctx - 1));
         if prompt.len() + a.gen > n_ctx {
@@ -124,6 +119,7 @@ pub fn run(a: BenchArgs) -> anyhow::Result<()> {
         for rep in 0..=a.reps {
             session.reset();
             session.forward(&prompt)?;
+            session.take_host_times();
             let t0 = Instant::now();
             let mut next = prompt[prompt.len() - 1];
             for _ in 0..a.gen {
@@ -131,7 +127,14 @@ pub fn run(a: BenchArgs) -> anyhow::Result<()> {
                 next = wgpt::sampler::argmax(&logits);
             }
             if rep > 0 {
-                rates.push(a.gen as f64 / t0.elapsed().as_secs_f64()); // rep 0 is the warm-up
+                let wall = t0.elapsed();
+                rates.push(a.gen as f64 / wall.as_secs_f64()); // rep 0 is the warm-up
+                let h = session.take_host_times();
+                decode_host.steps += h.steps;
+                decode_host.encode += h.encode;
+                decode_host.wait += h.wait;
+                decode_host.after += h.after;
+                decode_wall += wall;
             }
         }
         let (mean, sd) = stats(&rates);
@@ -149,6 +152,16 @@ pub fn run(a: BenchArgs) -> anyhow::Result<()> {
     };
     let info = model.info();
     let name = a.synthetic.clone().unwrap_or_else(|| info.origin.clone());
+    // µs per timed decode token: wall, encode, submit-to-mapped wait, logit checks.
+    let host_us = (a.profile && decode_host.steps > 0).then(|| {
+        let per = |d: std::time::Duration| d.as_secs_f64() * 1e6 / decode_host.steps as f64;
+        [
+            per(decode_wall),
+            per(decode_host.encode),
+            per(decode_host.wait),
+            per(decode_host.after),
+        ]
+    });
     if a.json {
         let results: Vec<serde_json::Value> = rows
             .iter()
@@ -156,12 +169,14 @@ pub fn run(a: BenchArgs) -> anyhow::Result<()> {
                 serde_json::json!({
                     "test": r.test, r.kind: r.mean, "stddev": r.sd, "reps": a.reps,
                     "dtype": info.dtype.to_string(), "adapter": gpu.adapter().name,
+                    "kernels": info.kernels,
                 })
             })
             .collect();
         let mut obj = serde_json::json!({
             "model": name, "params": info.n_params, "dtype": info.dtype.to_string(),
-            "adapter": gpu.adapter().name, "backend": gpu.adapter().backend, "results": results,
+            "adapter": gpu.adapter().name, "backend": gpu.adapter().backend,
+            "kernels": info.kernels, "results": results,
         });
         if let Some(p) = &profile {
             obj["profile"] = serde_json::json!(p
@@ -172,16 +187,22 @@ pub fn run(a: BenchArgs) -> anyhow::Result<()> {
                 }))
                 .collect::<Vec<_>>());
         }
+        if let Some([wall, encode, wait, after]) = host_us {
+            obj["decode_host_us_per_token"] = serde_json::json!({
+                "wall": wall, "encode": encode, "wait": wait, "after": after,
+            });
+        }
         println!("{obj}");
     } else {
-        println!("| model | params | dtype | adapter | test | tokens/s |");
-        println!("|---|---|---|---|---|---|");
+        println!("| model | params | dtype | adapter | kernels | test | tokens/s |");
+        println!("|---|---|---|---|---|---|---|");
         for r in &rows {
             println!(
-                "| {name} | {:.1} M | {} | {} | {} | {:.2} ± {:.2} |",
+                "| {name} | {:.1} M | {} | {} | {} | {} | {:.2} ± {:.2} |",
                 info.n_params as f64 / 1e6,
                 info.dtype,
                 gpu.adapter().name,
+                info.kernels,
                 r.test,
                 r.mean,
                 r.sd
@@ -193,6 +214,13 @@ pub fn run(a: BenchArgs) -> anyhow::Result<()> {
             for (k, us, n) in rows {
                 println!("| {k} | {us:.1} | {n:.1} | {:.1}% |", 100.0 * us / total);
             }
+        }
+        if let Some([wall, encode, wait, after]) = host_us {
+            println!(
+                "\nHost time per decode token (timed runs, without timestamp queries): wall {wall:.0} µs = \
+                 encode {encode:.0} + submit until logits mapped {wait:.0} + logit checks {after:.0} + sampling and loop {:.0}",
+                wall - encode - wait - after
+            );
         }
     }
     Ok(())

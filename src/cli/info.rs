@@ -70,6 +70,7 @@ pub fn run(a: InfoArgs) -> anyhow::Result<()> {
     println!("  parameters {}", i.n_params);
     let dts: Vec<String> = i.file_dtypes.iter().map(|d| d.to_string()).collect();
     println!("  file dtypes {}; on GPU {}", dts.join(", "), i.dtype);
+    println!("  kernels {}", i.kernels);
     println!(
         "  weights on GPU {} bytes ({:.1} MB)",
         i.weight_bytes,

@@ -78,6 +78,20 @@ pub struct ModelArgs {
     /// Weight storage on the GPU (default: f16 for f16 files, f32 otherwise).
     #[arg(long, value_parser = parse_dtype)]
     pub dtype: Option<WeightDtype>,
+    /// Kernel family: cooperative (workgroup tiles, for GPUs) or barrier-free (for software
+    /// adapters). Default: by adapter type.
+    #[arg(long, value_parser = parse_kernels)]
+    pub kernels: Option<bool>,
+}
+
+fn parse_kernels(s: &str) -> Result<bool, String> {
+    match s {
+        "cooperative" => Ok(true),
+        "barrier-free" => Ok(false),
+        _ => Err(format!(
+            "`{s}` is not a kernel family; use cooperative or barrier-free"
+        )),
+    }
 }
 
 fn parse_dtype(s: &str) -> Result<WeightDtype, String> {
@@ -103,12 +117,18 @@ impl ModelArgs {
         }
     }
 
+    /// Loading options from the flags, with `dtype` as the storage dtype.
+    pub fn load_options(&self, dtype: Option<WeightDtype>) -> LoadOptions {
+        LoadOptions {
+            dtype,
+            cooperative_kernels: self.kernels,
+            ..Default::default()
+        }
+    }
+
     /// Puts the opened directory (or the built-in model when there is none) on `gpu`.
     pub fn load(&self, files: Option<ModelFiles>, gpu: &Gpu) -> anyhow::Result<Model> {
-        let opts = LoadOptions {
-            dtype: self.dtype,
-            ..Default::default()
-        };
+        let opts = self.load_options(self.dtype);
         match files {
             Some(f) => Ok(Model::from_files(f, gpu, &opts)?),
             None => default_model(gpu, &opts),

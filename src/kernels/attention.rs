@@ -1,4 +1,6 @@
-//! `shaders/attention.wgsl`: causal multi-head attention of the batch's queries over the cache.
+//! `shaders/attention.wgsl` (8 queries of a head per workgroup) or `attention_wide.wgsl` (a
+//! workgroup per query and head): causal multi-head attention of the batch's queries over the
+//! cache.
 
 use super::{Dispatch, Grid, Kernels};
 use crate::gpu::Gpu;
@@ -11,7 +13,8 @@ struct Params {
     hd4: u32,
     scale: f32,
     v_offset: u32,
-    _pad: [u32; 3],
+    dq_bits: u32,
+    _pad: [u32; 2],
 }
 
 /// `out = softmax(q·Kᵀ·scale + causal mask)·V` per head; qkv: (T, 3C), kv: the layer's
@@ -29,13 +32,15 @@ pub(crate) fn attention(
     kv: &wgpu::Buffer,
     out: &wgpu::Buffer,
 ) -> Dispatch {
+    let hd4 = (c / n_head / 4) as u32;
     let params = Params {
         c: c as u32,
         n_head: n_head as u32,
-        hd4: (c / n_head / 4) as u32,
+        hd4,
         scale,
         v_offset: (n_positions * c / 4) as u32,
-        _pad: [0; 3],
+        dq_bits: hd4.next_power_of_two().trailing_zeros(),
+        _pad: [0; 2],
     };
     Dispatch::new(
         gpu,
@@ -44,6 +49,10 @@ pub(crate) fn attention(
         step,
         &params,
         &[qkv, kv, out],
-        Grid::QueryOctets { y: n_head as u32 },
+        if k.cooperative {
+            Grid::PerToken { x: n_head as u32 }
+        } else {
+            Grid::QueryOctets { y: n_head as u32 }
+        },
     )
 }

@@ -12,7 +12,9 @@ struct Params {
 }
 
 /// `kv[0, pos..pos+T] = qkv[:, C..2C]`, `kv[1, pos..pos+T] = qkv[:, 2C..3C]`; kv: the layer's
-/// (2, n_positions, C) cache.
+/// (2, n_positions, C) cache. `batches_only`: launch nothing for single-token steps, whose
+/// attention stores the token's key and value itself (only where `Kernels::fuses_decode`).
+#[allow(clippy::too_many_arguments)]
 pub(crate) fn kv_store(
     gpu: &Gpu,
     k: &Kernels,
@@ -21,6 +23,7 @@ pub(crate) fn kv_store(
     n_positions: usize,
     qkv: &wgpu::Buffer,
     kv: &wgpu::Buffer,
+    batches_only: bool,
 ) -> Dispatch {
     let params = Params {
         c: c as u32,
@@ -34,8 +37,14 @@ pub(crate) fn kv_store(
         step,
         &params,
         &[qkv, kv],
-        Grid::PerToken {
-            x: (c as u32 / 4).div_ceil(64),
+        if batches_only && k.fuses_decode() {
+            Grid::BatchTokens {
+                x: (c as u32 / 4).div_ceil(64),
+            }
+        } else {
+            Grid::PerToken {
+                x: (c as u32 / 4).div_ceil(64),
+            }
         },
     )
 }

@@ -1,4 +1,5 @@
-//! `shaders/layer_norm.wgsl`: per-row LayerNorm with affine weights.
+//! `shaders/layer_norm.wgsl` (an invocation per row) or `layer_norm_wide.wgsl` (a workgroup
+//! per row): per-row LayerNorm with affine weights.
 
 use super::{Dispatch, Grid, Kernels};
 use crate::gpu::Gpu;
@@ -11,7 +12,8 @@ struct Params {
     _pad: [u32; 2],
 }
 
-/// `y = LN(x)·gamma + beta`, x and y: (T, C).
+/// `y = LN(x)·gamma + beta`, x and y: (T, C). `batches_only`: launch nothing for single-token
+/// steps, whose next matmul applies the LayerNorm itself (only where `Kernels::fuses_decode`).
 #[allow(clippy::too_many_arguments)]
 pub(crate) fn layer_norm(
     gpu: &Gpu,
@@ -23,6 +25,7 @@ pub(crate) fn layer_norm(
     gamma: &wgpu::Buffer,
     beta: &wgpu::Buffer,
     y: &wgpu::Buffer,
+    batches_only: bool,
 ) -> Dispatch {
     let params = Params {
         c: c as u32,
@@ -36,6 +39,12 @@ pub(crate) fn layer_norm(
         step,
         &params,
         &[x, gamma, beta, y],
-        Grid::TokenGroups { y: 1 },
+        if batches_only && k.fuses_decode() {
+            Grid::BatchTokens { x: 1 }
+        } else if k.cooperative {
+            Grid::PerToken { x: 1 }
+        } else {
+            Grid::TokenGroups { y: 1 }
+        },
     )
 }

@@ -1,5 +1,9 @@
-//! `shaders/matmul.wgsl` (batches) and `shaders/matvec.wgsl` (one row): y = act(x·W + b) (+ y).
-//! Used by every linear layer and the LM head; [`MatmulDispatch`] picks the kernel per step.
+//! `shaders/matmul*.wgsl` (batches) and `shaders/matvec*.wgsl` (one row): y = act(x·W + b)
+//! (+ y). Used by every linear layer and the LM head; [`MatmulDispatch`] picks the kernel per
+//! step. The grids follow the kernel family (`Kernels::cooperative`): the barrier-free kernels
+//! take 8 columns per invocation and 8 rows per workgroup, the cooperative ones a 64×64 tile
+//! per workgroup (batches) and a workgroup per 8 columns (one row). The cooperative one-row
+//! kernel can also apply the LayerNorm that precedes the layer ([`FusedNorm`]).
 
 use super::{Dispatch, Grid, Kernels, Recorder, WeightDtype, WeightMatrix};
 use crate::gpu::Gpu;
@@ -15,6 +19,20 @@ struct Params {
     accumulate: u32,
     lm_rows: u32,
     m0: u32,
+    ln: u32,
+    eps: f32,
+    _pad: [u32; 2],
+}
+
+/// The LayerNorm whose output is a matmul's x: `x = LN(src)·gamma + beta`, per row. The
+/// cooperative one-row kernel reads `src` and normalizes it itself, so a single-token step
+/// needs no LayerNorm dispatch (see `Kernels::fuses_decode`); the batched kernels read x.
+#[derive(Clone, Copy)]
+pub(crate) struct FusedNorm<'a> {
+    pub src: &'a wgpu::Buffer,
+    pub gamma: &'a wgpu::Buffer,
+    pub beta: &'a wgpu::Buffer,
+    pub eps: f32,
 }
 
 /// Bytes of the uniform window `matmul_block.wgsl` reads X through; buffers passed as `x` to a
@@ -73,7 +91,8 @@ impl MatmulDispatch {
     }
 }
 
-/// `y = act(x·w + b)`, x: (rows, K), w: (K, N) in `dtype`, b: (N), y: (rows, ld_y).
+/// `y = act(x·w + b)`, x: (rows, K), w: (K, N) in `dtype`, b: (N), y: (rows, ld_y). `norm`:
+/// the LayerNorm x comes from, for the fused one-row kernel where the family has one.
 #[allow(clippy::too_many_arguments)]
 pub(crate) fn matmul(
     gpu: &Gpu,
@@ -85,6 +104,7 @@ pub(crate) fn matmul(
     w: &WeightMatrix,
     b: &wgpu::Buffer,
     y: &wgpu::Buffer,
+    norm: Option<FusedNorm<'_>>,
 ) -> MatmulDispatch {
     let params = Params {
         k: spec.k as u32,
@@ -95,12 +115,23 @@ pub(crate) fn matmul(
         accumulate: spec.accumulate as u32,
         lm_rows: spec.lm_rows as u32,
         m0: 0,
+        ln: 0,
+        eps: 0.0,
+        _pad: [0; 2],
     };
-    let blocks = (spec.n.div_ceil(8) as u32).div_ceil(16);
-    let grid = if spec.lm_rows {
-        Grid::RowBlocks { x: blocks }
-    } else {
-        Grid::TokenBlocks { x: blocks }
+    let grid = match (k.cooperative, spec.lm_rows) {
+        (true, true) => Grid::RowTiles {
+            x: spec.n.div_ceil(64) as u32,
+        },
+        (true, false) => Grid::TokenTiles {
+            x: spec.n.div_ceil(64) as u32,
+        },
+        (false, true) => Grid::RowBlocks {
+            x: (spec.n.div_ceil(8) as u32).div_ceil(16),
+        },
+        (false, false) => Grid::TokenBlocks {
+            x: (spec.n.div_ceil(8) as u32).div_ceil(16),
+        },
     };
     let bindings = || {
         vec![
@@ -119,16 +150,42 @@ pub(crate) fn matmul(
         bindings(),
         grid,
     );
+    let groups = spec.n.div_ceil(8) as u32; // 8-column groups
     let one_grid = Grid::Fixed {
-        x: (spec.n.div_ceil(8) as u32).div_ceil(8),
+        x: if k.cooperative {
+            groups
+        } else {
+            groups.div_ceil(8)
+        },
+    };
+    // The cooperative one-row kernel also binds gamma and beta (6, 7): the fused LayerNorm's,
+    // or the bias as a placeholder it never reads.
+    let (one_params, one_bindings) = match (k.cooperative, norm.filter(|_| k.fuses_decode())) {
+        (false, _) => (params, bindings()),
+        (true, None) => {
+            let mut r = bindings();
+            r.extend([b.as_entire_binding(), b.as_entire_binding()]);
+            (params, r)
+        }
+        (true, Some(f)) => {
+            let mut r = bindings();
+            r[1] = f.src.as_entire_binding();
+            r.extend([f.gamma.as_entire_binding(), f.beta.as_entire_binding()]);
+            let p = Params {
+                ln: 1,
+                eps: f.eps,
+                ..params
+            };
+            (p, r)
+        }
     };
     let one = Dispatch::with_resources(
         gpu,
         "matvec",
         Kernels::by_dtype(&k.matvec, dtype),
         step,
-        &params,
-        bindings(),
+        &one_params,
+        one_bindings,
         one_grid,
     );
     // 8 rows of X must fit the window and start at an aligned offset.
@@ -136,13 +193,14 @@ pub(crate) fn matmul(
     let align = gpu.limits().min_uniform_buffer_offset_alignment as u64;
     let window_ok = gpu.limits().max_uniform_buffer_binding_size >= X_WINDOW;
     let mut blocks = Vec::new();
-    if !spec.lm_rows
-        && spec.max_rows > 1
-        && block_bytes <= X_WINDOW
-        && block_bytes % align == 0
-        && window_ok
-    {
-        let pipe = Kernels::by_dtype(&k.matmul_block, dtype);
+    if let Some(block_pipes) = k.matmul_block.as_ref().filter(|_| {
+        !spec.lm_rows
+            && spec.max_rows > 1
+            && block_bytes <= X_WINDOW
+            && block_bytes % align == 0
+            && window_ok
+    }) {
+        let pipe = Kernels::by_dtype(block_pipes, dtype);
         for blk in 0..spec.max_rows.div_ceil(8) {
             let p = Params {
                 m0: (8 * blk) as u32,

@@ -3,8 +3,14 @@
 //!
 //! Shader sources are composed from `shaders/`: `common.wgsl` (the per-step uniform), then the
 //! weight-access file for the storage dtype where the op reads a weight matrix, then for the
-//! matmuls and attention the lane-sharing file, then the op. [`ShaderOptions`] picks the
-//! variants that use optional features (subgroups).
+//! matmuls and attention the lane-sharing file, then the op. [`ShaderOptions`] picks one of two
+//! kernel families and the variants that use optional features (subgroups):
+//! - **barrier-free** (`matmul.wgsl`, `matvec.wgsl`, `layer_norm.wgsl`, `attention.wgsl`): few
+//!   invocations, each with a register block of work and no workgroup memory. Software
+//!   adapters (lavapipe) run one workgroup per CPU thread, 8 invocations per SIMD register, and
+//!   barriers are costly there.
+//! - **cooperative** (`*_wide.wgsl`): many invocations share a row, a tile or a query through
+//!   workgroup memory and barriers, which is what hardware GPUs need to fill their cores.
 
 mod attention;
 mod embed;
@@ -20,7 +26,7 @@ pub(crate) use attention::attention;
 pub(crate) use embed::embed;
 pub(crate) use kv_store::kv_store;
 pub(crate) use layer_norm::layer_norm;
-pub(crate) use matmul::{matmul, MatmulDispatch, MatmulSpec, X_WINDOW};
+pub(crate) use matmul::{matmul, FusedNorm, MatmulDispatch, MatmulSpec, X_WINDOW};
 pub use recorder::Profiler;
 pub(crate) use recorder::Recorder;
 #[cfg(test)]
@@ -63,72 +69,126 @@ const MATMUL: &str = include_str!("../../shaders/matmul.wgsl");
 const MATVEC: &str = include_str!("../../shaders/matvec.wgsl");
 const MATMUL_BLOCK: &str = include_str!("../../shaders/matmul_block.wgsl");
 const MATMUL_TILE: &str = include_str!("../../shaders/matmul_tile.wgsl");
+const MATMUL_PARAMS: &str = include_str!("../../shaders/matmul_params.wgsl");
 const LANES_SUBGROUP: &str = include_str!("../../shaders/lanes_subgroup.wgsl");
 const LANES_PLAIN: &str = include_str!("../../shaders/lanes_plain.wgsl");
 const LAYER_NORM: &str = include_str!("../../shaders/layer_norm.wgsl");
 const EMBED: &str = include_str!("../../shaders/embed.wgsl");
 const KV_STORE: &str = include_str!("../../shaders/kv_store.wgsl");
 const ATTENTION: &str = include_str!("../../shaders/attention.wgsl");
+const WORKGROUP_REDUCE: &str = include_str!("../../shaders/workgroup_reduce.wgsl");
+const MATMUL_WIDE: &str = include_str!("../../shaders/matmul_wide.wgsl");
+const MATVEC_WIDE: &str = include_str!("../../shaders/matvec_wide.wgsl");
+const LAYER_NORM_WIDE: &str = include_str!("../../shaders/layer_norm_wide.wgsl");
+const ATTENTION_WIDE: &str = include_str!("../../shaders/attention_wide.wgsl");
 
-/// Optional adapter features the shaders use where present, each with a portable fallback.
+/// Which kernel family to run, and the optional adapter features the barrier-free family uses
+/// where present (each with a portable fallback).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct ShaderOptions {
-    /// The matmuls and attention share loads through subgroup broadcasts
+    /// The cooperative family (`*_wide.wgsl`, for hardware GPUs) instead of the barrier-free
+    /// one (for software adapters); see the module header.
+    pub cooperative: bool,
+    /// The barrier-free matmuls and attention share loads through subgroup broadcasts
     /// (`lanes_subgroup.wgsl`); needs SUBGROUP and subgroups of at least 8 invocations.
     pub subgroups: bool,
 }
 
 impl ShaderOptions {
-    /// Nothing beyond core WebGPU.
-    pub const PORTABLE: ShaderOptions = ShaderOptions { subgroups: false };
+    /// The barrier-free family with nothing beyond core WebGPU.
+    pub const PORTABLE: ShaderOptions = ShaderOptions {
+        cooperative: false,
+        subgroups: false,
+    };
 
-    /// Everything the device offers.
+    /// The family that suits the adapter (cooperative unless it is a CPU), with every optional
+    /// feature the device offers.
     pub fn best(gpu: &Gpu) -> Self {
         let f = gpu.features();
         ShaderOptions {
+            cooperative: !gpu.is_software(),
             subgroups: f.contains(wgpu::Features::SUBGROUP) && gpu.subgroup_min_size() >= 8,
         }
     }
 }
 
-/// Every composed shader program as (name, WGSL source), e.g. for translation tests.
+/// Every composed shader program of the options' family as (name, WGSL source), e.g. for
+/// translation tests. Both families use the same names for the same operations.
 pub fn shader_sources(opts: ShaderOptions) -> Vec<(String, String)> {
     let lanes = if opts.subgroups {
         LANES_SUBGROUP
     } else {
         LANES_PLAIN
     };
+    // (name, parts before the weight access, parts after it); "_dt" names get one program per
+    // weight dtype, the weight-access file between the two lists.
+    let programs: Vec<(&str, Vec<&str>, Vec<&str>)> = if opts.cooperative {
+        vec![
+            (
+                "matmul_dt",
+                vec![ACTIVATIONS, MATMUL_PARAMS],
+                vec![MATMUL_WIDE],
+            ),
+            (
+                "matvec_dt",
+                vec![ACTIVATIONS, MATMUL_PARAMS, WORKGROUP_REDUCE],
+                vec![MATVEC_WIDE],
+            ),
+            ("embed_dt", vec![], vec![EMBED]),
+            (
+                "layer_norm",
+                vec![WORKGROUP_REDUCE, LAYER_NORM_WIDE],
+                vec![],
+            ),
+            ("kv_store", vec![KV_STORE], vec![]),
+            ("attention", vec![WORKGROUP_REDUCE, ATTENTION_WIDE], vec![]),
+        ]
+    } else {
+        let tile = |op| vec![lanes, MATMUL_TILE, op];
+        vec![
+            ("matmul_dt", vec![ACTIVATIONS, MATMUL_PARAMS], tile(MATMUL)),
+            (
+                "matmul_block_dt",
+                vec![ACTIVATIONS, MATMUL_PARAMS],
+                tile(MATMUL_BLOCK),
+            ),
+            (
+                "matvec_dt",
+                vec![ACTIVATIONS, MATMUL_PARAMS],
+                vec![lanes, MATVEC],
+            ),
+            ("embed_dt", vec![], vec![EMBED]),
+            ("layer_norm", vec![LAYER_NORM], vec![]),
+            ("kv_store", vec![KV_STORE], vec![]),
+            ("attention", vec![lanes, ATTENTION], vec![]),
+        ]
+    };
     let mut out = Vec::new();
-    for dt in [WeightDtype::F32, WeightDtype::F16] {
-        let w = match dt {
-            WeightDtype::F32 => WEIGHTS_F32,
-            WeightDtype::F16 => WEIGHTS_F16,
-        };
-        out.push((
-            format!("matmul_{dt}"),
-            [COMMON, ACTIVATIONS, w, lanes, MATMUL_TILE, MATMUL].concat(),
-        ));
-        out.push((
-            format!("matmul_block_{dt}"),
-            [COMMON, ACTIVATIONS, w, lanes, MATMUL_TILE, MATMUL_BLOCK].concat(),
-        ));
-        out.push((
-            format!("matvec_{dt}"),
-            [COMMON, ACTIVATIONS, w, lanes, MATVEC].concat(),
-        ));
-        out.push((format!("embed_{dt}"), [COMMON, w, EMBED].concat()));
+    for (name, before, after) in programs {
+        match name.strip_suffix("_dt") {
+            Some(op) => {
+                for (dt, w) in [
+                    (WeightDtype::F32, WEIGHTS_F32),
+                    (WeightDtype::F16, WEIGHTS_F16),
+                ] {
+                    let parts = [&[COMMON][..], &before, &[w], &after].concat();
+                    out.push((format!("{op}_{dt}"), parts.concat()));
+                }
+            }
+            None => out.push((name.to_string(), [&[COMMON][..], &before].concat().concat())),
+        }
     }
-    out.push(("layer_norm".into(), [COMMON, LAYER_NORM].concat()));
-    out.push(("kv_store".into(), [COMMON, KV_STORE].concat()));
-    out.push(("attention".into(), [COMMON, lanes, ATTENTION].concat()));
     out
 }
 
 /// Every pipeline wgpt uses, compiled once per model.
 pub(crate) struct Kernels {
+    /// The family compiled: grids and launches differ between the two.
+    pub cooperative: bool,
     pub matmul: [wgpu::ComputePipeline; 2],
     pub matvec: [wgpu::ComputePipeline; 2],
-    pub matmul_block: [wgpu::ComputePipeline; 2],
+    /// The barrier-free family's uniform-window prefill kernel (`None` when cooperative).
+    pub matmul_block: Option<[wgpu::ComputePipeline; 2]>,
     pub embed: [wgpu::ComputePipeline; 2],
     pub layer_norm: wgpu::ComputePipeline,
     pub kv_store: wgpu::ComputePipeline,
@@ -136,11 +196,6 @@ pub(crate) struct Kernels {
 }
 
 impl Kernels {
-    /// Compiles every pipeline with the best options the device allows.
-    pub fn new(gpu: &Gpu) -> Self {
-        Self::with_options(gpu, ShaderOptions::best(gpu))
-    }
-
     /// Compiles every pipeline; `opts` must not ask for more than [`ShaderOptions::best`].
     pub fn with_options(gpu: &Gpu, opts: ShaderOptions) -> Self {
         log::info!("shader options: {opts:?}");
@@ -172,14 +227,23 @@ impl Kernels {
                 })
         };
         Kernels {
+            cooperative: opts.cooperative,
             matmul: [make("matmul_f32"), make("matmul_f16")],
             matvec: [make("matvec_f32"), make("matvec_f16")],
-            matmul_block: [make("matmul_block_f32"), make("matmul_block_f16")],
+            matmul_block: (!opts.cooperative)
+                .then(|| [make("matmul_block_f32"), make("matmul_block_f16")]),
             embed: [make("embed_f32"), make("embed_f16")],
             layer_norm: make("layer_norm"),
             kv_store: make("kv_store"),
             attention: make("attention"),
         }
+    }
+
+    /// Whether single-token steps skip the LayerNorm and kv_store dispatches: the one-row
+    /// matmul applies the LayerNorm ([`FusedNorm`]) and attention stores the token's key and
+    /// value itself (the cooperative family).
+    pub fn fuses_decode(&self) -> bool {
+        self.cooperative
     }
 
     pub fn by_dtype(
@@ -202,6 +266,13 @@ pub(crate) enum Grid {
     RowBlocks { x: u32 },
     /// (x, T).
     PerToken { x: u32 },
+    /// (x, T) for batches of more than one token, nothing for a single token (a step whose
+    /// work the following kernels do themselves, see `Kernels::fuses_decode`).
+    BatchTokens { x: u32 },
+    /// (x, ceil(T / 64)): cooperative matmul tiles over the batch's tokens.
+    TokenTiles { x: u32 },
+    /// (x, ceil(n_rows / 64)): cooperative matmul tiles over the LM-head rows.
+    RowTiles { x: u32 },
     /// (ceil(T / 64), y).
     TokenGroups { y: u32 },
     /// (ceil(T / 8), y).
@@ -216,6 +287,9 @@ impl Grid {
             Grid::TokenBlocks { x } => (x, n_tokens.div_ceil(8), 1),
             Grid::RowBlocks { x } => (x, n_rows.div_ceil(8), 1),
             Grid::PerToken { x } => (x, n_tokens, 1),
+            Grid::BatchTokens { x } => (x, if n_tokens > 1 { n_tokens } else { 0 }, 1),
+            Grid::TokenTiles { x } => (x, n_tokens.div_ceil(64), 1),
+            Grid::RowTiles { x } => (x, n_rows.div_ceil(64), 1),
             Grid::TokenGroups { y } => (n_tokens.div_ceil(64), y, 1),
             Grid::QueryOctets { y } => (n_tokens.div_ceil(8), y, 1),
             Grid::Fixed { x } => (x, 1, 1),

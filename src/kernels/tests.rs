@@ -22,18 +22,27 @@ impl Harness {
         Some(Self::on(gpu, opts))
     }
 
-    /// One harness per shader variant set on this adapter: the portable one and, where the
-    /// device has optional features, the best one.
+    /// One harness per shader variant set on this adapter: both kernel families, and the
+    /// barrier-free one also with the optional features the device has.
     fn variants() -> Vec<Self> {
         let Some(gpu) = test_gpu() else {
             return Vec::new();
         };
         let best = ShaderOptions::best(&gpu);
-        let mut out = vec![Self::on(gpu.clone(), ShaderOptions::PORTABLE)];
-        if best != ShaderOptions::PORTABLE {
-            out.push(Self::on(gpu, best));
+        let mut opts = vec![
+            ShaderOptions::PORTABLE,
+            ShaderOptions {
+                cooperative: true,
+                ..ShaderOptions::PORTABLE
+            },
+        ];
+        if best.subgroups {
+            opts.push(ShaderOptions {
+                cooperative: false,
+                subgroups: true,
+            });
         }
-        out
+        opts.into_iter().map(|o| Self::on(gpu.clone(), o)).collect()
     }
 
     fn on(gpu: Gpu, opts: ShaderOptions) -> Self {
@@ -199,9 +208,11 @@ fn matmul_matches_reference_on(h: &Harness) {
                 lm_rows: false,
                 max_rows: rows,
             };
-            let d = matmul(&h.gpu, &h.k, &h.step, spec, dtype, &xb, &wbuf, &bb, &yb);
+            let d = matmul(
+                &h.gpu, &h.k, &h.step, spec, dtype, &xb, &wbuf, &bb, &yb, None,
+            );
             let align = h.gpu.limits().min_uniform_buffer_offset_alignment as usize;
-            let blocked = rows > 1 && k <= 2048 && (32 * k) % align == 0;
+            let blocked = !h.opts.cooperative && rows > 1 && k <= 2048 && (32 * k) % align == 0;
             assert_eq!(
                 d.block_count() > 0,
                 blocked,
@@ -244,7 +255,12 @@ fn matmul_matches_reference_on(h: &Harness) {
 
 #[test]
 fn matmul_lm_head_window_writes_column_slice() {
-    let Some(h) = Harness::new() else { return };
+    for h in Harness::variants() {
+        matmul_lm_head_window_writes_column_slice_on(&h);
+    }
+}
+
+fn matmul_lm_head_window_writes_column_slice_on(h: &Harness) {
     let mut rng = Rng::new(2);
     let (rows, k, n, ld, col0) = (9, 12, 11, 30, 17);
     let x = random(&mut rng, rows * k, 1.0);
@@ -273,6 +289,7 @@ fn matmul_lm_head_window_writes_column_slice() {
         &wbuf,
         &bb,
         &yb,
+        None,
     );
     // Rows 5..8 of x into rows 0..3 of y, columns 17..28.
     let got = h.run_mm(
@@ -324,8 +341,80 @@ fn matmul_lm_head_window_writes_column_slice() {
 }
 
 #[test]
+fn matvec_applies_fused_layer_norm() {
+    // x = LN(src) is bound too: the barrier-free family reads it, the cooperative one-row
+    // kernel normalizes src itself; both must give linear(LN(src)).
+    for h in Harness::variants() {
+        let mut rng = Rng::new(6);
+        for (i, &(k, n)) in [(12, 11), (772, 33), (3072, 20)].iter().enumerate() {
+            let rows = 3;
+            let src: Vec<f32> = random(&mut rng, rows * k, 2.0)
+                .iter()
+                .map(|v| v + 0.7)
+                .collect();
+            let (g, be) = (random(&mut rng, k, 1.0), random(&mut rng, k, 1.0));
+            let x = reference::layer_norm(&src, &g, &be, k, 1e-5);
+            let w = random(&mut rng, n * k, 0.5);
+            let b = random(&mut rng, n, 0.5);
+            let dtype = [WeightDtype::F32, WeightDtype::F16][i % 2];
+            let (wbuf, wseen) = pack(&h.gpu, &w, n, k, dtype);
+            let (srcb, gb, beb) = (h.buf(&src), h.buf(&g), h.buf(&be));
+            let (xb, bb, yb) = (h.buf(&x), h.buf(&b), h.buf(&vec![0f32; n]));
+            let norm = FusedNorm {
+                src: &srcb,
+                gamma: &gb,
+                beta: &beb,
+                eps: 1e-5,
+            };
+            let full = reference::linear(&x, &wseen, &b, k, n);
+            for (lm_rows, row) in [(false, 0), (true, 2)] {
+                let spec = MatmulSpec {
+                    k,
+                    n,
+                    ld_y: n,
+                    y_col0: 0,
+                    act: 0,
+                    accumulate: false,
+                    lm_rows,
+                    max_rows: rows,
+                };
+                let d = matmul(
+                    &h.gpu,
+                    &h.k,
+                    &h.step,
+                    spec,
+                    dtype,
+                    &xb,
+                    &wbuf,
+                    &bb,
+                    &yb,
+                    Some(norm),
+                );
+                let step = Step {
+                    n_tokens: if lm_rows { rows as u32 } else { 1 },
+                    pos: 0,
+                    row0: row as u32,
+                    n_rows: 1,
+                };
+                let got = h.run_mm(&d, step, &yb, n);
+                assert_close(
+                    &got,
+                    &full[row * n..(row + 1) * n],
+                    &format!("fused LN matvec {dtype} k={k} n={n} row={row} {:?}", h.opts),
+                );
+            }
+        }
+    }
+}
+
+#[test]
 fn layer_norm_matches_reference() {
-    let Some(h) = Harness::new() else { return };
+    for h in Harness::variants() {
+        layer_norm_matches_reference_on(&h);
+    }
+}
+
+fn layer_norm_matches_reference_on(h: &Harness) {
     let mut rng = Rng::new(3);
     for (rows, c) in [(1, 4), (7, 8), (65, 68), (3, 772)] {
         let x: Vec<f32> = random(&mut rng, rows * c, 3.0)
@@ -340,7 +429,7 @@ fn layer_norm_matches_reference() {
             h.buf(&b),
             h.buf(&vec![0f32; rows * c]),
         );
-        let d = layer_norm(&h.gpu, &h.k, &h.step, c, 1e-5, &xb, &gb, &bb, &yb);
+        let d = layer_norm(&h.gpu, &h.k, &h.step, c, 1e-5, &xb, &gb, &bb, &yb, false);
         let got = h.run(
             &[&d],
             Step {
@@ -355,7 +444,7 @@ fn layer_norm_matches_reference() {
         assert_close(
             &got,
             &reference::layer_norm(&x, &g, &b, c, 1e-5),
-            &format!("layer_norm rows={rows} c={c}"),
+            &format!("layer_norm rows={rows} c={c} {:?}", h.opts),
         );
     }
 }
@@ -448,7 +537,8 @@ fn attention_with_cache_matches_reference_on(h: &Harness) {
         let kv = [kc.as_slice(), vc.as_slice()].concat();
         let (qb, kvb, ob) = (h.buf(&qkv), h.buf(&kv), h.buf(&vec![0f32; t * c]));
         let scale = 1.0 / (hd as f32).sqrt();
-        let store = kv_store(&h.gpu, &h.k, &h.step, c, n_pos, &qb, &kvb);
+        // Single-token steps leave the store to attention where the family fuses it.
+        let store = kv_store(&h.gpu, &h.k, &h.step, c, n_pos, &qb, &kvb, t == 1);
         let att = attention(
             &h.gpu, &h.k, &h.step, c, n_head, scale, n_pos, &qb, &kvb, &ob,
         );

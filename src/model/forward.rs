@@ -6,10 +6,10 @@ use crate::config::Config;
 use crate::error::Result;
 use crate::gpu::Gpu;
 use crate::kernels::{
-    attention, embed, kv_store, layer_norm, matmul, Dispatch, Kernels, MatmulDispatch, MatmulSpec,
-    Recorder, X_WINDOW,
+    attention, embed, kv_store, layer_norm, matmul, Dispatch, FusedNorm, Kernels, MatmulDispatch,
+    MatmulSpec, Recorder, X_WINDOW,
 };
-use crate::model::weights::{Linear, RowChunks, Weights};
+use crate::model::weights::{Linear, Norm, RowChunks, Weights};
 
 /// The per-step uniform (`Step` in `shaders/common.wgsl`).
 #[repr(C)]
@@ -75,6 +75,16 @@ fn storage(gpu: &Gpu, label: &str, bytes: usize) -> Result<wgpu::Buffer> {
     )
 }
 
+/// x = LN(src)·gamma + beta, for a matmul that may apply it itself.
+fn fused_norm<'b>(src: &'b wgpu::Buffer, n: &'b Norm, eps: f32) -> FusedNorm<'b> {
+    FusedNorm {
+        src,
+        gamma: &n.gamma,
+        beta: &n.beta,
+        eps,
+    }
+}
+
 /// Bytes of activations and KV cache a session needs (for limit checks before allocating).
 pub(crate) fn session_bytes(cfg: &Config, max_batch: usize, logit_rows: usize) -> u64 {
     let (b, c, f) = (max_batch as u64, cfg.n_embd as u64, cfg.n_inner as u64);
@@ -129,20 +139,28 @@ impl Plan {
         };
         let s = &act.step;
         let eps = cfg.layer_norm_epsilon;
-        let linear =
-            |l: &Linear, x: &wgpu::Buffer, y: &wgpu::Buffer, act_code: u32, accumulate: bool| {
-                let spec = MatmulSpec {
-                    k: l.k,
-                    n: l.n,
-                    ld_y: l.n,
-                    y_col0: 0,
-                    act: act_code,
-                    accumulate,
-                    lm_rows: false,
-                    max_rows: max_batch,
-                };
-                matmul(gpu, k, s, spec, w.dtype, x, &l.w, &l.b, y)
+        // Where the kernels fuse single-token steps, LayerNorm and kv_store launch only for
+        // batches: the one-row matmul after a LayerNorm normalizes its input itself (`norm`)
+        // and attention stores the token's key and value.
+        let fused = k.fuses_decode();
+        let linear = |l: &Linear,
+                      x: &wgpu::Buffer,
+                      y: &wgpu::Buffer,
+                      act_code: u32,
+                      accumulate: bool,
+                      norm: Option<FusedNorm<'_>>| {
+            let spec = MatmulSpec {
+                k: l.k,
+                n: l.n,
+                ld_y: l.n,
+                y_col0: 0,
+                act: act_code,
+                accumulate,
+                lm_rows: false,
+                max_rows: max_batch,
             };
+            matmul(gpu, k, s, spec, w.dtype, x, &l.w, &l.b, y, norm)
+        };
         let scale = if cfg.scale_attn_weights {
             1.0 / (cfg.head_dim() as f32).sqrt()
         } else {
@@ -164,9 +182,26 @@ impl Plan {
                     &lw.ln_1.gamma,
                     &lw.ln_1.beta,
                     &act.ln,
+                    fused,
                 ),
-                c_attn: linear(&lw.c_attn, &act.ln, &act.qkv, 0, false),
-                kv_store: kv_store(gpu, k, s, c, cfg.n_positions, &act.qkv, &act.kv_cache[l]),
+                c_attn: linear(
+                    &lw.c_attn,
+                    &act.ln,
+                    &act.qkv,
+                    0,
+                    false,
+                    Some(fused_norm(&act.x, &lw.ln_1, eps)),
+                ),
+                kv_store: kv_store(
+                    gpu,
+                    k,
+                    s,
+                    c,
+                    cfg.n_positions,
+                    &act.qkv,
+                    &act.kv_cache[l],
+                    fused,
+                ),
                 attention: attention(
                     gpu,
                     k,
@@ -179,7 +214,7 @@ impl Plan {
                     &act.kv_cache[l],
                     &act.att,
                 ),
-                attn_proj: linear(&lw.attn_proj, &act.att, &act.x, 0, true),
+                attn_proj: linear(&lw.attn_proj, &act.att, &act.x, 0, true, None),
                 ln_2: layer_norm(
                     gpu,
                     k,
@@ -190,9 +225,17 @@ impl Plan {
                     &lw.ln_2.gamma,
                     &lw.ln_2.beta,
                     &act.ln,
+                    fused,
                 ),
-                c_fc: linear(&lw.c_fc, &act.ln, &act.fc, gelu, false),
-                mlp_proj: linear(&lw.mlp_proj, &act.fc, &act.x, 0, true),
+                c_fc: linear(
+                    &lw.c_fc,
+                    &act.ln,
+                    &act.fc,
+                    gelu,
+                    false,
+                    Some(fused_norm(&act.x, &lw.ln_2, eps)),
+                ),
+                mlp_proj: linear(&lw.mlp_proj, &act.fc, &act.x, 0, true, None),
             })
             .collect();
         let embed = w
@@ -224,6 +267,7 @@ impl Plan {
             &w.ln_f.gamma,
             &w.ln_f.beta,
             &act.ln,
+            fused,
         );
         let head: &RowChunks = w.head();
         let lm_head = head
@@ -250,6 +294,7 @@ impl Plan {
                     buf,
                     &w.zero_bias,
                     &act.logits,
+                    Some(fused_norm(&act.x, &w.ln_f, eps)),
                 )
             })
             .collect();
@@ -265,21 +310,23 @@ impl Plan {
     }
 
     /// Encodes the decoder for a batch of `t` tokens: embeddings, every layer, final LayerNorm.
+    /// (†: with the cooperative kernels a single-token step launches nothing here; the next
+    /// kernel does it, see `Kernels::fuses_decode`.)
     pub fn encode_layers(&self, pass: &mut Recorder<'_>, t: u32) {
         for d in &self.embed {
             d.encode(pass, t, 0); // x = wte[tokens] + wpe[pos..]          (T, C)
         }
         for l in &self.layers {
-            l.ln_1.encode(pass, t, 0); // ln = LN1(x)                         (T, C)
+            l.ln_1.encode(pass, t, 0); // ln = LN1(x) †                       (T, C)
             l.c_attn.encode(pass, t, 0); // qkv = ln·Wqkv + b                   (T, 3C)
-            l.kv_store.encode(pass, t, 0); // cache[pos..pos+T] = k, v
+            l.kv_store.encode(pass, t, 0); // cache[pos..pos+T] = k, v †
             l.attention.encode(pass, t, 0); // att = softmax(q·Kᵀ/√d + mask)·V   (T, C)
             l.attn_proj.encode(pass, t, 0); // x += att·Wo + bo
-            l.ln_2.encode(pass, t, 0); // ln = LN2(x)                         (T, C)
+            l.ln_2.encode(pass, t, 0); // ln = LN2(x) †                       (T, C)
             l.c_fc.encode(pass, t, 0); // fc = gelu(ln·W1 + b1)               (T, F)
             l.mlp_proj.encode(pass, t, 0); // x += fc·W2 + b2
         }
-        self.ln_f.encode(pass, t, 0); // ln = LN_f(x)                        (T, C)
+        self.ln_f.encode(pass, t, 0); // ln = LN_f(x) †                      (T, C)
     }
 
     /// Encodes the LM head for `n_rows` rows starting at `step.row0`: logits = ln·wteᵀ (R, V).

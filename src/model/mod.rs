@@ -8,7 +8,7 @@ use std::path::Path;
 use crate::config::Config;
 use crate::error::{Error, Result};
 use crate::gpu::Gpu;
-use crate::kernels::{texel_rows, Kernels, WeightDtype};
+use crate::kernels::{texel_rows, Kernels, ShaderOptions, WeightDtype};
 use crate::loader::{DType, SafetensorsSource, Source};
 use crate::session::Session;
 use crate::tokenizer::Tokenizer;
@@ -28,6 +28,10 @@ pub struct LoadOptions {
     /// need more bytes than this. Default: the host's memory for CPU and integrated adapters
     /// (they share it), otherwise [`DEFAULT_MAX_MEMORY_BYTES`].
     pub max_memory_bytes: Option<u64>,
+    /// Kernel family: `Some(true)` the cooperative kernels (workgroup tiles and reductions, for
+    /// hardware GPUs), `Some(false)` the barrier-free ones (for software adapters); `None`
+    /// picks by adapter type. See [`crate::kernels::ShaderOptions`].
+    pub cooperative_kernels: Option<bool>,
 }
 
 /// The default cap on a model's GPU memory for discrete adapters (wgpu cannot query their
@@ -47,9 +51,11 @@ pub struct ModelInfo {
     pub dtype: WeightDtype,
     /// Bytes of weights on the GPU.
     pub weight_bytes: u64,
-    /// Textures the token embedding is split into: at most 8192 vocabulary rows each, fewer
-    /// where the adapter's texture size limit or `LoadOptions::max_chunk_bytes` asks.
+    /// Textures the token embedding is split into: one, or more where the adapter's texture
+    /// size limit or `LoadOptions::max_chunk_bytes` asks.
     pub embedding_buffers: usize,
+    /// Kernel family in use: "cooperative" or "barrier-free" (see `LoadOptions`).
+    pub kernels: &'static str,
 }
 
 /// A GPT-2-family model on the GPU.
@@ -156,7 +162,11 @@ impl Model {
         });
         let max_chunk = opts.max_chunk_bytes.unwrap_or(u64::MAX);
         check_fits(gpu, &config, dtype, opts)?;
-        let kernels = Kernels::new(gpu);
+        let mut shader_opts = ShaderOptions::best(gpu);
+        if let Some(cooperative) = opts.cooperative_kernels {
+            shader_opts.cooperative = cooperative;
+        }
+        let kernels = Kernels::with_options(gpu, shader_opts);
         let weights = weights::upload(gpu, &config, &source, dtype, max_chunk)?;
         let info = ModelInfo {
             origin,
@@ -165,6 +175,11 @@ impl Model {
             dtype,
             weight_bytes: weights.bytes,
             embedding_buffers: weights.wte.chunks.len(),
+            kernels: if shader_opts.cooperative {
+                "cooperative"
+            } else {
+                "barrier-free"
+            },
         };
         log::info!(
             "loaded {} ({} params, {} on GPU, {} MB)",

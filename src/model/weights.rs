@@ -21,13 +21,6 @@ pub(crate) struct Norm {
     pub beta: wgpu::Buffer,
 }
 
-/// Most vocabulary rows per `wte` / LM-head texture. Chosen when a texture row held one k for
-/// every column (a 50257-column row made every step of the LM head land on a new page: 2.4
-/// against 4.6 GB/s). Since each texture row holds one group of columns for every k, the cap
-/// makes no measurable difference on lavapipe (f16 decode 11.7-12.3 tok/s with and without);
-/// it is kept because it bounds each texture's size.
-const MAX_CHUNK_ROWS: usize = 8192;
-
 /// A (V, C) matrix stored transposed, (C, V), and split by vocabulary ranges so that no
 /// texture exceeds the device's limits.
 pub(crate) struct RowChunks {
@@ -155,7 +148,11 @@ impl Uploader<'_> {
         let src = m.to_f32();
         drop(m);
         let max_dim = self.gpu.limits().max_texture_dimension_2d as usize;
-        let by_height = (max_dim * self.dtype.per_texel()).min(MAX_CHUNK_ROWS);
+        // No cap of its own: each texture is one more dispatch of the embedding and of the LM
+        // head per step. (A cap of 8192 rows made no difference on lavapipe once texture rows
+        // held one column group for every k; on an H200 the 7 textures of GPT-2 cost 12
+        // dispatches per token.)
+        let by_height = max_dim * self.dtype.per_texel();
         let by_bytes = (max_chunk_bytes / (c * self.dtype.size()) as u64) as usize;
         let rows_per = (by_height.min(by_bytes) / 8 * 8).min(v);
         if rows_per == 0 {

@@ -1,0 +1,108 @@
+// Causal multi-head attention over the KV cache: the cooperative variant of attention.wgsl for
+// hardware GPUs. One workgroup of 64 per (head, query): workgroup_id.x is the head, .y the
+// batch row t, whose keys are 0..=pos+t. Keys go in chunks of up to 1024: each invocation
+// scores every 64th key of the chunk into workgroup memory, the workgroup takes the chunk's
+// maximum and sum (online softmax across chunks), then invocation (g, d) accumulates
+// dimension quad d of the values of keys g, g + G, …, and the G partial outputs are summed at
+// the end: d is the low `dq_bits` bits of the invocation index (2^dq_bits ≥ head_dim / 4) and
+// g the rest, so G = 64 >> dq_bits. head_dim must be a multiple of 4, ≤ 256.
+// For a single-token batch (decode) the workgroup first stores its head's key and value in the
+// cache itself, so the forward pass needs no kv_store dispatch then; a batch's keys are needed
+// by other workgroups and are stored by kv_store.wgsl beforehand.
+// Needs common.wgsl and workgroup_reduce.wgsl.
+const CHUNK: u32 = 1024u;
+struct Params {
+    c: u32,        // features C = n_head * head_dim
+    n_head: u32,
+    hd4: u32,      // head_dim / 4
+    scale: f32,    // 1/sqrt(head_dim), or 1 when the model does not scale
+    v_offset: u32, // where the values start in KV, in vec4 units (n_positions * C / 4)
+    dq_bits: u32,  // log2 of the smallest power of two ≥ hd4
+}
+@group(0) @binding(1) var<uniform> p: Params;
+@group(0) @binding(2) var<storage, read> QKV: array<vec4<f32>>;     // (T, 3C): q | k | v
+@group(0) @binding(3) var<storage, read_write> KV: array<vec4<f32>>; // (2, n_positions, C): keys, values
+@group(0) @binding(4) var<storage, read_write> O: array<vec4<f32>>; // (T, C)
+
+var<workgroup> q: array<vec4<f32>, 64>;    // (head_dim / 4) this query, scaled
+var<workgroup> prob: array<f32, CHUNK>;    // (CHUNK) scores, then exp(score - max), of a chunk
+var<workgroup> part: array<vec4<f32>, 64>; // (64) each invocation's partial output
+
+@compute @workgroup_size(64)
+fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) li: u32) {
+    let h = wg.x;
+    let t = wg.y;
+    let c4 = p.c / 4u;
+    let head = h * p.hd4;
+    if (li < p.hd4) {
+        q[li] = QKV[t * 3u * c4 + head + li] * p.scale;
+    }
+    if (step.n_tokens == 1u) {
+        if (li < p.hd4) {
+            let dst = step.pos * c4 + head + li;
+            KV[dst] = QKV[c4 + head + li];
+            KV[p.v_offset + dst] = QKV[2u * c4 + head + li];
+        }
+        storageBarrier();
+    }
+    workgroupBarrier();
+    let n_keys = step.pos + t + 1u;
+    let groups = 64u >> p.dq_bits;
+    let g = li >> p.dq_bits;
+    let d = li & ((1u << p.dq_bits) - 1u);
+    var m = -3.0e38; // running max of the scores
+    var l = 0.0;     // running sum of exp(score - m)
+    var acc = vec4<f32>(0.0);
+    for (var c0 = 0u; c0 < n_keys; c0 += CHUNK) {
+        let len = min(CHUNK, n_keys - c0);
+        var mx = -3.0e38;
+        for (var j = li; j < len; j += 64u) {
+            let kb = (c0 + j) * c4 + head;
+            var s = 0.0;
+            for (var e = 0u; e < p.hd4; e++) {
+                s += dot(q[e], KV[kb + e]);
+            }
+            prob[j] = s;
+            mx = max(mx, s);
+        }
+        let m_new = max(m, wg_max(mx, li, 64u));
+        let corr = exp(m - m_new);
+        var sum = 0.0;
+        for (var j = li; j < len; j += 64u) {
+            let e = exp(prob[j] - m_new);
+            prob[j] = e;
+            sum += e;
+        }
+        l = l * corr + wg_sum(sum, li, 64u);
+        m = m_new;
+        acc *= corr;
+        if (d < p.hd4) {
+            // Four value rows in flight per step, then the remainder one at a time.
+            let vb = p.v_offset + c0 * c4 + head + d;
+            var j = g;
+            for (; j + 3u * groups < len; j += 4u * groups) {
+                let j1 = j + groups;
+                let j2 = j1 + groups;
+                let j3 = j2 + groups;
+                let v0 = KV[vb + j * c4];
+                let v1 = KV[vb + j1 * c4];
+                let v2 = KV[vb + j2 * c4];
+                let v3 = KV[vb + j3 * c4];
+                acc += prob[j] * v0 + prob[j1] * v1 + prob[j2] * v2 + prob[j3] * v3;
+            }
+            for (; j < len; j += groups) {
+                acc += prob[j] * KV[vb + j * c4];
+            }
+        }
+        workgroupBarrier(); // the chunk's weights are read before the next chunk's scores
+    }
+    part[li] = acc;
+    workgroupBarrier();
+    if (li < p.hd4) {
+        var o = vec4<f32>(0.0);
+        for (var i = 0u; i < groups; i++) {
+            o += part[(i << p.dq_bits) + li];
+        }
+        O[t * c4 + head + li] = o / l;
+    }
+}
