@@ -1,12 +1,14 @@
 // Y = act(X·W + b) (+ Y) for batches of rows (prefill, perplexity): the cooperative variant of
 // matmul.wgsl for hardware GPUs. A workgroup of 16×16 computes a 64×64 tile of Y, each
 // invocation 4 rows × 4 columns in registers. Per step of 16 k the workgroup stages X[64 rows,
-// 16 k] and W[16 k, 64 columns] in workgroup memory (one vec4 of X per invocation, one texel
-// group of W per invocation of the first half), then every invocation does 256 FMAs from it.
+// 16 k] and W[16 k, 64 columns] in workgroup memory (one k of 4 rows of X per invocation, one
+// texel group of W per invocation of the first half), then every invocation does 256 FMAs from
+// it. Every workgroup-memory write is a whole vec4 (writes to components of one vector by
+// different invocations would race).
 // Needs common.wgsl, activations.wgsl, matmul_params.wgsl (binding 1) and one weights_*.wgsl
 // (binding 2, W: (K, np)).
 // K must be a multiple of 4.
-@group(0) @binding(3) var<storage, read> X: array<vec4<f32>>;  // (rows, K)
+@group(0) @binding(3) var<storage, read> X: array<f32>;        // (rows, K)
 @group(0) @binding(4) var<storage, read> B: array<f32>;        // (N) bias, or zeros
 @group(0) @binding(5) var<storage, read_write> Y: array<f32>;  // (rows, ld_y)
 
@@ -31,12 +33,16 @@ fn main(
     if (m0 >= rows) {
         return;
     }
-    let k4 = p.k / 4u;
-    // Staging roles: X row m0 + li/4 (rows past the end repeat the last), k quad li%4;
-    // W k = li%16 and column group li/16 (8 columns) for the first 128 invocations.
-    let x_at = (xrow0 + min(m0 + li / 4u, rows - 1u)) * k4 + li % 4u;
-    let x_to = (li % 4u) * 4u * 16u + (li / 4u) / 4u;
-    let x_comp = (li / 4u) % 4u;
+    // Staging roles: X k = li%16 of rows m0 + 4·(li/16) + 0..3 (rows past the end repeat the
+    // last); W k = li%16 and column group li/16 (8 columns) for the first 128 invocations.
+    let x_k = li % 16u;
+    let r0 = m0 + 4u * (li / 16u);
+    let last = rows - 1u;
+    let x_at0 = (xrow0 + min(r0, last)) * p.k + x_k;
+    let x_at1 = (xrow0 + min(r0 + 1u, last)) * p.k + x_k;
+    let x_at2 = (xrow0 + min(r0 + 2u, last)) * p.k + x_k;
+    let x_at3 = (xrow0 + min(r0 + 3u, last)) * p.k + x_k;
+    let x_to = x_k * 16u + li / 16u;
     let w_k = li % 16u;
     let w_n = n0 + 8u * (li / 16u);
     let w_to = w_k * 16u + 2u * (li / 16u);
@@ -46,14 +52,10 @@ fn main(
     var acc3 = vec4<f32>(0.0);
     for (var k0 = 0u; k0 < p.k; k0 += 16u) {
         var xv = vec4<f32>(0.0);
-        if (k0 + 4u * (li % 4u) < p.k) {
-            xv = X[x_at + k0 / 4u];
+        if (k0 + x_k < p.k) {
+            xv = vec4<f32>(X[x_at0 + k0], X[x_at1 + k0], X[x_at2 + k0], X[x_at3 + k0]);
         }
-        // Transposed: xs[k][row quad][row % 4].
-        xs[x_to][x_comp] = xv.x;
-        xs[x_to + 16u][x_comp] = xv.y;
-        xs[x_to + 32u][x_comp] = xv.z;
-        xs[x_to + 48u][x_comp] = xv.w;
+        xs[x_to] = xv; // X[r0..r0+4, k0 + x_k]
         if (li < 128u) {
             var w = W8(vec4<f32>(0.0), vec4<f32>(0.0));
             if (k0 + w_k < p.k && w_n < p.n) {

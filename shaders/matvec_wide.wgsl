@@ -1,12 +1,14 @@
 // y = act(x·W + b) (+ y) for a single row (decode): the cooperative variant of matvec.wgsl for
 // hardware GPUs. One workgroup of 256 per group of 8 columns: invocation i takes k = i,
-// i + 256, …, four texels in flight at a time, so neighbouring invocations read neighbouring
+// i + 256, …, four `w8` loads in flight at a time (four texels in f16, eight in f32), so
+// neighbouring invocations read neighbouring
 // texels of the column group's texture row and the whole row is requested at once (GPT-2's
 // K = 768 in one step); the 256 partial sums are added in workgroup memory and 8 invocations
 // write the 8 columns.
 // With `ln` set, x is the raw row and the kernel applies the LayerNorm that precedes this
 // linear layer itself (each workgroup computes the row's mean and variance, which costs less
-// than a dispatch of layer_norm_wide.wgsl; the forward pass then skips that dispatch).
+// than a dispatch of layer_norm_wide.wgsl; for single-token steps the forward pass then skips
+// that dispatch, while after a batch the LayerNorm has run and is recomputed here).
 // Needs common.wgsl, activations.wgsl, matmul_params.wgsl (binding 1), workgroup_reduce.wgsl
 // and one weights_*.wgsl (binding 2, W: (K, np)).
 @group(0) @binding(3) var<storage, read> X: array<f32>;        // (rows, K), one row used

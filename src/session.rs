@@ -44,17 +44,32 @@ pub struct GeneratedToken {
 /// [`Session::take_host_times`]: where a step's wall time goes besides the GPU kernels.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct HostTimes {
-    /// Forward submits (one per step, plus one per further block of LM-head rows).
+    /// Forward submits (one per batch of at most `max_batch` tokens, plus one per further
+    /// block of LM-head rows).
     pub steps: usize,
     /// Writing the step uniform and recording the dispatches (nothing to record for a decode
     /// step whose commands were recorded ahead).
     pub encode: Duration,
-    /// From the submit until the logits are mapped and copied out: the GPU's run, the copy to
-    /// the staging buffer and the mapping (a decode step records the next one's commands
-    /// meanwhile).
+    /// From the submit until the GPU is done and the logits (if any) are mapped and copied
+    /// out: the GPU's run, the copy to the staging buffer and the mapping (a decode step
+    /// records the next one's commands meanwhile).
     pub wait: Duration,
-    /// Checking the logits for non-finite values and handing them to the caller.
+    /// Checking the logits for non-finite values and handing them to the caller (timestamp
+    /// read-back when profiling is not counted).
     pub after: Duration,
+}
+
+impl HostTimes {
+    /// Adds one submit: recorded from `encode` to `wait`, done on the GPU by `mapped`, and
+    /// checked from `checks` (if it returned logits) until now.
+    fn add(&mut self, encode: Instant, wait: Instant, mapped: Instant, checks: Option<Instant>) {
+        self.steps += 1;
+        self.encode += wait - encode;
+        self.wait += mapped - wait;
+        if let Some(c) = checks {
+            self.after += c.elapsed();
+        }
+    }
 }
 
 /// A model's KV cache and working buffers.
@@ -247,13 +262,15 @@ impl<'m> Session<'m> {
                         .poll(wgpu::PollType::wait_indefinitely())
                         .map_err(|e| Error::Gpu(e.to_string()))?;
                     gpu.check()?;
+                    self.host.add(t_encode, t_wait, Instant::now(), None);
                     self.collect_profile()?;
                     break;
                 }
                 let len = (n_rows * v * 4) as u64;
                 gpu.read_back(&self.plan.act.staging, len, &mut self.bytes)?;
-                let t_after = Instant::now();
+                let t_mapped = Instant::now();
                 self.collect_profile()?;
+                let t_checks = Instant::now();
                 let logits: &[f32] = bytemuck::cast_slice(&self.bytes);
                 for (i, row) in logits.chunks_exact(v).enumerate() {
                     if row.iter().any(|x| !x.is_finite()) {
@@ -263,10 +280,7 @@ impl<'m> Session<'m> {
                     }
                     f(done + row0 + i, row)?;
                 }
-                self.host.steps += 1;
-                self.host.encode += t_wait - t_encode;
-                self.host.wait += t_after - t_wait;
-                self.host.after += t_after.elapsed();
+                self.host.add(t_encode, t_wait, t_mapped, Some(t_checks));
                 first = false;
                 row0 += n_rows;
                 if row0 >= rows.end {

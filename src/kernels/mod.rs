@@ -1,10 +1,12 @@
 //! Compute pipelines, one per WGSL operation, and [`Dispatch`]: a pipeline with its bind group
 //! and grid rule, built once per session and encoded every step.
 //!
-//! Shader sources are composed from `shaders/`: `common.wgsl` (the per-step uniform), then the
-//! weight-access file for the storage dtype where the op reads a weight matrix, then for the
-//! matmuls and attention the lane-sharing file, then the op. [`ShaderOptions`] picks one of two
-//! kernel families and the variants that use optional features (subgroups):
+//! Shader sources are composed from `shaders/`: `common.wgsl` (the per-step uniform), the
+//! helpers the op needs (`activations.wgsl`, `matmul_params.wgsl`, `workgroup_reduce.wgsl`),
+//! the weight-access file for the storage dtype where the op reads a weight matrix, then for the
+//! barrier-free matmuls and attention the lane-sharing file (and the shared tile), then the op
+//! (see `shader_sources`). [`ShaderOptions`] picks one of two kernel families and the variants
+//! that use optional features (subgroups):
 //! - **barrier-free** (`matmul.wgsl`, `matvec.wgsl`, `layer_norm.wgsl`, `attention.wgsl`): few
 //!   invocations, each with a register block of work and no workgroup memory. Software
 //!   adapters (lavapipe) run one workgroup per CPU thread, 8 invocations per SIMD register, and
@@ -113,7 +115,8 @@ impl ShaderOptions {
 }
 
 /// Every composed shader program of the options' family as (name, WGSL source), e.g. for
-/// translation tests. Both families use the same names for the same operations.
+/// translation tests. Both families use the same names for the same operations (`embed` and
+/// `kv_store` serve both; `matmul_block` exists only in the barrier-free family).
 pub fn shader_sources(opts: ShaderOptions) -> Vec<(String, String)> {
     let lanes = if opts.subgroups {
         LANES_SUBGROUP
@@ -196,7 +199,8 @@ pub(crate) struct Kernels {
 }
 
 impl Kernels {
-    /// Compiles every pipeline; `opts` must not ask for more than [`ShaderOptions::best`].
+    /// Compiles every pipeline of the options' family; `opts.subgroups` must not be set where
+    /// [`ShaderOptions::best`] does not set it (either family runs on any adapter).
     pub fn with_options(gpu: &Gpu, opts: ShaderOptions) -> Self {
         log::info!("shader options: {opts:?}");
         let sources: std::collections::HashMap<String, String> =

@@ -527,6 +527,9 @@ fn attention_with_cache_matches_reference_on(h: &Harness) {
         (65, 0, 5, 12),
         (3, 1, 2, 256),
         (13, 4, 2, 32),
+        // Over 1024 keys: the cooperative kernel's online softmax across key chunks.
+        (1, 1100, 2, 8),
+        (3, 1030, 1, 4),
     ] {
         let c = n_head * hd;
         let n_pos = pos + t;
