@@ -59,6 +59,15 @@ pub struct HostTimes {
     pub after: Duration,
 }
 
+impl std::ops::AddAssign for HostTimes {
+    fn add_assign(&mut self, o: HostTimes) {
+        self.steps += o.steps;
+        self.encode += o.encode;
+        self.wait += o.wait;
+        self.after += o.after;
+    }
+}
+
 impl HostTimes {
     /// Adds one submit: recorded from `encode` to `wait`, done on the GPU by `mapped`, and
     /// checked from `checks` (if it returned logits) until now.

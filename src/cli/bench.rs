@@ -129,11 +129,7 @@ pub fn run(a: BenchArgs) -> anyhow::Result<()> {
             if rep > 0 {
                 let wall = t0.elapsed();
                 rates.push(a.gen as f64 / wall.as_secs_f64()); // rep 0 is the warm-up
-                let h = session.take_host_times();
-                decode_host.steps += h.steps;
-                decode_host.encode += h.encode;
-                decode_host.wait += h.wait;
-                decode_host.after += h.after;
+                decode_host += session.take_host_times();
                 decode_wall += wall;
             }
         }

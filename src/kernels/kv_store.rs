@@ -30,6 +30,7 @@ pub(crate) fn kv_store(
         v_offset: (n_positions * c / 4) as u32,
         _pad: [0; 2],
     };
+    let x = (c as u32 / 4).div_ceil(64); // workgroups of 64 over the C/4 vec4s of a row
     Dispatch::new(
         gpu,
         "kv_store",
@@ -38,13 +39,9 @@ pub(crate) fn kv_store(
         &params,
         &[qkv, kv],
         if batches_only && k.fuses_decode() {
-            Grid::BatchTokens {
-                x: (c as u32 / 4).div_ceil(64),
-            }
+            Grid::BatchTokens { x }
         } else {
-            Grid::PerToken {
-                x: (c as u32 / 4).div_ceil(64),
-            }
+            Grid::PerToken { x }
         },
     )
 }

@@ -2,9 +2,9 @@
 //! and grid rule, built once per session and encoded every step.
 //!
 //! Shader sources are composed from `shaders/`: `common.wgsl` (the per-step uniform), the
-//! helpers the op needs (`activations.wgsl`, `matmul_params.wgsl`, `workgroup_reduce.wgsl`),
-//! the weight-access file for the storage dtype where the op reads a weight matrix, then for the
-//! barrier-free matmuls and attention the lane-sharing file (and the shared tile), then the op
+//! weight-access file for the storage dtype where the op reads a weight matrix, the helpers the
+//! op needs (`activations.wgsl`, `matmul_params.wgsl`, `workgroup_reduce.wgsl`, for the
+//! barrier-free matmuls and attention the lane-sharing file and the shared tile), then the op
 //! (see `shader_sources`). [`ShaderOptions`] picks one of two kernel families and the variants
 //! that use optional features (subgroups):
 //! - **barrier-free** (`matmul.wgsl`, `matvec.wgsl`, `layer_norm.wgsl`, `attention.wgsl`): few
@@ -123,62 +123,53 @@ pub fn shader_sources(opts: ShaderOptions) -> Vec<(String, String)> {
     } else {
         LANES_PLAIN
     };
-    // (name, parts before the weight access, parts after it); "_dt" names get one program per
-    // weight dtype, the weight-access file between the two lists.
-    let programs: Vec<(&str, Vec<&str>, Vec<&str>)> = if opts.cooperative {
+    // (name, reads a weight matrix, parts after common.wgsl). A program that reads a weight
+    // matrix is built once per storage dtype, with that dtype's weight-access file.
+    let programs: Vec<(&str, bool, Vec<&str>)> = if opts.cooperative {
         vec![
             (
-                "matmul_dt",
-                vec![ACTIVATIONS, MATMUL_PARAMS],
-                vec![MATMUL_WIDE],
+                "matmul",
+                true,
+                vec![ACTIVATIONS, MATMUL_PARAMS, MATMUL_WIDE],
             ),
             (
-                "matvec_dt",
-                vec![ACTIVATIONS, MATMUL_PARAMS, WORKGROUP_REDUCE],
-                vec![MATVEC_WIDE],
+                "matvec",
+                true,
+                vec![ACTIVATIONS, MATMUL_PARAMS, WORKGROUP_REDUCE, MATVEC_WIDE],
             ),
-            ("embed_dt", vec![], vec![EMBED]),
-            (
-                "layer_norm",
-                vec![WORKGROUP_REDUCE, LAYER_NORM_WIDE],
-                vec![],
-            ),
-            ("kv_store", vec![KV_STORE], vec![]),
-            ("attention", vec![WORKGROUP_REDUCE, ATTENTION_WIDE], vec![]),
+            ("embed", true, vec![EMBED]),
+            ("layer_norm", false, vec![WORKGROUP_REDUCE, LAYER_NORM_WIDE]),
+            ("kv_store", false, vec![KV_STORE]),
+            ("attention", false, vec![WORKGROUP_REDUCE, ATTENTION_WIDE]),
         ]
     } else {
-        let tile = |op| vec![lanes, MATMUL_TILE, op];
+        let tile = |op| vec![ACTIVATIONS, MATMUL_PARAMS, lanes, MATMUL_TILE, op];
         vec![
-            ("matmul_dt", vec![ACTIVATIONS, MATMUL_PARAMS], tile(MATMUL)),
+            ("matmul", true, tile(MATMUL)),
+            ("matmul_block", true, tile(MATMUL_BLOCK)),
             (
-                "matmul_block_dt",
-                vec![ACTIVATIONS, MATMUL_PARAMS],
-                tile(MATMUL_BLOCK),
+                "matvec",
+                true,
+                vec![ACTIVATIONS, MATMUL_PARAMS, lanes, MATVEC],
             ),
-            (
-                "matvec_dt",
-                vec![ACTIVATIONS, MATMUL_PARAMS],
-                vec![lanes, MATVEC],
-            ),
-            ("embed_dt", vec![], vec![EMBED]),
-            ("layer_norm", vec![LAYER_NORM], vec![]),
-            ("kv_store", vec![KV_STORE], vec![]),
-            ("attention", vec![lanes, ATTENTION], vec![]),
+            ("embed", true, vec![EMBED]),
+            ("layer_norm", false, vec![LAYER_NORM]),
+            ("kv_store", false, vec![KV_STORE]),
+            ("attention", false, vec![lanes, ATTENTION]),
         ]
     };
     let mut out = Vec::new();
-    for (name, before, after) in programs {
-        match name.strip_suffix("_dt") {
-            Some(op) => {
-                for (dt, w) in [
-                    (WeightDtype::F32, WEIGHTS_F32),
-                    (WeightDtype::F16, WEIGHTS_F16),
-                ] {
-                    let parts = [&[COMMON][..], &before, &[w], &after].concat();
-                    out.push((format!("{op}_{dt}"), parts.concat()));
-                }
+    for (name, weights, parts) in programs {
+        if weights {
+            for (dt, w) in [
+                (WeightDtype::F32, WEIGHTS_F32),
+                (WeightDtype::F16, WEIGHTS_F16),
+            ] {
+                let src = [&[COMMON, w][..], &parts].concat().concat();
+                out.push((format!("{name}_{dt}"), src));
             }
-            None => out.push((name.to_string(), [&[COMMON][..], &before].concat().concat())),
+        } else {
+            out.push((name.to_string(), [&[COMMON][..], &parts].concat().concat()));
         }
     }
     out
