@@ -16,7 +16,8 @@ const MODELS: [&str; 4] = [
 ];
 const LOGIT_TOL: f64 = 1e-3;
 
-fn check_logits(gpu: &Gpu, name: &str, opts: &LoadOptions) -> f64 {
+/// Loads fixture `name` with `opts`, checks its logits against HF's and returns the model.
+fn check_logits(gpu: &Gpu, name: &str, opts: &LoadOptions) -> (Model, f64) {
     let r = reference(name);
     let model = Model::load(fixture(name), gpu, opts).unwrap();
     let mut s = model.session().unwrap();
@@ -49,7 +50,8 @@ fn check_logits(gpu: &Gpu, name: &str, opts: &LoadOptions) -> f64 {
         "{name} ({:?}, kernels {:?}): max relative logit error {worst:.3e}",
         opts.dtype, opts.cooperative_kernels
     );
-    worst
+    drop(s);
+    (model, worst)
 }
 
 #[test]
@@ -57,7 +59,7 @@ fn logits_match_hf() {
     let Some(gpu) = test_gpu() else { return };
     let mut worst = 0f64;
     for m in MODELS {
-        worst = worst.max(check_logits(&gpu, m, &LoadOptions::default()));
+        worst = worst.max(check_logits(&gpu, m, &LoadOptions::default()).1);
     }
     eprintln!("largest relative logit error over all fixtures: {worst:.3e}");
 }
@@ -75,8 +77,7 @@ fn logits_match_hf_with_either_kernel_family() {
                 max_batch: Some(4),
                 ..Default::default()
             };
-            check_logits(&gpu, m, &opts);
-            let model = Model::load(fixture(m), &gpu, &opts).unwrap();
+            let (model, _) = check_logits(&gpu, m, &opts);
             let want = if cooperative {
                 "cooperative"
             } else {
@@ -100,8 +101,7 @@ fn logits_match_hf_with_split_embedding() {
             max_batch: Some(4),
             ..Default::default()
         };
-        check_logits(&gpu, m, &opts);
-        let model = Model::load(fixture(m), &gpu, &opts).unwrap();
+        let (model, _) = check_logits(&gpu, m, &opts);
         assert!(model.info().embedding_buffers > 1, "{m}: wte not split");
     }
 }
