@@ -37,6 +37,18 @@ var<workgroup> part: array<vec4<f32>, 512>; // (256, 2) partial sums of columns 
 fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) li: u32) {
     let n0 = wg.x * 8u;
     xb = select(0u, step.row0, p.lm_rows == 1u) * p.k;
+    // The 8 writers load their bias and old y now, so these loads overlap the weights'
+    // instead of following the reduction.
+    let n = n0 + li;
+    let writes = li < 8u && n < p.n;
+    var bias = 0.0;
+    var y_old = 0.0;
+    if (writes) {
+        bias = B[n];
+        if (p.accumulate == 1u) {
+            y_old = Y[p.y_col0 + n];
+        }
+    }
     if (p.ln == 1u) {
         var s = 0.0;
         for (var k = li; k < p.k; k += WG) {
@@ -82,14 +94,7 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) l
         }
     }
     workgroupBarrier();
-    let n = n0 + li;
-    if (li < 8u && n < p.n) {
-        let v = activate(part[li / 4u][li % 4u] + B[n], p.act);
-        let idx = p.y_col0 + n;
-        if (p.accumulate == 1u) {
-            Y[idx] = Y[idx] + v;
-        } else {
-            Y[idx] = v;
-        }
+    if (writes) {
+        Y[p.y_col0 + n] = y_old + activate(part[li / 4u][li % 4u] + bias, p.act);
     }
 }

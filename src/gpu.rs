@@ -370,15 +370,17 @@ impl Gpu {
         out: &mut Vec<u8>,
     ) -> Result<()> {
         self.queue.submit([encoder.finish()]);
-        self.read_back(staging, len, out)
+        self.read_back(staging, len, out, None)
     }
 
-    /// Waits for the submitted work and copies the first `len` bytes of `staging` into `out`.
+    /// Waits for the submitted work (up to `submission` when given, so later submissions may
+    /// still run) and copies the first `len` bytes of `staging` into `out`.
     pub(crate) fn read_back(
         &self,
         staging: &wgpu::Buffer,
         len: u64,
         out: &mut Vec<u8>,
+        submission: Option<wgpu::SubmissionIndex>,
     ) -> Result<()> {
         let slice = staging.slice(..len);
         let (tx, rx) = std::sync::mpsc::channel();
@@ -386,7 +388,10 @@ impl Gpu {
             let _ = tx.send(r);
         });
         self.device
-            .poll(wgpu::PollType::wait_indefinitely())
+            .poll(wgpu::PollType::Wait {
+                submission_index: submission,
+                timeout: None,
+            })
             .map_err(|e| Error::Gpu(format!("waiting for the GPU failed: {e}")))?;
         self.check()?;
         match rx.recv() {

@@ -79,6 +79,13 @@ impl Sampler {
         Ok(Sampler { cfg, rng })
     }
 
+    /// Whether [`Sampler::sample`] is a plain argmax of the logits (temperature 0 and no
+    /// repetition penalty), which the session can then find on the GPU
+    /// ([`crate::Session::forward_argmax`]).
+    pub fn is_argmax(&self) -> bool {
+        self.cfg.temperature == 0.0 && self.cfg.repeat_penalty == 1.0
+    }
+
     /// Picks the next token. `history` is the prompt plus the tokens generated so far.
     pub fn sample(&mut self, logits: &[f32], history: &[u32]) -> u32 {
         let mut l = logits.to_vec();

@@ -4,7 +4,7 @@
 use std::time::{Duration, Instant};
 
 use crate::error::{Error, Result};
-use crate::kernels::{Profiler, Recorder};
+use crate::kernels::{winner, Profiler, Recorder, ARGMAX_BYTES};
 use crate::model::forward::{Plan, Step};
 use crate::model::Model;
 use crate::sampler::{Sampler, SamplerConfig};
@@ -40,6 +40,34 @@ pub struct GeneratedToken {
     pub text: String,
 }
 
+/// What a forward step reads back.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Readout {
+    /// The logits of the requested rows.
+    Logits,
+    /// Only the argmax of the last row's logits, found on the GPU (greedy decoding), copied
+    /// to `winner[slot]`.
+    Argmax(usize),
+}
+
+/// A greedy decode step submitted before the caller asked for it (see
+/// [`Session::decode_argmax`]). It feeds the winner the step before left in `tokens[0]`.
+struct Ahead {
+    /// The position it runs at.
+    pos: usize,
+    /// The token it feeds: the step before's winner, as read back.
+    token: u32,
+    /// The `winner` buffer it copies its result to.
+    slot: usize,
+    submission: wgpu::SubmissionIndex,
+}
+
+/// A step's result as handed to `Session::run`'s callback.
+enum Out<'a> {
+    Logits(&'a [f32]),
+    Token(u32),
+}
+
 /// Host (CPU) time spent in forward steps, summed since the last
 /// [`Session::take_host_times`]: where a step's wall time goes besides the GPU kernels.
 #[derive(Debug, Clone, Copy, Default)]
@@ -48,11 +76,12 @@ pub struct HostTimes {
     /// block of LM-head rows).
     pub steps: usize,
     /// Writing the step uniform and recording the dispatches (nothing to record for a decode
-    /// step whose commands were recorded ahead).
+    /// step whose commands were recorded ahead); for `decode_argmax`, also submitting this
+    /// step (unless it was queued) and the one queued after it.
     pub encode: Duration,
-    /// From the submit until the GPU is done and the logits (if any) are mapped and copied
-    /// out: the GPU's run, the copy to the staging buffer and the mapping (a decode step
-    /// records the next one's commands meanwhile).
+    /// From the submit until the GPU is done and the logits (if any) or the argmax winner are
+    /// mapped and copied out: the GPU's run, the copy to the staging buffer and the mapping (a
+    /// decode step records the next one's commands meanwhile).
     pub wait: Duration,
     /// Checking the logits for non-finite values and handing them to the caller (timestamp
     /// read-back when profiling is not counted).
@@ -89,10 +118,13 @@ pub struct Session<'m> {
     bytes: Vec<u8>,
     profiler: Option<Profiler>,
     /// GPU nanoseconds per dispatch recorded since the last `take_profile`.
-    profile: Vec<(&'static str, f64)>,
+    profile: Vec<(String, f64)>,
     host: HostTimes,
-    /// The next single-token step's commands, recorded ahead (see `run`).
-    next_decode: Option<wgpu::CommandBuffer>,
+    /// The next single-token step's commands, recorded ahead (see `run`), and what they read
+    /// back.
+    next_decode: Option<(Readout, wgpu::CommandBuffer)>,
+    /// A greedy decode step already submitted (see `decode_argmax`).
+    ahead: Option<Ahead>,
 }
 
 impl<'m> Session<'m> {
@@ -115,6 +147,7 @@ impl<'m> Session<'m> {
             profile: Vec::new(),
             host: HostTimes::default(),
             next_decode: None,
+            ahead: None,
         })
     }
 
@@ -141,8 +174,9 @@ impl<'m> Session<'m> {
         Ok(self.profiler.is_some())
     }
 
-    /// (kernel name, GPU nanoseconds) for every dispatch since the last call.
-    pub fn take_profile(&mut self) -> Vec<(&'static str, f64)> {
+    /// (label, GPU nanoseconds) for every dispatch since the last call; the label is the
+    /// kernel, followed by the layer for the linear layers (`matvec c_attn`).
+    pub fn take_profile(&mut self) -> Vec<(String, f64)> {
         std::mem::take(&mut self.profile)
     }
 
@@ -167,6 +201,7 @@ impl<'m> Session<'m> {
     /// Empties the cache (the buffers are kept).
     pub fn reset(&mut self) {
         self.pos = 0;
+        self.ahead = None;
     }
 
     /// The model this session runs.
@@ -201,11 +236,118 @@ impl<'m> Session<'m> {
         self.check_tokens(tokens)?;
         let mut last = Vec::new();
         let n = tokens.len();
-        self.run(tokens, Some(n - 1..n), |_, l| {
-            last = l.to_vec();
+        self.run(tokens, Some(n - 1..n), Readout::Logits, |_, out| {
+            if let Out::Logits(l) = out {
+                last = l.to_vec();
+            }
             Ok(())
         })?;
         Ok(last)
+    }
+
+    /// Like [`Session::forward`] but returns only the index of the largest logit of the last
+    /// token (the first on ties, as [`crate::sampler::argmax`]), found on the GPU: greedy
+    /// decoding reads back 8 bytes per step instead of the vocabulary's logits. Fails like
+    /// `forward` when a logit is not finite. With the barrier-free kernels (software adapters)
+    /// it reads the logits and scans them on the CPU, which is faster there.
+    pub fn forward_argmax(&mut self, tokens: &[u32]) -> Result<u32> {
+        if !self.model.kernels.argmax_on_gpu() {
+            return Ok(crate::sampler::argmax(&self.forward(tokens)?));
+        }
+        let mut best = 0;
+        let n = tokens.len();
+        self.run(
+            tokens,
+            Some(n.saturating_sub(1)..n),
+            Readout::Argmax(0),
+            |_, out| {
+                if let Out::Token(id) = out {
+                    best = id;
+                }
+                Ok(())
+            },
+        )?;
+        Ok(best)
+    }
+
+    /// One greedy decode step: feeds `token` and returns the argmax of its logits, like
+    /// `forward_argmax(&[token])`. With `queue_next`, the step after it is submitted before
+    /// this one's result is read: it feeds the winner this step leaves on the GPU, so the GPU
+    /// starts on it without waiting for the host to read the result and submit again. The next
+    /// call uses it when it feeds the token this call returned at the following position (as
+    /// greedy decoding does); any other call discards it (its GPU work is then wasted, and
+    /// what it wrote to the cache at that position is overwritten). With the barrier-free
+    /// kernels it is `forward_argmax(&[token])` and queues nothing (faster on lavapipe).
+    pub fn decode_argmax(&mut self, token: u32, queue_next: bool) -> Result<u32> {
+        if !self.model.kernels.argmax_on_gpu() {
+            return self.forward_argmax(&[token]);
+        }
+        self.check_tokens(&[token])?;
+        let gpu = &self.model.gpu;
+        let t_encode = Instant::now();
+        let (slot, submission) = match self.ahead.take() {
+            Some(a) if a.pos == self.pos && a.token == token => (a.slot, a.submission),
+            _ => {
+                gpu.queue
+                    .write_buffer(&self.plan.act.tokens, 0, bytemuck::bytes_of(&token));
+                self.write_step(1, self.pos, 0, 1);
+                let cmd = self.record(1, 1, true, Readout::Argmax(0));
+                (0, gpu.queue.submit([cmd]))
+            }
+        };
+        // Timestamp queries serve one submit at a time, so profiling runs steps one by one.
+        let n_ctx = self.model.config.n_positions;
+        if queue_next && self.pos + 1 < n_ctx && self.profiler.is_none() {
+            self.write_step(1, self.pos + 1, 0, 1);
+            let next = 1 - slot;
+            let cmd = self.record(1, 1, true, Readout::Argmax(next));
+            self.ahead = Some(Ahead {
+                pos: self.pos + 1,
+                token: u32::MAX, // known once this step's result is read
+                slot: next,
+                submission: gpu.queue.submit([cmd]),
+            });
+        }
+        let t_wait = Instant::now();
+        let read = gpu.read_back(
+            &self.plan.act.winner[slot],
+            8,
+            &mut self.bytes,
+            Some(submission),
+        );
+        let t_mapped = Instant::now();
+        let id = read.and_then(|()| {
+            self.collect_profile()?;
+            let best: [u32; 2] = bytemuck::pod_read_unaligned(&self.bytes[..8]);
+            winner(best).ok_or(Error::NonFinite { position: self.pos })
+        });
+        let id = match id {
+            Ok(id) => id,
+            Err(e) => {
+                self.ahead = None;
+                return Err(e);
+            }
+        };
+        if let Some(a) = &mut self.ahead {
+            a.token = id;
+        }
+        self.pos += 1;
+        self.host.add(t_encode, t_wait, t_mapped, Some(t_mapped));
+        Ok(id)
+    }
+
+    /// Writes the step uniform for the next submit.
+    fn write_step(&self, n_tokens: usize, pos: usize, row0: usize, n_rows: usize) {
+        let step = Step {
+            n_tokens: n_tokens as u32,
+            pos: pos as u32,
+            row0: row0 as u32,
+            n_rows: n_rows as u32,
+        };
+        self.model
+            .gpu
+            .queue
+            .write_buffer(&self.plan.act.step, 0, bytemuck::bytes_of(&step));
     }
 
     /// Like [`Session::forward`] but hands the logits of every position to `f(index, logits)`,
@@ -215,17 +357,23 @@ impl<'m> Session<'m> {
         tokens: &[u32],
         mut f: impl FnMut(usize, &[f32]) -> Result<()>,
     ) -> Result<()> {
-        self.run(tokens, None, &mut f)
+        self.run(tokens, None, Readout::Logits, |i, out| match out {
+            Out::Logits(l) => f(i, l),
+            Out::Token(_) => Ok(()),
+        })
     }
 
-    /// Processes `tokens` in batches; `want` limits which positions' logits are read (all when None).
+    /// Processes `tokens` in batches; `want` limits which positions' logits are read (all when
+    /// None); `readout` = Argmax needs `want` to be the last position alone.
     fn run(
         &mut self,
         tokens: &[u32],
         want: Option<std::ops::Range<usize>>,
-        mut f: impl FnMut(usize, &[f32]) -> Result<()>,
+        readout: Readout,
+        mut f: impl FnMut(usize, Out<'_>) -> Result<()>,
     ) -> Result<()> {
         self.check_tokens(tokens)?;
+        self.ahead = None;
         let gpu = &self.model.gpu;
         let v = self.model.config.vocab_size;
         let mut done = 0;
@@ -245,26 +393,19 @@ impl<'m> Session<'m> {
             loop {
                 let t_encode = Instant::now();
                 let n_rows = (rows.end - row0).min(self.plan.logit_rows);
-                let step = Step {
-                    n_tokens: t as u32,
-                    pos: self.pos as u32,
-                    row0: row0 as u32,
-                    n_rows: n_rows as u32,
-                };
-                gpu.queue
-                    .write_buffer(&self.plan.act.step, 0, bytemuck::bytes_of(&step));
+                self.write_step(t, self.pos, row0, n_rows);
                 // A single-token step (decode) records the same commands every time, since
                 // every per-step value is in the step uniform: its command buffer is recorded
                 // while the GPU runs the previous step, and the next one's while it runs this.
                 let decode = t == 1 && n_rows == 1 && self.profiler.is_none();
-                let cmd = match self.next_decode.take().filter(|_| decode) {
-                    Some(cmd) => cmd,
-                    None => self.record(t, n_rows, first),
+                let cmd = match self.next_decode.take().filter(|r| decode && r.0 == readout) {
+                    Some((_, cmd)) => cmd,
+                    None => self.record(t, n_rows, first, readout),
                 };
                 let t_wait = Instant::now();
                 gpu.queue.submit([cmd]);
                 if decode {
-                    self.next_decode = Some(self.record(1, 1, true));
+                    self.next_decode = Some((readout, self.record(1, 1, true, readout)));
                 }
                 if n_rows == 0 {
                     gpu.device
@@ -275,19 +416,30 @@ impl<'m> Session<'m> {
                     self.collect_profile()?;
                     break;
                 }
-                let len = (n_rows * v * 4) as u64;
-                gpu.read_back(&self.plan.act.staging, len, &mut self.bytes)?;
+                let (staging, len) = match readout {
+                    Readout::Logits => (&self.plan.act.staging, n_rows * v * 4),
+                    Readout::Argmax(slot) => (&self.plan.act.winner[slot], 8),
+                };
+                gpu.read_back(staging, len as u64, &mut self.bytes, None)?;
                 let t_mapped = Instant::now();
                 self.collect_profile()?;
                 let t_checks = Instant::now();
-                let logits: &[f32] = bytemuck::cast_slice(&self.bytes);
-                for (i, row) in logits.chunks_exact(v).enumerate() {
-                    if row.iter().any(|x| !x.is_finite()) {
-                        return Err(Error::NonFinite {
-                            position: self.pos + row0 + i,
-                        });
+                if let Readout::Argmax(_) = readout {
+                    let best: [u32; 2] = bytemuck::pod_read_unaligned(&self.bytes[..8]);
+                    let id = winner(best).ok_or(Error::NonFinite {
+                        position: self.pos + row0,
+                    })?;
+                    f(done + row0, Out::Token(id))?;
+                } else {
+                    let logits: &[f32] = bytemuck::cast_slice(&self.bytes);
+                    for (i, row) in logits.chunks_exact(v).enumerate() {
+                        if row.iter().any(|x| !x.is_finite()) {
+                            return Err(Error::NonFinite {
+                                position: self.pos + row0 + i,
+                            });
+                        }
+                        f(done + row0 + i, Out::Logits(row))?;
                     }
-                    f(done + row0 + i, row)?;
                 }
                 self.host.add(t_encode, t_wait, t_mapped, Some(t_checks));
                 first = false;
@@ -303,8 +455,15 @@ impl<'m> Session<'m> {
     }
 
     /// Records one forward step: the layers for `t` tokens (when `layers`), the LM head for
-    /// `n_rows` rows and the copy of their logits to the staging buffer.
-    fn record(&mut self, t: usize, n_rows: usize, layers: bool) -> wgpu::CommandBuffer {
+    /// `n_rows` rows and the copy of their logits to the staging buffer (or the argmax and the
+    /// copy of its winner).
+    fn record(
+        &mut self,
+        t: usize,
+        n_rows: usize,
+        layers: bool,
+        readout: Readout,
+    ) -> wgpu::CommandBuffer {
         let mut enc =
             self.model
                 .gpu
@@ -319,14 +478,26 @@ impl<'m> Session<'m> {
             }
             if n_rows > 0 {
                 self.plan.encode_head(&mut rec, n_rows as u32);
+                if let Readout::Argmax(_) = readout {
+                    self.plan.encode_argmax(&mut rec, n_rows as u32);
+                }
             }
         }
         if let Some(p) = &self.profiler {
             p.resolve(&mut enc);
         }
-        if n_rows > 0 {
-            let len = (n_rows * self.model.config.vocab_size * 4) as u64;
-            enc.copy_buffer_to_buffer(&self.plan.act.logits, 0, &self.plan.act.staging, 0, len);
+        match readout {
+            _ if n_rows == 0 => {}
+            Readout::Argmax(slot) => {
+                let at = ARGMAX_BYTES as u64 - 8; // best[L]
+                let (best, dst) = (&self.plan.act.best, &self.plan.act.winner[slot]);
+                enc.copy_buffer_to_buffer(best, at, dst, 0, 8);
+            }
+            Readout::Logits => {
+                let len = (n_rows * self.model.config.vocab_size * 4) as u64;
+                let (logits, staging) = (&self.plan.act.logits, &self.plan.act.staging);
+                enc.copy_buffer_to_buffer(logits, 0, staging, 0, len);
+            }
         }
         enc.finish()
     }
@@ -428,24 +599,40 @@ impl Generation<'_, '_> {
             self.stop = Some(StopReason::MaxTokens);
             return Ok(None);
         }
-        let logits = if self.generated == 0 {
-            let t0 = Instant::now();
-            let l = self.session.forward(&self.history)?;
-            self.prefill_time = t0.elapsed();
-            l
+        let prefill = self.generated == 0;
+        if !prefill && self.session.pos >= self.session.model.config.n_positions {
+            self.stop = Some(StopReason::Context);
+            return Ok(None);
+        }
+        // The prompt first, then the last token generated.
+        let input = if prefill {
+            &self.history[..]
         } else {
-            if self.session.pos >= self.session.model.config.n_positions {
-                self.stop = Some(StopReason::Context);
-                return Ok(None);
-            }
-            let last = *self.history.last().unwrap_or(&0);
-            let t0 = Instant::now();
-            let l = self.session.forward(&[last])?;
-            self.decode_time += t0.elapsed();
-            self.decode_steps += 1;
-            l
+            &self.history[self.history.len() - 1..]
         };
-        let id = self.sampler.sample(&logits, &self.history);
+        // Greedy decoding takes the argmax on the GPU, and queues each decode step before the
+        // host has read the one before when more will follow; other sampling needs the
+        // logits. The forward is timed, sampling on the CPU is not.
+        let t0 = Instant::now();
+        let (id, took) = if self.sampler.is_argmax() {
+            let id = if prefill {
+                self.session.forward_argmax(input)?
+            } else {
+                let more = self.generated + 1 < self.max_tokens;
+                self.session.decode_argmax(input[0], more)?
+            };
+            (id, t0.elapsed())
+        } else {
+            let logits = self.session.forward(input)?;
+            let took = t0.elapsed();
+            (self.sampler.sample(&logits, &self.history), took)
+        };
+        if prefill {
+            self.prefill_time = took;
+        } else {
+            self.decode_time += took;
+            self.decode_steps += 1;
+        }
         self.generated += 1;
         if Some(id) == self.session.model.config.eos_token_id {
             self.stop = Some(StopReason::Eos);

@@ -57,3 +57,48 @@ fn forward_rejects_bad_tokens_and_overflow() {
     // The session still works after errors.
     assert_eq!(s.forward(&[1, 2]).unwrap().len(), 50);
 }
+
+#[test]
+fn greedy_steps_agree_with_the_logits_when_steps_mix_readouts() {
+    let Some(gpu) = test_gpu() else { return };
+    // The cooperative family takes the argmax on the GPU and queues steps ahead; the
+    // barrier-free one reads the logits.
+    for cooperative in [true, false] {
+        let opts = LoadOptions {
+            cooperative_kernels: Some(cooperative),
+            ..LoadOptions::default()
+        };
+        let model = Model::synthetic(tiny(None), 4, &gpu, &opts).unwrap();
+        greedy_steps_agree_on(&model);
+    }
+}
+
+fn greedy_steps_agree_on(model: &Model) {
+    let (mut a, mut b) = (model.session().unwrap(), model.session().unwrap());
+    // Session a reads full logits every step. Session b mixes synchronous GPU-argmax steps,
+    // full-logit steps and queued-ahead greedy steps, and sometimes feeds another token than
+    // the one a queued step assumed: every step must still give a's argmax.
+    let mut input = vec![3u32, 9, 1];
+    let n_ctx = 16;
+    for i in 0..n_ctx - 2 {
+        let want = wgpt::sampler::argmax(&a.forward(&input).unwrap());
+        let got = match i % 6 {
+            0 => b.forward_argmax(&input).unwrap(),
+            3 => wgpt::sampler::argmax(&b.forward(&input).unwrap()),
+            _ => b.decode_argmax(input[0], true).unwrap(), // queues the next step
+        };
+        let what = format!("step {i}, {}", model.info().kernels);
+        assert_eq!(got, want, "{what}");
+        assert_eq!(b.position(), a.position(), "{what}");
+        // Every fifth step feeds a different token than the winner.
+        input = vec![if i % 5 == 4 { (want + 7) % 50 } else { want }];
+    }
+    // The last step queues nothing past the context; the session is full, and usable after
+    // a reset.
+    assert_eq!(b.position(), n_ctx);
+    assert!(b.decode_argmax(1, true).is_err());
+    b.reset();
+    a.reset();
+    let want = wgpt::sampler::argmax(&a.forward(&[5]).unwrap());
+    assert_eq!(b.decode_argmax(5, true).unwrap(), want);
+}

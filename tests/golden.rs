@@ -135,9 +135,14 @@ fn logits_match_hf_with_f16_storage() {
 #[test]
 fn greedy_ids_match_hf() {
     let Some(gpu) = test_gpu() else { return };
-    for m in MODELS {
+    // Both families: the cooperative one takes the argmax on the GPU and queues steps ahead.
+    for (m, cooperative) in MODELS.iter().flat_map(|m| [(m, true), (m, false)]) {
         let r = reference(m);
-        let model = Model::load(fixture(m), &gpu, &LoadOptions::default()).unwrap();
+        let opts = LoadOptions {
+            cooperative_kernels: Some(cooperative),
+            ..LoadOptions::default()
+        };
+        let model = Model::load(fixture(m), &gpu, &opts).unwrap();
         let eos = model.config().eos_token_id;
         let mut s = model.session().unwrap();
         let got: Vec<u32> = s
@@ -154,6 +159,7 @@ fn greedy_ids_match_hf() {
             .iter()
             .position(|&t| Some(t) == eos)
             .unwrap_or(r.greedy_ids.len());
+        let m = format!("{m} ({})", model.info().kernels);
         assert_eq!(got.len(), want_len, "{m}: generated length");
         for (i, (&g, &w)) in got.iter().zip(&r.greedy_ids).enumerate() {
             if r.greedy_margins[i] <= 1e-3 {

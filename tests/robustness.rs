@@ -664,10 +664,27 @@ fn nan_or_inf_weights_give_a_clear_error_and_the_library_keeps_working() {
             msg.contains("non-finite logits") && msg.contains("NaN/Inf"),
             "{msg}"
         );
-        // Generation reports the same error instead of sampling garbage.
-        let mut g = s.generate("To be", SamplerConfig::default(), 5).unwrap();
-        assert!(matches!(g.next(), Some(Err(Error::NonFinite { .. }))));
-        assert!(g.next().is_none());
+        // Greedy steps see it too, with either kernel family (the cooperative one takes the
+        // argmax on the GPU).
+        for cooperative in [true, false] {
+            let opts = LoadOptions {
+                cooperative_kernels: Some(cooperative),
+                ..LoadOptions::default()
+            };
+            let m = Model::load(dir.path(), &gpu, &opts).unwrap();
+            let mut g = m.session().unwrap();
+            let e = g.forward_argmax(&[1, 2, 3]).unwrap_err();
+            assert!(matches!(e, Error::NonFinite { .. }), "{e}");
+            g.reset();
+            let e = g.decode_argmax(4, true).unwrap_err();
+            assert!(matches!(e, Error::NonFinite { .. }), "{e}");
+        }
+        // Generation reports the same error instead of sampling garbage, greedy or not.
+        for sampler in [SamplerConfig::default(), SamplerConfig::greedy()] {
+            let mut g = s.generate("To be", sampler, 5).unwrap();
+            assert!(matches!(g.next(), Some(Err(Error::NonFinite { .. }))));
+            assert!(g.next().is_none());
+        }
         // The session still answers (with the same error), and a good model on the same GPU works.
         s.reset();
         assert!(s.forward(&[4]).is_err());

@@ -164,6 +164,12 @@ fn nan_weights_exit_2_naming_the_cause() {
     std::fs::write(&st, &bytes).unwrap();
     let out = wgpt(&["generate", "--model", s(dir.path()), "--prompt", "To be"]);
     fails_with(&out, "non-finite logits");
+    // Greedy decoding sees it as well, also where it takes the argmax on the GPU.
+    let args = ["generate", "--model", s(dir.path()), "--prompt", "To be"];
+    for kernels in ["cooperative", "barrier-free"] {
+        let out = wgpt(&[&args[..], &["--temperature", "0", "--kernels", kernels]].concat());
+        fails_with(&out, "non-finite logits");
+    }
 }
 
 #[test]

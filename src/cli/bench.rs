@@ -122,9 +122,10 @@ pub fn run(a: BenchArgs) -> anyhow::Result<()> {
             session.take_host_times();
             let t0 = Instant::now();
             let mut next = prompt[prompt.len() - 1];
-            for _ in 0..a.gen {
-                let logits = session.forward(&[next])?;
-                next = wgpt::sampler::argmax(&logits);
+            for i in 0..a.gen {
+                // Greedy, as `generate --temperature 0`: each step queued before the host
+                // reads the one before.
+                next = session.decode_argmax(next, i + 1 < a.gen)?;
             }
             if rep > 0 {
                 let wall = t0.elapsed();
@@ -148,7 +149,7 @@ pub fn run(a: BenchArgs) -> anyhow::Result<()> {
     };
     let info = model.info();
     let name = a.synthetic.clone().unwrap_or_else(|| info.origin.clone());
-    // µs per timed decode token: wall, encode, submit-to-mapped wait, logit checks.
+    // µs per timed decode token: wall, encode and submit, wait until mapped, checks.
     let host_us = (a.profile && decode_host.steps > 0).then(|| {
         let per = |d: std::time::Duration| d.as_secs_f64() * 1e6 / decode_host.steps as f64;
         [
@@ -214,7 +215,7 @@ pub fn run(a: BenchArgs) -> anyhow::Result<()> {
         if let Some([wall, encode, wait, after]) = host_us {
             println!(
                 "\nHost time per decode token (timed runs, without timestamp queries): wall {wall:.0} µs = \
-                 encode {encode:.0} + submit until logits mapped {wait:.0} + logit checks {after:.0} + sampling and loop {:.0}",
+                 encode and submit {encode:.0} + wait until the result is mapped {wait:.0} + checks {after:.0} + the rest {:.0}",
                 wall - encode - wait - after
             );
         }
@@ -223,7 +224,7 @@ pub fn run(a: BenchArgs) -> anyhow::Result<()> {
 }
 
 /// Per-kernel GPU time per token: (test, [(kernel, µs per token, dispatches per token)]).
-type ProfileRows = Vec<(String, Vec<(&'static str, f64, f64)>)>;
+type ProfileRows = Vec<(String, Vec<(String, f64, f64)>)>;
 
 fn profile(
     session: &mut wgpt::Session<'_>,
@@ -237,8 +238,8 @@ fn profile(
         )
         .into());
     }
-    let summarize = |times: Vec<(&'static str, f64)>, per: f64| {
-        let mut rows: Vec<(&'static str, f64, f64)> = Vec::new();
+    let summarize = |times: Vec<(String, f64)>, per: f64| {
+        let mut rows: Vec<(String, f64, f64)> = Vec::new();
         for (name, ns) in times {
             match rows.iter_mut().find(|r| r.0 == name) {
                 Some(r) => {
@@ -258,7 +259,7 @@ fn profile(
     session.forward(&tokens(8))?;
     session.take_profile();
     for i in 0..steps {
-        session.forward(&[(i * 31 % 50) as u32])?;
+        session.forward_argmax(&[(i * 31 % 50) as u32])?;
     }
     out.push((
         "decode".to_string(),

@@ -58,6 +58,8 @@ pub(crate) struct MatmulSpec {
     pub lm_rows: bool,
     /// Largest batch; > 1 enables the uniform-window kernel for 8-row blocks where K allows.
     pub max_rows: usize,
+    /// The layer's name in GPT-2 checkpoints (`c_attn`, …, `lm_head`), for profiles.
+    pub layer: &'static str,
 }
 
 /// A linear layer's two launches: the batched kernel and the one-row kernel.
@@ -149,7 +151,8 @@ pub(crate) fn matmul(
         &params,
         bindings(),
         grid,
-    );
+    )
+    .for_layer(spec.layer);
     let groups = spec.n.div_ceil(8) as u32; // 8-column groups
     let one_grid = Grid::Fixed {
         x: if k.cooperative {
@@ -187,7 +190,8 @@ pub(crate) fn matmul(
         &one_params,
         one_bindings,
         one_grid,
-    );
+    )
+    .for_layer(spec.layer);
     // 8 rows of X must fit the window and start at an aligned offset.
     let block_bytes = (8 * spec.k * 4) as u64;
     let align = gpu.limits().min_uniform_buffer_offset_alignment as u64;
@@ -217,15 +221,18 @@ pub(crate) fn matmul(
                 b.as_entire_binding(),
                 y.as_entire_binding(),
             ];
-            blocks.push(Dispatch::with_resources(
-                gpu,
-                "matmul",
-                pipe,
-                step,
-                &p,
-                resources,
-                one_grid_block(spec.n),
-            ));
+            blocks.push(
+                Dispatch::with_resources(
+                    gpu,
+                    "matmul",
+                    pipe,
+                    step,
+                    &p,
+                    resources,
+                    one_grid_block(spec.n),
+                )
+                .for_layer(spec.layer),
+            );
         }
     }
     MatmulDispatch {

@@ -7,13 +7,14 @@
 //! barrier-free matmuls and attention the lane-sharing file and the shared tile), then the op
 //! (see `shader_sources`). [`ShaderOptions`] picks one of two kernel families and the variants
 //! that use optional features (subgroups):
-//! - **barrier-free** (`matmul.wgsl`, `matvec.wgsl`, `layer_norm.wgsl`, `attention.wgsl`): few
-//!   invocations, each with a register block of work and no workgroup memory. Software
-//!   adapters (lavapipe) run one workgroup per CPU thread, 8 invocations per SIMD register, and
-//!   barriers are costly there.
+//! - **barrier-free** (`matmul.wgsl`, `matvec.wgsl`, `layer_norm.wgsl`, `attention.wgsl`,
+//!   `argmax.wgsl`): few invocations, each with a register block of work and no workgroup
+//!   memory. Software adapters (lavapipe) run one workgroup per CPU thread, 8 invocations per
+//!   SIMD register, and barriers are costly there.
 //! - **cooperative** (`*_wide.wgsl`): many invocations share a row, a tile or a query through
 //!   workgroup memory and barriers, which is what hardware GPUs need to fill their cores.
 
+mod argmax;
 mod attention;
 mod embed;
 mod kv_store;
@@ -24,6 +25,7 @@ mod recorder;
 mod tests;
 mod weight_matrix;
 
+pub(crate) use argmax::{argmax, winner, Argmax, ARGMAX_BYTES};
 pub(crate) use attention::attention;
 pub(crate) use embed::embed;
 pub(crate) use kv_store::kv_store;
@@ -83,6 +85,11 @@ const MATMUL_WIDE: &str = include_str!("../../shaders/matmul_wide.wgsl");
 const MATVEC_WIDE: &str = include_str!("../../shaders/matvec_wide.wgsl");
 const LAYER_NORM_WIDE: &str = include_str!("../../shaders/layer_norm_wide.wgsl");
 const ATTENTION_WIDE: &str = include_str!("../../shaders/attention_wide.wgsl");
+const ARGMAX: &str = include_str!("../../shaders/argmax.wgsl");
+const ARGMAX_WIDE: &str = include_str!("../../shaders/argmax_wide.wgsl");
+const ARGMAX_COMMON: &str = include_str!("../../shaders/argmax_common.wgsl");
+const ARGMAX_PICK: &str = include_str!("../../shaders/argmax_pick.wgsl");
+const ARGMAX_REDUCE: &str = include_str!("../../shaders/argmax_reduce.wgsl");
 
 /// Which kernel family to run, and the optional adapter features the barrier-free family uses
 /// where present (each with a portable fallback).
@@ -115,8 +122,9 @@ impl ShaderOptions {
 }
 
 /// Every composed shader program of the options' family as (name, WGSL source), e.g. for
-/// translation tests. Both families use the same names for the same operations (`embed` and
-/// `kv_store` serve both; `matmul_block` exists only in the barrier-free family).
+/// translation tests. Both families use the same names for the same operations (`embed`,
+/// `kv_store` and `argmax_pick` serve both; `matmul_block` exists only in the barrier-free
+/// family).
 pub fn shader_sources(opts: ShaderOptions) -> Vec<(String, String)> {
     let lanes = if opts.subgroups {
         LANES_SUBGROUP
@@ -141,6 +149,16 @@ pub fn shader_sources(opts: ShaderOptions) -> Vec<(String, String)> {
             ("layer_norm", false, vec![WORKGROUP_REDUCE, LAYER_NORM_WIDE]),
             ("kv_store", false, vec![KV_STORE]),
             ("attention", false, vec![WORKGROUP_REDUCE, ATTENTION_WIDE]),
+            (
+                "argmax",
+                false,
+                vec![ARGMAX_COMMON, ARGMAX_REDUCE, ARGMAX_WIDE],
+            ),
+            (
+                "argmax_pick",
+                false,
+                vec![ARGMAX_COMMON, ARGMAX_REDUCE, ARGMAX_PICK],
+            ),
         ]
     } else {
         let tile = |op| vec![ACTIVATIONS, MATMUL_PARAMS, lanes, MATMUL_TILE, op];
@@ -156,6 +174,12 @@ pub fn shader_sources(opts: ShaderOptions) -> Vec<(String, String)> {
             ("layer_norm", false, vec![LAYER_NORM]),
             ("kv_store", false, vec![KV_STORE]),
             ("attention", false, vec![lanes, ATTENTION]),
+            ("argmax", false, vec![ARGMAX_COMMON, ARGMAX]),
+            (
+                "argmax_pick",
+                false,
+                vec![ARGMAX_COMMON, ARGMAX_REDUCE, ARGMAX_PICK],
+            ),
         ]
     };
     let mut out = Vec::new();
@@ -187,6 +211,8 @@ pub(crate) struct Kernels {
     pub layer_norm: wgpu::ComputePipeline,
     pub kv_store: wgpu::ComputePipeline,
     pub attention: wgpu::ComputePipeline,
+    pub argmax: wgpu::ComputePipeline,
+    pub argmax_pick: wgpu::ComputePipeline,
 }
 
 impl Kernels {
@@ -231,6 +257,8 @@ impl Kernels {
             layer_norm: make("layer_norm"),
             kv_store: make("kv_store"),
             attention: make("attention"),
+            argmax: make("argmax"),
+            argmax_pick: make("argmax_pick"),
         }
     }
 
@@ -238,6 +266,13 @@ impl Kernels {
     /// matmul applies the LayerNorm ([`FusedNorm`]) and attention stores the token's key and
     /// value itself (the cooperative family).
     pub fn fuses_decode(&self) -> bool {
+        self.cooperative
+    }
+
+    /// Whether greedy steps take their argmax on the GPU (`argmax*.wgsl`) and queue the next
+    /// step ahead (the cooperative family). On lavapipe both cost more than reading the logits
+    /// back and scanning them on the CPU (decode 11.4 against 13.5 tok/s, docs/benchmarks.md).
+    pub fn argmax_on_gpu(&self) -> bool {
         self.cooperative
     }
 
@@ -295,6 +330,8 @@ impl Grid {
 /// One recorded kernel launch: pipeline, bind group (made once) and grid rule.
 pub(crate) struct Dispatch {
     pub name: &'static str,
+    /// The model layer it serves, for profiles ("" when it serves none in particular).
+    layer: &'static str,
     pipeline: wgpu::ComputePipeline,
     bind_group: wgpu::BindGroup,
     grid: Grid,
@@ -350,6 +387,7 @@ impl Dispatch {
         });
         Dispatch {
             name,
+            layer: "",
             pipeline: pipeline.clone(),
             bind_group,
             grid,
@@ -357,10 +395,15 @@ impl Dispatch {
         }
     }
 
+    /// Names the layer this launch serves (`c_attn`, …) in profiles.
+    pub fn for_layer(self, layer: &'static str) -> Self {
+        Dispatch { layer, ..self }
+    }
+
     /// Records the launch for a batch of `n_tokens` (and `n_rows` LM-head rows).
     pub fn encode(&self, rec: &mut Recorder<'_>, n_tokens: u32, n_rows: u32) {
         rec.dispatch(
-            self.name,
+            (self.name, self.layer),
             &self.pipeline,
             &self.bind_group,
             self.grid.size(n_tokens, n_rows),

@@ -10,7 +10,8 @@ pub struct Profiler {
     capacity: u32,
     resolve: wgpu::Buffer,
     staging: wgpu::Buffer,
-    names: Vec<&'static str>,
+    /// (kernel, layer) of each dispatch recorded since the last read.
+    names: Vec<(&'static str, &'static str)>,
     period_ns: f64,
 }
 
@@ -55,8 +56,10 @@ impl Profiler {
         }
     }
 
-    /// After the submit completed: (kernel name, nanoseconds) per dispatch, then clears.
-    pub fn read(&mut self, gpu: &Gpu) -> Result<Vec<(&'static str, f64)>> {
+    /// After the submit completed: (label, nanoseconds) per dispatch, then clears. The label
+    /// is the kernel name, followed by the layer's name where the dispatch has one
+    /// (`matvec c_attn`).
+    pub fn read(&mut self, gpu: &Gpu) -> Result<Vec<(String, f64)>> {
         let n = self.names.len();
         if n == 0 {
             return Ok(Vec::new());
@@ -77,9 +80,14 @@ impl Profiler {
             .names
             .drain(..)
             .enumerate()
-            .map(|(i, name)| {
+            .map(|(i, (kernel, layer))| {
+                let label = if layer.is_empty() {
+                    kernel.to_string()
+                } else {
+                    format!("{kernel} {layer}")
+                };
                 (
-                    name,
+                    label,
                     times[2 * i + 1].saturating_sub(times[2 * i]) as f64 * self.period_ns,
                 )
             })
@@ -104,10 +112,10 @@ impl<'a> Recorder<'a> {
         }
     }
 
-    /// Records one dispatch.
+    /// Records one dispatch; `name` is (kernel, layer or "") for the profile.
     pub fn dispatch(
         &mut self,
-        name: &'static str,
+        name: (&'static str, &'static str),
         pipeline: &wgpu::ComputePipeline,
         bind_group: &wgpu::BindGroup,
         xyz: (u32, u32, u32),
@@ -120,7 +128,7 @@ impl<'a> Recorder<'a> {
             let i = p.names.len() as u32;
             if i < p.capacity {
                 let mut pass = self.enc.begin_compute_pass(&wgpu::ComputePassDescriptor {
-                    label: Some(name),
+                    label: Some(name.0),
                     timestamp_writes: Some(wgpu::ComputePassTimestampWrites {
                         query_set: &p.queries,
                         beginning_of_pass_write_index: Some(2 * i),

@@ -173,7 +173,8 @@ fn matmul_matches_reference() {
 fn matmul_matches_reference_on(h: &Harness) {
     let mut rng = Rng::new(1);
     // Rows > 1 with 8·K·4 bytes aligned and K ≤ 2048 use the uniform-window kernel
-    // (matmul_block.wgsl); other batches matmul.wgsl; one row matvec.wgsl.
+    // (matmul_block.wgsl); other batches matmul.wgsl; one row matvec.wgsl (K = 2056: three
+    // steps of matvec_wide, the last one partial).
     let shapes = [
         (1, 4, 1),
         (7, 64, 7),
@@ -187,6 +188,7 @@ fn matmul_matches_reference_on(h: &Harness) {
         (17, 260, 769),
         (3, 3072, 20),
         (20, 2048, 16),
+        (1, 2056, 17),
     ];
     for dtype in [WeightDtype::F32, WeightDtype::F16] {
         for (i, &(rows, k, n)) in shapes.iter().enumerate() {
@@ -207,6 +209,7 @@ fn matmul_matches_reference_on(h: &Harness) {
                 accumulate,
                 lm_rows: false,
                 max_rows: rows,
+                layer: "test",
             };
             let d = matmul(
                 &h.gpu, &h.k, &h.step, spec, dtype, &xb, &wbuf, &bb, &yb, None,
@@ -278,6 +281,7 @@ fn matmul_lm_head_window_writes_column_slice_on(h: &Harness) {
         accumulate: false,
         lm_rows: true,
         max_rows: 0,
+        layer: "test",
     };
     let d = matmul(
         &h.gpu,
@@ -377,6 +381,7 @@ fn matvec_applies_fused_layer_norm() {
                     accumulate: false,
                     lm_rows,
                     max_rows: rows,
+                    layer: "test",
                 };
                 let d = matmul(
                     &h.gpu,
@@ -605,5 +610,52 @@ fn reference_erf_is_accurate() {
             "erf({x}) = {}",
             reference::erf(x)
         );
+    }
+}
+
+#[test]
+fn argmax_matches_host_argmax_and_flags_non_finite_logits() {
+    for h in Harness::variants() {
+        let mut rng = Rng::new(11);
+        // Fewer values than candidates, a few lanes' worth, and GPT-2's vocabulary.
+        for v in [100, 1000, 50257] {
+            // (winner read back, tokens[0] after the step)
+            let run = |row: &[f32]| {
+                let lb = h.buf(row);
+                let bb = h.buf(&vec![0.0; ARGMAX_BYTES / 4]);
+                let tb = h.buf_bytes(bytemuck::cast_slice(&[5u32; 4]));
+                let d = argmax(&h.gpu, &h.k, &h.step, v, &lb, &bb, &tb);
+                let step = Step {
+                    n_tokens: 1,
+                    pos: 0,
+                    row0: 0,
+                    n_rows: 1,
+                };
+                let got = h.run_with(|pass| d.encode(pass, 1), step, &bb, ARGMAX_BYTES / 4);
+                let n = got.len();
+                let best = [got[n - 2].to_bits(), got[n - 1].to_bits()];
+                let token = h.run(&[], step, &tb, 1)[0].to_bits();
+                (winner(best), token)
+            };
+            let mut row = random(&mut rng, v, 10.0);
+            let what = format!("argmax V={v} {:?}", h.opts);
+            let want = crate::sampler::argmax(&row);
+            assert_eq!(run(&row), (Some(want), want), "{what}: random");
+            // A tie between values that different lanes and workgroups see: the smaller index
+            // wins, as on the host.
+            let (early, late) = (v / 3 + 1, v * 3 / 4);
+            row[early] = 20.0;
+            row[late] = 20.0;
+            assert_eq!(crate::sampler::argmax(&row), early as u32);
+            assert_eq!(run(&row), (Some(early as u32), early as u32), "{what}: tie");
+            // All values equal and negative: the first.
+            assert_eq!(run(&vec![-4.0; v]), (Some(0), 0), "{what}: all equal");
+            for bad in [f32::NAN, f32::INFINITY, f32::NEG_INFINITY] {
+                let mut r = row.clone();
+                r[v - 2] = bad;
+                // The next step's token stays a valid id; the host reports the error.
+                assert_eq!(run(&r), (None, 0), "{what}: {bad} at {}", v - 2);
+            }
+        }
     }
 }

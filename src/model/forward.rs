@@ -6,8 +6,8 @@ use crate::config::Config;
 use crate::error::Result;
 use crate::gpu::Gpu;
 use crate::kernels::{
-    attention, embed, kv_store, layer_norm, matmul, Dispatch, FusedNorm, Kernels, MatmulDispatch,
-    MatmulSpec, Recorder, X_WINDOW,
+    argmax, attention, embed, kv_store, layer_norm, matmul, Argmax, Dispatch, FusedNorm, Kernels,
+    MatmulDispatch, MatmulSpec, Recorder, ARGMAX_BYTES, X_WINDOW,
 };
 use crate::model::weights::{Linear, Norm, RowChunks, Weights};
 
@@ -24,7 +24,7 @@ pub(crate) struct Step {
 /// GPU buffers of one session. B = max batch, R = logits rows per read-back.
 pub(crate) struct Activations {
     pub step: wgpu::Buffer,          // Step uniform
-    pub tokens: wgpu::Buffer,        // (B) u32
+    pub tokens: wgpu::Buffer,        // (B) u32; greedy steps leave their token in [0]
     pub x: wgpu::Buffer,             // (B, C) residual stream
     pub ln: wgpu::Buffer,            // (B, C) LayerNorm output
     pub qkv: wgpu::Buffer,           // (B, 3C)
@@ -32,7 +32,9 @@ pub(crate) struct Activations {
     pub fc: wgpu::Buffer,            // (B, F) MLP hidden
     pub kv_cache: Vec<wgpu::Buffer>, // n_layer × (2, n_positions, C): keys, then values
     pub logits: wgpu::Buffer,        // (R, V)
+    pub best: wgpu::Buffer,          // (L + 1, 2) u32 argmax candidates, then the winner
     pub staging: wgpu::Buffer,       // (R, V) mappable copy of logits
+    pub winner: [wgpu::Buffer; 2],   // (2) u32 mappable copies of best[L], one per step in flight
 }
 
 /// The dispatches of one decoder layer, in execution order.
@@ -56,6 +58,7 @@ pub(crate) struct Plan {
     layers: Vec<LayerPlan>,
     ln_f: Dispatch,
     lm_head: Vec<MatmulDispatch>,
+    argmax: Argmax,
 }
 
 /// A matmul input: also bindable as a uniform window (see `matmul_block.wgsl`), with slack.
@@ -90,7 +93,7 @@ pub(crate) fn session_bytes(cfg: &Config, max_batch: usize, logit_rows: usize) -
     let (b, c, f) = (max_batch as u64, cfg.n_embd as u64, cfg.n_inner as u64);
     let kv = 2 * cfg.n_layer as u64 * cfg.n_positions as u64 * c * 4;
     let act = b * (c * 6 + f) * 4;
-    kv + act + 2 * logit_rows as u64 * cfg.vocab_size as u64 * 4
+    kv + act + 2 * logit_rows as u64 * cfg.vocab_size as u64 * 4 + ARGMAX_BYTES as u64
 }
 
 impl Plan {
@@ -131,11 +134,20 @@ impl Plan {
             fc: matmul_input(gpu, "fc", b * f * f32s)?,
             kv_cache,
             logits: storage(gpu, "logits", logit_rows * v * f32s)?,
+            best: storage(gpu, "best", ARGMAX_BYTES)?,
             staging: gpu.buffer(
                 "staging",
                 (logit_rows * v * f32s) as u64,
                 wgpu::BufferUsages::MAP_READ | wgpu::BufferUsages::COPY_DST,
             )?,
+            winner: [0, 1].map(|_| {
+                gpu.device.create_buffer(&wgpu::BufferDescriptor {
+                    label: Some("winner"),
+                    size: 8,
+                    usage: wgpu::BufferUsages::MAP_READ | wgpu::BufferUsages::COPY_DST,
+                    mapped_at_creation: false,
+                })
+            }),
         };
         let s = &act.step;
         let eps = cfg.layer_norm_epsilon;
@@ -143,7 +155,8 @@ impl Plan {
         // batches: the one-row matmul after a LayerNorm normalizes its input itself (`norm`)
         // and attention stores the token's key and value.
         let fused = k.fuses_decode();
-        let linear = |l: &Linear,
+        let linear = |layer: &'static str,
+                      l: &Linear,
                       x: &wgpu::Buffer,
                       y: &wgpu::Buffer,
                       act_code: u32,
@@ -158,6 +171,7 @@ impl Plan {
                 accumulate,
                 lm_rows: false,
                 max_rows: max_batch,
+                layer,
             };
             matmul(gpu, k, s, spec, w.dtype, x, &l.w, &l.b, y, norm)
         };
@@ -185,6 +199,7 @@ impl Plan {
                     fused,
                 ),
                 c_attn: linear(
+                    "c_attn",
                     &lw.c_attn,
                     &act.ln,
                     &act.qkv,
@@ -214,7 +229,7 @@ impl Plan {
                     &act.kv_cache[l],
                     &act.att,
                 ),
-                attn_proj: linear(&lw.attn_proj, &act.att, &act.x, 0, true, None),
+                attn_proj: linear("attn_proj", &lw.attn_proj, &act.att, &act.x, 0, true, None),
                 ln_2: layer_norm(
                     gpu,
                     k,
@@ -228,6 +243,7 @@ impl Plan {
                     fused,
                 ),
                 c_fc: linear(
+                    "c_fc",
                     &lw.c_fc,
                     &act.ln,
                     &act.fc,
@@ -235,7 +251,7 @@ impl Plan {
                     false,
                     Some(fused_norm(&act.x, &lw.ln_2, eps)),
                 ),
-                mlp_proj: linear(&lw.mlp_proj, &act.fc, &act.x, 0, true, None),
+                mlp_proj: linear("mlp_proj", &lw.mlp_proj, &act.fc, &act.x, 0, true, None),
             })
             .collect();
         let embed = w
@@ -283,6 +299,7 @@ impl Plan {
                     accumulate: false,
                     lm_rows: true,
                     max_rows: 0,
+                    layer: "lm_head",
                 };
                 matmul(
                     gpu,
@@ -298,6 +315,7 @@ impl Plan {
                 )
             })
             .collect();
+        let argmax = argmax(gpu, k, s, v, &act.logits, &act.best, &act.tokens);
         Ok(Plan {
             act,
             max_batch,
@@ -306,6 +324,7 @@ impl Plan {
             layers,
             ln_f,
             lm_head,
+            argmax,
         })
     }
 
@@ -334,5 +353,11 @@ impl Plan {
         for d in &self.lm_head {
             d.encode(pass, 0, n_rows);
         }
+    }
+
+    /// Encodes greedy decoding's argmax over the last of `n_rows` logits rows: best[L] =
+    /// (max, its first index) (see `kernels::winner`), and tokens[0] = that index.
+    pub fn encode_argmax(&self, pass: &mut Recorder<'_>, n_rows: u32) {
+        self.argmax.encode(pass, n_rows);
     }
 }
