@@ -1,4 +1,4 @@
-// Shared by the argmax kernels (greedy decoding): parameters, the non-finite marker and the
+// Shared by argmax_wide.wgsl and argmax_pick.wgsl (greedy decoding): parameters, the non-finite marker and the
 // rule that merges candidates. A candidate is (value, index): index V means "saw nothing",
 // NON_FINITE that a NaN or infinity was seen (found from the bits: WGSL lets compilers assume
 // that floats are finite, so comparisons cannot be trusted to see them).

@@ -1,10 +1,9 @@
 // Greedy decoding, second half of the argmax: one workgroup reduces the L candidates of
-// argmax.wgsl or argmax_wide.wgsl to the winner (see argmax_common.wgsl for the rule: the
+// argmax_wide.wgsl to the winner (see argmax_common.wgsl for the rule: the
 // largest logit, the smallest index on ties, NON_FINITE when any logit was NaN or infinite).
 // It writes the winner for the host to read (best[L]) and as the next step's token
 // (tokens[0]; 0 when non-finite, which the host then reports), so that a decode step can be
-// queued before the host has read this one's result. Serves both kernel families: one small
-// workgroup, once per step.
+// queued before the host has read this one's result. One small workgroup, once per step.
 // Needs common.wgsl, argmax_common.wgsl and argmax_reduce.wgsl.
 const WG: u32 = 64u;
 @group(0) @binding(2) var<storage, read_write> best: array<vec2<u32>>; // (L + 1) candidates, then the winner
@@ -13,7 +12,7 @@ const WG: u32 = 64u;
 @compute @workgroup_size(64)
 fn main(@builtin(local_invocation_index) li: u32) {
     if (step.n_rows == 0u) {
-        return; // no logits this step
+        return; // no LM-head rows, nothing to pick (the forward pass launches none then)
     }
     var m = 0.0;
     var idx = p.v;

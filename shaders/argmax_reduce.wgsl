@@ -1,4 +1,4 @@
-// The workgroup reduction shared by argmax_wide.wgsl and argmax_pick.wgsl: the best of the n
+// The workgroup reduction of argmax_wide.wgsl and argmax_pick.wgsl: the best of the n
 // invocations' candidates (argmax_common.wgsl's rule) through workgroup memory. `n` is the
 // workgroup size, a power of two ≤ 256, the same constant at every call; call from uniform
 // control flow. Every invocation gets the result as (f32 bits of the value, index).

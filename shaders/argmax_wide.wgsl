@@ -1,8 +1,9 @@
 // Greedy decoding, first half of the argmax over the last row of logits the LM head computed
-// (row step.n_rows - 1): the cooperative variant of argmax.wgsl for hardware GPUs. Workgroup g
-// of L = p.lanes workgroups of 256 takes the values at g·256 + i (+ multiples of 256·L) and
-// reduces them in workgroup memory to its candidate (see argmax_common.wgsl).
-// argmax_pick.wgsl then reduces the L candidates.
+// (row step.n_rows - 1), for hardware GPUs (the cooperative family only: on lavapipe reading
+// the logits back and scanning them on the CPU is faster). Workgroup g of L = p.lanes
+// workgroups of 256 takes the values at g·256 + i (+ multiples of 256·L) and reduces them in
+// workgroup memory to its candidate (see argmax_common.wgsl). argmax_pick.wgsl then reduces
+// the L candidates.
 // Needs common.wgsl, argmax_common.wgsl and argmax_reduce.wgsl.
 const WG: u32 = 256u;
 @group(0) @binding(2) var<storage, read> logits: array<f32>;          // (R, V)

@@ -387,24 +387,33 @@ impl Gpu {
         slice.map_async(wgpu::MapMode::Read, move |r| {
             let _ = tx.send(r);
         });
-        self.device
-            .poll(wgpu::PollType::Wait {
-                submission_index: submission,
-                timeout: None,
-            })
-            .map_err(|e| Error::Gpu(format!("waiting for the GPU failed: {e}")))?;
-        self.check()?;
+        // On failure the buffer is unmapped (or its pending mapping dropped), so that later
+        // steps can still copy into it; a mapping that failed left it unmapped already.
+        let fail = |e: Error| {
+            staging.unmap();
+            Err(e)
+        };
+        let waited = self.device.poll(wgpu::PollType::Wait {
+            submission_index: submission,
+            timeout: None,
+        });
+        if let Err(e) = waited {
+            return fail(Error::Gpu(format!("waiting for the GPU failed: {e}")));
+        }
+        if let Err(e) = self.check() {
+            return fail(e);
+        }
         match rx.recv() {
             Ok(Ok(())) => {}
             Ok(Err(e)) => return Err(Error::Gpu(format!("read-back failed: {e}"))),
-            Err(_) => return Err(Error::Gpu("read-back was never completed".into())),
+            Err(_) => return fail(Error::Gpu("read-back was never completed".into())),
         }
-        {
-            let view = slice
-                .get_mapped_range()
-                .map_err(|e| Error::Gpu(format!("read-back mapping failed: {e}")))?;
-            out.clear();
-            out.extend_from_slice(&view);
+        match slice.get_mapped_range() {
+            Ok(view) => {
+                out.clear();
+                out.extend_from_slice(&view);
+            }
+            Err(e) => return fail(Error::Gpu(format!("read-back mapping failed: {e}"))),
         }
         staging.unmap();
         Ok(())

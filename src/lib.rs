@@ -25,6 +25,7 @@
 
 pub mod config;
 pub mod error;
+pub mod generation;
 pub mod gpu;
 pub mod kernels;
 pub mod loader;
@@ -37,11 +38,12 @@ pub mod tokenizer;
 
 pub use config::{Activation, Config};
 pub use error::{Error, Result};
+pub use generation::{GeneratedToken, Generation, StopReason};
 pub use gpu::{AdapterSummary, Gpu, GpuOptions};
 pub use kernels::WeightDtype;
 pub use loader::DType;
 pub use model::{LoadOptions, Model, ModelFiles, ModelInfo};
 pub use perplexity::{perplexity, Perplexity};
 pub use sampler::{Sampler, SamplerConfig};
-pub use session::{GeneratedToken, Generation, HostTimes, Session, StopReason};
+pub use session::{HostTimes, Session};
 pub use tokenizer::Tokenizer;

@@ -1,5 +1,6 @@
-//! [`Session`]: one conversation with a model. It owns the KV cache and the activations, runs
-//! prefill and decode steps, and streams generated tokens.
+//! [`Session`]: one conversation with a model. It owns the KV cache and the activations and
+//! runs prefill and decode steps: logits read back, or greedy steps whose argmax runs on the
+//! GPU and that are queued ahead. Text generation on top of it is in `generation.rs`.
 
 use std::time::{Duration, Instant};
 
@@ -7,38 +8,6 @@ use crate::error::{Error, Result};
 use crate::kernels::{winner, Profiler, Recorder, ARGMAX_BYTES};
 use crate::model::forward::{Plan, Step};
 use crate::model::Model;
-use crate::sampler::{Sampler, SamplerConfig};
-use crate::tokenizer::StreamDecoder;
-
-/// Why generation ended.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum StopReason {
-    /// The model produced its end-of-sequence token.
-    Eos,
-    /// The requested number of tokens was generated.
-    MaxTokens,
-    /// The context window (n_positions) is full.
-    Context,
-}
-
-impl StopReason {
-    /// `eos`, `max_tokens` or `context`.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            StopReason::Eos => "eos",
-            StopReason::MaxTokens => "max_tokens",
-            StopReason::Context => "context",
-        }
-    }
-}
-
-/// A generated token and the text it completes.
-#[derive(Debug, Clone)]
-pub struct GeneratedToken {
-    pub id: u32,
-    /// New text (may be empty while a multi-byte character is incomplete).
-    pub text: String,
-}
 
 /// What a forward step reads back.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -86,6 +55,8 @@ pub struct HostTimes {
     /// Checking the logits for non-finite values and handing them to the caller (timestamp
     /// read-back when profiling is not counted).
     pub after: Duration,
+    /// `decode_argmax` steps that found their commands already submitted by the step before.
+    pub queued: usize,
 }
 
 impl std::ops::AddAssign for HostTimes {
@@ -94,6 +65,7 @@ impl std::ops::AddAssign for HostTimes {
         self.encode += o.encode;
         self.wait += o.wait;
         self.after += o.after;
+        self.queued += o.queued;
     }
 }
 
@@ -161,6 +133,9 @@ impl<'m> Session<'m> {
             self.forward(&vec![0; n - 1])?;
         }
         self.forward(&[0])?;
+        if self.model.kernels.argmax_on_gpu() && n > 2 {
+            self.forward_argmax(&[0])?;
+        }
         self.reset();
         Ok(())
     }
@@ -286,7 +261,10 @@ impl<'m> Session<'m> {
         let gpu = &self.model.gpu;
         let t_encode = Instant::now();
         let (slot, submission) = match self.ahead.take() {
-            Some(a) if a.pos == self.pos && a.token == token => (a.slot, a.submission),
+            Some(a) if a.pos == self.pos && a.token == token => {
+                self.host.queued += 1;
+                (a.slot, a.submission)
+            }
             _ => {
                 gpu.queue
                     .write_buffer(&self.plan.act.tokens, 0, bytemuck::bytes_of(&token));
@@ -316,8 +294,10 @@ impl<'m> Session<'m> {
             Some(submission),
         );
         let t_mapped = Instant::now();
+        let mut t_checks = t_mapped;
         let id = read.and_then(|()| {
             self.collect_profile()?;
+            t_checks = Instant::now();
             let best: [u32; 2] = bytemuck::pod_read_unaligned(&self.bytes[..8]);
             winner(best).ok_or(Error::NonFinite { position: self.pos })
         });
@@ -332,7 +312,7 @@ impl<'m> Session<'m> {
             a.token = id;
         }
         self.pos += 1;
-        self.host.add(t_encode, t_wait, t_mapped, Some(t_mapped));
+        self.host.add(t_encode, t_wait, t_mapped, Some(t_checks));
         Ok(id)
     }
 
@@ -500,175 +480,5 @@ impl<'m> Session<'m> {
             }
         }
         enc.finish()
-    }
-
-    /// Generates up to `max_tokens` tokens after `prompt`, streaming them as an iterator.
-    /// The cache is reset first.
-    pub fn generate(
-        &mut self,
-        prompt: &str,
-        sampler: SamplerConfig,
-        max_tokens: usize,
-    ) -> Result<Generation<'_, 'm>> {
-        let tok = self.model.tokenizer.as_ref().ok_or_else(|| {
-            Error::InvalidInput("this model has no tokenizer; use generate_ids".into())
-        })?;
-        let ids = tok.encode(prompt)?;
-        self.generate_ids(&ids, sampler, max_tokens)
-    }
-
-    /// Like [`Session::generate`] but from token ids.
-    pub fn generate_ids(
-        &mut self,
-        prompt: &[u32],
-        sampler: SamplerConfig,
-        max_tokens: usize,
-    ) -> Result<Generation<'_, 'm>> {
-        if prompt.is_empty() {
-            return Err(Error::InvalidInput("the prompt is empty".into()));
-        }
-        let n_ctx = self.model.config.n_positions;
-        if prompt.len() > n_ctx {
-            return Err(Error::InvalidInput(format!(
-                "the prompt has {} tokens but the context holds {n_ctx}; shorten it (or use --truncate)",
-                prompt.len()
-            )));
-        }
-        let sampler = Sampler::new(sampler)?;
-        self.reset();
-        Ok(Generation {
-            session: self,
-            sampler,
-            history: prompt.to_vec(),
-            prompt_len: prompt.len(),
-            max_tokens,
-            generated: 0,
-            decoder: StreamDecoder::new(),
-            stop: None,
-            prefill_time: Duration::ZERO,
-            decode_time: Duration::ZERO,
-            decode_steps: 0,
-        })
-    }
-}
-
-/// A running generation: an iterator of tokens. After it ends, [`Generation::stop_reason`]
-/// says why and the timing methods give speeds.
-pub struct Generation<'s, 'm> {
-    session: &'s mut Session<'m>,
-    sampler: Sampler,
-    history: Vec<u32>,
-    prompt_len: usize,
-    max_tokens: usize,
-    generated: usize,
-    decoder: StreamDecoder,
-    stop: Option<StopReason>,
-    prefill_time: Duration,
-    decode_time: Duration,
-    decode_steps: usize,
-}
-
-impl Generation<'_, '_> {
-    /// Why generation stopped (`None` while it runs).
-    pub fn stop_reason(&self) -> Option<StopReason> {
-        self.stop
-    }
-
-    /// Prompt tokens.
-    pub fn prompt_tokens(&self) -> usize {
-        self.prompt_len
-    }
-
-    /// Generated token ids so far.
-    pub fn tokens(&self) -> &[u32] {
-        &self.history[self.prompt_len..]
-    }
-
-    /// Prompt tokens per second of prefill.
-    pub fn prefill_tokens_per_s(&self) -> f64 {
-        rate(self.prompt_len, self.prefill_time)
-    }
-
-    /// Decode steps per second (each a single-token forward).
-    pub fn decode_tokens_per_s(&self) -> f64 {
-        rate(self.decode_steps, self.decode_time)
-    }
-
-    fn step(&mut self) -> Result<Option<GeneratedToken>> {
-        if self.generated >= self.max_tokens {
-            self.stop = Some(StopReason::MaxTokens);
-            return Ok(None);
-        }
-        let prefill = self.generated == 0;
-        if !prefill && self.session.pos >= self.session.model.config.n_positions {
-            self.stop = Some(StopReason::Context);
-            return Ok(None);
-        }
-        // The prompt first, then the last token generated.
-        let input = if prefill {
-            &self.history[..]
-        } else {
-            &self.history[self.history.len() - 1..]
-        };
-        // Greedy decoding takes the argmax on the GPU, and queues each decode step before the
-        // host has read the one before when more will follow; other sampling needs the
-        // logits. The forward is timed, sampling on the CPU is not.
-        let t0 = Instant::now();
-        let (id, took) = if self.sampler.is_argmax() {
-            let id = if prefill {
-                self.session.forward_argmax(input)?
-            } else {
-                let more = self.generated + 1 < self.max_tokens;
-                self.session.decode_argmax(input[0], more)?
-            };
-            (id, t0.elapsed())
-        } else {
-            let logits = self.session.forward(input)?;
-            let took = t0.elapsed();
-            (self.sampler.sample(&logits, &self.history), took)
-        };
-        if prefill {
-            self.prefill_time = took;
-        } else {
-            self.decode_time += took;
-            self.decode_steps += 1;
-        }
-        self.generated += 1;
-        if Some(id) == self.session.model.config.eos_token_id {
-            self.stop = Some(StopReason::Eos);
-            return Ok(None);
-        }
-        self.history.push(id);
-        let text = match &self.session.model.tokenizer {
-            Some(tok) => self.decoder.push(tok, id)?,
-            None => String::new(),
-        };
-        Ok(Some(GeneratedToken { id, text }))
-    }
-}
-
-impl Iterator for Generation<'_, '_> {
-    type Item = Result<GeneratedToken>;
-
-    fn next(&mut self) -> Option<Self::Item> {
-        if self.stop.is_some() {
-            return None;
-        }
-        match self.step() {
-            Ok(Some(t)) => Some(Ok(t)),
-            Ok(None) => None,
-            Err(e) => {
-                self.stop = Some(StopReason::MaxTokens);
-                Some(Err(e))
-            }
-        }
-    }
-}
-
-fn rate(n: usize, d: Duration) -> f64 {
-    if d.is_zero() {
-        0.0
-    } else {
-        n as f64 / d.as_secs_f64()
     }
 }

@@ -187,6 +187,7 @@ pub fn run(a: BenchArgs) -> anyhow::Result<()> {
         if let Some([wall, encode, wait, after]) = host_us {
             obj["decode_host_us_per_token"] = serde_json::json!({
                 "wall": wall, "encode": encode, "wait": wait, "after": after,
+                "steps": decode_host.steps, "queued": decode_host.queued,
             });
         }
         println!("{obj}");
@@ -215,8 +216,11 @@ pub fn run(a: BenchArgs) -> anyhow::Result<()> {
         if let Some([wall, encode, wait, after]) = host_us {
             println!(
                 "\nHost time per decode token (timed runs, without timestamp queries): wall {wall:.0} µs = \
-                 encode and submit {encode:.0} + wait until the result is mapped {wait:.0} + checks {after:.0} + the rest {:.0}",
-                wall - encode - wait - after
+                 encode and submit {encode:.0} + wait until the result is mapped {wait:.0} + checks {after:.0} + the rest {:.0}; \
+                 {} of {} steps were queued ahead by the step before",
+                wall - encode - wait - after,
+                decode_host.queued,
+                decode_host.steps
             );
         }
     }

@@ -1,7 +1,8 @@
-//! `shaders/argmax*.wgsl`: greedy decoding's argmax over the last logits, entirely on the GPU.
-//! The first half leaves [`ARGMAX_LANES`] candidates (one per invocation in the barrier-free
-//! family, one per workgroup of 256 in the cooperative one); `argmax_pick` reduces them to the
-//! winner, which it writes for the host ([`winner`]) and as the next step's token.
+//! `shaders/argmax_wide.wgsl` and `argmax_pick.wgsl`: greedy decoding's argmax over the last
+//! logits, entirely on the GPU (cooperative family only, see `Kernels::argmax_on_gpu`). The
+//! first leaves [`ARGMAX_LANES`] candidates, one per workgroup of 256; `argmax_pick` reduces
+//! them to the winner, which it writes for the host ([`winner`]) and as the next step's
+//! token.
 
 use super::{Dispatch, Grid, Kernels};
 use crate::gpu::Gpu;
@@ -39,7 +40,7 @@ impl Argmax {
 
 /// Over the last logits row the LM head computed (row `n_rows - 1`) of (R, V) `logits`:
 /// `best[..L]` = candidates, `best[L]` = (max, index of the first max), and `tokens[0]` = that
-/// index. best: (L + 1, 2) u32.
+/// index. best: (L + 1, 2) u32. `None` where the kernels have no argmax (barrier-free).
 pub(crate) fn argmax(
     gpu: &Gpu,
     k: &Kernels,
@@ -48,35 +49,34 @@ pub(crate) fn argmax(
     logits: &wgpu::Buffer,
     best: &wgpu::Buffer,
     tokens: &wgpu::Buffer,
-) -> Argmax {
+) -> Option<Argmax> {
+    let [cand_pipe, pick_pipe] = k.argmax.as_ref()?;
     let params = Params {
         v: vocab as u32,
         lanes: ARGMAX_LANES as u32,
         _pad: [0; 2],
     };
-    let lanes = ARGMAX_LANES as u32;
     let candidates = Dispatch::new(
         gpu,
         "argmax",
-        &k.argmax,
+        cand_pipe,
         step,
         &params,
         &[logits, best],
         Grid::Fixed {
-            // Workgroups of 256 with one candidate each, or of 64 with one per invocation.
-            x: if k.cooperative { lanes } else { lanes / 64 },
+            x: ARGMAX_LANES as u32, // workgroups of 256, one candidate each
         },
     );
     let pick = Dispatch::new(
         gpu,
         "argmax_pick",
-        &k.argmax_pick,
+        pick_pipe,
         step,
         &params,
         &[best, tokens],
         Grid::Fixed { x: 1 },
     );
-    Argmax { candidates, pick }
+    Some(Argmax { candidates, pick })
 }
 
 /// The token `best[L]` names, as read back (f32 bits, index); `None` when the row held a

@@ -7,12 +7,14 @@
 //! barrier-free matmuls and attention the lane-sharing file and the shared tile), then the op
 //! (see `shader_sources`). [`ShaderOptions`] picks one of two kernel families and the variants
 //! that use optional features (subgroups):
-//! - **barrier-free** (`matmul.wgsl`, `matvec.wgsl`, `layer_norm.wgsl`, `attention.wgsl`,
-//!   `argmax.wgsl`): few invocations, each with a register block of work and no workgroup
-//!   memory. Software adapters (lavapipe) run one workgroup per CPU thread, 8 invocations per
-//!   SIMD register, and barriers are costly there.
-//! - **cooperative** (`*_wide.wgsl`): many invocations share a row, a tile or a query through
-//!   workgroup memory and barriers, which is what hardware GPUs need to fill their cores.
+//! - **barrier-free** (`matmul.wgsl`, `matvec.wgsl`, `layer_norm.wgsl`, `attention.wgsl`): few
+//!   invocations, each with a register block of work and no workgroup memory. Software
+//!   adapters (lavapipe) run one workgroup per CPU thread, 8 invocations per SIMD register, and
+//!   barriers are costly there.
+//! - **cooperative** (`*_wide.wgsl`, and `argmax_pick.wgsl`): many invocations share a row, a
+//!   tile or a query through workgroup memory and barriers, which is what hardware GPUs need to
+//!   fill their cores. Only this family takes greedy decoding's argmax on the GPU
+//!   (`Kernels::argmax_on_gpu`).
 
 mod argmax;
 mod attention;
@@ -85,7 +87,6 @@ const MATMUL_WIDE: &str = include_str!("../../shaders/matmul_wide.wgsl");
 const MATVEC_WIDE: &str = include_str!("../../shaders/matvec_wide.wgsl");
 const LAYER_NORM_WIDE: &str = include_str!("../../shaders/layer_norm_wide.wgsl");
 const ATTENTION_WIDE: &str = include_str!("../../shaders/attention_wide.wgsl");
-const ARGMAX: &str = include_str!("../../shaders/argmax.wgsl");
 const ARGMAX_WIDE: &str = include_str!("../../shaders/argmax_wide.wgsl");
 const ARGMAX_COMMON: &str = include_str!("../../shaders/argmax_common.wgsl");
 const ARGMAX_PICK: &str = include_str!("../../shaders/argmax_pick.wgsl");
@@ -122,9 +123,9 @@ impl ShaderOptions {
 }
 
 /// Every composed shader program of the options' family as (name, WGSL source), e.g. for
-/// translation tests. Both families use the same names for the same operations (`embed`,
-/// `kv_store` and `argmax_pick` serve both; `matmul_block` exists only in the barrier-free
-/// family).
+/// translation tests. Both families use the same names for the same operations (`embed` and
+/// `kv_store` serve both; `matmul_block` exists only in the barrier-free family, `argmax` and
+/// `argmax_pick` only in the cooperative one).
 pub fn shader_sources(opts: ShaderOptions) -> Vec<(String, String)> {
     let lanes = if opts.subgroups {
         LANES_SUBGROUP
@@ -174,12 +175,6 @@ pub fn shader_sources(opts: ShaderOptions) -> Vec<(String, String)> {
             ("layer_norm", false, vec![LAYER_NORM]),
             ("kv_store", false, vec![KV_STORE]),
             ("attention", false, vec![lanes, ATTENTION]),
-            ("argmax", false, vec![ARGMAX_COMMON, ARGMAX]),
-            (
-                "argmax_pick",
-                false,
-                vec![ARGMAX_COMMON, ARGMAX_REDUCE, ARGMAX_PICK],
-            ),
         ]
     };
     let mut out = Vec::new();
@@ -211,8 +206,8 @@ pub(crate) struct Kernels {
     pub layer_norm: wgpu::ComputePipeline,
     pub kv_store: wgpu::ComputePipeline,
     pub attention: wgpu::ComputePipeline,
-    pub argmax: wgpu::ComputePipeline,
-    pub argmax_pick: wgpu::ComputePipeline,
+    /// Greedy decoding's argmax: candidates, then the winner (`None` when barrier-free).
+    pub argmax: Option<[wgpu::ComputePipeline; 2]>,
 }
 
 impl Kernels {
@@ -257,8 +252,9 @@ impl Kernels {
             layer_norm: make("layer_norm"),
             kv_store: make("kv_store"),
             attention: make("attention"),
-            argmax: make("argmax"),
-            argmax_pick: make("argmax_pick"),
+            argmax: opts
+                .cooperative
+                .then(|| [make("argmax"), make("argmax_pick")]),
         }
     }
 
@@ -273,7 +269,7 @@ impl Kernels {
     /// step ahead (the cooperative family). On lavapipe both cost more than reading the logits
     /// back and scanning them on the CPU (decode 11.4 against 13.5 tok/s, docs/benchmarks.md).
     pub fn argmax_on_gpu(&self) -> bool {
-        self.cooperative
+        self.argmax.is_some()
     }
 
     pub fn by_dtype(

@@ -615,16 +615,18 @@ fn reference_erf_is_accurate() {
 
 #[test]
 fn argmax_matches_host_argmax_and_flags_non_finite_logits() {
-    for h in Harness::variants() {
+    // The cooperative family only (`Kernels::argmax_on_gpu`).
+    for h in Harness::variants().iter().filter(|h| h.k.argmax_on_gpu()) {
         let mut rng = Rng::new(11);
-        // Fewer values than candidates, a few lanes' worth, and GPT-2's vocabulary.
-        for v in [100, 1000, 50257] {
+        // Fewer values than workgroups, a few workgroups' worth, GPT-2's vocabulary, and more
+        // than one value per invocation (past 256 × 256).
+        for v in [100, 1000, 50257, 70000] {
             // (winner read back, tokens[0] after the step)
             let run = |row: &[f32]| {
                 let lb = h.buf(row);
                 let bb = h.buf(&vec![0.0; ARGMAX_BYTES / 4]);
                 let tb = h.buf_bytes(bytemuck::cast_slice(&[5u32; 4]));
-                let d = argmax(&h.gpu, &h.k, &h.step, v, &lb, &bb, &tb);
+                let d = argmax(&h.gpu, &h.k, &h.step, v, &lb, &bb, &tb).unwrap();
                 let step = Step {
                     n_tokens: 1,
                     pos: 0,
@@ -650,6 +652,18 @@ fn argmax_matches_host_argmax_and_flags_non_finite_logits() {
             assert_eq!(run(&row), (Some(early as u32), early as u32), "{what}: tie");
             // All values equal and negative: the first.
             assert_eq!(run(&vec![-4.0; v]), (Some(0), 0), "{what}: all equal");
+            if v > 65536 + 10 {
+                // One invocation sees both: 10 and 10 + 65536 (a tie), and a NaN after its
+                // maximum.
+                let mut r = vec![-1.0; v];
+                r[10] = 5.0;
+                r[10 + 65536] = 5.0;
+                assert_eq!(run(&r), (Some(10), 10), "{what}: tie within an invocation");
+                r[10 + 65536] = 6.0;
+                assert_eq!(run(&r), (Some(65546), 65546), "{what}: later larger");
+                r[10 + 65536] = f32::NAN;
+                assert_eq!(run(&r), (None, 0), "{what}: NaN after the maximum");
+            }
             for bad in [f32::NAN, f32::INFINITY, f32::NEG_INFINITY] {
                 let mut r = row.clone();
                 r[v - 2] = bad;

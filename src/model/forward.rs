@@ -58,7 +58,7 @@ pub(crate) struct Plan {
     layers: Vec<LayerPlan>,
     ln_f: Dispatch,
     lm_head: Vec<MatmulDispatch>,
-    argmax: Argmax,
+    argmax: Option<Argmax>, // where the kernels take the argmax on the GPU
 }
 
 /// A matmul input: also bindable as a uniform window (see `matmul_block.wgsl`), with slack.
@@ -68,6 +68,12 @@ fn matmul_input(gpu: &Gpu, label: &str, bytes: usize) -> Result<wgpu::Buffer> {
         bytes as u64 + X_WINDOW,
         wgpu::BufferUsages::STORAGE | wgpu::BufferUsages::UNIFORM | wgpu::BufferUsages::COPY_DST,
     )
+}
+
+/// A mappable copy of the argmax winner (f32 bits, index).
+fn winner(gpu: &Gpu) -> Result<wgpu::Buffer> {
+    let usage = wgpu::BufferUsages::MAP_READ | wgpu::BufferUsages::COPY_DST;
+    gpu.buffer("winner", 8, usage)
 }
 
 fn storage(gpu: &Gpu, label: &str, bytes: usize) -> Result<wgpu::Buffer> {
@@ -93,7 +99,7 @@ pub(crate) fn session_bytes(cfg: &Config, max_batch: usize, logit_rows: usize) -
     let (b, c, f) = (max_batch as u64, cfg.n_embd as u64, cfg.n_inner as u64);
     let kv = 2 * cfg.n_layer as u64 * cfg.n_positions as u64 * c * 4;
     let act = b * (c * 6 + f) * 4;
-    kv + act + 2 * logit_rows as u64 * cfg.vocab_size as u64 * 4 + ARGMAX_BYTES as u64
+    kv + act + 2 * logit_rows as u64 * cfg.vocab_size as u64 * 4 + ARGMAX_BYTES as u64 + 2 * 8
 }
 
 impl Plan {
@@ -140,14 +146,7 @@ impl Plan {
                 (logit_rows * v * f32s) as u64,
                 wgpu::BufferUsages::MAP_READ | wgpu::BufferUsages::COPY_DST,
             )?,
-            winner: [0, 1].map(|_| {
-                gpu.device.create_buffer(&wgpu::BufferDescriptor {
-                    label: Some("winner"),
-                    size: 8,
-                    usage: wgpu::BufferUsages::MAP_READ | wgpu::BufferUsages::COPY_DST,
-                    mapped_at_creation: false,
-                })
-            }),
+            winner: [winner(gpu)?, winner(gpu)?],
         };
         let s = &act.step;
         let eps = cfg.layer_norm_epsilon;
@@ -356,8 +355,11 @@ impl Plan {
     }
 
     /// Encodes greedy decoding's argmax over the last of `n_rows` logits rows: best[L] =
-    /// (max, its first index) (see `kernels::winner`), and tokens[0] = that index.
+    /// (max, its first index) (see `kernels::winner`), and tokens[0] = that index (only where
+    /// `Kernels::argmax_on_gpu`).
     pub fn encode_argmax(&self, pass: &mut Recorder<'_>, n_rows: u32) {
-        self.argmax.encode(pass, n_rows);
+        if let Some(a) = &self.argmax {
+            a.encode(pass, n_rows);
+        }
     }
 }

@@ -1,0 +1,223 @@
+//! Text generation on a [`Session`]: [`Generation`], an iterator of tokens that prefills the
+//! prompt, then decodes one token per step until the eos token, a token limit or the end of
+//! the context ([`StopReason`]), sampling on the CPU, or on the GPU for greedy decoding.
+
+use std::time::{Duration, Instant};
+
+use crate::error::{Error, Result};
+use crate::sampler::{Sampler, SamplerConfig};
+use crate::session::Session;
+use crate::tokenizer::StreamDecoder;
+
+/// Why generation ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StopReason {
+    /// The model produced its end-of-sequence token.
+    Eos,
+    /// The requested number of tokens was generated.
+    MaxTokens,
+    /// The context window (n_positions) is full.
+    Context,
+}
+
+impl StopReason {
+    /// `eos`, `max_tokens` or `context`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            StopReason::Eos => "eos",
+            StopReason::MaxTokens => "max_tokens",
+            StopReason::Context => "context",
+        }
+    }
+}
+
+/// A generated token and the text it completes.
+#[derive(Debug, Clone)]
+pub struct GeneratedToken {
+    pub id: u32,
+    /// New text (may be empty while a multi-byte character is incomplete).
+    pub text: String,
+}
+
+impl<'m> Session<'m> {
+    /// Generates up to `max_tokens` tokens after `prompt`, streaming them as an iterator.
+    /// The cache is reset first.
+    pub fn generate(
+        &mut self,
+        prompt: &str,
+        sampler: SamplerConfig,
+        max_tokens: usize,
+    ) -> Result<Generation<'_, 'm>> {
+        let tok = self.model().tokenizer.as_ref().ok_or_else(|| {
+            Error::InvalidInput("this model has no tokenizer; use generate_ids".into())
+        })?;
+        let ids = tok.encode(prompt)?;
+        self.generate_ids(&ids, sampler, max_tokens)
+    }
+
+    /// Like [`Session::generate`] but from token ids.
+    pub fn generate_ids(
+        &mut self,
+        prompt: &[u32],
+        sampler: SamplerConfig,
+        max_tokens: usize,
+    ) -> Result<Generation<'_, 'm>> {
+        if prompt.is_empty() {
+            return Err(Error::InvalidInput("the prompt is empty".into()));
+        }
+        let n_ctx = self.model().config.n_positions;
+        if prompt.len() > n_ctx {
+            return Err(Error::InvalidInput(format!(
+                "the prompt has {} tokens but the context holds {n_ctx}; shorten it (or use --truncate)",
+                prompt.len()
+            )));
+        }
+        let sampler = Sampler::new(sampler)?;
+        self.reset();
+        Ok(Generation {
+            session: self,
+            sampler,
+            history: prompt.to_vec(),
+            prompt_len: prompt.len(),
+            max_tokens,
+            generated: 0,
+            decoder: StreamDecoder::new(),
+            stop: None,
+            prefill_time: Duration::ZERO,
+            decode_start: None,
+            decode_time: Duration::ZERO,
+            decode_steps: 0,
+        })
+    }
+}
+
+/// A running generation: an iterator of tokens. After it ends, [`Generation::stop_reason`]
+/// says why and the timing methods give speeds.
+pub struct Generation<'s, 'm> {
+    session: &'s mut Session<'m>,
+    sampler: Sampler,
+    history: Vec<u32>,
+    prompt_len: usize,
+    max_tokens: usize,
+    generated: usize,
+    decoder: StreamDecoder,
+    stop: Option<StopReason>,
+    prefill_time: Duration,
+    /// When the first decode step started.
+    decode_start: Option<Instant>,
+    /// From `decode_start` to the end of the last decode step.
+    decode_time: Duration,
+    decode_steps: usize,
+}
+
+impl Generation<'_, '_> {
+    /// Why generation stopped (`None` while it runs).
+    pub fn stop_reason(&self) -> Option<StopReason> {
+        self.stop
+    }
+
+    /// Prompt tokens.
+    pub fn prompt_tokens(&self) -> usize {
+        self.prompt_len
+    }
+
+    /// Generated token ids so far.
+    pub fn tokens(&self) -> &[u32] {
+        &self.history[self.prompt_len..]
+    }
+
+    /// Prompt tokens per second of prefill.
+    pub fn prefill_tokens_per_s(&self) -> f64 {
+        rate(self.prompt_len, self.prefill_time)
+    }
+
+    /// Decode steps per second (each a single-token forward), over the wall time from the
+    /// start of the first decode step to the end of the last: sampling and whatever the caller
+    /// does between tokens count too, since a greedy step may already be running on the GPU
+    /// meanwhile.
+    pub fn decode_tokens_per_s(&self) -> f64 {
+        rate(self.decode_steps, self.decode_time)
+    }
+
+    fn step(&mut self) -> Result<Option<GeneratedToken>> {
+        if self.generated >= self.max_tokens {
+            self.stop = Some(StopReason::MaxTokens);
+            return Ok(None);
+        }
+        let prefill = self.generated == 0;
+        let model = self.session.model();
+        if !prefill && self.session.position() >= model.config.n_positions {
+            self.stop = Some(StopReason::Context);
+            return Ok(None);
+        }
+        // The prompt first, then the last token generated.
+        let input = if prefill {
+            &self.history[..]
+        } else {
+            &self.history[self.history.len() - 1..]
+        };
+        // Greedy decoding takes the argmax on the GPU where the kernels can, and queues each
+        // decode step before the host has read the one before when more will follow; other
+        // sampling needs the logits. Prefill times the forward alone.
+        let t0 = Instant::now();
+        if !prefill {
+            self.decode_start.get_or_insert(t0);
+        }
+        let (id, prefill_took) = if self.sampler.is_argmax() {
+            let id = if prefill {
+                self.session.forward_argmax(input)?
+            } else {
+                let more = self.generated + 1 < self.max_tokens;
+                self.session.decode_argmax(input[0], more)?
+            };
+            (id, t0.elapsed())
+        } else {
+            let logits = self.session.forward(input)?;
+            let took = t0.elapsed();
+            (self.sampler.sample(&logits, &self.history), took)
+        };
+        if prefill {
+            self.prefill_time = prefill_took;
+        } else {
+            self.decode_time = self.decode_start.map_or(Duration::ZERO, |s| s.elapsed());
+            self.decode_steps += 1;
+        }
+        self.generated += 1;
+        if Some(id) == model.config.eos_token_id {
+            self.stop = Some(StopReason::Eos);
+            return Ok(None);
+        }
+        self.history.push(id);
+        let text = match &model.tokenizer {
+            Some(tok) => self.decoder.push(tok, id)?,
+            None => String::new(),
+        };
+        Ok(Some(GeneratedToken { id, text }))
+    }
+}
+
+impl Iterator for Generation<'_, '_> {
+    type Item = Result<GeneratedToken>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        if self.stop.is_some() {
+            return None;
+        }
+        match self.step() {
+            Ok(Some(t)) => Some(Ok(t)),
+            Ok(None) => None,
+            Err(e) => {
+                self.stop = Some(StopReason::MaxTokens);
+                Some(Err(e))
+            }
+        }
+    }
+}
+
+fn rate(n: usize, d: Duration) -> f64 {
+    if d.is_zero() {
+        0.0
+    } else {
+        n as f64 / d.as_secs_f64()
+    }
+}
