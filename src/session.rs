@@ -298,8 +298,7 @@ impl<'m> Session<'m> {
         let id = read.and_then(|()| {
             self.collect_profile()?;
             t_checks = Instant::now();
-            let best: [u32; 2] = bytemuck::pod_read_unaligned(&self.bytes[..8]);
-            winner(best).ok_or(Error::NonFinite { position: self.pos })
+            self.read_winner(self.pos)
         });
         let id = match id {
             Ok(id) => id,
@@ -314,6 +313,13 @@ impl<'m> Session<'m> {
         self.pos += 1;
         self.host.add(t_encode, t_wait, t_mapped, Some(t_checks));
         Ok(id)
+    }
+
+    /// The argmax winner just read back into `bytes`; a non-finite logit at `position` is an
+    /// error.
+    fn read_winner(&self, position: usize) -> Result<u32> {
+        let best: [u32; 2] = bytemuck::pod_read_unaligned(&self.bytes[..8]);
+        winner(best).ok_or(Error::NonFinite { position })
     }
 
     /// Writes the step uniform for the next submit.
@@ -405,10 +411,7 @@ impl<'m> Session<'m> {
                 self.collect_profile()?;
                 let t_checks = Instant::now();
                 if let Readout::Argmax(_) = readout {
-                    let best: [u32; 2] = bytemuck::pod_read_unaligned(&self.bytes[..8]);
-                    let id = winner(best).ok_or(Error::NonFinite {
-                        position: self.pos + row0,
-                    })?;
+                    let id = self.read_winner(self.pos + row0)?;
                     f(done + row0, Out::Token(id))?;
                 } else {
                     let logits: &[f32] = bytemuck::cast_slice(&self.bytes);
