@@ -1,4 +1,5 @@
-// X[t] = wte[token[t]] + wpe[pos + t]: token embedding gather plus learned position.
+// X[t] = wte[token[t]] (+ wpe[pos + t]): token embedding gather, plus the learned position
+// where the model has one (`positions` = 1).
 // wte is stored transposed for the LM head, as a (C, V) weight matrix, possibly split by
 // vocabulary into several textures; each dispatch covers tokens [row_begin, row_end).
 // Needs common.wgsl and one weights_*.wgsl (binding 2, W = this chunk: (C, np)).
@@ -6,7 +7,7 @@ struct Params {
     c: u32,         // features C
     row_begin: u32, // first token id held by this chunk
     row_end: u32,   // one past the last
-    _pad: u32,
+    positions: u32, // 1: add wpe[pos + t]; 0: wpe is a placeholder and unread
 }
 @group(0) @binding(1) var<uniform> p: Params;
 @group(0) @binding(3) var<storage, read> tokens: array<u32>;   // (T)
@@ -24,5 +25,9 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>) {
     if (tok < p.row_begin || tok >= p.row_end) {
         return;
     }
-    X[t * p.c + c] = w1(c, tok - p.row_begin) + wpe[(step.pos + t) * p.c + c];
+    var v = w1(c, tok - p.row_begin);
+    if (p.positions == 1u) {
+        v += wpe[(step.pos + t) * p.c + c];
+    }
+    X[t * p.c + c] = v;
 }

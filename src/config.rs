@@ -1,4 +1,4 @@
-//! The Hugging Face GPT-2 `config.json`, validated before anything is allocated.
+//! A model's `config.json`, read by its family's module and validated before anything is allocated.
 
 use std::path::Path;
 
@@ -21,7 +21,7 @@ impl Activation {
     /// The names accepted in `activation_function`.
     pub const SUPPORTED: &'static str = "gelu_new, gelu_pytorch_tanh, gelu_fast, gelu, relu";
 
-    fn parse(s: &str) -> Result<Self> {
+    pub(crate) fn parse(s: &str) -> Result<Self> {
         match s {
             "gelu_new" | "gelu_pytorch_tanh" | "gelu_fast" => Ok(Activation::GeluTanh),
             "gelu" => Ok(Activation::GeluErf),
@@ -43,19 +43,63 @@ impl Activation {
     }
 }
 
-/// A GPT-2-family model's hyper-parameters.
+/// The decoder variant a model family uses, with the options only it has. The common
+/// hyper-parameters are the fields of [`Config`]; each family's module (`src/model/*.rs`)
+/// reads its `config.json` keys into both.
+#[derive(Debug, Clone, PartialEq)]
+#[non_exhaustive]
+pub enum Family {
+    /// GPT-2 (`gpt2`): pre-LN blocks, learned positions, final LayerNorm.
+    Gpt2,
+    /// GPT-1 (`openai-gpt`): post-LN blocks (`x = LN(x + sublayer(x))`), no final LayerNorm.
+    Gpt1,
+    /// OPT (`opt`): learned positions with HF's offset of 2, separate q/k/v projections.
+    Opt {
+        /// `do_layer_norm_before`: pre-LN (most sizes) or post-LN (opt-350m).
+        pre_norm: bool,
+        /// A final LayerNorm after the last layer (pre-LN without `_remove_final_layer_norm`).
+        final_norm: bool,
+        /// `word_embed_proj_dim`: the embedding width; `project_in` / `project_out` map it
+        /// to and from the hidden size where it differs.
+        proj_dim: usize,
+    },
+    /// GPT-NeoX / Pythia (`gpt_neox`): rotary positions on part of each head, optionally a
+    /// parallel residual (`x + attn(LN1(x)) + mlp(LN2(x))`).
+    NeoX {
+        /// Dimensions of each head that are rotated (`rotary_pct · head_dim`), even.
+        rotary_dims: usize,
+        /// `rotary_emb_base` / `rope_theta`.
+        rotary_base: f64,
+        /// `use_parallel_residual`.
+        parallel_residual: bool,
+    },
+}
+
+/// A model's hyper-parameters, in GPT-2's names whatever the family calls them
+/// (`hidden_size` is `n_embd`, `max_position_embeddings` is `n_positions`, …).
 #[derive(Debug, Clone, PartialEq)]
 pub struct Config {
+    /// The family and its own options.
+    pub family: Family,
+    /// Hidden size C.
     pub n_embd: usize,
+    /// Decoder layers.
     pub n_layer: usize,
+    /// Attention heads.
     pub n_head: usize,
+    /// Context length (positions the model was trained on).
     pub n_positions: usize,
     /// Hidden size of the feed-forward layer (`n_inner`, or 4·n_embd when null).
     pub n_inner: usize,
+    /// Vocabulary size V (rows of the token embedding).
     pub vocab_size: usize,
+    /// LayerNorm epsilon.
     pub layer_norm_epsilon: f32,
+    /// Feed-forward activation.
     pub activation: Activation,
+    /// The LM head is the token embedding.
     pub tie_word_embeddings: bool,
+    /// End-of-text token; generation stops there.
     pub eos_token_id: Option<u32>,
     /// Divide attention scores by √head_dim (`scale_attn_weights`).
     pub scale_attn_weights: bool,
@@ -63,10 +107,10 @@ pub struct Config {
 
 /// The fields of a `config.json`, read one by one so that an error names its field.
 /// `null` counts as absent, as Hugging Face writes it.
-struct Fields(serde_json::Map<String, Value>);
+pub(crate) struct Fields(serde_json::Map<String, Value>);
 
 impl Fields {
-    fn get(&self, name: &str) -> Option<&Value> {
+    pub fn get(&self, name: &str) -> Option<&Value> {
         self.0.get(name).filter(|v| !v.is_null())
     }
 
@@ -81,35 +125,97 @@ impl Fields {
             .transpose()
     }
 
-    fn uint(&self, name: &str) -> Result<Option<u64>> {
+    pub fn uint(&self, name: &str) -> Result<Option<u64>> {
         self.typed(name, "a whole number", Value::as_u64)
     }
 
-    fn string(&self, name: &str) -> Result<Option<&str>> {
+    pub fn string(&self, name: &str) -> Result<Option<&str>> {
         self.typed(name, "a string", Value::as_str)
     }
 
-    fn boolean(&self, name: &str) -> Result<Option<bool>> {
+    pub fn boolean(&self, name: &str) -> Result<Option<bool>> {
         self.typed(name, "true or false", Value::as_bool)
+    }
+
+    pub fn number(&self, name: &str) -> Result<Option<f64>> {
+        self.typed(name, "a number", Value::as_f64)
+    }
+
+    /// A nested object (e.g. `rope_parameters`), as fields of its own.
+    pub fn object(&self, name: &str) -> Result<Option<Fields>> {
+        Ok(self
+            .typed(name, "an object", Value::as_object)?
+            .map(|m| Fields(m.clone())))
+    }
+
+    /// A required size in 1..=max.
+    pub fn size(&self, name: &str, max: usize) -> Result<usize> {
+        let v = self.uint(name)?;
+        in_range(
+            name,
+            v.ok_or_else(|| bad(format!("missing field `{name}`")))?,
+            max,
+        )
+    }
+
+    /// An optional size in 1..=max.
+    pub fn size_or(&self, name: &str, max: usize, default: usize) -> Result<usize> {
+        match self.uint(name)? {
+            None => Ok(default),
+            Some(v) => in_range(name, v, max),
+        }
+    }
+
+    /// `eos_token_id`: one id, or a list (newer configs) whose first is used.
+    pub fn eos_token_id(&self) -> Result<Option<u32>> {
+        let Some(v) = self.get("eos_token_id") else {
+            return Ok(None);
+        };
+        let first = match v {
+            Value::Array(a) => a.first(),
+            other => Some(other),
+        };
+        let id = first
+            .and_then(Value::as_u64)
+            .and_then(|x| u32::try_from(x).ok());
+        Ok(Some(id.ok_or_else(|| {
+            bad(format!("`eos_token_id` = {v} is not a token id"))
+        })?))
+    }
+
+    /// Fails on a key whose value is set and not in `allowed` (an option wgpt does not
+    /// implement), naming the key and the supported values.
+    pub fn refuse_unless<T: PartialEq + std::fmt::Debug>(
+        &self,
+        name: &str,
+        value: Option<T>,
+        allowed: &[T],
+    ) -> Result<()> {
+        match value {
+            Some(v) if !allowed.contains(&v) => Err(Error::Unsupported(format!(
+                "`{name}` = {v:?} in config.json; supported: {allowed:?}"
+            ))),
+            _ => Ok(()),
+        }
     }
 }
 
-/// Largest sizes accepted, far above any GPT-2-family model; they keep arithmetic in range
-/// and make an absurd config fail before anything is allocated.
-const MAX_EMBD: usize = 1 << 16;
-const MAX_LAYERS: usize = 1024;
-const MAX_POSITIONS: usize = 1 << 16;
-const MAX_VOCAB: usize = 1 << 22;
-const MAX_INNER: usize = 4 * MAX_EMBD;
+/// Largest sizes accepted, far above any real model; they keep arithmetic in range and make
+/// an absurd config fail before anything is allocated.
+pub(crate) const MAX_EMBD: usize = 1 << 16;
+pub(crate) const MAX_LAYERS: usize = 1024;
+pub(crate) const MAX_POSITIONS: usize = 1 << 16;
+pub(crate) const MAX_VOCAB: usize = 1 << 22;
+pub(crate) const MAX_INNER: usize = 4 * MAX_EMBD;
 
-fn bad(message: String) -> Error {
+pub(crate) fn bad(message: String) -> Error {
     Error::Config {
         path: "config.json".into(),
         message,
     }
 }
 
-fn in_range(name: &str, v: u64, max: usize) -> Result<usize> {
+pub(crate) fn in_range(name: &str, v: u64, max: usize) -> Result<usize> {
     match usize::try_from(v) {
         Ok(u) if (1..=max).contains(&u) => Ok(u),
         _ => Err(bad(format!("`{name}` = {v} is out of range 1..={max}"))),
@@ -136,73 +242,7 @@ impl Config {
             Ok(_) => return Err(bad("not a JSON object".into())),
             Err(e) => return Err(bad(format!("not valid JSON: {e}"))),
         };
-        if let Some(mt) = raw.string("model_type")? {
-            if mt != "gpt2" {
-                return Err(Error::Unsupported(format!(
-                    "model_type `{mt}`; supported: gpt2 (GPT-2 family)"
-                )));
-            }
-        }
-        let archs = raw.typed("architectures", "a list", Value::as_array)?;
-        for a in archs.into_iter().flatten() {
-            let a = a.as_str().map_or_else(|| a.to_string(), str::to_string);
-            if !a.starts_with("GPT2") {
-                return Err(Error::Unsupported(format!(
-                    "architecture `{a}`; supported: GPT2LMHeadModel (GPT-2 family)"
-                )));
-            }
-        }
-        if raw.boolean("scale_attn_by_inverse_layer_idx")? == Some(true) {
-            return Err(Error::Unsupported(
-                "scale_attn_by_inverse_layer_idx = true".into(),
-            ));
-        }
-        if raw.boolean("reorder_and_upcast_attn")? == Some(true) {
-            log::debug!("reorder_and_upcast_attn is implied: attention is computed in f32");
-        }
-        let field = |name: &str, max: usize| -> Result<usize> {
-            let v = raw.uint(name)?;
-            in_range(
-                name,
-                v.ok_or_else(|| bad(format!("missing field `{name}`")))?,
-                max,
-            )
-        };
-        let n_embd = field("n_embd", MAX_EMBD)?;
-        let n_inner = match raw.uint("n_inner")? {
-            None => 4 * n_embd,
-            Some(v) => in_range("n_inner", v, MAX_INNER)?,
-        };
-        let eos_token_id = match raw.get("eos_token_id") {
-            None => None,
-            Some(v) => {
-                // A list of ids (newer configs) stops at its first.
-                let first = match v {
-                    Value::Array(a) => a.first(),
-                    other => Some(other),
-                };
-                let id = first
-                    .and_then(Value::as_u64)
-                    .and_then(|x| u32::try_from(x).ok());
-                Some(id.ok_or_else(|| bad(format!("`eos_token_id` = {v} is not a token id")))?)
-            }
-        };
-        let eps = raw.typed("layer_norm_epsilon", "a number", Value::as_f64)?;
-        let config = Config {
-            n_embd,
-            n_layer: field("n_layer", MAX_LAYERS)?,
-            n_head: field("n_head", MAX_EMBD)?,
-            n_positions: field("n_positions", MAX_POSITIONS)?,
-            n_inner,
-            vocab_size: field("vocab_size", MAX_VOCAB)?,
-            layer_norm_epsilon: eps.unwrap_or(1e-5) as f32,
-            activation: Activation::parse(
-                raw.string("activation_function")?.unwrap_or("gelu_new"),
-            )?,
-            tie_word_embeddings: raw.boolean("tie_word_embeddings")?.unwrap_or(true),
-            eos_token_id,
-            scale_attn_weights: raw.boolean("scale_attn_weights")?.unwrap_or(true),
-        };
+        let config = crate::model::parse_config(&raw)?;
         config.validate()?;
         Ok(config)
     }
@@ -241,6 +281,33 @@ impl Config {
                 "`layer_norm_epsilon` = {eps} is out of range (0, 1)"
             )));
         }
+        match self.family {
+            Family::Opt { proj_dim, .. } => {
+                in_range("word_embed_proj_dim", proj_dim as u64, MAX_EMBD)?;
+                if proj_dim % 4 != 0 {
+                    return Err(Error::Unsupported(format!(
+                        "word_embed_proj_dim = {proj_dim}; wgpt needs a multiple of 4"
+                    )));
+                }
+            }
+            Family::NeoX {
+                rotary_dims,
+                rotary_base,
+                ..
+            } => {
+                if rotary_dims % 2 != 0 || rotary_dims > head_dim {
+                    return Err(Error::Unsupported(format!(
+                        "{rotary_dims} rotary dimensions (rotary_pct · head_dim {head_dim}); wgpt needs an even number up to head_dim"
+                    )));
+                }
+                if !(rotary_base.is_finite() && rotary_base > 1.0) {
+                    return Err(bad(format!(
+                        "rotary base (`rotary_emb_base` / `rope_theta`) = {rotary_base} is not a number above 1"
+                    )));
+                }
+            }
+            Family::Gpt2 | Family::Gpt1 => {}
+        }
         Ok(())
     }
 
@@ -253,53 +320,24 @@ impl Config {
     /// Number of parameters (tied head counted once); `u64::MAX` if it overflows, which only
     /// a config that fails [`Config::validate`] can do.
     pub fn n_params(&self) -> u64 {
-        let count = || -> Option<u64> {
-            let [c, f, v, p, l] = [
-                self.n_embd,
-                self.n_inner,
-                self.vocab_size,
-                self.n_positions,
-                self.n_layer,
-            ]
-            .map(|x| x as u64);
-            // Per layer: 4c² (c_attn, attn c_proj) + 2cf (MLP) + f + 9c (biases, LayerNorms).
-            let layer = c
-                .checked_mul(c)?
-                .checked_mul(4)?
-                .checked_add(c.checked_mul(f)?.checked_mul(2)?)?
-                .checked_add(f)?
-                .checked_add(c.checked_mul(9)?)?;
-            let heads = if self.tie_word_embeddings { 1 } else { 2 };
-            v.checked_mul(c)?
-                .checked_mul(heads)?
-                .checked_add(p.checked_mul(c)?)?
-                .checked_add(l.checked_mul(layer)?)?
-                .checked_add(c.checked_mul(2)?)
-        };
-        count().unwrap_or(u64::MAX)
+        crate::model::tensor_list(self).params()
     }
 
-    /// The shapes of the real GPT-2 sizes, for `--synthetic` models and tests.
-    pub fn gpt2_preset(name: &str) -> Option<Self> {
-        let (n_embd, n_layer, n_head) = match name {
-            "gpt2" => (768, 12, 12),
-            "gpt2-medium" => (1024, 24, 16),
-            "gpt2-large" => (1280, 36, 20),
-            "gpt2-xl" => (1600, 48, 25),
-            _ => return None,
-        };
-        Some(Config {
-            n_embd,
-            n_layer,
-            n_head,
-            n_positions: 1024,
-            n_inner: 4 * n_embd,
-            vocab_size: 50257,
-            layer_norm_epsilon: 1e-5,
-            activation: Activation::GeluTanh,
-            tie_word_embeddings: true,
-            eos_token_id: Some(50256),
-            scale_attn_weights: true,
-        })
+    /// The shapes of real checkpoints, for `--synthetic` models and benchmarks: `gpt2`,
+    /// `gpt2-medium`, `gpt2-large`, `gpt2-xl`, and one per other family (see [`PRESETS`]).
+    pub fn preset(name: &str) -> Option<Self> {
+        crate::model::preset(name)
     }
 }
+
+/// The names [`Config::preset`] knows.
+pub const PRESETS: &[&str] = &[
+    "gpt2",
+    "gpt2-medium",
+    "gpt2-large",
+    "gpt2-xl",
+    "openai-gpt",
+    "opt-125m",
+    "opt-350m",
+    "pythia-160m",
+];

@@ -65,6 +65,8 @@ pub struct Gpu {
     errors: Arc<Mutex<Option<String>>>,
     /// Set once the device is lost; unlike `errors` it is never cleared.
     lost: Arc<Mutex<Option<String>>>,
+    /// Compiled pipelines by (program, shader options), shared by every model on this GPU.
+    pipelines: Arc<Mutex<std::collections::HashMap<String, wgpu::ComputePipeline>>>,
 }
 
 fn parse_backend(name: &str) -> Result<wgpu::Backends> {
@@ -199,7 +201,18 @@ impl Gpu {
             adapter: AdapterSummary::of(info),
             errors,
             lost,
+            pipelines: Default::default(),
         }
+    }
+
+    /// The pipeline cached under `key`, compiled by `make` the first time it is asked for.
+    pub(crate) fn pipeline(
+        &self,
+        key: &str,
+        make: impl FnOnce() -> wgpu::ComputePipeline,
+    ) -> wgpu::ComputePipeline {
+        let mut cache = self.pipelines.lock().unwrap_or_else(|e| e.into_inner());
+        cache.entry(key.to_string()).or_insert_with(make).clone()
     }
 
     /// The adapter in use.

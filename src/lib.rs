@@ -36,11 +36,12 @@ pub mod sampler;
 pub mod session;
 pub mod tokenizer;
 
+pub use config::Family;
 pub use config::{Activation, Config};
 pub use error::{Error, Result};
 pub use generation::{GeneratedToken, Generation, StopReason};
 pub use gpu::{AdapterSummary, Gpu, GpuOptions};
-pub use kernels::WeightDtype;
+pub use kernels::{KernelFamily, WeightDtype};
 pub use loader::DType;
 pub use model::{LoadOptions, Model, ModelFiles, ModelInfo};
 pub use perplexity::{perplexity, Perplexity};

@@ -1,6 +1,8 @@
-//! Where weights come from: memory-mapped safetensors files (single or sharded, both GPT-2
-//! naming styles), bytes embedded in the binary, or seeded random weights for synthetic models.
-//! Tensors are looked up by their canonical name (`wte.weight`, `h.3.attn.c_attn.weight`, …).
+//! Where weights come from: memory-mapped safetensors files (single or sharded, in every
+//! naming style the family accepts), bytes embedded in the binary, or seeded random weights
+//! for synthetic models. Tensors are looked up by the canonical name the family's tensor list
+//! uses (`wte.weight`, `h.3.attn.c_attn.weight`, …); the family's `canonical` maps file names
+//! to it.
 
 use std::borrow::Cow;
 use std::collections::HashMap;
@@ -8,6 +10,10 @@ use std::path::{Path, PathBuf};
 
 use crate::config::Config;
 use crate::error::{Error, Result};
+use crate::model::tensor_list;
+
+/// The family whose `canonical` maps a file's tensor names to the tensor list's.
+pub(crate) type Canonical<'c> = &'c dyn crate::model::Arch;
 
 /// Element type of a stored tensor.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -231,27 +237,21 @@ impl File {
     }
 }
 
-/// Canonical tensor name, or `None` for tensors wgpt ignores (GPT-2's causal-mask buffers).
-fn canonical(name: &str) -> Option<&str> {
-    let name = name.strip_prefix("transformer.").unwrap_or(name);
-    if name.ends_with(".attn.bias") || name.ends_with(".attn.masked_bias") {
-        return None;
-    }
-    Some(name)
-}
-
 /// canonical name → (file index, name in that file), refusing a tensor stored twice.
 type Index = HashMap<String, (usize, String)>;
 
 fn index<'a>(
     files: impl Iterator<Item = (&'a Path, &'a HashMap<String, TensorMeta>)>,
+    canonical: Canonical<'_>,
 ) -> Result<Index> {
     let mut index = Index::new();
     let mut paths = Vec::new();
     for (i, (path, tensors)) in files.enumerate() {
         paths.push(path);
         for name in tensors.keys() {
-            let Some(c) = canonical(name) else { continue };
+            let Some(c) = canonical.canonical(name) else {
+                continue;
+            };
             // `j` indexes `paths`: it was pushed when file `j` was indexed.
             if let Some((j, other)) = index.insert(c.to_string(), (i, name.clone())) {
                 return Err(Error::Weights {
@@ -274,7 +274,11 @@ fn check_tensors<'a>(
     lookup: impl Fn(&str) -> Option<&'a TensorMeta>,
 ) -> Result<Vec<DType>> {
     let mut dtypes = Vec::new();
-    for (name, expected) in expected_tensors(cfg) {
+    for t in tensor_list(cfg).0 {
+        if matches!(t.stored, crate::model::weights::Stored::Generated { .. }) {
+            continue;
+        }
+        let (name, expected) = (t.name, t.shape);
         let Some(meta) = lookup(&name) else {
             return Err(Error::MissingTensor { name });
         };
@@ -303,7 +307,8 @@ pub fn inspect_safetensors(bytes: &[u8], cfg: &Config) -> Result<Vec<DType>> {
     cfg.validate()?;
     let path = Path::new("model.safetensors");
     let tensors = parse_header(path, bytes)?;
-    let index = index(std::iter::once((path, &tensors)))?;
+    let arch = crate::model::arch(cfg);
+    let index = index(std::iter::once((path, &tensors)), arch)?;
     check_tensors(cfg, |name| {
         index.get(name).and_then(|(_, n)| tensors.get(n))
     })
@@ -317,11 +322,12 @@ pub(crate) struct SafetensorsSource {
 
 impl SafetensorsSource {
     /// Opens `model.safetensors`, or the shards of `model.safetensors.index.json`.
-    pub fn open_dir(dir: &Path) -> Result<Self> {
+    pub fn open_dir(dir: &Path, canonical: Canonical<'_>) -> Result<Self> {
         let single = dir.join("model.safetensors");
         let index = dir.join("model.safetensors.index.json");
         if single.exists() {
-            return Self::from_files(vec![File::parse(single.clone(), map(&single)?)?]);
+            let file = File::parse(single.clone(), map(&single)?)?;
+            return Self::from_files(vec![file], canonical);
         }
         if !index.exists() {
             return Err(Error::Weights {
@@ -360,20 +366,21 @@ impl SafetensorsSource {
             }
             files.push(File::parse(p.clone(), map(&p)?)?);
         }
-        Self::from_files(files)
+        Self::from_files(files, canonical)
     }
 
     /// A single safetensors file held in memory for the program's lifetime (embedded models).
     #[cfg(feature = "default-model")]
-    pub fn from_static(name: &str, bytes: &'static [u8]) -> Result<Self> {
-        Self::from_files(vec![File::parse(
-            PathBuf::from(name),
-            Backing::Static(bytes),
-        )?])
+    pub fn from_static(name: &str, bytes: &'static [u8], canonical: Canonical<'_>) -> Result<Self> {
+        let file = File::parse(PathBuf::from(name), Backing::Static(bytes))?;
+        Self::from_files(vec![file], canonical)
     }
 
-    fn from_files(files: Vec<File>) -> Result<Self> {
-        let index = index(files.iter().map(|f| (f.path.as_path(), &f.tensors)))?;
+    fn from_files(files: Vec<File>, canonical: Canonical<'_>) -> Result<Self> {
+        let index = index(
+            files.iter().map(|f| (f.path.as_path(), &f.tensors)),
+            canonical,
+        )?;
         Ok(SafetensorsSource { files, index })
     }
 
@@ -387,9 +394,10 @@ impl SafetensorsSource {
     pub fn check(&self, cfg: &Config) -> Result<Vec<DType>> {
         let dtypes = check_tensors(cfg, |name| self.meta(name).map(|(_, m)| m))?;
         let known: std::collections::HashSet<String> =
-            expected_tensors(cfg).into_iter().map(|(n, _)| n).collect();
+            tensor_list(cfg).0.into_iter().map(|t| t.name).collect();
         for name in self.index.keys() {
-            if !known.contains(name) && name != "lm_head.weight" {
+            // A tied head saved anyway is the embedding again.
+            if !known.contains(name) && !name.ends_with("lm_head.weight") {
                 log::warn!("ignoring unexpected tensor `{name}`");
             }
         }
@@ -452,42 +460,10 @@ impl Rng {
     }
 }
 
-/// The canonical tensor names and shapes a config requires, in load order.
-pub(crate) fn expected_tensors(cfg: &Config) -> Vec<(String, Vec<usize>)> {
-    let (c, f, v) = (cfg.n_embd, cfg.n_inner, cfg.vocab_size);
-    let mut out = vec![
-        ("wte.weight".to_string(), vec![v, c]),
-        ("wpe.weight".to_string(), vec![cfg.n_positions, c]),
-    ];
-    for l in 0..cfg.n_layer {
-        let p = |s: &str| format!("h.{l}.{s}");
-        out.extend([
-            (p("ln_1.weight"), vec![c]),
-            (p("ln_1.bias"), vec![c]),
-            (p("attn.c_attn.weight"), vec![c, 3 * c]),
-            (p("attn.c_attn.bias"), vec![3 * c]),
-            (p("attn.c_proj.weight"), vec![c, c]),
-            (p("attn.c_proj.bias"), vec![c]),
-            (p("ln_2.weight"), vec![c]),
-            (p("ln_2.bias"), vec![c]),
-            (p("mlp.c_fc.weight"), vec![c, f]),
-            (p("mlp.c_fc.bias"), vec![f]),
-            (p("mlp.c_proj.weight"), vec![f, c]),
-            (p("mlp.c_proj.bias"), vec![c]),
-        ]);
-    }
-    out.push(("ln_f.weight".to_string(), vec![c]));
-    out.push(("ln_f.bias".to_string(), vec![c]));
-    if !cfg.tie_word_embeddings {
-        out.push(("lm_head.weight".to_string(), vec![v, c]));
-    }
-    out
-}
-
 /// Where [`crate::Model`] gets its tensors.
 pub(crate) enum Source {
     Files(SafetensorsSource),
-    /// Seeded N(0, 0.02)-like weights with GPT-2's layout (LayerNorm weights 1, biases small).
+    /// Seeded N(0, 0.02)-like weights in the family's layout (norm weights 1, biases small).
     Synthetic {
         seed: u64,
     },
@@ -514,7 +490,7 @@ fn synthetic(seed: u64, name: &str, shape: &[usize]) -> Result<Tensor<'static>> 
         .ok_or_else(|| {
             Error::DeviceLimits(format!("tensor `{name}` of shape {shape:?} is too large"))
         })?;
-    let is_ln_weight = name.contains("ln_") && name.ends_with(".weight");
+    let is_ln_weight = (name.contains("ln_") || name.contains("norm")) && name.ends_with(".weight");
     let values: Vec<f32> = (0..n)
         .map(|_| {
             // Uniform with the standard deviation of N(0, 0.02): ±0.02·√3.

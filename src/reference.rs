@@ -31,6 +31,21 @@ pub fn linear(x: &[f32], w: &[f32], b: &[f32], k: usize, n: usize) -> Vec<f32> {
     y
 }
 
+/// Rotary position embedding of one token's heads, in place (GPT-NeoX / Llama half-split
+/// pairs): x holds heads of `head_dim`; in each, dimensions j and j + rot/2 (j < rot/2) are
+/// rotated by the angle pos·base^(−2j/rot); dimensions past `rot` are unchanged.
+pub fn rope(x: &mut [f32], pos: usize, head_dim: usize, rot: usize, base: f64) {
+    let half = rot / 2;
+    for head in x.chunks_exact_mut(head_dim) {
+        for j in 0..half {
+            let angle = pos as f64 * base.powf(-((2 * j) as f64) / rot as f64);
+            let (a, b) = (head[j] as f64, head[j + half] as f64);
+            head[j] = (a * angle.cos() - b * angle.sin()) as f32;
+            head[j + half] = (b * angle.cos() + a * angle.sin()) as f32;
+        }
+    }
+}
+
 /// GELU, tanh approximation (`gelu_new`).
 pub fn gelu_tanh(x: f32) -> f32 {
     let x = x as f64;

@@ -1,6 +1,6 @@
 //! Stop reasons and the library's generation API on small synthetic models.
 
-use wgpt::{gpu::test_gpu, LoadOptions, Model, SamplerConfig, StopReason};
+use wgpt::{gpu::test_gpu, KernelFamily, LoadOptions, Model, SamplerConfig, StopReason};
 
 mod common;
 
@@ -63,9 +63,9 @@ fn greedy_steps_agree_with_the_logits_when_steps_mix_readouts() {
     let Some(gpu) = test_gpu() else { return };
     // The cooperative family takes the argmax on the GPU and queues steps ahead; the
     // barrier-free one reads the logits.
-    for cooperative in [true, false] {
+    for family in [KernelFamily::Cooperative, KernelFamily::BarrierFree] {
         let opts = LoadOptions {
-            cooperative_kernels: Some(cooperative),
+            kernels: Some(family),
             ..LoadOptions::default()
         };
         let model = Model::synthetic(tiny(None), 4, &gpu, &opts).unwrap();
@@ -96,7 +96,7 @@ fn greedy_steps_agree_on(model: &Model) {
     }
     // Queued steps used: 2 (after 1), 8 (after 7), 11, 12, 13; none without GPU argmax.
     let queued = b.take_host_times().queued;
-    let want_queued = if model.info().kernels == "cooperative" {
+    let want_queued = if model.info().kernels == KernelFamily::Cooperative {
         5
     } else {
         0

@@ -6,13 +6,22 @@
 mod common;
 
 use common::{fixture, reference, rel_error};
-use wgpt::{gpu::test_gpu, Gpu, LoadOptions, Model, SamplerConfig, WeightDtype};
+use wgpt::{gpu::test_gpu, Gpu, KernelFamily, LoadOptions, Model, SamplerConfig, WeightDtype};
 
-const MODELS: [&str; 4] = [
+/// One fixture per family and variant: GPT-2 (both naming styles, f32 / f16 / bf16, tied and
+/// untied, sharded), GPT-1 (post-LN), OPT pre-LN (the Hub's `decoder.*` names) and post-LN
+/// with project_in / project_out (opt-350m's layout), GPT-NeoX with a parallel residual
+/// (sharded, Pythia's buffers) and sequential.
+const MODELS: [&str; 9] = [
     "tiny-orig-f32",
     "tiny-hf-f16",
     "tiny-untied-bf16",
     "tiny-sharded-f32",
+    "tiny-gpt1-f32",
+    "tiny-opt-f16",
+    "tiny-opt350-bf16",
+    "tiny-neox-par-f32",
+    "tiny-neox-seq-bf16",
 ];
 const LOGIT_TOL: f64 = 1e-3;
 
@@ -48,7 +57,7 @@ fn check_logits(gpu: &Gpu, name: &str, opts: &LoadOptions) -> (Model, f64) {
     }
     eprintln!(
         "{name} ({:?}, kernels {:?}): max relative logit error {worst:.3e}",
-        opts.dtype, opts.cooperative_kernels
+        opts.dtype, opts.kernels
     );
     drop(s);
     (model, worst)
@@ -70,20 +79,15 @@ fn logits_match_hf_with_either_kernel_family() {
     // in CI also checks the cooperative kernels hardware GPUs run, and a GPU the barrier-free
     // ones. Batches of 4 take the cooperative matmul's partial 64-row tiles and several steps.
     let Some(gpu) = test_gpu() else { return };
-    for cooperative in [false, true] {
+    for family in KernelFamily::ALL {
         for m in MODELS {
             let opts = LoadOptions {
-                cooperative_kernels: Some(cooperative),
+                kernels: Some(family),
                 max_batch: Some(4),
                 ..Default::default()
             };
             let (model, _) = check_logits(&gpu, m, &opts);
-            let want = if cooperative {
-                "cooperative"
-            } else {
-                "barrier-free"
-            };
-            assert_eq!(model.info().kernels, want, "{m}");
+            assert_eq!(model.info().kernels, family, "{m}");
         }
     }
 }
@@ -111,7 +115,14 @@ fn logits_match_hf_with_f16_storage() {
     // f16 storage of f32 weights rounds each weight by ≤ 2^-11 relative; 5e-3 holds on these
     // fixtures (checked against the same f32 reference).
     let Some(gpu) = test_gpu() else { return };
-    for m in ["tiny-orig-f32", "tiny-sharded-f32", "tiny-untied-bf16"] {
+    for m in [
+        "tiny-orig-f32",
+        "tiny-sharded-f32",
+        "tiny-untied-bf16",
+        "tiny-gpt1-f32",
+        "tiny-opt350-bf16",
+        "tiny-neox-par-f32",
+    ] {
         let r = reference(m);
         let model = Model::load(
             fixture(m),
@@ -136,10 +147,13 @@ fn logits_match_hf_with_f16_storage() {
 fn greedy_ids_match_hf() {
     let Some(gpu) = test_gpu() else { return };
     // Both families: the cooperative one takes the argmax on the GPU and queues steps ahead.
-    for (m, cooperative) in MODELS.iter().flat_map(|m| [(m, true), (m, false)]) {
+    for (m, family) in MODELS
+        .iter()
+        .flat_map(|m| KernelFamily::ALL.map(|f| (m, f)))
+    {
         let r = reference(m);
         let opts = LoadOptions {
-            cooperative_kernels: Some(cooperative),
+            kernels: Some(family),
             ..LoadOptions::default()
         };
         let model = Model::load(fixture(m), &gpu, &opts).unwrap();

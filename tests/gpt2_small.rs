@@ -8,7 +8,7 @@ use wgpt::{gpu::test_gpu, Config, LoadOptions, Model, WeightDtype};
 #[test]
 fn decode_with_cache_equals_full_recompute() {
     let Some(gpu) = test_gpu() else { return };
-    let cfg = Config::gpt2_preset("gpt2").unwrap();
+    let cfg = Config::preset("gpt2").unwrap();
     let model = Model::synthetic(
         cfg,
         7,

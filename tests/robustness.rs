@@ -10,7 +10,9 @@ use std::time::{Duration, Instant};
 use common::fixture;
 use serde_json::{json, Value};
 use wgpt::loader::{inspect_safetensors, Rng};
-use wgpt::{gpu::test_gpu, Config, Error, LoadOptions, Model, SamplerConfig, WeightDtype};
+use wgpt::{
+    gpu::test_gpu, Config, Error, KernelFamily, LoadOptions, Model, SamplerConfig, WeightDtype,
+};
 
 /// A copy of a fixture model directory that a test may break.
 fn copy_fixture(name: &str) -> tempfile::TempDir {
@@ -634,7 +636,7 @@ fn a_weight_above_the_texture_limit_is_refused_with_sizes() {
     eprintln!("{msg}");
     assert!(t0.elapsed() < Duration::from_secs(1));
     let want = format!(
-        "device limits exceeded: weight `mlp.c_fc` (f32) needs a 256×{} texture, above the adapter's max_texture_dimension_2d of {max_dim}",
+        "device limits exceeded: weight `h.0.mlp.c_fc.weight` (f32) needs a 256×{} texture, above the adapter's max_texture_dimension_2d of {max_dim}",
         n_inner / 4
     );
     assert_eq!(msg, want);
@@ -666,9 +668,9 @@ fn nan_or_inf_weights_give_a_clear_error_and_the_library_keeps_working() {
         );
         // Greedy steps see it too, with either kernel family (the cooperative one takes the
         // argmax on the GPU).
-        for cooperative in [true, false] {
+        for family in KernelFamily::ALL {
             let opts = LoadOptions {
-                cooperative_kernels: Some(cooperative),
+                kernels: Some(family),
                 ..LoadOptions::default()
             };
             let m = Model::load(dir.path(), &gpu, &opts).unwrap();

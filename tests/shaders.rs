@@ -4,16 +4,17 @@
 //! (MSL 2.2, HLSL shader model 6.0) and without.
 
 use wgpt::kernels::ShaderOptions;
+use wgpt::KernelFamily;
 
 #[test]
 fn shaders_translate_to_spirv_msl_hlsl() {
     translate_all(ShaderOptions {
-        cooperative: true,
+        family: KernelFamily::Cooperative,
         subgroups: false,
     });
     for subgroups in [false, true] {
         translate_all(ShaderOptions {
-            cooperative: false,
+            family: KernelFamily::BarrierFree,
             subgroups,
         });
     }

@@ -5,9 +5,15 @@ Run from the repository root (needs the packages in tools/requirements.txt and
 the corpus at ../shared/data/tinyshakespeare.txt):
 
     python tools/make_fixtures.py
+    python tools/make_fixtures.py --only tiny-gpt1-f32 tiny-opt-f16   # some models only
 
 The script is deterministic (fixed seeds, single thread) and overwrites the
-files listed below.  It only writes under tests/fixtures/:
+files listed below.  It only writes under tests/fixtures/.  With
+`--only NAME...` it rewrites only those model directories and reads
+tokenizer.json / heldout_slice.txt from disk as they are (it re-trains the
+tokenizer in memory only to report whether the file on disk still matches);
+nothing else is touched.  (Note: re-running the GPT-2 models with a different
+torch/CPU may change the last bit of some float64 logits.)
 
 tests/fixtures/tokenizer.json
     Byte-level BPE tokenizer trained with HF `tokenizers` on the first 200,000
@@ -35,12 +41,52 @@ tests/fixtures/<model>/  for model in
     tiny-sharded-f32  n_embd 32, n_head 4, n_layer 2, n_inner null, n_positions 32,
                       gelu_pytorch_tanh, f32, save_pretrained with a small
                       max_shard_size -> model.safetensors.index.json + shards
+  other families (config.json always exactly as save_pretrained writes it):
+    tiny-gpt1-f32     OpenAIGPTLMHeadModel (model_type openai-gpt): n_embd 84,
+                      n_head 3 (head_dim 28), n_layer 2, n_positions 40, FFN 4*84,
+                      afn "gelu" (= HF's gelu_new, the tanh approximation),
+                      post-LN blocks, no final LN, tied head, f32, save_pretrained
+                      (`transformer.tokens_embed/positions_embed/h.N...`).
+    tiny-opt-f16      OPTForCausalLM, pre-LN (do_layer_norm_before true, with
+                      the final decoder LN), hidden 64, 4 heads, 2 layers,
+                      ffn_dim 136, max_position_embeddings 48 (embed_positions
+                      has 48+2 rows: HF offset 2), word_embed_proj_dim 64, relu,
+                      tied, f16.  Tensors named like the Hub's facebook/opt-*
+                      files: `decoder.*` without `model.` and without lm_head
+                      (renamed after save_pretrained; config.json from it).
+    tiny-opt350-bf16  OPT in the opt-350m layout: do_layer_norm_before false
+                      (post-LN, no final decoder LN), word_embed_proj_dim 32 !=
+                      hidden 48 (project_in / project_out, no bias), 3 heads,
+                      2 layers, ffn_dim 100, max_position_embeddings 40, relu,
+                      tied, bf16, save_pretrained names (`model.decoder.*`).
+    tiny-neox-par-f32 GPTNeoXForCausalLM, use_parallel_residual true, hidden 96,
+                      3 heads (head_dim 32), partial_rotary_factor (rotary_pct)
+                      0.25 -> 8 rotary dims, rope_theta (rotary_emb_base) 10000,
+                      2 layers, intermediate 200, max_position_embeddings 64,
+                      gelu (erf), attention_bias true, untied `embed_out.weight`,
+                      f32, sharded (3 shards + index) plus the Pythia buffers
+                      gpt_neox.layers.N.attention.bias (bool (1,1,64,64) causal
+                      mask), .attention.masked_bias (f32 scalar -1e9) and
+                      .attention.rotary_emb.inv_freq (f32 [4]) added to the shard
+                      holding that layer's query_key_value (index weight_map and
+                      total_size updated).
+    tiny-neox-seq-bf16 GPTNeoX, use_parallel_residual false, hidden 64, 4 heads
+                      (head_dim 16), partial_rotary_factor 0.5 -> 8 rotary dims,
+                      rope_theta 500, 2 layers, intermediate 128,
+                      max_position_embeddings 48, gelu, untied, bf16,
+                      save_pretrained.
+    transformers 5 writes NeoX's rotary settings as
+    "rope_parameters": {"partial_rotary_factor", "rope_theta", "rope_type"}
+    (no rotary_pct / rotary_emb_base keys).  OPT's pad_token_id is also the
+    `<|endoftext|>` id.
   All models: vocab_size 389 (> tokenizer's 384 on purpose), bos/eos id = id of
-  `<|endoftext|>`, layer_norm_epsilon 1e-5, random weights with a larger scale
-  than HF's default init (see `init_weights`).
+  `<|endoftext|>`, layer norm eps 1e-5, random weights with a larger scale
+  than HF's default init (see `init_weights`); every hidden/FFN size and
+  head_dim is a multiple of 4.
   Each directory holds config.json, the weights, a copy of tokenizer.json
-  (save_pretrained dirs also get generation_config.json) and reference.json with (all computed in float64 from the weights exactly as
-  stored in the file, model.eval(), eager attention):
+  (save_pretrained dirs also get generation_config.json) and reference.json
+  with (all computed in float64 from the weights exactly as stored in the
+  file, model.eval(), eager attention):
     prompt_ids              13 token ids
     logits                  13 x vocab_size full logits for every prompt position
     greedy_prompt_ids       5 token ids (per model: first of a fixed list of
@@ -49,7 +95,7 @@ tests/fixtures/<model>/  for model in
     greedy_ids              12 greedily generated ids (full recompute each step,
                             argmax, no eos stopping; cross-checked with generate())
     greedy_margins          top1 - top2 logit at each of the 12 steps
-    ppl_context             window length (= n_positions)
+    ppl_context             window length (= n_positions / max_position_embeddings)
     ppl_tokens_scored       number of predicted tokens
     ppl_nll_mean            mean natural-log NLL
     ppl_perplexity          exp(ppl_nll_mean)
@@ -61,10 +107,19 @@ tests/fixtures/<model>/  for model in
   one may be shorter; a final window of < 2 tokens is dropped) and score every
   token but the first of each window given the preceding tokens of its window.
   Floats are written with full f64 precision (Python float repr).
+  Float64 end to end: transformers 5 computes the OPT / GPT-NeoX eager softmax
+  in float32 and NeoX's RoPE inv_freq and cos/sin in float32 even in a float64
+  model; while computing the references those are patched to float64
+  (`float64_exact`).  For every non-GPT-2 model the patched HF logits are
+  checked against an independent hand-written float64 forward
+  (`handwritten_logits`, must agree to < 1e-10; the unpatched HF differs by
+  ~1e-6 for OPT/NeoX).
 
 At the end a one-line summary per model is printed.
 """
 
+import argparse
+import contextlib
 import inspect
 import json
 import logging
@@ -72,6 +127,7 @@ import math
 import os
 import shutil
 import sys
+import types
 import warnings
 
 import numpy as np
@@ -79,7 +135,18 @@ import torch
 from safetensors import safe_open
 from safetensors.torch import save_file
 from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
-from transformers import GPT2Config, GPT2LMHeadModel
+from transformers import (
+    GPT2Config,
+    GPT2LMHeadModel,
+    GPTNeoXConfig,
+    GPTNeoXForCausalLM,
+    OpenAIGPTConfig,
+    OpenAIGPTLMHeadModel,
+    OPTConfig,
+    OPTForCausalLM,
+)
+from transformers.models.gpt_neox import modeling_gpt_neox
+from transformers.models.opt import modeling_opt
 from transformers.utils import logging as hf_logging
 
 REPO_ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), ".."))
@@ -148,7 +215,45 @@ MODELS = [
         n_positions=32, activation_function="gelu_pytorch_tanh", dtype=torch.float32,
         tie=True, style="hf", max_shard_size="60KB",
     ),
+    # ---- other model families (see the docstring) ----
+    dict(
+        name="tiny-gpt1-f32", family="gpt1", seed=1005, n_embd=84, n_head=3, n_layer=2,
+        n_positions=40, afn="gelu", dtype=torch.float32, tie=True, style="hf",
+    ),
+    dict(
+        name="tiny-opt-f16", family="opt", seed=1006, hidden_size=64, n_head=4, n_layer=2,
+        ffn_dim=136, n_positions=48, word_embed_proj_dim=64, do_layer_norm_before=True,
+        activation_function="relu", dtype=torch.float16, tie=True, style="opt-original",
+    ),
+    dict(
+        name="tiny-opt350-bf16", family="opt", seed=1007, hidden_size=48, n_head=3, n_layer=2,
+        ffn_dim=100, n_positions=40, word_embed_proj_dim=32, do_layer_norm_before=False,
+        activation_function="relu", dtype=torch.bfloat16, tie=True, style="hf",
+    ),
+    dict(
+        name="tiny-neox-par-f32", family="neox", seed=1008, hidden_size=96, n_head=3, n_layer=2,
+        intermediate_size=200, n_positions=64, rotary_pct=0.25, rotary_emb_base=10000,
+        use_parallel_residual=True, hidden_act="gelu", dtype=torch.float32, tie=False,
+        style="pythia", max_shard_size="350KB",
+    ),
+    dict(
+        name="tiny-neox-seq-bf16", family="neox", seed=1009, hidden_size=64, n_head=4, n_layer=2,
+        intermediate_size=128, n_positions=48, rotary_pct=0.5, rotary_emb_base=500,
+        use_parallel_residual=False, hidden_act="gelu", dtype=torch.bfloat16, tie=False,
+        style="hf",
+    ),
 ]
+
+MODEL_CLASSES = {
+    "gpt2": GPT2LMHeadModel,
+    "gpt1": OpenAIGPTLMHeadModel,
+    "opt": OPTForCausalLM,
+    "neox": GPTNeoXForCausalLM,
+}
+
+
+def family(spec):
+    return spec.get("family", "gpt2")
 
 
 # ----------------------------------------------------------------------------
@@ -210,6 +315,45 @@ def build_tokenizer_and_slice():
     return tok, tok_path, heldout.decode("utf-8"), start
 
 
+def load_tokenizer_and_slice():
+    """Use tests/fixtures/tokenizer.json and heldout_slice.txt as they are on disk.
+
+    Used by --only: nothing shared is rewritten.  If the corpus is available the
+    files are checked against what build_tokenizer_and_slice() would write (a
+    mismatch is only reported: the new references are computed from the files
+    on disk, so they stay consistent with them either way).
+    """
+    tok_path = os.path.join(FIX, "tokenizer.json")
+    with open(os.path.join(FIX, "heldout_slice.txt"), "rb") as f:
+        heldout = f.read()
+    tok = Tokenizer.from_file(tok_path)
+    assert tok.get_vocab_size() == TOKENIZER_VOCAB, tok.get_vocab_size()
+    notes, start = [], None
+    if os.path.exists(CORPUS):
+        with open(CORPUS, "rb") as f:
+            data = f.read()
+        start = data.index(b"\n", int(len(data) * 0.9)) + 1
+        if data[start:start + HELDOUT_BYTES] != heldout:
+            notes.append("WARNING: heldout_slice.txt differs from the corpus slice it should hold")
+        retrained = Tokenizer(models.BPE())
+        retrained.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+        retrained.decoder = decoders.ByteLevel()
+        trainer = trainers.BpeTrainer(
+            vocab_size=TOKENIZER_VOCAB,
+            special_tokens=[SPECIAL],
+            initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
+            show_progress=False,
+        )
+        retrained.train_from_iterator([data[:TRAIN_BYTES].decode("utf-8")], trainer=trainer)
+        with open(tok_path, "r", encoding="utf-8") as f:
+            on_disk = f.read()
+        same = retrained.to_str(pretty=True) == on_disk
+        notes.append(f"tokenizer.json on disk identical to a fresh training run: {same}")
+    else:
+        notes.append(f"corpus {CORPUS} not found: tokenizer/held-out slice not re-checked")
+    return tok, tok_path, heldout.decode("utf-8"), start, notes
+
+
 def fixed_ids(tok, text, n, eos_id):
     ids = tok.encode(text, add_special_tokens=False).ids[:n]
     # Pad (deterministically) with other, non-special ids if the text is short.
@@ -226,6 +370,68 @@ def fixed_ids(tok, text, n, eos_id):
 # Models
 # ----------------------------------------------------------------------------
 def make_config(spec, eos_id):
+    fam = family(spec)
+    if fam == "gpt1":
+        cfg = OpenAIGPTConfig(
+            vocab_size=MODEL_VOCAB,
+            n_positions=spec["n_positions"],
+            n_embd=spec["n_embd"],
+            n_layer=spec["n_layer"],
+            n_head=spec["n_head"],
+            afn=spec["afn"],
+            layer_norm_epsilon=1e-5,
+            bos_token_id=eos_id,
+            eos_token_id=eos_id,
+            tie_word_embeddings=spec["tie"],
+        )
+        cfg.architectures = ["OpenAIGPTLMHeadModel"]
+        return cfg
+    if fam == "opt":
+        cfg = OPTConfig(
+            vocab_size=MODEL_VOCAB,
+            hidden_size=spec["hidden_size"],
+            num_hidden_layers=spec["n_layer"],
+            num_attention_heads=spec["n_head"],
+            ffn_dim=spec["ffn_dim"],
+            max_position_embeddings=spec["n_positions"],
+            word_embed_proj_dim=spec["word_embed_proj_dim"],
+            do_layer_norm_before=spec["do_layer_norm_before"],
+            activation_function=spec["activation_function"],
+            # Our tokenizer has a single special token: use it for bos/eos/pad
+            # (pad only sets nn.Embedding's padding_idx, irrelevant for inference).
+            pad_token_id=eos_id,
+            bos_token_id=eos_id,
+            eos_token_id=eos_id,
+            tie_word_embeddings=spec["tie"],
+        )
+        cfg.architectures = ["OPTForCausalLM"]
+        return cfg
+    if fam == "neox":
+        # transformers 5 turns rotary_pct / rotary_emb_base into
+        # rope_parameters = {partial_rotary_factor, rope_theta, rope_type}.
+        cfg = GPTNeoXConfig(
+            vocab_size=MODEL_VOCAB,
+            hidden_size=spec["hidden_size"],
+            num_hidden_layers=spec["n_layer"],
+            num_attention_heads=spec["n_head"],
+            intermediate_size=spec["intermediate_size"],
+            hidden_act=spec["hidden_act"],
+            max_position_embeddings=spec["n_positions"],
+            layer_norm_eps=1e-5,
+            rotary_pct=spec["rotary_pct"],
+            rotary_emb_base=spec["rotary_emb_base"],
+            use_parallel_residual=spec["use_parallel_residual"],
+            attention_bias=True,
+            bos_token_id=eos_id,
+            eos_token_id=eos_id,
+            tie_word_embeddings=spec["tie"],
+        )
+        rp = cfg.rope_parameters
+        assert rp["partial_rotary_factor"] == spec["rotary_pct"], rp
+        assert rp["rope_theta"] == spec["rotary_emb_base"], rp
+        assert rp["rope_type"] == "default", rp
+        cfg.architectures = ["GPTNeoXForCausalLM"]
+        return cfg
     cfg = GPT2Config(
         vocab_size=MODEL_VOCAB,
         n_positions=spec["n_positions"],
@@ -243,25 +449,66 @@ def make_config(spec, eos_id):
     return cfg
 
 
+def check_shapes(spec, cfg):
+    """Every hidden/FFN size and head_dim a multiple of 4 (the Rust kernels' vec4 loads)."""
+    fam = family(spec)
+    if fam in ("gpt2", "gpt1"):
+        hidden, heads = cfg.n_embd, cfg.n_head
+        ffn = 4 * hidden if fam == "gpt1" or cfg.n_inner is None else cfg.n_inner
+        sizes = [hidden, ffn]
+    elif fam == "opt":
+        hidden, heads = cfg.hidden_size, cfg.num_attention_heads
+        sizes = [hidden, cfg.ffn_dim, cfg.word_embed_proj_dim]
+    else:
+        hidden, heads = cfg.hidden_size, cfg.num_attention_heads
+        sizes = [hidden, cfg.intermediate_size]
+        head_dim = hidden // heads
+        rot = int(head_dim * cfg.rope_parameters["partial_rotary_factor"])
+        assert rot % 2 == 0 and rot == head_dim * cfg.rope_parameters["partial_rotary_factor"], rot
+    assert hidden % heads == 0
+    sizes.append(hidden // heads)
+    assert all(x % 4 == 0 for x in sizes), (spec["name"], sizes)
+
+
+def init_std_mean(fam, name):
+    """(std, mean) of the random init of parameter `name` (larger than HF's default)."""
+    if fam == "gpt2":
+        if name.endswith("wte.weight"):
+            return STD_WTE, 0.0
+        if name.endswith("wpe.weight"):
+            return STD_WPE, 0.0
+        if name.endswith(".bias"):
+            return STD_BIAS, 0.0
+        if ("ln_" in name) and name.endswith(".weight"):
+            return STD_LN, 1.0
+        if name.endswith(".weight"):  # Conv1D weights and untied lm_head
+            return STD_LINEAR, 0.0
+        raise RuntimeError(f"unhandled parameter {name}")
+    token_emb = {"gpt1": "tokens_embed.weight", "opt": "embed_tokens.weight", "neox": "embed_in.weight"}[fam]
+    pos_emb = {"gpt1": "positions_embed.weight", "opt": "embed_positions.weight", "neox": None}[fam]
+    if name.endswith(token_emb):
+        return STD_WTE, 0.0
+    if pos_emb is not None and name.endswith(pos_emb):
+        return STD_WPE, 0.0
+    if name.endswith(".bias"):
+        return STD_BIAS, 0.0
+    leaf = name.split(".")[-2]
+    if leaf.startswith("ln_") or leaf.endswith("layer_norm") or leaf.endswith("layernorm"):
+        assert name.endswith(".weight"), name
+        return STD_LN, 1.0
+    if name.endswith(".weight"):  # linear / Conv1D weights, projections, untied head
+        return STD_LINEAR, 0.0
+    raise RuntimeError(f"unhandled parameter {name}")
+
+
 @torch.no_grad()
-def init_weights(model, seed):
+def init_weights(model, seed, fam="gpt2"):
     """Deterministic, larger-than-default random init (in f32)."""
     gen = torch.Generator().manual_seed(seed)
     params = dict(model.named_parameters())  # tied lm_head appears only once
     for name in sorted(params):
         p = params[name]
-        if name.endswith("wte.weight"):
-            std, mean = STD_WTE, 0.0
-        elif name.endswith("wpe.weight"):
-            std, mean = STD_WPE, 0.0
-        elif name.endswith(".bias"):
-            std, mean = STD_BIAS, 0.0
-        elif ("ln_" in name) and name.endswith(".weight"):
-            std, mean = STD_LN, 1.0
-        elif name.endswith(".weight"):  # Conv1D weights and untied lm_head
-            std, mean = STD_LINEAR, 0.0
-        else:
-            raise RuntimeError(f"unhandled parameter {name}")
+        std, mean = init_std_mean(fam, name)
         vals = torch.randn(p.shape, generator=gen, dtype=torch.float32) * std + mean
         p.copy_(vals.to(p.dtype))
 
@@ -275,14 +522,14 @@ class LogCapture(logging.Handler):
         self.records.append(record.getMessage())
 
 
-def load_with_report(path, **kwargs):
+def load_with_report(path, cls=GPT2LMHeadModel, **kwargs):
     """from_pretrained, returning (model, loading_info, captured messages)."""
     cap = LogCapture()
     hf_logger = hf_logging.get_logger("transformers")
     hf_logger.addHandler(cap)
     with warnings.catch_warnings(record=True) as wlist:
         warnings.simplefilter("always")
-        model, info = GPT2LMHeadModel.from_pretrained(
+        model, info = cls.from_pretrained(
             path, output_loading_info=True, attn_implementation="eager", **kwargs
         )
     hf_logger.removeHandler(cap)
@@ -339,6 +586,278 @@ def load_original_manually(out_dir, cfg):
     assert not res.missing_keys, res.missing_keys
     model.tie_weights()
     return model
+
+
+BUFFER_SUFFIXES = {
+    ("attn", "bias"), ("attn", "masked_bias"),            # GPT-2 original files
+    ("attention", "bias"), ("attention", "masked_bias"),  # Pythia files
+    ("rotary_emb", "inv_freq"),                           # Pythia files
+}
+
+
+def is_buffer_key(k):
+    """Non-parameter buffers that some original checkpoints carry (ignored on load)."""
+    return tuple(k.split(".")[-2:]) in BUFFER_SUFFIXES
+
+
+def hf_key(spec, k):
+    """Name in the HF model's state_dict of stored tensor `k` (None for buffers)."""
+    if is_buffer_key(k):
+        return None
+    if spec["style"] == "original":
+        return "transformer." + k
+    if spec["style"] == "opt-original":
+        return "model." + k
+    if family(spec) == "neox" and k == "embed_out.weight":
+        return "lm_head.weight"  # transformers 5 renames embed_out -> lm_head on load (and back on save)
+    return k
+
+
+def _read_safetensors(path):
+    with safe_open(path, framework="pt") as f:
+        meta = f.metadata()
+        return {k: f.get_tensor(k) for k in f.keys()}, meta
+
+
+def save_opt_original(model, out_dir, spec):
+    """save_pretrained, then rename the tensors the way the Hub's facebook/opt-* files
+    name them: `decoder.*` without the `model.` prefix, and no lm_head (tied)."""
+    save_hf(model, out_dir, spec)
+    assert not os.path.exists(os.path.join(out_dir, "model.safetensors.index.json"))
+    path = os.path.join(out_dir, "model.safetensors")
+    sd, meta = _read_safetensors(path)
+    out = {}
+    for k, v in sd.items():
+        if k == "lm_head.weight":
+            continue
+        assert k.startswith("model.decoder."), k
+        out[k[len("model."):]] = v
+    save_file(out, path, metadata=meta)
+
+
+def save_pythia(model, out_dir, spec):
+    """save_pretrained (sharded), then add the buffers real Pythia checkpoints carry:
+    gpt_neox.layers.N.attention.bias (bool causal mask (1,1,P,P)),
+    gpt_neox.layers.N.attention.masked_bias (f32 scalar -1e9) and
+    gpt_neox.layers.N.attention.rotary_emb.inv_freq (f32, rotary_dims/2),
+    each into the shard holding that layer's query_key_value.weight."""
+    save_hf(model, out_dir, spec)
+    idx_path = os.path.join(out_dir, "model.safetensors.index.json")
+    with open(idx_path, encoding="utf-8") as f:
+        index = json.load(f)
+    wm = index["weight_map"]
+    cfg = model.config
+    P = cfg.max_position_embeddings
+    head_dim = cfg.hidden_size // cfg.num_attention_heads
+    rot = int(head_dim * cfg.rope_parameters["partial_rotary_factor"])
+    base = cfg.rope_parameters["rope_theta"]
+    mask = torch.tril(torch.ones((P, P), dtype=torch.bool)).view(1, 1, P, P)
+    # As the original GPT-NeoX / old HF code computes it (float32).
+    inv_freq = 1.0 / (base ** (torch.arange(0, rot, 2, dtype=torch.int64).float() / rot))
+    assert inv_freq.dtype == torch.float32 and inv_freq.numel() == rot // 2
+    per_file = {}
+    for i in range(cfg.num_hidden_layers):
+        fn = wm[f"gpt_neox.layers.{i}.attention.query_key_value.weight"]
+        pre = f"gpt_neox.layers.{i}.attention."
+        per_file.setdefault(fn, {}).update({
+            pre + "bias": mask.clone(),
+            pre + "masked_bias": torch.tensor(-1e9, dtype=torch.float32),
+            pre + "rotary_emb.inv_freq": inv_freq.clone(),
+        })
+    added = 0
+    for fn, bufs in per_file.items():
+        path = os.path.join(out_dir, fn)
+        sd, meta = _read_safetensors(path)
+        assert not (set(sd) & set(bufs))
+        sd.update(bufs)
+        save_file(sd, path, metadata=meta)
+        for k, v in bufs.items():
+            wm[k] = fn
+            added += v.numel() * v.element_size()
+    index["metadata"]["total_size"] += added
+    with open(idx_path, "w", encoding="utf-8") as f:
+        f.write(json.dumps(index, indent=2, sort_keys=True) + "\n")  # as save_pretrained writes it
+
+
+# ----------------------------------------------------------------------------
+# float64 exactness of the HF reference + hand-written float64 forwards
+# ----------------------------------------------------------------------------
+def _eager_attention_f64(module, query, key, value, attention_mask, scaling, dropout=0.0, **kwargs):
+    """transformers' eager_attention_forward without the float32 softmax upcast
+    (which in a float64 model rounds the probabilities to float32)."""
+    attn_weights = torch.matmul(query, key.transpose(-1, -2)) * scaling
+    if attention_mask is not None:
+        attn_weights = attn_weights + attention_mask
+    attn_weights = torch.nn.functional.softmax(attn_weights, dim=-1)  # in the input dtype
+    attn_weights = torch.nn.functional.dropout(attn_weights, p=dropout, training=module.training)
+    attn_output = torch.matmul(attn_weights, value)
+    attn_output = attn_output.transpose(1, 2).contiguous()
+    return attn_output, attn_weights
+
+
+def _rope_forward_f64(self, x, position_ids):
+    """GPTNeoXRotaryEmbedding.forward with the angles computed in float64 (HF
+    computes position * inv_freq and cos/sin in float32, then casts)."""
+    assert self.inv_freq.dtype == torch.float64 and x.dtype == torch.float64
+    freqs = position_ids[..., None].to(torch.float64) * self.inv_freq
+    emb = torch.cat((freqs, freqs), dim=-1)
+    cos = emb.cos() * self.attention_scaling
+    sin = emb.sin() * self.attention_scaling
+    self.f64_calls = getattr(self, "f64_calls", 0) + 1
+    return cos, sin
+
+
+def neox_inv_freq_f64(cfg):
+    head_dim = cfg.hidden_size // cfg.num_attention_heads
+    rot = int(head_dim * cfg.rope_parameters["partial_rotary_factor"])
+    base = float(cfg.rope_parameters["rope_theta"])
+    return 1.0 / (base ** (torch.arange(0, rot, 2, dtype=torch.float64) / rot))
+
+
+@contextlib.contextmanager
+def float64_exact(model):
+    """Make a float64 HF model compute everything in float64 (while active):
+    - OPT / GPT-NeoX eager attention: softmax in float64 instead of float32;
+    - GPT-NeoX RoPE: inv_freq recomputed in float64, cos/sin computed in float64.
+    GPT-2 and GPT-1 need nothing (their softmax, masks and norms stay in the model
+    dtype); the hand-written forwards below check all of it."""
+    assert next(model.parameters()).dtype == torch.float64
+    saved = [(modeling_opt, "eager_attention_forward", modeling_opt.eager_attention_forward),
+             (modeling_gpt_neox, "eager_attention_forward", modeling_gpt_neox.eager_attention_forward)]
+    rope_mods = [m for m in model.modules() if hasattr(m, "inv_freq")]
+    rope_saved = [(m, m.inv_freq, m.original_inv_freq) for m in rope_mods]
+    try:
+        for mod, name, _ in saved:
+            setattr(mod, name, _eager_attention_f64)
+        for m in rope_mods:
+            assert isinstance(m, modeling_gpt_neox.GPTNeoXRotaryEmbedding), type(m)
+            assert m.rope_type == "default" and m.attention_scaling == 1.0
+            inv = neox_inv_freq_f64(model.config)
+            assert inv.shape == m.inv_freq.shape
+            m.inv_freq = inv
+            m.original_inv_freq = inv.clone()
+            m.forward = types.MethodType(_rope_forward_f64, m)
+        yield
+    finally:
+        for mod, name, fn in saved:
+            setattr(mod, name, fn)
+        for m, inv, orig in rope_saved:
+            m.inv_freq, m.original_inv_freq = inv, orig
+            if "forward" in m.__dict__:
+                del m.forward
+
+
+def _ln(x, w, b, eps=1e-5):
+    mu = x.mean(-1, keepdim=True)
+    var = ((x - mu) ** 2).mean(-1, keepdim=True)
+    return (x - mu) / torch.sqrt(var + eps) * w + b
+
+
+def _causal_softmax_attn(q, k, v, scale):
+    """q, k, v: (H, T, d) float64; returns (T, H*d)."""
+    s = torch.matmul(q, k.transpose(-1, -2)) * scale
+    T = s.shape[-1]
+    keep = torch.tril(torch.ones(T, T, dtype=torch.bool))
+    s = s.masked_fill(~keep, float("-inf"))
+    p = torch.exp(s - s.max(-1, keepdim=True).values)
+    p = p / p.sum(-1, keepdim=True)
+    o = torch.matmul(p, v)  # (H, T, d)
+    return o.transpose(0, 1).reshape(T, -1)
+
+
+@torch.no_grad()
+def handwritten_logits(spec, cfg, sd, ids):
+    """Independent float64 forward pass from the HF-named state dict `sd`
+    (written from the architecture descriptions, not calling transformers)."""
+    sd = {k: v.to(torch.float64) for k, v in sd.items()}
+    fam = family(spec)
+    ids = torch.tensor(ids, dtype=torch.long)
+    T = len(ids)
+    if fam == "gpt1":
+        g = lambda n: sd["transformer." + n]  # noqa: E731
+        H, D = cfg.n_head, cfg.n_embd
+        d = D // H
+        gelu_tanh = lambda x: 0.5 * x * (1 + torch.tanh(math.sqrt(2 / math.pi) * (x + 0.044715 * x ** 3)))  # noqa: E731
+        x = g("tokens_embed.weight")[ids] + g("positions_embed.weight")[torch.arange(T)]
+        for i in range(cfg.n_layer):
+            p = f"h.{i}."
+            qkv = x @ g(p + "attn.c_attn.weight") + g(p + "attn.c_attn.bias")  # Conv1D: (in, out)
+            q, k, v = [t.reshape(T, H, d).transpose(0, 1) for t in qkv.split(D, dim=-1)]
+            a = _causal_softmax_attn(q, k, v, 1.0 / math.sqrt(d))
+            a = a @ g(p + "attn.c_proj.weight") + g(p + "attn.c_proj.bias")
+            n = _ln(x + a, g(p + "ln_1.weight"), g(p + "ln_1.bias"), cfg.layer_norm_epsilon)  # post-LN
+            m = gelu_tanh(n @ g(p + "mlp.c_fc.weight") + g(p + "mlp.c_fc.bias"))
+            m = m @ g(p + "mlp.c_proj.weight") + g(p + "mlp.c_proj.bias")
+            x = _ln(n + m, g(p + "ln_2.weight"), g(p + "ln_2.bias"), cfg.layer_norm_epsilon)
+        return x @ g("tokens_embed.weight").T  # no final LN, tied head
+    if fam == "opt":
+        g = lambda n: sd["model.decoder." + n]  # noqa: E731
+        H, D = cfg.num_attention_heads, cfg.hidden_size
+        d = D // H
+        lin = lambda x, n: x @ g(n + ".weight").T + g(n + ".bias")  # noqa: E731
+        x = g("embed_tokens.weight")[ids]
+        if cfg.word_embed_proj_dim != D:
+            x = x @ g("project_in.weight").T
+        x = x + g("embed_positions.weight")[torch.arange(T) + 2]  # OPT's position offset 2
+        pre = cfg.do_layer_norm_before
+        for i in range(cfg.num_hidden_layers):
+            p = f"layers.{i}."
+            ln1 = lambda t: _ln(t, g(p + "self_attn_layer_norm.weight"), g(p + "self_attn_layer_norm.bias"))  # noqa: E731
+            ln2 = lambda t: _ln(t, g(p + "final_layer_norm.weight"), g(p + "final_layer_norm.bias"))  # noqa: E731
+            h = ln1(x) if pre else x
+            q = lin(h, p + "self_attn.q_proj") * d ** -0.5
+            k = lin(h, p + "self_attn.k_proj")
+            v = lin(h, p + "self_attn.v_proj")
+            q, k, v = [t.reshape(T, H, d).transpose(0, 1) for t in (q, k, v)]
+            a = lin(_causal_softmax_attn(q, k, v, 1.0), p + "self_attn.out_proj")
+            x = x + a
+            if not pre:
+                x = ln1(x)
+            h = ln2(x) if pre else x
+            m = lin(torch.relu(lin(h, p + "fc1")), p + "fc2")
+            x = x + m
+            if not pre:
+                x = ln2(x)
+        if pre and not cfg._remove_final_layer_norm:
+            x = _ln(x, g("final_layer_norm.weight"), g("final_layer_norm.bias"))
+        if cfg.word_embed_proj_dim != D:
+            x = x @ g("project_out.weight").T
+        return x @ g("embed_tokens.weight").T  # tied head
+    if fam == "neox":
+        g = lambda n: sd["gpt_neox." + n]  # noqa: E731
+        H, D = cfg.num_attention_heads, cfg.hidden_size
+        d = D // H
+        eps = cfg.layer_norm_eps
+        lin = lambda x, n: x @ g(n + ".weight").T + g(n + ".bias")  # noqa: E731
+        gelu = lambda x: 0.5 * x * (1 + torch.erf(x / math.sqrt(2.0)))  # noqa: E731
+        inv = neox_inv_freq_f64(cfg)
+        rot = 2 * inv.numel()
+        ang = torch.arange(T, dtype=torch.float64)[:, None] * inv[None, :]
+        cos = torch.cat([ang.cos(), ang.cos()], -1)  # (T, rot)
+        sin = torch.cat([ang.sin(), ang.sin()], -1)
+
+        def rope(t):  # (H, T, d): rotate_half on the first `rot` dims
+            r, rest = t[..., :rot], t[..., rot:]
+            r1, r2 = r[..., : rot // 2], r[..., rot // 2:]
+            return torch.cat([r * cos + torch.cat([-r2, r1], -1) * sin, rest], -1)
+
+        x = g("embed_in.weight")[ids]
+        for i in range(cfg.num_hidden_layers):
+            p = f"layers.{i}."
+            h = _ln(x, g(p + "input_layernorm.weight"), g(p + "input_layernorm.bias"), eps)
+            qkv = lin(h, p + "attention.query_key_value").reshape(T, H, 3 * d).transpose(0, 1)
+            q, k, v = qkv[..., :d], qkv[..., d:2 * d], qkv[..., 2 * d:]
+            a = lin(_causal_softmax_attn(rope(q), rope(k), v, d ** -0.5), p + "attention.dense")
+            mlp = lambda t: lin(gelu(lin(t, p + "mlp.dense_h_to_4h")), p + "mlp.dense_4h_to_h")  # noqa: E731
+            ln2 = lambda t: _ln(t, g(p + "post_attention_layernorm.weight"), g(p + "post_attention_layernorm.bias"), eps)  # noqa: E731
+            if cfg.use_parallel_residual:
+                x = x + a + mlp(ln2(x))
+            else:
+                y = x + a
+                x = y + mlp(ln2(y))
+        x = _ln(x, g("final_layer_norm.weight"), g("final_layer_norm.bias"), eps)
+        return x @ sd["lm_head.weight"].T  # untied (embed_out in the files)
+    raise ValueError(fam)
 
 
 # ----------------------------------------------------------------------------
@@ -413,15 +932,18 @@ def perplexity(model, tok, text, ctx):
 # ----------------------------------------------------------------------------
 def build_model(spec, tok, tok_path, heldout, eos_id, prompt_ids, greedy_prompts):
     name = spec["name"]
+    fam = family(spec)
+    cls = MODEL_CLASSES[fam]
     out_dir = os.path.join(FIX, name)
     if os.path.isdir(out_dir):
         shutil.rmtree(out_dir)
     os.makedirs(out_dir)
 
     cfg = make_config(spec, eos_id)
+    check_shapes(spec, cfg)
     torch.manual_seed(spec["seed"])
-    model = GPT2LMHeadModel(cfg)
-    init_weights(model, spec["seed"])
+    model = cls(cfg)
+    init_weights(model, spec["seed"], fam)
     model = model.to(spec["dtype"])
     model.eval()
     n_params = sum(p.numel() for p in model.parameters())
@@ -450,12 +972,24 @@ def build_model(spec, tok, tok_path, heldout, eos_id, prompt_ids, greedy_prompts
         except Exception as e:  # noqa: BLE001
             notes.append(f"from_pretrained failed: {type(e).__name__}: {e}")
     else:
-        save_hf(model, out_dir, spec)
-        ref_model, info, msgs = load_with_report(out_dir)
-        bad = [m for m in msgs if ("missing" in m.lower() or "unexpected" in m.lower()
-                                   or "not initialized" in m.lower() or "newly" in m.lower())]
-        if info["missing_keys"] or info["unexpected_keys"] or info["mismatched_keys"] or bad:
+        if spec["style"] == "hf":
+            save_hf(model, out_dir, spec)
+        elif spec["style"] == "opt-original":
+            save_opt_original(model, out_dir, spec)
+        elif spec["style"] == "pythia":
+            save_pythia(model, out_dir, spec)
+        else:
+            raise ValueError(spec["style"])
+        ref_model, info, msgs = load_with_report(out_dir, cls=cls)
+        # Only the extra buffers of the Pythia-style files may be left unused.
+        unexpected = [k for k in info["unexpected_keys"] if not is_buffer_key(k)]
+        bad = [m for m in msgs if ("missing" in m.lower() or "not initialized" in m.lower()
+                                   or "newly" in m.lower()
+                                   or ("unexpected" in m.lower() and spec["style"] != "pythia"))]
+        if info["missing_keys"] or unexpected or info["mismatched_keys"] or bad:
             raise RuntimeError(f"{name}: bad load: {info} {bad}")
+        if info["unexpected_keys"]:
+            notes.append(f"from_pretrained ignored (unexpected) keys: {sorted(info['unexpected_keys'])}")
         for m in msgs:
             if m.strip():
                 notes.append("from_pretrained log: " + " ".join(m.split())[:300])
@@ -464,55 +998,95 @@ def build_model(spec, tok, tok_path, heldout, eos_id, prompt_ids, greedy_prompts
 
     # Check what is actually in the file(s).
     files, tensors = stored_tensors(out_dir)
-    dtypes = sorted({str(v.dtype) for k, v in tensors.items() if not k.endswith("attn.bias")
-                     and not k.endswith("masked_bias")})
+    dtypes = sorted({str(v.dtype) for k, v in tensors.items() if not is_buffer_key(k)})
     assert dtypes == [str(spec["dtype"])], (name, dtypes)
+    head_keys = [k for k in tensors if hf_key(spec, k) == "lm_head.weight"]
     if not spec["tie"]:
-        assert "lm_head.weight" in tensors, f"{name}: lm_head.weight missing from file"
-        assert not torch.equal(tensors["lm_head.weight"], tensors["transformer.wte.weight"])
+        assert len(head_keys) == 1, f"{name}: untied output head missing from file"
+        in_emb = ref_model.get_input_embeddings().weight
+        assert not torch.equal(tensors[head_keys[0]], in_emb)
     else:
-        assert "lm_head.weight" not in tensors
+        assert not head_keys, head_keys
     if "max_shard_size" in spec:
         assert os.path.exists(os.path.join(out_dir, "model.safetensors.index.json"))
         assert len(files) >= 2, files
+        with open(os.path.join(out_dir, "model.safetensors.index.json")) as f:
+            index = json.load(f)
+        assert set(index["weight_map"]) == set(tensors), name
+        assert index["metadata"]["total_size"] == sum(v.numel() * v.element_size() for v in tensors.values())
 
-    # The reference model must hold exactly the stored values.
+    # The reference model must hold exactly the stored values, and every
+    # parameter must come from the file(s).
     ref_sd = ref_model.state_dict()
-    prefix = "" if spec["style"] == "hf" else "transformer."
+    covered = set()
     for k, v in tensors.items():
-        if k.endswith("attn.bias") or k.endswith("masked_bias"):
+        hk = hf_key(spec, k)
+        if hk is None:
             continue
-        assert torch.equal(ref_sd[prefix + k], v), k
+        assert torch.equal(ref_sd[hk], v), k
+        covered.add(hk)
+    for pname, _ in ref_model.named_parameters():  # tied lm_head appears only once
+        assert pname in covered, f"{name}: parameter {pname} not in the file(s)"
+    out_w = ref_model.get_output_embeddings().weight
+    in_w = ref_model.get_input_embeddings().weight
     if not spec["tie"]:
-        assert ref_model.lm_head.weight.data_ptr() != ref_model.transformer.wte.weight.data_ptr()
+        assert out_w.data_ptr() != in_w.data_ptr()
     else:
-        assert torch.equal(ref_model.lm_head.weight, ref_model.transformer.wte.weight)
+        assert torch.equal(out_w, in_w)
+    if fam == "opt":
+        assert ref_model.model.decoder.embed_positions.offset == 2
+        assert ref_model.model.decoder.embed_positions.weight.shape[0] == spec["n_positions"] + 2
+        assert (ref_model.model.decoder.final_layer_norm is None) == (not spec["do_layer_norm_before"])
+        assert (ref_model.model.decoder.project_in is None) == (spec["word_embed_proj_dim"] == spec["hidden_size"])
 
     ref_model = ref_model.to(torch.float64).eval()
     ref_model.set_attn_implementation("eager")
     assert ref_model.config._attn_implementation == "eager"
 
-    logits = logits_for(ref_model, prompt_ids)
-    best = None
-    for gp in greedy_prompts:
-        g_ids, g_margins = greedy(ref_model, gp, GREEDY_NEW)
-        good = min(g_margins) >= GREEDY_MIN_MARGIN
-        varied = len(set(g_ids)) >= GREEDY_MIN_DISTINCT
-        key = (good and varied, good, len(set(g_ids)), min(g_margins))
-        if best is None or key > best[0]:
-            best = (key, gp, g_ids, g_margins)
-        if good and varied:
-            break
-    _, greedy_prompt, greedy_ids, margins = best
-    try:
-        gen_ids = greedy_via_generate(ref_model, greedy_prompt, GREEDY_NEW)
-        if gen_ids != greedy_ids:
-            raise RuntimeError(f"{name}: generate() {gen_ids} != manual greedy {greedy_ids}")
-    except RuntimeError:
-        raise
-    except Exception as e:  # noqa: BLE001
-        notes.append(f"generate() cross-check skipped: {type(e).__name__}: {e}")
-    ppl, n_ids, n_windows = perplexity(ref_model, tok, heldout, spec["n_positions"])
+    if fam != "gpt2":
+        # Float64 check: HF (made float64-exact) vs an independent hand-written
+        # float64 forward from the stored tensors; also report what stock HF gives.
+        sd64 = {hf_key(spec, k): v for k, v in tensors.items() if hf_key(spec, k) is not None}
+        if spec["tie"]:
+            sd64["lm_head.weight"] = in_w.detach()
+        hand = handwritten_logits(spec, cfg, sd64, prompt_ids)
+        stock = logits_for(ref_model, prompt_ids)
+        with float64_exact(ref_model):
+            exact = logits_for(ref_model, prompt_ids)
+            if fam == "neox":
+                rot = ref_model.gpt_neox.rotary_emb
+                cos, sin = rot(exact[None, :, :1].to(torch.float64), torch.arange(5)[None])
+                assert cos.dtype == torch.float64 and sin.dtype == torch.float64
+                assert rot.f64_calls >= 2
+        d_exact = float((exact - hand).abs().max())
+        d_stock = float((stock - hand).abs().max())
+        notes.append(f"float64 check: max|HF_f64exact - handwritten|={d_exact:.3g} "
+                     f"max|HF_stock_f64 - handwritten|={d_stock:.3g} (logits max |.|={float(hand.abs().max()):.3g})")
+        assert d_exact < 1e-10, (name, d_exact)
+
+    with float64_exact(ref_model):
+        logits = logits_for(ref_model, prompt_ids)
+        best = None
+        for gp in greedy_prompts:
+            g_ids, g_margins = greedy(ref_model, gp, GREEDY_NEW)
+            good = min(g_margins) >= GREEDY_MIN_MARGIN
+            varied = len(set(g_ids)) >= GREEDY_MIN_DISTINCT
+            key = (good and varied, good, len(set(g_ids)), min(g_margins))
+            if best is None or key > best[0]:
+                best = (key, gp, g_ids, g_margins)
+            if good and varied:
+                break
+        _, greedy_prompt, greedy_ids, margins = best
+        try:
+            gen_ids = greedy_via_generate(ref_model, greedy_prompt, GREEDY_NEW)
+            if gen_ids != greedy_ids:
+                raise RuntimeError(f"{name}: generate() {gen_ids} != manual greedy {greedy_ids}")
+            notes.append("generate() cross-check: identical greedy ids")
+        except RuntimeError:
+            raise
+        except Exception as e:  # noqa: BLE001
+            notes.append(f"generate() cross-check skipped: {type(e).__name__}: {e}")
+        ppl, n_ids, n_windows = perplexity(ref_model, tok, heldout, spec["n_positions"])
 
     ref = {
         "prompt_ids": list(prompt_ids),
@@ -527,7 +1101,7 @@ def build_model(spec, tok, tok_path, heldout, eos_id, prompt_ids, greedy_prompts
         f.write("\n")
 
     summary = (
-        f"{name:17s} params={n_params:7d} dtype={str(spec['dtype']).replace('torch.', ''):8s} "
+        f"{name:18s} params={n_params:7d} dtype={str(spec['dtype']).replace('torch.', ''):8s} "
         f"files={len(files)} logits_std={float(logits.std()):.3f} "
         f"greedy_prompt={greedy_prompt} min_greedy_margin={min(margins):.4f} ppl={ppl['ppl_perplexity']:.3f} "
         f"bpb={ppl['ppl_bits_per_byte']:.4f} heldout_ids={n_ids} windows={n_windows}"
@@ -535,23 +1109,44 @@ def build_model(spec, tok, tok_path, heldout, eos_id, prompt_ids, greedy_prompts
     return summary, notes
 
 
-def main():
+def parse_args(argv):
+    names = [m["name"] for m in MODELS]
+    ap = argparse.ArgumentParser(description="Generate the wgpt test fixtures (see the module docstring).")
+    ap.add_argument(
+        "--only", nargs="+", metavar="NAME", choices=names,
+        help="regenerate only these model fixtures; tokenizer.json and heldout_slice.txt "
+             "are then read from tests/fixtures/ as they are (not rewritten). "
+             f"Names: {', '.join(names)}",
+    )
+    return ap.parse_args(argv)
+
+
+def main(argv=None):
+    args = parse_args(sys.argv[1:] if argv is None else argv)
     torch.set_num_threads(1)
     hf_logging.disable_progress_bar()
     torch.manual_seed(0)
     np.random.seed(0)
     os.makedirs(FIX, exist_ok=True)
 
-    tok, tok_path, heldout, start = build_tokenizer_and_slice()
+    pre_notes = []
+    if args.only:
+        tok, tok_path, heldout, start, pre_notes = load_tokenizer_and_slice()
+        specs = [m for m in MODELS if m["name"] in args.only]
+    else:
+        tok, tok_path, heldout, start = build_tokenizer_and_slice()
+        specs = MODELS
     eos_id = tok.token_to_id(SPECIAL)
     assert eos_id is not None
     prompt_ids = fixed_ids(tok, PROMPT_TEXT, PROMPT_LEN, eos_id)
     greedy_prompts = [fixed_ids(tok, t, GREEDY_PROMPT_LEN, eos_id) for t in GREEDY_PROMPT_TEXTS]
     print(f"tokenizer: vocab={tok.get_vocab_size()} eos_id={eos_id} heldout_start_byte={start}")
     print(f"prompt_ids={prompt_ids}")
+    for n in pre_notes:
+        print(n)
 
     summaries, all_notes = [], []
-    for spec in MODELS:
+    for spec in specs:
         s, notes = build_model(spec, tok, tok_path, heldout, eos_id, prompt_ids, greedy_prompts)
         summaries.append(s)
         all_notes += [f"[{spec['name']}] {n}" for n in notes]

@@ -13,8 +13,8 @@ pub struct BenchArgs {
     model: ModelArgs,
     #[command(flatten)]
     device: DeviceArgs,
-    /// Benchmark a model with the real shapes of a GPT-2 size and seeded random weights.
-    #[arg(long, value_parser = ["gpt2", "gpt2-medium", "gpt2-large", "gpt2-xl"], conflicts_with = "model")]
+    /// Benchmark a model with the real shapes of a known checkpoint and seeded random weights.
+    #[arg(long, value_parser = clap::builder::PossibleValuesParser::new(wgpt::config::PRESETS), conflicts_with = "model")]
     synthetic: Option<String>,
     /// Prompt lengths to time one prefill of, comma-separated.
     #[arg(
@@ -64,8 +64,12 @@ pub fn run(a: BenchArgs) -> anyhow::Result<()> {
     let gpu = a.device.gpu()?;
     let model = match &a.synthetic {
         Some(name) => {
-            let cfg = Config::gpt2_preset(name)
-                .ok_or_else(|| wgpt::Error::InvalidInput(format!("unknown preset {name}")))?;
+            let cfg = Config::preset(name).ok_or_else(|| {
+                wgpt::Error::InvalidInput(format!(
+                    "unknown preset `{name}`; known: {}",
+                    wgpt::config::PRESETS.join(", ")
+                ))
+            })?;
             let dtype = a.model.dtype.unwrap_or(WeightDtype::F16);
             Model::synthetic(cfg, 1234, &gpu, &a.model.load_options(Some(dtype)))?
         }
@@ -166,14 +170,14 @@ pub fn run(a: BenchArgs) -> anyhow::Result<()> {
                 serde_json::json!({
                     "test": r.test, r.kind: r.mean, "stddev": r.sd, "reps": a.reps,
                     "dtype": info.dtype.to_string(), "adapter": gpu.adapter().name,
-                    "kernels": info.kernels,
+                    "kernels": info.kernels.name(),
                 })
             })
             .collect();
         let mut obj = serde_json::json!({
             "model": name, "params": info.n_params, "dtype": info.dtype.to_string(),
             "adapter": gpu.adapter().name, "backend": gpu.adapter().backend,
-            "kernels": info.kernels, "results": results,
+            "kernels": info.kernels.name(), "results": results,
         });
         if let Some(p) = &profile {
             obj["profile"] = serde_json::json!(p

@@ -8,7 +8,7 @@ mod perplexity;
 use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand};
-use wgpt::{Gpu, GpuOptions, LoadOptions, Model, ModelFiles, WeightDtype};
+use wgpt::{Gpu, GpuOptions, KernelFamily, LoadOptions, Model, ModelFiles, WeightDtype};
 
 /// Exit code for bad arguments.
 pub const EXIT_USAGE: i32 = 1;
@@ -81,17 +81,12 @@ pub struct ModelArgs {
     /// Kernel family: cooperative (workgroup tiles, for GPUs) or barrier-free (for software
     /// adapters). Default: by adapter type.
     #[arg(long, value_parser = parse_kernels)]
-    pub kernels: Option<bool>,
+    pub kernels: Option<KernelFamily>,
 }
 
-fn parse_kernels(s: &str) -> Result<bool, String> {
-    match s {
-        "cooperative" => Ok(true),
-        "barrier-free" => Ok(false),
-        _ => Err(format!(
-            "`{s}` is not a kernel family; use cooperative or barrier-free"
-        )),
-    }
+fn parse_kernels(s: &str) -> Result<KernelFamily, String> {
+    KernelFamily::parse(s)
+        .ok_or_else(|| format!("`{s}` is not a kernel family; use cooperative or barrier-free"))
 }
 
 fn parse_dtype(s: &str) -> Result<WeightDtype, String> {
@@ -121,7 +116,7 @@ impl ModelArgs {
     pub fn load_options(&self, dtype: Option<WeightDtype>) -> LoadOptions {
         LoadOptions {
             dtype,
-            cooperative_kernels: self.kernels,
+            kernels: self.kernels,
             ..Default::default()
         }
     }

@@ -2,7 +2,7 @@
 //! workgroup per query and head): causal multi-head attention of the batch's queries over the
 //! cache.
 
-use super::{Dispatch, Grid, Kernels};
+use super::{Dispatch, Grid, KernelFamily, Kernels};
 use crate::gpu::Gpu;
 
 #[repr(C)]
@@ -49,10 +49,9 @@ pub(crate) fn attention(
         step,
         &params,
         &[qkv, kv, out],
-        if k.cooperative {
-            Grid::PerToken { x: n_head as u32 }
-        } else {
-            Grid::QueryOctets { y: n_head as u32 }
+        match k.family {
+            KernelFamily::Cooperative => Grid::PerToken { x: n_head as u32 },
+            KernelFamily::BarrierFree => Grid::QueryOctets { y: n_head as u32 },
         },
     )
 }

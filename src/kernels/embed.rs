@@ -1,6 +1,6 @@
 //! `shaders/embed.wgsl`: token-embedding gather plus learned position, per vocabulary chunk.
 
-use super::{Dispatch, Grid, Kernels, WeightDtype, WeightMatrix};
+use super::{Dispatch, Grid, Kernels, WeightMatrix};
 use crate::gpu::Gpu;
 
 #[repr(C)]
@@ -9,11 +9,11 @@ struct Params {
     c: u32,
     row_begin: u32,
     row_end: u32,
-    _pad: u32,
+    positions: u32,
 }
 
-/// `x[t] = wte[tokens[t]] + wpe[pos + t]` for the tokens in `rows`, held by `wte_chunk` as a
-/// (C, rows) weight matrix.
+/// `x[t] = wte[tokens[t]] (+ wpe[pos + t])` for the tokens in `rows`, held by `wte_chunk` as
+/// a (C, rows) weight matrix; `wpe`: (n_positions, C) learned positions, or `None`.
 #[allow(clippy::too_many_arguments)]
 pub(crate) fn embed(
     gpu: &Gpu,
@@ -21,19 +21,18 @@ pub(crate) fn embed(
     step: &wgpu::Buffer,
     c: usize,
     rows: std::ops::Range<usize>,
-    dtype: WeightDtype,
     wte_chunk: &WeightMatrix,
     tokens: &wgpu::Buffer,
-    wpe: &wgpu::Buffer,
+    wpe: Option<&wgpu::Buffer>,
     x: &wgpu::Buffer,
 ) -> Dispatch {
     let params = Params {
         c: c as u32,
         row_begin: rows.start as u32,
         row_end: rows.end as u32,
-        _pad: 0,
+        positions: wpe.is_some() as u32,
     };
-    let pipe = Kernels::by_dtype(&k.embed, dtype);
+    let pipe = Kernels::by_dtype(&k.embed, wte_chunk.dtype);
     Dispatch::with_resources(
         gpu,
         "embed",
@@ -43,7 +42,7 @@ pub(crate) fn embed(
         vec![
             wgpu::BindingResource::TextureView(&wte_chunk.view),
             tokens.as_entire_binding(),
-            wpe.as_entire_binding(),
+            wpe.unwrap_or(tokens).as_entire_binding(),
             x.as_entire_binding(),
         ],
         Grid::PerToken {

@@ -1,7 +1,7 @@
 //! `shaders/layer_norm.wgsl` (an invocation per row) or `layer_norm_wide.wgsl` (a workgroup
 //! per row): per-row LayerNorm with affine weights.
 
-use super::{Dispatch, Grid, Kernels};
+use super::{Dispatch, Grid, KernelFamily, Kernels};
 use crate::gpu::Gpu;
 
 #[repr(C)]
@@ -39,12 +39,10 @@ pub(crate) fn layer_norm(
         step,
         &params,
         &[x, gamma, beta, y],
-        if batches_only && k.fuses_decode() {
-            Grid::BatchTokens { x: 1 }
-        } else if k.cooperative {
-            Grid::PerToken { x: 1 }
-        } else {
-            Grid::TokenGroups { y: 1 }
+        match k.family {
+            _ if batches_only && k.fuses_decode() => Grid::BatchTokens { x: 1 },
+            KernelFamily::Cooperative => Grid::PerToken { x: 1 },
+            KernelFamily::BarrierFree => Grid::TokenGroups { y: 1 },
         },
     )
 }

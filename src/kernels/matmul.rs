@@ -1,11 +1,11 @@
 //! `shaders/matmul*.wgsl` (batches) and `shaders/matvec*.wgsl` (one row): y = act(x·W + b)
 //! (+ y). Used by every linear layer and the LM head; [`MatmulDispatch`] picks the kernel per
-//! step. The grids follow the kernel family (`Kernels::cooperative`): the barrier-free kernels
+//! step. The grids follow the kernel family (`Kernels::family`): the barrier-free kernels
 //! take 8 columns per invocation and 8 rows per workgroup, the cooperative ones a 64×64 tile
 //! per workgroup (batches) and a workgroup per 8 columns (one row). The cooperative one-row
 //! kernel can also apply the LayerNorm that precedes the layer ([`FusedNorm`]).
 
-use super::{Dispatch, Grid, Kernels, Recorder, WeightDtype, WeightMatrix};
+use super::{Dispatch, Grid, KernelFamily, Kernels, Recorder, WeightMatrix};
 use crate::gpu::Gpu;
 
 #[repr(C)]
@@ -93,7 +93,8 @@ impl MatmulDispatch {
     }
 }
 
-/// `y = act(x·w + b)`, x: (rows, K), w: (K, N) in `dtype`, b: (N), y: (rows, ld_y). `norm`:
+/// `y = act(x·w + b)`, x: (rows, K), w: (K, N) in its storage format, b: (N), y: (rows, ld_y).
+/// `norm`:
 /// the LayerNorm x comes from, for the fused one-row kernel where the family has one.
 #[allow(clippy::too_many_arguments)]
 pub(crate) fn matmul(
@@ -101,7 +102,6 @@ pub(crate) fn matmul(
     k: &Kernels,
     step: &wgpu::Buffer,
     spec: MatmulSpec,
-    dtype: WeightDtype,
     x: &wgpu::Buffer,
     w: &WeightMatrix,
     b: &wgpu::Buffer,
@@ -121,7 +121,9 @@ pub(crate) fn matmul(
         eps: 0.0,
         _pad: [0; 2],
     };
-    let grid = match (k.cooperative, spec.lm_rows) {
+    let dtype = w.dtype;
+    let cooperative = k.family == KernelFamily::Cooperative;
+    let grid = match (cooperative, spec.lm_rows) {
         (true, true) => Grid::RowTiles {
             x: spec.n.div_ceil(64) as u32,
         },
@@ -155,7 +157,7 @@ pub(crate) fn matmul(
     .for_layer(spec.layer);
     let groups = spec.n.div_ceil(8) as u32; // 8-column groups
     let one_grid = Grid::Fixed {
-        x: if k.cooperative {
+        x: if cooperative {
             groups
         } else {
             groups.div_ceil(8)
@@ -163,7 +165,7 @@ pub(crate) fn matmul(
     };
     // The cooperative one-row kernel also binds gamma and beta (6, 7): the fused LayerNorm's,
     // or the bias as a placeholder it never reads.
-    let (one_params, one_bindings) = match (k.cooperative, norm.filter(|_| k.fuses_decode())) {
+    let (one_params, one_bindings) = match (cooperative, norm.filter(|_| k.fuses_decode())) {
         (false, _) => (params, bindings()),
         (true, None) => {
             let mut r = bindings();

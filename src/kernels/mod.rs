@@ -22,7 +22,9 @@ mod embed;
 mod kv_store;
 mod layer_norm;
 mod matmul;
+mod positions;
 mod recorder;
+mod rope;
 #[cfg(test)]
 mod tests;
 mod weight_matrix;
@@ -33,11 +35,13 @@ pub(crate) use embed::embed;
 pub(crate) use kv_store::kv_store;
 pub(crate) use layer_norm::layer_norm;
 pub(crate) use matmul::{matmul, FusedNorm, MatmulDispatch, MatmulSpec, X_WINDOW};
+pub(crate) use positions::add_positions;
 pub use recorder::Profiler;
 pub(crate) use recorder::Recorder;
+pub(crate) use rope::{rope, rope_table};
 #[cfg(test)]
 use weight_matrix::pack_weights;
-pub(crate) use weight_matrix::{texel_rows, WeightMatrix};
+pub(crate) use weight_matrix::{matrix_bytes, texel_rows, WeightMatrix};
 
 use crate::gpu::Gpu;
 
@@ -91,14 +95,50 @@ const ARGMAX_WIDE: &str = include_str!("../../shaders/argmax_wide.wgsl");
 const ARGMAX_COMMON: &str = include_str!("../../shaders/argmax_common.wgsl");
 const ARGMAX_PICK: &str = include_str!("../../shaders/argmax_pick.wgsl");
 const ARGMAX_REDUCE: &str = include_str!("../../shaders/argmax_reduce.wgsl");
+const ROPE: &str = include_str!("../../shaders/rope.wgsl");
+const POSITIONS: &str = include_str!("../../shaders/positions.wgsl");
+
+/// The two kernel families: every operation exists in both, with the same bindings and the
+/// same results (see the module header).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum KernelFamily {
+    /// Workgroup tiles and reductions through workgroup memory: for hardware GPUs.
+    Cooperative,
+    /// Register-blocked kernels without workgroup memory or barriers: for software adapters.
+    BarrierFree,
+}
+
+impl KernelFamily {
+    /// Both families, in the order tests run them.
+    pub const ALL: [KernelFamily; 2] = [KernelFamily::BarrierFree, KernelFamily::Cooperative];
+
+    /// The name `--kernels` takes and `wgpt info` prints.
+    pub fn name(self) -> &'static str {
+        match self {
+            KernelFamily::Cooperative => "cooperative",
+            KernelFamily::BarrierFree => "barrier-free",
+        }
+    }
+
+    /// The family of a `--kernels` name.
+    pub fn parse(name: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|f| f.name() == name)
+    }
+}
+
+impl std::fmt::Display for KernelFamily {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name())
+    }
+}
 
 /// Which kernel family to run, and the optional adapter features the barrier-free family uses
 /// where present (each with a portable fallback).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub struct ShaderOptions {
-    /// The cooperative family (`*_wide.wgsl`, for hardware GPUs) instead of the barrier-free
-    /// one (for software adapters); see the module header.
-    pub cooperative: bool,
+    /// The kernel family; see the module header.
+    pub family: KernelFamily,
     /// The barrier-free matmuls and attention share loads through subgroup broadcasts
     /// (`lanes_subgroup.wgsl`); needs SUBGROUP and subgroups of at least 8 invocations.
     pub subgroups: bool,
@@ -107,7 +147,7 @@ pub struct ShaderOptions {
 impl ShaderOptions {
     /// The barrier-free family with nothing beyond core WebGPU.
     pub const PORTABLE: ShaderOptions = ShaderOptions {
-        cooperative: false,
+        family: KernelFamily::BarrierFree,
         subgroups: false,
     };
 
@@ -116,7 +156,11 @@ impl ShaderOptions {
     pub fn best(gpu: &Gpu) -> Self {
         let f = gpu.features();
         ShaderOptions {
-            cooperative: !gpu.is_software(),
+            family: if gpu.is_software() {
+                KernelFamily::BarrierFree
+            } else {
+                KernelFamily::Cooperative
+            },
             subgroups: f.contains(wgpu::Features::SUBGROUP) && gpu.subgroup_min_size() >= 8,
         }
     }
@@ -134,8 +178,9 @@ pub fn shader_sources(opts: ShaderOptions) -> Vec<(String, String)> {
     };
     // (name, reads a weight matrix, parts after common.wgsl). A program that reads a weight
     // matrix is built once per storage dtype, with that dtype's weight-access file.
-    let programs: Vec<(&str, bool, Vec<&str>)> = if opts.cooperative {
-        vec![
+    let tile = |op, lanes| vec![ACTIVATIONS, MATMUL_PARAMS, lanes, MATMUL_TILE, op];
+    let programs: Vec<(&str, bool, Vec<&str>)> = match opts.family {
+        KernelFamily::Cooperative => vec![
             (
                 "matmul",
                 true,
@@ -160,12 +205,12 @@ pub fn shader_sources(opts: ShaderOptions) -> Vec<(String, String)> {
                 false,
                 vec![ARGMAX_COMMON, ARGMAX_REDUCE, ARGMAX_PICK],
             ),
-        ]
-    } else {
-        let tile = |op| vec![ACTIVATIONS, MATMUL_PARAMS, lanes, MATMUL_TILE, op];
-        vec![
-            ("matmul", true, tile(MATMUL)),
-            ("matmul_block", true, tile(MATMUL_BLOCK)),
+            ("rope", false, vec![ROPE]),
+            ("positions", false, vec![POSITIONS]),
+        ],
+        KernelFamily::BarrierFree => vec![
+            ("matmul", true, tile(MATMUL, lanes)),
+            ("matmul_block", true, tile(MATMUL_BLOCK, lanes)),
             (
                 "matvec",
                 true,
@@ -175,7 +220,9 @@ pub fn shader_sources(opts: ShaderOptions) -> Vec<(String, String)> {
             ("layer_norm", false, vec![LAYER_NORM]),
             ("kv_store", false, vec![KV_STORE]),
             ("attention", false, vec![lanes, ATTENTION]),
-        ]
+            ("rope", false, vec![ROPE]),
+            ("positions", false, vec![POSITIONS]),
+        ],
     };
     let mut out = Vec::new();
     for (name, weights, parts) in programs {
@@ -194,10 +241,11 @@ pub fn shader_sources(opts: ShaderOptions) -> Vec<(String, String)> {
     out
 }
 
-/// Every pipeline wgpt uses, compiled once per model.
+/// Every pipeline of one kernel family, taken from the [`Gpu`]'s cache: each (operation,
+/// family, weight format) is compiled once per `Gpu` and shared by every model on it.
 pub(crate) struct Kernels {
-    /// The family compiled: grids and launches differ between the two.
-    pub cooperative: bool,
+    /// The family: grids and launches differ between the two.
+    pub family: KernelFamily,
     pub matmul: [wgpu::ComputePipeline; 2],
     pub matvec: [wgpu::ComputePipeline; 2],
     /// The barrier-free family's uniform-window prefill kernel (`None` when cooperative).
@@ -206,18 +254,21 @@ pub(crate) struct Kernels {
     pub layer_norm: wgpu::ComputePipeline,
     pub kv_store: wgpu::ComputePipeline,
     pub attention: wgpu::ComputePipeline,
+    pub rope: wgpu::ComputePipeline,
+    pub positions: wgpu::ComputePipeline,
     /// Greedy decoding's argmax: candidates, then the winner (`None` when barrier-free).
     pub argmax: Option<[wgpu::ComputePipeline; 2]>,
 }
 
 impl Kernels {
-    /// Compiles every pipeline of the options' family; `opts.subgroups` must not be set where
-    /// [`ShaderOptions::best`] does not set it (either family runs on any adapter).
+    /// The pipelines of the options' family, compiled on first use per `Gpu`;
+    /// `opts.subgroups` must not be set where [`ShaderOptions::best`] does not set it (either
+    /// family runs on any adapter).
     pub fn with_options(gpu: &Gpu, opts: ShaderOptions) -> Self {
         log::info!("shader options: {opts:?}");
-        let sources: std::collections::HashMap<String, String> =
-            shader_sources(opts).into_iter().collect();
-        let make = |name: &str| {
+        let sources = std::sync::OnceLock::<std::collections::HashMap<String, String>>::new();
+        let compile = |name: &str| {
+            let sources = sources.get_or_init(|| shader_sources(opts).into_iter().collect());
             let desc = wgpu::ShaderModuleDescriptor {
                 label: Some(name),
                 source: wgpu::ShaderSource::Wgsl(sources[name].as_str().into()),
@@ -242,19 +293,21 @@ impl Kernels {
                     cache: None,
                 })
         };
+        let make = |name: &str| gpu.pipeline(&format!("{name} {opts:?}"), || compile(name));
+        let cooperative = opts.family == KernelFamily::Cooperative;
         Kernels {
-            cooperative: opts.cooperative,
+            family: opts.family,
             matmul: [make("matmul_f32"), make("matmul_f16")],
             matvec: [make("matvec_f32"), make("matvec_f16")],
-            matmul_block: (!opts.cooperative)
+            matmul_block: (!cooperative)
                 .then(|| [make("matmul_block_f32"), make("matmul_block_f16")]),
             embed: [make("embed_f32"), make("embed_f16")],
             layer_norm: make("layer_norm"),
             kv_store: make("kv_store"),
             attention: make("attention"),
-            argmax: opts
-                .cooperative
-                .then(|| [make("argmax"), make("argmax_pick")]),
+            rope: make("rope"),
+            positions: make("positions"),
+            argmax: cooperative.then(|| [make("argmax"), make("argmax_pick")]),
         }
     }
 
@@ -262,7 +315,7 @@ impl Kernels {
     /// matmul applies the LayerNorm ([`FusedNorm`]) and attention stores the token's key and
     /// value itself (the cooperative family).
     pub fn fuses_decode(&self) -> bool {
-        self.cooperative
+        self.family == KernelFamily::Cooperative
     }
 
     /// Whether greedy steps take their argmax on the GPU (`argmax*.wgsl`) and queue the next

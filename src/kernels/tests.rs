@@ -32,13 +32,13 @@ impl Harness {
         let mut opts = vec![
             ShaderOptions::PORTABLE,
             ShaderOptions {
-                cooperative: true,
+                family: KernelFamily::Cooperative,
                 ..ShaderOptions::PORTABLE
             },
         ];
         if best.subgroups {
             opts.push(ShaderOptions {
-                cooperative: false,
+                family: KernelFamily::BarrierFree,
                 subgroups: true,
             });
         }
@@ -211,11 +211,12 @@ fn matmul_matches_reference_on(h: &Harness) {
                 max_rows: rows,
                 layer: "test",
             };
-            let d = matmul(
-                &h.gpu, &h.k, &h.step, spec, dtype, &xb, &wbuf, &bb, &yb, None,
-            );
+            let d = matmul(&h.gpu, &h.k, &h.step, spec, &xb, &wbuf, &bb, &yb, None);
             let align = h.gpu.limits().min_uniform_buffer_offset_alignment as usize;
-            let blocked = !h.opts.cooperative && rows > 1 && k <= 2048 && (32 * k) % align == 0;
+            let blocked = h.opts.family == KernelFamily::BarrierFree
+                && rows > 1
+                && k <= 2048
+                && (32 * k) % align == 0;
             assert_eq!(
                 d.block_count() > 0,
                 blocked,
@@ -283,18 +284,7 @@ fn matmul_lm_head_window_writes_column_slice_on(h: &Harness) {
         max_rows: 0,
         layer: "test",
     };
-    let d = matmul(
-        &h.gpu,
-        &h.k,
-        &h.step,
-        spec,
-        WeightDtype::F32,
-        &xb,
-        &wbuf,
-        &bb,
-        &yb,
-        None,
-    );
+    let d = matmul(&h.gpu, &h.k, &h.step, spec, &xb, &wbuf, &bb, &yb, None);
     // Rows 5..8 of x into rows 0..3 of y, columns 17..28.
     let got = h.run_mm(
         &d,
@@ -388,7 +378,6 @@ fn matvec_applies_fused_layer_norm() {
                     &h.k,
                     &h.step,
                     spec,
-                    dtype,
                     &xb,
                     &wbuf,
                     &bb,
@@ -486,10 +475,9 @@ fn embed_gathers_across_chunks() {
                 &h.step,
                 c,
                 *r0..*r1,
-                dtype,
                 b,
                 &tb,
-                &wpb,
+                Some(&wpb),
                 &xb,
             ));
         }
@@ -672,4 +660,83 @@ fn argmax_matches_host_argmax_and_flags_non_finite_logits() {
             }
         }
     }
+}
+
+#[test]
+fn rope_matches_reference() {
+    for h in Harness::variants() {
+        rope_matches_reference_on(&h);
+    }
+}
+
+/// Rotary embedding in place on (T, ld) rows of q | k | v: odd head counts, partial rotation
+/// (rot < head_dim), more query heads than key heads, positions past the first.
+fn rope_matches_reference_on(h: &Harness) {
+    let mut rng = Rng::new(12);
+    // (T, pos, q_heads, k_heads, head_dim, rotary dims, base)
+    for (t, pos, qh, kh, hd, rot, base) in [
+        (1, 0, 1, 1, 4, 4, 10_000.0),
+        (7, 5, 3, 3, 32, 8, 10_000.0),
+        (5, 40, 5, 1, 12, 12, 500.0),
+        (65, 3, 2, 2, 256, 128, 1e6),
+        (3, 1, 4, 2, 16, 2, 10.0),
+    ] {
+        let ld = (qh + 2 * kh) * hd;
+        let n_pos = pos + t;
+        let x = random(&mut rng, t * ld, 2.0);
+        let inv: Vec<f64> = (0..rot / 2)
+            .map(|j| f64::powf(base, -((2 * j) as f64) / rot as f64))
+            .collect();
+        let table = rope_table(n_pos, &inv);
+        let (xb, tb) = (h.buf(&x), h.buf(table.as_flattened()));
+        let d = rope(
+            &h.gpu,
+            &h.k,
+            &h.step,
+            ld,
+            hd,
+            rot / 2,
+            (qh, kh, qh * hd),
+            &xb,
+            &tb,
+        );
+        let step = Step {
+            n_tokens: t as u32,
+            pos: pos as u32,
+            row0: 0,
+            n_rows: 0,
+        };
+        let got = h.run(&[&d], step, &xb, t * ld);
+        let mut want = x.clone();
+        for (i, row) in want.chunks_exact_mut(ld).enumerate() {
+            let (q, k) = row.split_at_mut(qh * hd);
+            reference::rope(q, pos + i, hd, rot, base);
+            reference::rope(&mut k[..kh * hd], pos + i, hd, rot, base);
+        }
+        let what = format!(
+            "rope T={t} pos={pos} heads={qh}/{kh} hd={hd} rot={rot} {:?}",
+            h.opts
+        );
+        assert_close(&got, &want, &what);
+    }
+}
+
+#[test]
+fn add_positions_adds_rows_from_pos() {
+    let Some(h) = Harness::new() else { return };
+    let mut rng = Rng::new(13);
+    let (t, c, n_pos, pos) = (5, 67, 12, 6);
+    let x = random(&mut rng, t * c, 1.0);
+    let wpe = random(&mut rng, n_pos * c, 1.0);
+    let (xb, wb) = (h.buf(&x), h.buf(&wpe));
+    let d = add_positions(&h.gpu, &h.k, &h.step, c, &wb, &xb);
+    let step = Step {
+        n_tokens: t as u32,
+        pos: pos as u32,
+        row0: 0,
+        n_rows: 0,
+    };
+    let got = h.run(&[&d], step, &xb, t * c);
+    let want: Vec<f32> = (0..t * c).map(|i| x[i] + wpe[pos * c + i]).collect();
+    assert_close(&got, &want, "add_positions");
 }

@@ -8,9 +8,16 @@ use super::WeightDtype;
 use crate::error::Result;
 use crate::gpu::Gpu;
 
-/// A (K, N) weight matrix uploaded as a texture.
+/// A (K, N) weight matrix uploaded as a texture: it knows its storage format and shape, so
+/// the kernels that read it pick the matching reader.
 pub(crate) struct WeightMatrix {
     pub view: wgpu::TextureView,
+    /// Storage format of the weights.
+    pub dtype: WeightDtype,
+    /// Input features K (texture width).
+    pub k: usize,
+    /// Output features N.
+    pub n: usize,
     /// Bytes on the GPU.
     pub bytes: u64,
 }
@@ -20,6 +27,12 @@ impl WeightDtype {
     pub(crate) fn per_texel(self) -> usize {
         16 / self.size()
     }
+}
+
+/// Bytes of a (k, n) weight matrix on the GPU: k rows of n padded to a multiple of 8 (texture
+/// row pitch not counted).
+pub(crate) fn matrix_bytes(k: usize, n: usize, dtype: WeightDtype) -> u64 {
+    (k * n.next_multiple_of(8) * dtype.size()) as u64
 }
 
 /// Texture height of a matrix with `n` columns: one row per group of columns a texel holds.
@@ -79,6 +92,9 @@ impl WeightMatrix {
         let tex = gpu.texture_init(label, k as u32, height, bytes)?;
         Ok(WeightMatrix {
             view: tex.create_view(&Default::default()),
+            dtype,
+            k,
+            n,
             bytes: bytes.len() as u64,
         })
     }

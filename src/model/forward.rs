@@ -1,13 +1,14 @@
-//! Activations, KV cache and the forward pass. Every buffer and bind group is made once per
-//! session ([`Plan::new`]); a forward step writes the step uniform and the token ids, encodes
-//! the dispatches below into one command encoder, submits once and reads back the logits.
+//! Activations, KV cache and the op builder the families' forward passes are written with.
+//! Every buffer and bind group is made once per session ([`Plan::new`]); a forward step
+//! writes the step uniform and the token ids, encodes the recorded dispatches into one command
+//! encoder, submits once and reads back the logits.
 
-use crate::config::Config;
+use crate::config::{Activation, Config};
 use crate::error::Result;
 use crate::gpu::Gpu;
 use crate::kernels::{
-    argmax, attention, embed, kv_store, layer_norm, matmul, Argmax, Dispatch, FusedNorm, Kernels,
-    MatmulDispatch, MatmulSpec, Recorder, ARGMAX_BYTES, X_WINDOW,
+    add_positions, argmax, attention, embed, kv_store, layer_norm, matmul, rope, Argmax, Dispatch,
+    FusedNorm, Kernels, MatmulDispatch, MatmulSpec, Recorder, ARGMAX_BYTES, X_WINDOW,
 };
 use crate::model::weights::{Linear, Norm, RowChunks, Weights};
 
@@ -21,15 +22,18 @@ pub(crate) struct Step {
     pub n_rows: u32,
 }
 
-/// GPU buffers of one session. B = max batch, R = logits rows per read-back.
+/// GPU buffers of one session. B = max batch, C = hidden size, F = feed-forward size,
+/// E = embedding width, R = logits rows per read-back.
 pub(crate) struct Activations {
     pub step: wgpu::Buffer,          // Step uniform
     pub tokens: wgpu::Buffer,        // (B) u32; greedy steps leave their token in [0]
     pub x: wgpu::Buffer,             // (B, C) residual stream
-    pub ln: wgpu::Buffer,            // (B, C) LayerNorm output
+    pub ln: wgpu::Buffer,            // (B, C) LayerNorm output (post-LN: the other stream)
+    pub ln2: wgpu::Buffer,           // (B, C) a second LayerNorm output (parallel residual)
     pub qkv: wgpu::Buffer,           // (B, 3C)
     pub att: wgpu::Buffer,           // (B, C) attention output, heads concatenated
     pub fc: wgpu::Buffer,            // (B, F) MLP hidden
+    pub emb: wgpu::Buffer,           // (B, E) rows of embedding width (project_in / _out)
     pub kv_cache: Vec<wgpu::Buffer>, // n_layer × (2, n_positions, C): keys, then values
     pub logits: wgpu::Buffer,        // (R, V)
     pub best: wgpu::Buffer,          // (L + 1, 2) u32 argmax candidates, then the winner
@@ -37,28 +41,21 @@ pub(crate) struct Activations {
     pub winner: [wgpu::Buffer; 2],   // (2) u32 mappable copies of best[L], one per step in flight
 }
 
-/// The dispatches of one decoder layer, in execution order.
-struct LayerPlan {
-    ln_1: Dispatch,
-    c_attn: MatmulDispatch,
-    kv_store: Dispatch,
-    attention: Dispatch,
-    attn_proj: MatmulDispatch,
-    ln_2: Dispatch,
-    c_fc: MatmulDispatch,
-    mlp_proj: MatmulDispatch,
+/// The embedding width E: the hidden size unless the family projects it.
+fn embedding_width(cfg: &Config) -> usize {
+    match cfg.family {
+        crate::config::Family::Opt { proj_dim, .. } => proj_dim,
+        _ => cfg.n_embd,
+    }
 }
 
-/// Everything a session encodes, built once.
-pub(crate) struct Plan {
-    pub act: Activations,
-    pub max_batch: usize,
-    pub logit_rows: usize,
-    embed: Vec<Dispatch>,
-    layers: Vec<LayerPlan>,
-    ln_f: Dispatch,
-    lm_head: Vec<MatmulDispatch>,
-    argmax: Option<Argmax>, // where the kernels take the argmax on the GPU
+/// Bytes of activations and KV cache a session needs (for limit checks before allocating).
+pub(crate) fn session_bytes(cfg: &Config, max_batch: usize, logit_rows: usize) -> u64 {
+    let (b, c, f) = (max_batch as u64, cfg.n_embd as u64, cfg.n_inner as u64);
+    let e = embedding_width(cfg) as u64;
+    let kv = 2 * cfg.n_layer as u64 * cfg.n_positions as u64 * c * 4;
+    let act = b * (c * 7 + f + e) * 4 + 5 * X_WINDOW;
+    kv + act + 2 * logit_rows as u64 * cfg.vocab_size as u64 * 4 + ARGMAX_BYTES as u64 + 2 * 8
 }
 
 /// A matmul input: also bindable as a uniform window (see `matmul_block.wgsl`), with slack.
@@ -66,14 +63,11 @@ fn matmul_input(gpu: &Gpu, label: &str, bytes: usize) -> Result<wgpu::Buffer> {
     gpu.buffer(
         label,
         bytes as u64 + X_WINDOW,
-        wgpu::BufferUsages::STORAGE | wgpu::BufferUsages::UNIFORM | wgpu::BufferUsages::COPY_DST,
+        wgpu::BufferUsages::STORAGE
+            | wgpu::BufferUsages::UNIFORM
+            | wgpu::BufferUsages::COPY_DST
+            | wgpu::BufferUsages::COPY_SRC,
     )
-}
-
-/// A mappable copy of the argmax winner (f32 bits, index).
-fn winner(gpu: &Gpu) -> Result<wgpu::Buffer> {
-    let usage = wgpu::BufferUsages::MAP_READ | wgpu::BufferUsages::COPY_DST;
-    gpu.buffer("winner", 8, usage)
 }
 
 fn storage(gpu: &Gpu, label: &str, bytes: usize) -> Result<wgpu::Buffer> {
@@ -84,22 +78,379 @@ fn storage(gpu: &Gpu, label: &str, bytes: usize) -> Result<wgpu::Buffer> {
     )
 }
 
-/// x = LN(src)·gamma + beta, for a matmul that may apply it itself.
-fn fused_norm<'b>(src: &'b wgpu::Buffer, n: &'b Norm, eps: f32) -> FusedNorm<'b> {
-    FusedNorm {
-        src,
-        gamma: &n.gamma,
-        beta: &n.beta,
-        eps,
+/// A mappable copy of the argmax winner (f32 bits, index).
+fn winner(gpu: &Gpu) -> Result<wgpu::Buffer> {
+    let usage = wgpu::BufferUsages::MAP_READ | wgpu::BufferUsages::COPY_DST;
+    gpu.buffer("winner", 8, usage)
+}
+
+impl Activations {
+    fn new(gpu: &Gpu, cfg: &Config, b: usize, logit_rows: usize) -> Result<Self> {
+        let (c, f, v, e) = (
+            cfg.n_embd,
+            cfg.n_inner,
+            cfg.vocab_size,
+            embedding_width(cfg),
+        );
+        let f32s = 4;
+        let mut kv_cache = Vec::with_capacity(cfg.n_layer);
+        for l in 0..cfg.n_layer {
+            let bytes = 2 * cfg.n_positions * c * f32s;
+            kv_cache.push(storage(gpu, &format!("kv_cache.{l}"), bytes)?);
+        }
+        let step = Step {
+            n_tokens: 0,
+            pos: 0,
+            row0: 0,
+            n_rows: 0,
+        };
+        Ok(Activations {
+            step: gpu.uniform("step", &step),
+            tokens: storage(gpu, "tokens", b * 4)?,
+            x: matmul_input(gpu, "x", b * c * f32s)?,
+            ln: matmul_input(gpu, "ln", b * c * f32s)?,
+            ln2: matmul_input(gpu, "ln2", b * c * f32s)?,
+            qkv: storage(gpu, "qkv", b * 3 * c * f32s)?,
+            att: matmul_input(gpu, "att", b * c * f32s)?,
+            fc: matmul_input(gpu, "fc", b * f * f32s)?,
+            emb: matmul_input(gpu, "emb", b * e * f32s)?,
+            kv_cache,
+            logits: storage(gpu, "logits", logit_rows * v * f32s)?,
+            best: storage(gpu, "best", ARGMAX_BYTES)?,
+            staging: gpu.buffer(
+                "staging",
+                (logit_rows * v * f32s) as u64,
+                wgpu::BufferUsages::MAP_READ | wgpu::BufferUsages::COPY_DST,
+            )?,
+            winner: [winner(gpu)?, winner(gpu)?],
+        })
     }
 }
 
-/// Bytes of activations and KV cache a session needs (for limit checks before allocating).
-pub(crate) fn session_bytes(cfg: &Config, max_batch: usize, logit_rows: usize) -> u64 {
-    let (b, c, f) = (max_batch as u64, cfg.n_embd as u64, cfg.n_inner as u64);
-    let kv = 2 * cfg.n_layer as u64 * cfg.n_positions as u64 * c * 4;
-    let act = b * (c * 6 + f) * 4;
-    kv + act + 2 * logit_rows as u64 * cfg.vocab_size as u64 * 4 + ARGMAX_BYTES as u64 + 2 * 8
+/// What a linear layer does with its result `x·W + b`.
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum Out {
+    /// y = x·W + b
+    Set,
+    /// y = act(x·W + b)
+    Act(Activation),
+    /// y += x·W + b (the residual add, in the epilogue)
+    Add,
+}
+
+/// The input rows of a linear layer: a buffer, or the output of a LayerNorm that the one-row
+/// kernel may apply itself (see [`Forward::pre_norm`]).
+#[derive(Clone, Copy)]
+pub(crate) enum Input<'b> {
+    Rows(&'b wgpu::Buffer),
+    /// `y = LN(src)`: the kernels read `y` for batches and, where they fuse single-token
+    /// steps, normalize `src` themselves.
+    Normed {
+        y: &'b wgpu::Buffer,
+        src: &'b wgpu::Buffer,
+        norm: &'b Norm,
+        eps: f32,
+    },
+}
+
+impl<'b> From<&'b wgpu::Buffer> for Input<'b> {
+    fn from(b: &'b wgpu::Buffer) -> Self {
+        Input::Rows(b)
+    }
+}
+
+impl<'b> Input<'b> {
+    fn rows(self) -> &'b wgpu::Buffer {
+        match self {
+            Input::Rows(b) | Input::Normed { y: b, .. } => b,
+        }
+    }
+
+    fn fused(self) -> Option<FusedNorm<'b>> {
+        match self {
+            Input::Rows(_) => None,
+            Input::Normed { src, norm, eps, .. } => Some(FusedNorm {
+                src,
+                gamma: &norm.gamma,
+                beta: &norm.beta,
+                eps,
+            }),
+        }
+    }
+}
+
+/// One recorded launch.
+enum Op {
+    Kernel(Dispatch),
+    Linear(MatmulDispatch),
+}
+
+impl Op {
+    fn encode(&self, rec: &mut Recorder<'_>, n_tokens: u32, n_rows: u32) {
+        match self {
+            Op::Kernel(d) => d.encode(rec, n_tokens, n_rows),
+            Op::Linear(m) => m.encode(rec, n_tokens, n_rows),
+        }
+    }
+}
+
+/// The op builder a family's forward pass is written with: each call records one operation
+/// (its pipeline, bind group and grid, made now) in execution order. Buffers are the
+/// session's [`Activations`]; shapes are per batch of T tokens.
+pub(crate) struct Forward<'g> {
+    gpu: &'g Gpu,
+    k: &'g Kernels,
+    cfg: &'g Config,
+    step: &'g wgpu::Buffer,
+    max_batch: usize,
+    decoder: Vec<Op>,
+    head: Vec<Op>,
+}
+
+impl<'g> Forward<'g> {
+    fn new(
+        gpu: &'g Gpu,
+        k: &'g Kernels,
+        cfg: &'g Config,
+        step: &'g wgpu::Buffer,
+        max_batch: usize,
+    ) -> Self {
+        Forward {
+            gpu,
+            k,
+            cfg,
+            step,
+            max_batch,
+            decoder: Vec::new(),
+            head: Vec::new(),
+        }
+    }
+
+    /// `x[t] = wte[tokens[t]] (+ wpe[pos + t])`, one launch per embedding texture.  (T, E)
+    pub fn embed(
+        &mut self,
+        x: &wgpu::Buffer,
+        tokens: &wgpu::Buffer,
+        wte: &RowChunks,
+        wpe: Option<&wgpu::Buffer>,
+    ) {
+        for (m, r0, r1) in &wte.chunks {
+            let d = embed(
+                self.gpu,
+                self.k,
+                self.step,
+                m.k,
+                *r0..*r1,
+                m,
+                tokens,
+                wpe,
+                x,
+            );
+            self.decoder.push(Op::Kernel(d));
+        }
+    }
+
+    /// `x[t] += wpe[pos + t]`.  (T, C)
+    pub fn add_positions(&mut self, x: &wgpu::Buffer, wpe: &wgpu::Buffer) {
+        let d = add_positions(self.gpu, self.k, self.step, self.cfg.n_embd, wpe, x);
+        self.decoder.push(Op::Kernel(d));
+    }
+
+    /// `y = LN(x)·gamma + beta`, launched for every batch.  (T, C)
+    pub fn layer_norm(&mut self, y: &wgpu::Buffer, x: &wgpu::Buffer, n: &Norm) {
+        self.norm(y, x, n, false);
+    }
+
+    /// `y = LN(x)·gamma + beta` feeding the next linear layer: where the kernel family fuses
+    /// single-token steps, their LayerNorm is folded into that layer's matrix-vector product
+    /// and this launches for batches only. Pass the result to [`Forward::linear`].
+    pub fn pre_norm<'b>(
+        &mut self,
+        y: &'b wgpu::Buffer,
+        x: &'b wgpu::Buffer,
+        n: &'b Norm,
+    ) -> Input<'b> {
+        self.norm(y, x, n, true);
+        Input::Normed {
+            y,
+            src: x,
+            norm: n,
+            eps: self.cfg.layer_norm_epsilon,
+        }
+    }
+
+    /// The family's final LayerNorm as a [`Forward::pre_norm`] where the model has one;
+    /// otherwise x itself goes on to the head.
+    pub fn final_norm<'b>(
+        &mut self,
+        y: &'b wgpu::Buffer,
+        x: &'b wgpu::Buffer,
+        w: &'b Weights,
+    ) -> Input<'b> {
+        match &w.final_norm {
+            Some(n) => self.pre_norm(y, x, n),
+            None => Input::Rows(x),
+        }
+    }
+
+    fn norm(&mut self, y: &wgpu::Buffer, x: &wgpu::Buffer, n: &Norm, batches_only: bool) {
+        let (c, eps) = (self.cfg.n_embd, self.cfg.layer_norm_epsilon);
+        let (g, b) = (&n.gamma, &n.beta);
+        let d = layer_norm(
+            self.gpu,
+            self.k,
+            self.step,
+            c,
+            eps,
+            x,
+            g,
+            b,
+            y,
+            batches_only,
+        );
+        self.decoder.push(Op::Kernel(d));
+    }
+
+    /// `y = x·W + b`, then `out` (activation or residual add) in the epilogue; `name` labels
+    /// the layer in profiles.  (T, K) → (T, N)
+    pub fn linear<'b>(
+        &mut self,
+        name: &'static str,
+        y: &wgpu::Buffer,
+        x: impl Into<Input<'b>>,
+        w: &Linear,
+        out: Out,
+    ) {
+        let x = x.into();
+        let (act, accumulate) = match out {
+            Out::Set => (0, false),
+            Out::Act(a) => (a.shader_code(), false),
+            Out::Add => (0, true),
+        };
+        let spec = MatmulSpec {
+            k: w.w.k,
+            n: w.w.n,
+            ld_y: w.w.n,
+            y_col0: 0,
+            act,
+            accumulate,
+            lm_rows: false,
+            max_rows: self.max_batch,
+            layer: name,
+        };
+        let m = matmul(
+            self.gpu,
+            self.k,
+            self.step,
+            spec,
+            x.rows(),
+            &w.w,
+            &w.b,
+            y,
+            x.fused(),
+        );
+        self.decoder.push(Op::Linear(m));
+    }
+
+    /// Rotates the first `rotary_dims` of every query and key head of qkv (T, 3C) by their
+    /// positions, in place; `table`: (n_positions, rotary_dims / 2) (cos, sin).
+    pub fn rope(&mut self, qkv: &wgpu::Buffer, table: &wgpu::Buffer, rotary_dims: usize) {
+        let (c, h, hd) = (self.cfg.n_embd, self.cfg.n_head, self.cfg.head_dim());
+        let heads = (h, h, c);
+        let d = rope(
+            self.gpu,
+            self.k,
+            self.step,
+            3 * c,
+            hd,
+            rotary_dims / 2,
+            heads,
+            qkv,
+            table,
+        );
+        self.decoder.push(Op::Kernel(d));
+    }
+
+    /// Appends the batch's keys and values (columns C..3C of qkv) to the layer's cache. Where
+    /// the kernel family fuses single-token steps, attention stores them itself then.
+    pub fn kv_store(&mut self, qkv: &wgpu::Buffer, cache: &wgpu::Buffer) {
+        let (c, p) = (self.cfg.n_embd, self.cfg.n_positions);
+        let fused = self.k.fuses_decode();
+        let d = kv_store(self.gpu, self.k, self.step, c, p, qkv, cache, fused);
+        self.decoder.push(Op::Kernel(d));
+    }
+
+    /// `out = softmax(q·Kᵀ·scale + causal mask)·V` per head over the cache.  (T, C)
+    pub fn attention(&mut self, out: &wgpu::Buffer, qkv: &wgpu::Buffer, cache: &wgpu::Buffer) {
+        let cfg = self.cfg;
+        let scale = if cfg.scale_attn_weights {
+            1.0 / (cfg.head_dim() as f32).sqrt()
+        } else {
+            1.0
+        };
+        let d = attention(
+            self.gpu,
+            self.k,
+            self.step,
+            cfg.n_embd,
+            cfg.n_head,
+            scale,
+            cfg.n_positions,
+            qkv,
+            cache,
+            out,
+        );
+        self.decoder.push(Op::Kernel(d));
+    }
+
+    /// `logits = x·headᵀ` for the rows being read back (the step's LM-head window), one
+    /// launch per texture of the head.  (R, E) → (R, V)
+    pub fn lm_head<'b>(
+        &mut self,
+        logits: &wgpu::Buffer,
+        x: impl Into<Input<'b>>,
+        head: &RowChunks,
+        zeros: &wgpu::Buffer,
+    ) {
+        let x = x.into();
+        for (m, r0, r1) in &head.chunks {
+            let spec = MatmulSpec {
+                k: m.k,
+                n: r1 - r0,
+                ld_y: self.cfg.vocab_size,
+                y_col0: *r0,
+                act: 0,
+                accumulate: false,
+                lm_rows: true,
+                max_rows: 0,
+                layer: "lm_head",
+            };
+            let d = matmul(
+                self.gpu,
+                self.k,
+                self.step,
+                spec,
+                x.rows(),
+                m,
+                zeros,
+                logits,
+                x.fused(),
+            );
+            self.head.push(Op::Linear(d));
+        }
+    }
+}
+
+/// Everything a session encodes, built once.
+pub(crate) struct Plan {
+    pub act: Activations,
+    pub max_batch: usize,
+    pub logit_rows: usize,
+    /// Embedding, every layer and the final norm, over the batch's tokens.
+    decoder: Vec<Op>,
+    /// The LM head, over the rows being read back.
+    head: Vec<Op>,
+    argmax: Option<Argmax>, // where the kernels take the argmax on the GPU
 }
 
 impl Plan {
@@ -111,246 +462,35 @@ impl Plan {
         max_batch: usize,
         logit_rows: usize,
     ) -> Result<Self> {
-        let (c, f, v) = (cfg.n_embd, cfg.n_inner, cfg.vocab_size);
-        let b = max_batch;
-        let f32s = 4;
-        let mut kv_cache = Vec::with_capacity(cfg.n_layer);
-        for l in 0..cfg.n_layer {
-            kv_cache.push(storage(
-                gpu,
-                &format!("kv_cache.{l}"),
-                2 * cfg.n_positions * c * f32s,
-            )?);
-        }
-        let act = Activations {
-            step: gpu.uniform(
-                "step",
-                &Step {
-                    n_tokens: 0,
-                    pos: 0,
-                    row0: 0,
-                    n_rows: 0,
-                },
-            ),
-            tokens: storage(gpu, "tokens", b * 4)?,
-            x: storage(gpu, "x", b * c * f32s)?,
-            ln: matmul_input(gpu, "ln", b * c * f32s)?,
-            qkv: storage(gpu, "qkv", b * 3 * c * f32s)?,
-            att: matmul_input(gpu, "att", b * c * f32s)?,
-            fc: matmul_input(gpu, "fc", b * f * f32s)?,
-            kv_cache,
-            logits: storage(gpu, "logits", logit_rows * v * f32s)?,
-            best: storage(gpu, "best", ARGMAX_BYTES)?,
-            staging: gpu.buffer(
-                "staging",
-                (logit_rows * v * f32s) as u64,
-                wgpu::BufferUsages::MAP_READ | wgpu::BufferUsages::COPY_DST,
-            )?,
-            winner: [winner(gpu)?, winner(gpu)?],
-        };
-        let s = &act.step;
-        let eps = cfg.layer_norm_epsilon;
-        // Where the kernels fuse single-token steps, LayerNorm and kv_store launch only for
-        // batches: the one-row matmul after a LayerNorm normalizes its input itself (`norm`)
-        // and attention stores the token's key and value.
-        let fused = k.fuses_decode();
-        let linear = |layer: &'static str,
-                      l: &Linear,
-                      x: &wgpu::Buffer,
-                      y: &wgpu::Buffer,
-                      act_code: u32,
-                      accumulate: bool,
-                      norm: Option<FusedNorm<'_>>| {
-            let spec = MatmulSpec {
-                k: l.k,
-                n: l.n,
-                ld_y: l.n,
-                y_col0: 0,
-                act: act_code,
-                accumulate,
-                lm_rows: false,
-                max_rows: max_batch,
-                layer,
-            };
-            matmul(gpu, k, s, spec, w.dtype, x, &l.w, &l.b, y, norm)
-        };
-        let scale = if cfg.scale_attn_weights {
-            1.0 / (cfg.head_dim() as f32).sqrt()
-        } else {
-            1.0
-        };
-        let gelu = cfg.activation.shader_code();
-        let layers = w
-            .layers
-            .iter()
-            .enumerate()
-            .map(|(l, lw)| LayerPlan {
-                ln_1: layer_norm(
-                    gpu,
-                    k,
-                    s,
-                    c,
-                    eps,
-                    &act.x,
-                    &lw.ln_1.gamma,
-                    &lw.ln_1.beta,
-                    &act.ln,
-                    fused,
-                ),
-                c_attn: linear(
-                    "c_attn",
-                    &lw.c_attn,
-                    &act.ln,
-                    &act.qkv,
-                    0,
-                    false,
-                    Some(fused_norm(&act.x, &lw.ln_1, eps)),
-                ),
-                kv_store: kv_store(
-                    gpu,
-                    k,
-                    s,
-                    c,
-                    cfg.n_positions,
-                    &act.qkv,
-                    &act.kv_cache[l],
-                    fused,
-                ),
-                attention: attention(
-                    gpu,
-                    k,
-                    s,
-                    c,
-                    cfg.n_head,
-                    scale,
-                    cfg.n_positions,
-                    &act.qkv,
-                    &act.kv_cache[l],
-                    &act.att,
-                ),
-                attn_proj: linear("attn_proj", &lw.attn_proj, &act.att, &act.x, 0, true, None),
-                ln_2: layer_norm(
-                    gpu,
-                    k,
-                    s,
-                    c,
-                    eps,
-                    &act.x,
-                    &lw.ln_2.gamma,
-                    &lw.ln_2.beta,
-                    &act.ln,
-                    fused,
-                ),
-                c_fc: linear(
-                    "c_fc",
-                    &lw.c_fc,
-                    &act.ln,
-                    &act.fc,
-                    gelu,
-                    false,
-                    Some(fused_norm(&act.x, &lw.ln_2, eps)),
-                ),
-                mlp_proj: linear("mlp_proj", &lw.mlp_proj, &act.fc, &act.x, 0, true, None),
-            })
-            .collect();
-        let embed = w
-            .wte
-            .chunks
-            .iter()
-            .map(|(buf, r0, r1)| {
-                embed(
-                    gpu,
-                    k,
-                    s,
-                    c,
-                    *r0..*r1,
-                    w.dtype,
-                    buf,
-                    &act.tokens,
-                    &w.wpe,
-                    &act.x,
-                )
-            })
-            .collect();
-        let ln_f = layer_norm(
-            gpu,
-            k,
-            s,
-            c,
-            eps,
-            &act.x,
-            &w.ln_f.gamma,
-            &w.ln_f.beta,
-            &act.ln,
-            fused,
-        );
-        let head: &RowChunks = w.head();
-        let lm_head = head
-            .chunks
-            .iter()
-            .map(|(buf, r0, r1)| {
-                let spec = MatmulSpec {
-                    k: c,
-                    n: r1 - r0,
-                    ld_y: v,
-                    y_col0: *r0,
-                    act: 0,
-                    accumulate: false,
-                    lm_rows: true,
-                    max_rows: 0,
-                    layer: "lm_head",
-                };
-                matmul(
-                    gpu,
-                    k,
-                    s,
-                    spec,
-                    w.dtype,
-                    &act.ln,
-                    buf,
-                    &w.zero_bias,
-                    &act.logits,
-                    Some(fused_norm(&act.x, &w.ln_f, eps)),
-                )
-            })
-            .collect();
-        let argmax = argmax(gpu, k, s, v, &act.logits, &act.best, &act.tokens);
+        let act = Activations::new(gpu, cfg, max_batch, logit_rows)?;
+        let mut f = Forward::new(gpu, k, cfg, &act.step, max_batch);
+        crate::model::arch(cfg).forward(&mut f, cfg, &act, w);
+        let Forward { decoder, head, .. } = f;
+        let v = cfg.vocab_size;
+        let argmax = argmax(gpu, k, &act.step, v, &act.logits, &act.best, &act.tokens);
         Ok(Plan {
             act,
             max_batch,
             logit_rows,
-            embed,
-            layers,
-            ln_f,
-            lm_head,
+            decoder,
+            head,
             argmax,
         })
     }
 
-    /// Encodes the decoder for a batch of `t` tokens: embeddings, every layer, final LayerNorm.
-    /// (†: with the cooperative kernels a single-token step launches nothing here; the next
-    /// kernel does it, see `Kernels::fuses_decode`.)
+    /// Encodes the decoder for a batch of `t` tokens: embeddings, every layer, final norm.
+    /// (With the cooperative kernels a single-token step launches no `pre_norm` LayerNorm or
+    /// `kv_store`; the next kernel does that work, see `Kernels::fuses_decode`.)
     pub fn encode_layers(&self, pass: &mut Recorder<'_>, t: u32) {
-        for d in &self.embed {
-            d.encode(pass, t, 0); // x = wte[tokens] + wpe[pos..]          (T, C)
+        for op in &self.decoder {
+            op.encode(pass, t, 0);
         }
-        for l in &self.layers {
-            l.ln_1.encode(pass, t, 0); // ln = LN1(x) †                       (T, C)
-            l.c_attn.encode(pass, t, 0); // qkv = ln·Wqkv + b                   (T, 3C)
-            l.kv_store.encode(pass, t, 0); // cache[pos..pos+T] = k, v †
-            l.attention.encode(pass, t, 0); // att = softmax(q·Kᵀ/√d + mask)·V   (T, C)
-            l.attn_proj.encode(pass, t, 0); // x += att·Wo + bo
-            l.ln_2.encode(pass, t, 0); // ln = LN2(x) †                       (T, C)
-            l.c_fc.encode(pass, t, 0); // fc = gelu(ln·W1 + b1)               (T, F)
-            l.mlp_proj.encode(pass, t, 0); // x += fc·W2 + b2
-        }
-        self.ln_f.encode(pass, t, 0); // ln = LN_f(x) †                      (T, C)
     }
 
-    /// Encodes the LM head for `n_rows` rows starting at `step.row0`: logits = ln·wteᵀ (R, V).
+    /// Encodes the LM head for `n_rows` rows starting at `step.row0`: logits (R, V).
     pub fn encode_head(&self, pass: &mut Recorder<'_>, n_rows: u32) {
-        for d in &self.lm_head {
-            d.encode(pass, 0, n_rows);
+        for op in &self.head {
+            op.encode(pass, 0, n_rows);
         }
     }
 

@@ -1,17 +1,88 @@
 //! [`Model`]: config, tokenizer and weights on the GPU, plus the pipelines that run them.
+//!
+//! The seam between the families and everything else is [`Arch`]: each family's module
+//! (`gpt2.rs`, `gpt1.rs`, `opt.rs`, `neox.rs`) implements it once, and [`ARCHES`] lists them.
+//! Loading, fit checks, `Session`, generation, perplexity, the CLI and `bench` only call
+//! through it.
 
 pub(crate) mod forward;
+mod gpt1;
+mod gpt2;
+mod neox;
+mod opt;
 pub(crate) mod weights;
 
 use std::path::Path;
 
-use crate::config::Config;
+use crate::config::{Config, Fields};
 use crate::error::{Error, Result};
 use crate::gpu::Gpu;
-use crate::kernels::{texel_rows, Kernels, ShaderOptions, WeightDtype};
+use crate::kernels::{texel_rows, KernelFamily, Kernels, ShaderOptions, WeightDtype};
 use crate::loader::{DType, SafetensorsSource, Source};
 use crate::session::Session;
 use crate::tokenizer::Tokenizer;
+use forward::{Activations, Forward};
+use weights::{Stored, TensorList, Uploader, Weights};
+
+/// What a model family is to the rest of wgpt: one implementation per module.
+pub(crate) trait Arch: Sync {
+    /// The `model_type` values of `config.json` this family reads (the first is its name).
+    fn model_types(&self) -> &'static [&'static str];
+    /// Reads the family's `config.json` keys (legacy names included) into a [`Config`].
+    fn config(&self, f: &Fields) -> Result<Config>;
+    /// The shapes of real checkpoints of this family by name (`--synthetic`).
+    fn preset(&self, name: &str) -> Option<Config>;
+    /// A file's tensor name as this family's tensor list names it (prefixes such as
+    /// `transformer.` stripped), or `None` for a buffer that is ignored (causal masks, …).
+    fn canonical<'n>(&self, name: &'n str) -> Option<&'n str>;
+    /// Every tensor the config needs, in load order.
+    fn tensors(&self, cfg: &Config) -> TensorList;
+    /// Uploads the tensors (transposing, fusing and reordering as the family needs).
+    fn upload(&self, up: &mut Uploader<'_>, cfg: &Config) -> Result<Weights>;
+    /// Records the forward pass: embedding, every layer, final norm, LM head.
+    fn forward(&self, f: &mut Forward<'_>, cfg: &Config, a: &Activations, w: &Weights);
+}
+
+/// Every family wgpt runs.
+pub(crate) const ARCHES: [&dyn Arch; 4] = [&gpt2::Gpt2, &gpt1::Gpt1, &opt::Opt, &neox::NeoX];
+
+/// The family module of a config.
+pub(crate) fn arch(cfg: &Config) -> &'static dyn Arch {
+    use crate::config::Family;
+    match cfg.family {
+        Family::Gpt2 => &gpt2::Gpt2,
+        Family::Gpt1 => &gpt1::Gpt1,
+        Family::Opt { .. } => &opt::Opt,
+        Family::NeoX { .. } => &neox::NeoX,
+    }
+}
+
+/// Parses a `config.json` with the family its `model_type` names (GPT-2 when absent, as
+/// the oldest GPT-2 configs are).
+pub(crate) fn parse_config(f: &Fields) -> Result<Config> {
+    let model_type = f.string("model_type")?.unwrap_or("gpt2");
+    let Some(a) = ARCHES
+        .iter()
+        .find(|a| a.model_types().contains(&model_type))
+    else {
+        let names: Vec<&str> = ARCHES.iter().map(|a| a.model_types()[0]).collect();
+        return Err(Error::Unsupported(format!(
+            "model_type `{model_type}`; supported: {}",
+            names.join(", ")
+        )));
+    };
+    a.config(f)
+}
+
+/// The tensors `cfg` needs.
+pub(crate) fn tensor_list(cfg: &Config) -> TensorList {
+    arch(cfg).tensors(cfg)
+}
+
+/// A preset config by name (see [`crate::config::PRESETS`]).
+pub(crate) fn preset(name: &str) -> Option<Config> {
+    ARCHES.iter().find_map(|a| a.preset(name))
+}
 
 /// Options for loading a model.
 #[derive(Debug, Clone, Default)]
@@ -28,10 +99,9 @@ pub struct LoadOptions {
     /// need more bytes than this. Default: the host's memory for CPU and integrated adapters
     /// (they share it), otherwise [`DEFAULT_MAX_MEMORY_BYTES`].
     pub max_memory_bytes: Option<u64>,
-    /// Kernel family: `Some(true)` the cooperative kernels (workgroup tiles and reductions, for
-    /// hardware GPUs), `Some(false)` the barrier-free ones (for software adapters); `None`
-    /// picks by adapter type. See [`crate::kernels::ShaderOptions`].
-    pub cooperative_kernels: Option<bool>,
+    /// Kernel family; `None` picks by adapter type (cooperative for hardware GPUs,
+    /// barrier-free for software adapters). See [`KernelFamily`].
+    pub kernels: Option<KernelFamily>,
 }
 
 /// The default cap on a model's GPU memory for discrete adapters (wgpu cannot query their
@@ -54,11 +124,11 @@ pub struct ModelInfo {
     /// Textures the token embedding is split into: one, or more where the adapter's texture
     /// size limit or `LoadOptions::max_chunk_bytes` asks.
     pub embedding_buffers: usize,
-    /// Kernel family in use: "cooperative" or "barrier-free" (see `LoadOptions`).
-    pub kernels: &'static str,
+    /// Kernel family in use (see `LoadOptions`).
+    pub kernels: KernelFamily,
 }
 
-/// A GPT-2-family model on the GPU.
+/// A model on the GPU (any supported family, see [`Config::family`]).
 ///
 /// ```no_run
 /// use wgpt::{Gpu, GpuOptions, LoadOptions, Model, SamplerConfig};
@@ -121,8 +191,11 @@ impl Model {
     pub fn load_default(gpu: &Gpu, opts: &LoadOptions) -> Result<Self> {
         let config = Config::from_json(embedded::CONFIG)?;
         let tokenizer = Tokenizer::from_bytes(embedded::TOKENIZER)?;
-        let files =
-            SafetensorsSource::from_static("embedded model.safetensors", embedded::WEIGHTS)?;
+        let files = SafetensorsSource::from_static(
+            "embedded model.safetensors",
+            embedded::WEIGHTS,
+            arch(&config),
+        )?;
         Self::build(
             gpu,
             config,
@@ -163,11 +236,13 @@ impl Model {
         let max_chunk = opts.max_chunk_bytes.unwrap_or(u64::MAX);
         check_fits(gpu, &config, dtype, opts)?;
         let mut shader_opts = ShaderOptions::best(gpu);
-        if let Some(cooperative) = opts.cooperative_kernels {
-            shader_opts.cooperative = cooperative;
+        if let Some(family) = opts.kernels {
+            shader_opts.family = family;
         }
         let kernels = Kernels::with_options(gpu, shader_opts);
-        let weights = weights::upload(gpu, &config, &source, dtype, max_chunk)?;
+        let mut up = Uploader::new(gpu, &source, dtype, max_chunk);
+        let mut weights = arch(&config).upload(&mut up, &config)?;
+        weights.bytes = up.finish()?;
         let info = ModelInfo {
             origin,
             n_params: config.n_params(),
@@ -175,11 +250,7 @@ impl Model {
             dtype,
             weight_bytes: weights.bytes,
             embedding_buffers: weights.wte.chunks.len(),
-            kernels: if shader_opts.cooperative {
-                "cooperative"
-            } else {
-                "barrier-free"
-            },
+            kernels: shader_opts.family,
         };
         log::info!(
             "loaded {} ({} params, {} on GPU, {} MB)",
@@ -257,7 +328,7 @@ impl ModelFiles {
         }
         let config = Config::from_file(&dir.join("config.json"))?;
         let tokenizer = Tokenizer::from_file(&dir.join("tokenizer.json"))?;
-        let source = Source::Files(SafetensorsSource::open_dir(dir)?);
+        let source = Source::Files(SafetensorsSource::open_dir(dir, arch(&config))?);
         check_model(&config, &source, Some(&tokenizer))?;
         Ok(ModelFiles {
             config,
@@ -309,28 +380,6 @@ fn logit_rows(cfg: &Config, limits: &wgpu::Limits, max_batch: usize) -> usize {
         .clamp(1, max_batch)
 }
 
-/// Bytes of a (k, n) weight matrix on the GPU: k rows of n padded to a multiple of 8 (the LM
-/// head's chunks each pad their own n, a few KB more; texture row pitch is not counted).
-fn matrix_bytes(k: u64, n: u64, dtype: WeightDtype) -> u64 {
-    k * n.next_multiple_of(8) * dtype.size() as u64
-}
-
-/// Bytes of weights on the GPU: matrices in `dtype`, vectors and `wpe` in f32.
-fn weight_bytes(cfg: &Config, dtype: WeightDtype) -> u64 {
-    let [c, f, v, p, l] = [
-        cfg.n_embd,
-        cfg.n_inner,
-        cfg.vocab_size,
-        cfg.n_positions,
-        cfg.n_layer,
-    ]
-    .map(|x| x as u64);
-    let m = |k, n| matrix_bytes(k, n, dtype);
-    let layer = m(c, 3 * c) + m(c, c) + m(c, f) + m(f, c) + (9 * c + f) * 4;
-    let heads = if cfg.tie_word_embeddings { 1 } else { 2 };
-    l * layer + heads * m(v, c) + p * c * 4 + 2 * c * 4 + v * 4
-}
-
 fn gib(bytes: u64) -> String {
     if bytes >= 1 << 30 {
         format!("{:.1} GiB", bytes as f64 / (1u64 << 30) as f64)
@@ -370,7 +419,8 @@ fn check_fits(gpu: &Gpu, cfg: &Config, dtype: WeightDtype, opts: &LoadOptions) -
         },
     };
     let batch = max_batch(cfg, opts);
-    let weights = weight_bytes(cfg, dtype);
+    let tensors = tensor_list(cfg);
+    let weights = tensors.gpu_bytes(dtype);
     let session = forward::session_bytes(cfg, batch, logit_rows(cfg, gpu.limits(), batch));
     if weights + session > bound {
         return Err(Error::DeviceLimits(format!(
@@ -384,6 +434,31 @@ fn check_fits(gpu: &Gpu, cfg: &Config, dtype: WeightDtype, opts: &LoadOptions) -
     let binding = limits
         .max_storage_buffer_binding_size
         .min(limits.max_buffer_size);
+    let max_dim = limits.max_texture_dimension_2d as u64;
+    for t in &tensors.0 {
+        let (k, rows) = match t.stored {
+            Stored::Matrix { k, n } => (k, texel_rows(n, dtype)),
+            // Split by vocabulary into textures of any height the device allows.
+            Stored::Embedding { c, .. } => (c, 1),
+            Stored::F32 { len } | Stored::Generated { len } if len as u64 * 4 > binding => {
+                return Err(Error::DeviceLimits(format!(
+                    "weight `{}` (f32) needs {} bytes ({}), above the adapter's storage buffer limit of {binding} bytes ({})",
+                    t.name,
+                    len * 4,
+                    gib(len as u64 * 4),
+                    gib(binding)
+                )));
+            }
+            Stored::F32 { .. } | Stored::Generated { .. } | Stored::Within => continue,
+        };
+        let (k, rows) = (k as u64, rows as u64);
+        if k > max_dim || rows > max_dim {
+            return Err(Error::DeviceLimits(format!(
+                "weight `{}` ({dtype}) needs a {k}×{rows} texture, above the adapter's max_texture_dimension_2d of {max_dim}",
+                t.name
+            )));
+        }
+    }
     let [c, f, v, p, b] = [
         cfg.n_embd,
         cfg.n_inner,
@@ -392,23 +467,8 @@ fn check_fits(gpu: &Gpu, cfg: &Config, dtype: WeightDtype, opts: &LoadOptions) -
         batch,
     ]
     .map(|x| x as u64);
-    let max_dim = limits.max_texture_dimension_2d as u64;
-    for (name, k, n) in [
-        ("attn.c_attn", c, 3 * c),
-        ("mlp.c_fc", c, f),
-        ("mlp.c_proj", f, c),
-        ("wte", c, 8),
-    ] {
-        let rows = texel_rows(n as usize, dtype) as u64;
-        if k > max_dim || rows > max_dim {
-            return Err(Error::DeviceLimits(format!(
-                "weight `{name}` ({dtype}) needs a {k}×{rows} texture, above the adapter's max_texture_dimension_2d of {max_dim}"
-            )));
-        }
-    }
     let f32s = |name: &str, elems: u64| (name.to_string(), elems * 4);
     let buffers = [
-        f32s("weight `wpe` (f32)", p * c),
         f32s("the KV cache of one layer", 2 * p * c),
         f32s("the MLP activations", b * f),
         f32s("the attention activations", b * 3 * c),

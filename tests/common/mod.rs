@@ -70,6 +70,7 @@ pub fn rel_error(got: &[f32], want: &[f64]) -> f64 {
 /// A small synthetic model config (32 wide, 2 layers, 16 positions, 50 tokens).
 pub fn tiny_config(eos_token_id: Option<u32>) -> wgpt::Config {
     wgpt::Config {
+        family: wgpt::Family::Gpt2,
         n_embd: 32,
         n_layer: 2,
         n_head: 2,
