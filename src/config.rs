@@ -311,6 +311,11 @@ impl Config {
         Ok(())
     }
 
+    /// The family's `model_type` (`gpt2`, `openai-gpt`, `opt`, `gpt_neox`).
+    pub fn model_type(&self) -> &'static str {
+        crate::model::arch(self).model_types()[0]
+    }
+
     /// Dimension of one attention head.
     pub fn head_dim(&self) -> usize {
         // `max(1)`: a hand-built config with n_head 0 fails `validate`, not here.

@@ -460,7 +460,10 @@ fn enumerate(opts: &GpuOptions) -> Result<Vec<wgpu::Adapter>> {
 }
 
 /// The adapter tests run on: `None` (test skipped with a note) when there is none, except
-/// under `CI=true`, where a missing adapter fails the test.
+/// under `CI=true`, where a missing adapter fails the test. With `WGPU_BACKEND` set, an
+/// adapter of another backend fails the test (a GL run must not quietly test Vulkan).
+/// `tests/wgpu_adapter.rs` fails when there is no adapter at all, so skipped GPU tests never
+/// pass silently.
 #[doc(hidden)]
 pub fn test_gpu() -> Option<Gpu> {
     let opts = GpuOptions {
@@ -468,7 +471,17 @@ pub fn test_gpu() -> Option<Gpu> {
         ..Default::default()
     };
     match Gpu::new(&opts) {
-        Ok(g) => Some(g),
+        Ok(g) => {
+            if let Ok(want) = std::env::var("WGPU_BACKEND") {
+                let got = &g.adapter().backend;
+                assert!(
+                    want.split(',').any(|w| got.eq_ignore_ascii_case(w.trim())),
+                    "WGPU_BACKEND={want} but the test adapter is {}",
+                    g.adapter()
+                );
+            }
+            Some(g)
+        }
         Err(e) => {
             if std::env::var("CI").is_ok_and(|v| v == "true" || v == "1") {
                 panic!("CI=true and no adapter: {e}");

@@ -1,8 +1,9 @@
 //! # wgpt
 //!
-//! GPT-2-family inference on the GPU with [wgpu] and WGSL compute shaders: point it at a
-//! Hugging Face model directory and get logits, perplexity or generated text on any adapter
-//! wgpu reaches (Vulkan, Metal, DX12, GL, or a software adapter such as lavapipe).
+//! Transformer language-model inference (GPT-2, GPT-1, OPT, GPT-NeoX / Pythia) on the GPU
+//! with [wgpu] and WGSL compute shaders: point it at a Hugging Face model directory and get
+//! logits, perplexity or generated text on any adapter wgpu reaches (Vulkan, Metal, DX12, GL,
+//! or a software adapter such as lavapipe).
 //!
 //! ```no_run
 //! use wgpt::{Gpu, GpuOptions, LoadOptions, Model, SamplerConfig};

@@ -56,8 +56,10 @@ fn check_logits(gpu: &Gpu, name: &str, opts: &LoadOptions) -> (Model, f64) {
         );
     }
     eprintln!(
-        "{name} ({:?}, kernels {:?}): max relative logit error {worst:.3e}",
-        opts.dtype, opts.kernels
+        "{name} ({:?}, kernels {:?}, {}): max relative logit error {worst:.3e}",
+        opts.dtype,
+        opts.kernels,
+        gpu.adapter()
     );
     drop(s);
     (model, worst)

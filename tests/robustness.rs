@@ -321,6 +321,94 @@ fn unsupported_activation_or_architecture_says_what_is() {
     assert!(msg.contains("head_dim = 3"), "{msg}");
 }
 
+/// The config of fixture `name` with `edit` applied, parsed: the error's message.
+fn family_config_err(name: &str, edit: impl FnOnce(&mut serde_json::Map<String, Value>)) -> String {
+    let text = std::fs::read_to_string(fixture(name).join("config.json")).unwrap();
+    let mut v: serde_json::Map<String, Value> = serde_json::from_str(&text).unwrap();
+    Config::from_json(&text).expect("the fixture's own config parses");
+    edit(&mut v);
+    let e = Config::from_json(&Value::Object(v).to_string()).unwrap_err();
+    assert!(
+        matches!(e, Error::Unsupported(_) | Error::Config { .. }),
+        "{e}"
+    );
+    e.to_string()
+}
+
+#[test]
+fn options_a_family_does_not_implement_are_refused_by_key() {
+    // NeoX: a rope scaling kind, in transformers 5's `rope_parameters` and in the legacy key.
+    let msg = family_config_err("tiny-neox-seq-bf16", |v| {
+        v["rope_parameters"]["rope_type"] = json!("linear");
+    });
+    assert!(
+        msg.contains("rope_parameters.rope_type")
+            && msg.contains("linear")
+            && msg.contains("default"),
+        "{msg}"
+    );
+    let msg = family_config_err("tiny-neox-par-f32", |v| {
+        v.insert(
+            "rope_scaling".into(),
+            json!({"type": "dynamic", "factor": 2.0}),
+        );
+    });
+    assert!(
+        msg.contains("rope_scaling") && msg.contains("dynamic"),
+        "{msg}"
+    );
+    let msg = family_config_err("tiny-neox-par-f32", |v| {
+        v.insert("attention_bias".into(), json!(false));
+    });
+    assert!(msg.contains("attention_bias"), "{msg}");
+    // An odd number of rotary dimensions (head_dim 32 · 0.3 = 9).
+    let msg = family_config_err("tiny-neox-par-f32", |v| {
+        v["rope_parameters"]["partial_rotary_factor"] = json!(0.3);
+    });
+    assert!(msg.contains("9 rotary dimensions"), "{msg}");
+    // OPT without biases or without LayerNorm weights.
+    for key in ["enable_bias", "layer_norm_elementwise_affine"] {
+        let msg = family_config_err("tiny-opt-f16", |v| {
+            v.insert(key.into(), json!(false));
+        });
+        assert!(msg.contains(key) && msg.contains("true"), "{msg}");
+    }
+    // GPT-1 with an activation HF's OpenAIGPT has and wgpt does not.
+    let msg = family_config_err("tiny-gpt1-f32", |v| {
+        v.insert("afn".into(), json!("swish"));
+    });
+    assert!(msg.contains("afn") && msg.contains("swish"), "{msg}");
+    // A model_type of none of the families lists them all.
+    let msg = family_config_err("tiny-opt-f16", |v| {
+        v.insert("model_type".into(), json!("bloom"));
+    });
+    for family in ["gpt2", "openai-gpt", "opt", "gpt_neox"] {
+        assert!(msg.contains(family), "{msg}");
+    }
+}
+
+#[test]
+fn legacy_and_transformers_5_config_keys_agree() {
+    // Pythia's own configs write `rotary_pct` and `rotary_emb_base`; transformers 5 writes
+    // `rope_parameters`. Both give the same model.
+    let text = std::fs::read_to_string(fixture("tiny-neox-seq-bf16").join("config.json")).unwrap();
+    let new = Config::from_json(&text).unwrap();
+    let mut v: serde_json::Map<String, Value> = serde_json::from_str(&text).unwrap();
+    v.remove("rope_parameters");
+    v.insert("rotary_pct".into(), json!(0.5));
+    v.insert("rotary_emb_base".into(), json!(500));
+    let legacy = Config::from_json(&Value::Object(v).to_string()).unwrap();
+    assert_eq!(new, legacy);
+    assert_eq!(
+        new.family,
+        wgpt::Family::NeoX {
+            rotary_dims: 8,
+            rotary_base: 500.0,
+            parallel_residual: false
+        }
+    );
+}
+
 #[test]
 fn config_values_disagreeing_with_the_tensors() {
     let cases: [(&str, Value, &str); 4] = [

@@ -59,6 +59,7 @@ pub fn run(a: InfoArgs) -> anyhow::Result<()> {
     let c = model.config();
     let i = model.info();
     println!("model: {}", i.origin);
+    println!("  model_type {} ({:?})", c.model_type(), c.family);
     println!(
         "  n_layer {} n_head {} n_embd {} n_inner {} n_positions {} vocab_size {}",
         c.n_layer, c.n_head, c.n_embd, c.n_inner, c.n_positions, c.vocab_size

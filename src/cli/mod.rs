@@ -21,7 +21,7 @@ pub const EXIT_DEVICE: i32 = 3;
 #[command(
     name = "wgpt",
     version,
-    about = "GPT-2-family inference on wgpu (Vulkan, Metal, DX12, GL, lavapipe)"
+    about = "Transformer LM inference (GPT-2, GPT-1, OPT, GPT-NeoX) on wgpu (Vulkan, Metal, DX12, GL, lavapipe)"
 )]
 struct Cli {
     #[command(subcommand)]
