@@ -3,6 +3,7 @@ const ACT_NONE: u32 = 0u;
 const ACT_GELU_TANH: u32 = 1u; // gelu_new / gelu_pytorch_tanh
 const ACT_GELU_ERF: u32 = 2u;  // gelu (exact)
 const ACT_RELU: u32 = 3u;
+const ACT_SILU: u32 = 4u;      // silu / swish: x·sigmoid(x)
 
 // tanh that cannot overflow to NaN for large |u|.
 fn tanh_safe(u: f32) -> f32 {
@@ -23,6 +24,7 @@ fn activate(x: f32, act: u32) -> f32 {
         case 1u: { return 0.5 * x * (1.0 + tanh_safe(0.7978845608028654 * (x + 0.044715 * x * x * x))); }
         case 2u: { return 0.5 * x * (1.0 + erf_approx(x * 0.7071067811865476)); }
         case 3u: { return max(x, 0.0); }
+        case 4u: { return x / (1.0 + exp(-x)); }
         default: { return x; }
     }
 }

@@ -1,5 +1,6 @@
 // Causal multi-head attention over the KV cache: out = softmax(q·Kᵀ·scale) · V per head,
-// with keys 0..=pos+t for the query at batch row t. One invocation per (query, head), an
+// with keys 0..=pos+t for the query at batch row t. Query head h reads key/value head
+// h / group (grouped-query attention; group = 1 is plain multi-head attention). One invocation per (query, head), an
 // online (single-pass) softmax, no workgroup memory. head_dim must be a multiple of 4, ≤ 256.
 // The 8 invocations of a workgroup are 8 consecutive queries of one head: they read the same
 // keys and values, so each loads an eighth of every row and shares it (lanes_*.wgsl); they
@@ -7,16 +8,19 @@
 // Needs common.wgsl and one lanes_*.wgsl.
 const MAX_HD4: u32 = 64u;
 struct Params {
-    c: u32,        // features C = n_head * head_dim
-    n_head: u32,
+    q_c: u32,      // query features: n_head · head_dim
+    n_head: u32,   // query heads
     hd4: u32,      // head_dim / 4
     scale: f32,    // 1/sqrt(head_dim), or 1 when the model does not scale
-    v_offset: u32, // where the values start in X, in vec4 units (n_positions * C / 4)
+    v_offset: u32, // where the values start in KV, in vec4 units (n_positions · kv_c / 4)
+    dq_bits: u32,  // attention_wide.wgsl: log2 of the smallest power of two ≥ hd4
+    kv_c: u32,     // key/value features: n_kv_heads · head_dim
+    group: u32,    // query heads per key/value head (1 without grouped-query attention)
 }
 @group(0) @binding(1) var<uniform> p: Params;
-@group(0) @binding(2) var<storage, read> QKV: array<vec4<f32>>;     // (T, 3C): q | k | v
-@group(0) @binding(3) var<storage, read> X: array<vec4<f32>>;       // (2, n_positions, C): keys, values
-@group(0) @binding(4) var<storage, read_write> O: array<vec4<f32>>; // (T, C)
+@group(0) @binding(2) var<storage, read> QKV: array<vec4<f32>>;     // (T, q_c + 2·kv_c): q | k | v
+@group(0) @binding(3) var<storage, read> X: array<vec4<f32>>;       // (2, n_positions, kv_c): keys, values
+@group(0) @binding(4) var<storage, read_write> O: array<vec4<f32>>; // (T, q_c)
 
 // No early return: every invocation takes part in the shared loads; rows past the batch
 // repeat the last query and are not written.
@@ -26,8 +30,10 @@ fn main(ids: Ids) {
     let h = ids.wg.y;
     let row = ids.wg.x * 8u + ids.lid.x;
     let t = min(row, step.n_tokens - 1u);
-    let c4 = p.c / 4u;
-    let qbase = t * 3u * c4 + h * p.hd4;
+    let q4 = p.q_c / 4u;
+    let kv4 = p.kv_c / 4u;
+    let qbase = t * (q4 + 2u * kv4) + h * p.hd4;
+    let kvh = (h / p.group) * p.hd4; // group ≥ 1, checked on the host
     var q: array<vec4<f32>, MAX_HD4>;
     var acc: array<vec4<f32>, MAX_HD4>;
     for (var d = 0u; d < p.hd4; d++) {
@@ -40,7 +46,7 @@ fn main(ids: Ids) {
     let group_last = step.pos + min(ids.wg.x * 8u + 7u, step.n_tokens - 1u);
     let hd8 = p.hd4 / 8u * 8u; // dimensions loaded 8 vec4 at a time; the rest one by one
     for (var j = 0u; j <= group_last; j++) {
-        let kb = j * c4 + h * p.hd4;
+        let kb = j * kv4 + kvh;
         var s = 0.0;
         for (var d = 0u; d < hd8; d += 8u) {
             let i = kb + d;
@@ -78,7 +84,7 @@ fn main(ids: Ids) {
         }
     }
     if (row < step.n_tokens) {
-        let obase = t * c4 + h * p.hd4;
+        let obase = t * q4 + h * p.hd4;
         let inv = 1.0 / l;
         for (var d = 0u; d < p.hd4; d++) {
             O[obase + d] = acc[d] * inv;

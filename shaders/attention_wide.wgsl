@@ -6,23 +6,29 @@
 // dimension quad d of the values of keys g, g + G, …, and the G partial outputs are summed at
 // the end: d is the low `dq_bits` bits of the invocation index (2^dq_bits ≥ head_dim / 4) and
 // g the rest, so G = 64 >> dq_bits. head_dim must be a multiple of 4, ≤ 256.
-// For a single-token batch (decode) the workgroup first stores its head's key and value in the
-// cache itself, so the forward pass needs no kv_store dispatch then; a batch's keys are needed
-// by other workgroups and are stored by kv_store.wgsl beforehand.
+// Query head h reads key/value head h / group (grouped-query attention; group = 1 is plain
+// multi-head attention).
+// For a single-token batch (decode) the workgroup first stores its key/value head's key and
+// value in the cache itself, so the forward pass needs no kv_store dispatch then (with
+// grouped-query attention the group's workgroups store the same values to the same place,
+// each before its own reads); a batch's keys are needed by other workgroups and are stored by
+// kv_store.wgsl beforehand.
 // Needs common.wgsl and workgroup_reduce.wgsl.
 const CHUNK: u32 = 1024u;
 struct Params {
-    c: u32,        // features C = n_head * head_dim
-    n_head: u32,
+    q_c: u32,      // query features: n_head · head_dim
+    n_head: u32,   // query heads
     hd4: u32,      // head_dim / 4
     scale: f32,    // 1/sqrt(head_dim), or 1 when the model does not scale
-    v_offset: u32, // where the values start in KV, in vec4 units (n_positions * C / 4)
-    dq_bits: u32,  // log2 of the smallest power of two ≥ hd4
+    v_offset: u32, // where the values start in KV, in vec4 units (n_positions · kv_c / 4)
+    dq_bits: u32,  // attention_wide.wgsl: log2 of the smallest power of two ≥ hd4
+    kv_c: u32,     // key/value features: n_kv_heads · head_dim
+    group: u32,    // query heads per key/value head (1 without grouped-query attention)
 }
 @group(0) @binding(1) var<uniform> p: Params;
-@group(0) @binding(2) var<storage, read> QKV: array<vec4<f32>>;     // (T, 3C): q | k | v
-@group(0) @binding(3) var<storage, read_write> KV: array<vec4<f32>>; // (2, n_positions, C): keys, values
-@group(0) @binding(4) var<storage, read_write> O: array<vec4<f32>>; // (T, C)
+@group(0) @binding(2) var<storage, read> QKV: array<vec4<f32>>;     // (T, q_c + 2·kv_c): q | k | v
+@group(0) @binding(3) var<storage, read_write> KV: array<vec4<f32>>; // (2, n_positions, kv_c): keys, values
+@group(0) @binding(4) var<storage, read_write> O: array<vec4<f32>>; // (T, q_c)
 
 var<workgroup> q: array<vec4<f32>, 64>;    // (head_dim / 4) this query, scaled
 var<workgroup> prob: array<f32, CHUNK>;    // (CHUNK) scores, then exp(score - max), of a chunk
@@ -32,16 +38,18 @@ var<workgroup> part: array<vec4<f32>, 64>; // (64) each invocation's partial out
 fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) li: u32) {
     let h = wg.x;
     let t = wg.y;
-    let c4 = p.c / 4u;
+    let q4 = p.q_c / 4u;
+    let kv4 = p.kv_c / 4u;
     let head = h * p.hd4;
+    let kvh = (h / p.group) * p.hd4; // group ≥ 1, checked on the host
     if (li < p.hd4) {
-        q[li] = QKV[t * 3u * c4 + head + li] * p.scale;
+        q[li] = QKV[t * (q4 + 2u * kv4) + head + li] * p.scale;
     }
     if (step.n_tokens == 1u) {
         if (li < p.hd4) {
-            let dst = step.pos * c4 + head + li;
-            KV[dst] = QKV[c4 + head + li];
-            KV[p.v_offset + dst] = QKV[2u * c4 + head + li];
+            let dst = step.pos * kv4 + kvh + li;
+            KV[dst] = QKV[q4 + kvh + li];
+            KV[p.v_offset + dst] = QKV[q4 + kv4 + kvh + li];
         }
         storageBarrier();
     }
@@ -57,7 +65,7 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) l
         let len = min(CHUNK, n_keys - c0);
         var mx = -3.0e38;
         for (var j = li; j < len; j += 64u) {
-            let kb = (c0 + j) * c4 + head;
+            let kb = (c0 + j) * kv4 + kvh;
             var s = 0.0;
             for (var e = 0u; e < p.hd4; e++) {
                 s += dot(q[e], KV[kb + e]);
@@ -78,20 +86,20 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) l
         acc *= corr;
         if (d < p.hd4) {
             // Four value rows in flight per step, then the remainder one at a time.
-            let vb = p.v_offset + c0 * c4 + head + d;
+            let vb = p.v_offset + c0 * kv4 + kvh + d;
             var j = g;
             for (; j + 3u * groups < len; j += 4u * groups) {
                 let j1 = j + groups;
                 let j2 = j1 + groups;
                 let j3 = j2 + groups;
-                let v0 = KV[vb + j * c4];
-                let v1 = KV[vb + j1 * c4];
-                let v2 = KV[vb + j2 * c4];
-                let v3 = KV[vb + j3 * c4];
+                let v0 = KV[vb + j * kv4];
+                let v1 = KV[vb + j1 * kv4];
+                let v2 = KV[vb + j2 * kv4];
+                let v3 = KV[vb + j3 * kv4];
                 acc += prob[j] * v0 + prob[j1] * v1 + prob[j2] * v2 + prob[j3] * v3;
             }
             for (; j < len; j += groups) {
-                acc += prob[j] * KV[vb + j * c4];
+                acc += prob[j] * KV[vb + j * kv4];
             }
         }
         workgroupBarrier(); // the chunk's weights are read before the next chunk's scores
@@ -103,6 +111,6 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) l
         for (var i = 0u; i < groups; i++) {
             o += part[(i << p.dq_bits) + li];
         }
-        O[t * c4 + head + li] = o / l;
+        O[t * q4 + head + li] = o / l;
     }
 }

@@ -1,8 +1,10 @@
-// Y = (X - mean) / sqrt(var + eps) * gamma + beta, per row. One invocation per row, vec4 loads
-// (C is a multiple of 4). Needs common.wgsl.
+// Y = (X - mean) / sqrt(var + eps) * gamma + beta, per row (LayerNorm), or with `rms` set
+// Y = X / sqrt(mean(X²) + eps) * gamma (RMSNorm: no centring, beta is zeros). One invocation
+// per row, vec4 loads (C is a multiple of 4). Needs common.wgsl.
 struct Params {
     c: u32,   // features C
-    eps: f32, // layer_norm_epsilon
+    eps: f32, // layer_norm_epsilon / rms_norm_eps
+    rms: u32, // 1: RMSNorm
 }
 @group(0) @binding(1) var<uniform> p: Params;
 @group(0) @binding(2) var<storage, read> X: array<vec4<f32>>;        // (T, C)
@@ -22,7 +24,7 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>) {
     for (var i = 0u; i < c4; i++) {
         sum += X[base + i];
     }
-    let mean = dot(sum, vec4<f32>(1.0)) / f32(p.c);
+    let mean = select(dot(sum, vec4<f32>(1.0)) / f32(p.c), 0.0, p.rms == 1u);
     var sq = vec4<f32>(0.0);
     for (var i = 0u; i < c4; i++) {
         let d = X[base + i] - mean;

@@ -1,11 +1,12 @@
-// Y = (X - mean) / sqrt(var + eps) * gamma + beta, per row: the cooperative variant of
-// layer_norm.wgsl for hardware GPUs. One workgroup of 64 per row (workgroup_id.y), each
+// Y = (X - mean) / sqrt(var + eps) * gamma + beta, per row (or RMSNorm with `rms` set, see
+// layer_norm.wgsl): the cooperative variant of layer_norm.wgsl for hardware GPUs. One workgroup of 64 per row (workgroup_id.y), each
 // invocation every 64th vec4, the sums reduced in workgroup memory. Two passes over the row
 // (mean, then the variance of the centred values), as in layer_norm.wgsl.
 // Needs common.wgsl and workgroup_reduce.wgsl.
 struct Params {
     c: u32,   // features C (multiple of 4)
-    eps: f32, // layer_norm_epsilon
+    eps: f32, // layer_norm_epsilon / rms_norm_eps
+    rms: u32, // 1: RMSNorm (no centring, beta is zeros)
 }
 @group(0) @binding(1) var<uniform> p: Params;
 @group(0) @binding(2) var<storage, read> X: array<vec4<f32>>;        // (T, C)
@@ -24,7 +25,7 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) l
     for (var i = li; i < c4; i += 64u) {
         sum += X[base + i];
     }
-    let mean = wg_sum(dot(sum, vec4<f32>(1.0)), li, 64u) / f32(p.c);
+    let mean = select(wg_sum(dot(sum, vec4<f32>(1.0)), li, 64u) / f32(p.c), 0.0, p.rms == 1u);
     var sq = vec4<f32>(0.0);
     for (var i = li; i < c4; i += 64u) {
         let d = X[base + i] - mean;

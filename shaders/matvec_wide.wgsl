@@ -5,7 +5,8 @@
 // texels of the column group's texture row and the whole row is requested at once (GPT-2's
 // K = 768 in one step); the 256 partial sums are added in workgroup memory and 8 invocations
 // write the 8 columns.
-// With `ln` set, x is the raw row and the kernel applies the LayerNorm that precedes this
+// With `ln` set (1: LayerNorm, 2: RMSNorm, whose beta is zeros), x is the raw row and the
+// kernel applies the norm that precedes this
 // linear layer itself (each workgroup computes the row's mean and variance, which costs less
 // than a dispatch of layer_norm_wide.wgsl; for single-token steps the forward pass then skips
 // that dispatch, while after a batch the LayerNorm has run and is recomputed here).
@@ -14,11 +15,11 @@
 @group(0) @binding(3) var<storage, read> X: array<f32>;        // (rows, K), one row used
 @group(0) @binding(4) var<storage, read> B: array<f32>;        // (N) bias, or zeros
 @group(0) @binding(5) var<storage, read_write> Y: array<f32>;  // (1, ld_y)
-@group(0) @binding(6) var<storage, read> G: array<f32>;        // (K) LayerNorm gamma (ln = 1)
-@group(0) @binding(7) var<storage, read> Be: array<f32>;       // (K) LayerNorm beta (ln = 1)
+@group(0) @binding(6) var<storage, read> G: array<f32>;        // (K) norm gamma (ln ≠ 0)
+@group(0) @binding(7) var<storage, read> Be: array<f32>;       // (K) norm beta (ln ≠ 0; zeros for RMSNorm)
 
 var<private> xb: u32;     // offset of the row in X
-var<private> mean: f32;   // LayerNorm statistics of the row (ln = 1)
+var<private> mean: f32;   // norm statistics of the row (ln ≠ 0; mean 0 for RMSNorm)
 var<private> inv_sd: f32;
 
 // x[k], normalized when the LayerNorm is fused.
@@ -49,12 +50,13 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) l
             y_old = Y[p.y_col0 + n];
         }
     }
-    if (p.ln == 1u) {
+    if (p.ln != 0u) {
         var s = 0.0;
         for (var k = li; k < p.k; k += WG) {
             s += X[xb + k];
         }
-        mean = wg_sum(s, li, WG) / f32(p.k);
+        // wg_sum has barriers: every invocation calls it, RMSNorm then drops the mean.
+        mean = select(wg_sum(s, li, WG) / f32(p.k), 0.0, p.ln == 2u);
         var q = 0.0;
         for (var k = li; k < p.k; k += WG) {
             let d = X[xb + k] - mean;

@@ -15,17 +15,20 @@ pub enum Activation {
     GeluErf,
     /// `relu`.
     Relu,
+    /// `silu` / `swish`: x·sigmoid(x) (gated in the Llama family's feed-forward).
+    Silu,
 }
 
 impl Activation {
     /// The names accepted in `activation_function`.
-    pub const SUPPORTED: &'static str = "gelu_new, gelu_pytorch_tanh, gelu_fast, gelu, relu";
+    pub const SUPPORTED: &'static str = "gelu_new, gelu_pytorch_tanh, gelu_fast, gelu, relu, silu";
 
     pub(crate) fn parse(s: &str) -> Result<Self> {
         match s {
             "gelu_new" | "gelu_pytorch_tanh" | "gelu_fast" => Ok(Activation::GeluTanh),
             "gelu" => Ok(Activation::GeluErf),
             "relu" => Ok(Activation::Relu),
+            "silu" | "swish" => Ok(Activation::Silu),
             other => Err(Error::Unsupported(format!(
                 "activation_function `{other}`; supported: {}",
                 Self::SUPPORTED
@@ -39,6 +42,7 @@ impl Activation {
             Activation::GeluTanh => 1,
             Activation::GeluErf => 2,
             Activation::Relu => 3,
+            Activation::Silu => 4,
         }
     }
 }
@@ -72,6 +76,48 @@ pub enum Family {
         rotary_base: f64,
         /// `use_parallel_residual`.
         parallel_residual: bool,
+    },
+    /// The Llama family (`llama`, `mistral`, `qwen2`): RMSNorm, a gated SiLU feed-forward
+    /// (`down(silu(gate(x)) · up(x))`), rotary positions on whole heads, grouped-query
+    /// attention.
+    Llama {
+        /// Key/value heads (`num_key_value_heads`), dividing `n_head`.
+        n_kv_head: usize,
+        /// Dimension of each head (`head_dim`, else hidden_size / num_attention_heads).
+        head_dim: usize,
+        /// `rope_theta`.
+        rope_theta: f64,
+        /// `rope_scaling` / `rope_parameters`.
+        rope_scaling: RopeScaling,
+        /// Biases on the q, k and v projections (Qwen2; Llama's `attention_bias`).
+        qkv_bias: bool,
+        /// A bias on the output projection (Llama's `attention_bias`).
+        o_bias: bool,
+    },
+}
+
+/// How rotary frequencies are rescaled for longer contexts (the Llama family).
+#[derive(Debug, Clone, Copy, PartialEq)]
+#[non_exhaustive]
+pub enum RopeScaling {
+    /// None (`rope_type: default`).
+    None,
+    /// `linear`: every frequency divided by `factor` (positions interpolated).
+    Linear {
+        /// The divisor.
+        factor: f64,
+    },
+    /// `llama3`: low frequencies divided by `factor`, high ones kept, a smooth blend between
+    /// (Llama 3.1 / 3.2).
+    Llama3 {
+        /// Divisor of the low frequencies.
+        factor: f64,
+        /// Wavelengths above `original_max_position_embeddings / low_freq_factor` are divided.
+        low_freq_factor: f64,
+        /// Wavelengths below `original_max_position_embeddings / high_freq_factor` are kept.
+        high_freq_factor: f64,
+        /// The context the model was pre-trained with.
+        original_max_position_embeddings: f64,
     },
 }
 
@@ -257,16 +303,36 @@ impl Config {
         in_range("n_inner", self.n_inner as u64, MAX_INNER)?;
         in_range("vocab_size", self.vocab_size as u64, MAX_VOCAB)?;
         let (n_embd, n_head) = (self.n_embd, self.n_head);
-        if n_embd % n_head != 0 {
-            return Err(bad(format!(
-                "n_head = {n_head} does not divide n_embd = {n_embd}"
-            )));
-        }
-        let head_dim = n_embd / n_head;
-        if head_dim % 4 != 0 || head_dim > 256 {
-            return Err(Error::Unsupported(format!(
-                "head_dim = {head_dim} (n_embd / n_head); wgpt needs a multiple of 4 up to 256"
-            )));
+        let head_dim = self.head_dim();
+        if let Family::Llama {
+            n_kv_head,
+            head_dim,
+            ..
+        } = self.family
+        {
+            in_range("head_dim", head_dim as u64, MAX_EMBD)?;
+            in_range("num_key_value_heads", n_kv_head as u64, n_head)?;
+            if n_head % n_kv_head != 0 {
+                return Err(bad(format!(
+                    "num_key_value_heads = {n_kv_head} does not divide num_attention_heads = {n_head}"
+                )));
+            }
+            if head_dim % 4 != 0 || head_dim > 256 {
+                return Err(Error::Unsupported(format!(
+                    "head_dim = {head_dim}; wgpt needs a multiple of 4 up to 256"
+                )));
+            }
+        } else {
+            if n_embd % n_head != 0 {
+                return Err(bad(format!(
+                    "n_head = {n_head} does not divide n_embd = {n_embd}"
+                )));
+            }
+            if head_dim % 4 != 0 || head_dim > 256 {
+                return Err(Error::Unsupported(format!(
+                    "head_dim = {head_dim} (n_embd / n_head); wgpt needs a multiple of 4 up to 256"
+                )));
+            }
         }
         if self.n_inner % 4 != 0 {
             // The matmul kernels load their input rows as vec4 (shaders/matmul.wgsl).
@@ -306,6 +372,42 @@ impl Config {
                     )));
                 }
             }
+            Family::Llama {
+                rope_theta,
+                rope_scaling,
+                ..
+            } => {
+                if !(rope_theta.is_finite() && rope_theta > 1.0) {
+                    return Err(bad(format!(
+                        "`rope_theta` = {rope_theta} is not a number above 1"
+                    )));
+                }
+                let ok = match rope_scaling {
+                    RopeScaling::None => true,
+                    RopeScaling::Linear { factor } => factor.is_finite() && factor > 0.0,
+                    RopeScaling::Llama3 {
+                        factor,
+                        low_freq_factor,
+                        high_freq_factor,
+                        original_max_position_embeddings,
+                    } => {
+                        [
+                            factor,
+                            low_freq_factor,
+                            high_freq_factor,
+                            original_max_position_embeddings,
+                        ]
+                        .iter()
+                        .all(|v| v.is_finite() && *v > 0.0)
+                            && high_freq_factor > low_freq_factor
+                    }
+                };
+                if !ok {
+                    return Err(bad(format!(
+                        "`rope_scaling` = {rope_scaling:?} is out of range"
+                    )));
+                }
+            }
             Family::Gpt2 | Family::Gpt1 => {}
         }
         Ok(())
@@ -318,8 +420,33 @@ impl Config {
 
     /// Dimension of one attention head.
     pub fn head_dim(&self) -> usize {
-        // `max(1)`: a hand-built config with n_head 0 fails `validate`, not here.
-        self.n_embd / self.n_head.max(1)
+        match self.family {
+            Family::Llama { head_dim, .. } => head_dim,
+            // `max(1)`: a hand-built config with n_head 0 fails `validate`, not here.
+            _ => self.n_embd / self.n_head.max(1),
+        }
+    }
+
+    /// Key/value heads: `n_head` unless the family has grouped-query attention.
+    pub fn n_kv_head(&self) -> usize {
+        match self.family {
+            Family::Llama { n_kv_head, .. } => n_kv_head,
+            _ => self.n_head,
+        }
+    }
+
+    /// The attention heads as the kernels take them.
+    pub(crate) fn heads(&self) -> crate::kernels::Heads {
+        crate::kernels::Heads {
+            n_head: self.n_head,
+            n_kv_head: self.n_kv_head(),
+            head_dim: self.head_dim(),
+        }
+    }
+
+    /// Whether the norms are RMSNorm (no centring, no bias) rather than LayerNorm.
+    pub fn rms_norm(&self) -> bool {
+        matches!(self.family, Family::Llama { .. })
     }
 
     /// Number of parameters (tied head counted once); `u64::MAX` if it overflows, which only
@@ -345,4 +472,6 @@ pub const PRESETS: &[&str] = &[
     "opt-125m",
     "opt-350m",
     "pythia-160m",
+    "smollm2-135m",
+    "llama-1b",
 ];

@@ -37,8 +37,8 @@ pub mod sampler;
 pub mod session;
 pub mod tokenizer;
 
-pub use config::Family;
 pub use config::{Activation, Config};
+pub use config::{Family, RopeScaling};
 pub use error::{Error, Result};
 pub use generation::{GeneratedToken, Generation, StopReason};
 pub use gpu::{AdapterSummary, Gpu, GpuOptions};

@@ -15,6 +15,25 @@ pub fn layer_norm(x: &[f32], gamma: &[f32], beta: &[f32], c: usize, eps: f32) ->
     y
 }
 
+/// RMSNorm of each row of x (rows, c): x / sqrt(mean(x²) + eps) · gamma.
+pub fn rms_norm(x: &[f32], gamma: &[f32], c: usize, eps: f32) -> Vec<f32> {
+    let mut y = vec![0.0; x.len()];
+    for (xr, yr) in x.chunks_exact(c).zip(y.chunks_exact_mut(c)) {
+        let ms = xr.iter().map(|&v| (v as f64).powi(2)).sum::<f64>() / c as f64;
+        let inv = 1.0 / (ms + eps as f64).sqrt();
+        for i in 0..c {
+            yr[i] = (xr[i] as f64 * inv) as f32 * gamma[i];
+        }
+    }
+    y
+}
+
+/// SiLU, x·sigmoid(x).
+pub fn silu(x: f32) -> f32 {
+    let x = x as f64;
+    (x / (1.0 + (-x).exp())) as f32
+}
+
 /// y = x·wᵀ + b with x (rows, k), w (n, k), b (n).
 pub fn linear(x: &[f32], w: &[f32], b: &[f32], k: usize, n: usize) -> Vec<f32> {
     let rows = x.len() / k;
@@ -100,15 +119,34 @@ pub fn attention(
     n_head: usize,
     scale: f32,
 ) -> Vec<f32> {
-    let hd = c / n_head;
+    attention_gqa(q, k, v, t, pos, n_head, n_head, c / n_head, scale)
+}
+
+/// Grouped-query attention: q (t, n_head·hd); k, v (pos + t, n_kv·hd); query head h uses
+/// key/value head h / (n_head / n_kv). Otherwise as [`attention`].
+#[allow(clippy::too_many_arguments)]
+pub fn attention_gqa(
+    q: &[f32],
+    k: &[f32],
+    v: &[f32],
+    t: usize,
+    pos: usize,
+    n_head: usize,
+    n_kv: usize,
+    hd: usize,
+    scale: f32,
+) -> Vec<f32> {
+    let (c, ckv) = (n_head * hd, n_kv * hd);
+    let group = n_head / n_kv;
     let mut out = vec![0.0; t * c];
     for i in 0..t {
         for h in 0..n_head {
             let qi = &q[i * c + h * hd..i * c + (h + 1) * hd];
+            let kh = h / group;
             let n_keys = pos + i + 1;
             let scores: Vec<f64> = (0..n_keys)
                 .map(|j| {
-                    let kj = &k[j * c + h * hd..j * c + (h + 1) * hd];
+                    let kj = &k[j * ckv + kh * hd..j * ckv + (kh + 1) * hd];
                     qi.iter()
                         .zip(kj)
                         .map(|(a, b)| *a as f64 * *b as f64)
@@ -121,7 +159,7 @@ pub fn attention(
             let z: f64 = e.iter().sum();
             for d in 0..hd {
                 let acc: f64 = (0..n_keys)
-                    .map(|j| e[j] * v[j * c + h * hd + d] as f64)
+                    .map(|j| e[j] * v[j * ckv + kh * hd + d] as f64)
                     .sum();
                 out[i * c + h * hd + d] = (acc / z) as f32;
             }

@@ -1,6 +1,6 @@
 //! `shaders/attention.wgsl` (8 queries of a head per workgroup) or `attention_wide.wgsl` (a
 //! workgroup per query and head): causal multi-head attention of the batch's queries over the
-//! cache.
+//! cache, with grouped-query attention (several query heads per key/value head).
 
 use super::{Dispatch, Grid, KernelFamily, Kernels};
 use crate::gpu::Gpu;
@@ -8,40 +8,69 @@ use crate::gpu::Gpu;
 #[repr(C)]
 #[derive(Clone, Copy, bytemuck::Pod, bytemuck::Zeroable)]
 struct Params {
-    c: u32,
+    q_c: u32,
     n_head: u32,
     hd4: u32,
     scale: f32,
     v_offset: u32,
     dq_bits: u32,
-    _pad: [u32; 2],
+    kv_c: u32,
+    group: u32,
 }
 
-/// `out = softmax(q·Kᵀ·scale + causal mask)·V` per head; qkv: (T, 3C), kv: the layer's
-/// (2, n_positions, C) cache of keys then values.
+/// The attention heads of a layer: query heads, key/value heads (fewer with grouped-query
+/// attention, dividing `n_head`) and the dimension of each.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Heads {
+    pub n_head: usize,
+    pub n_kv_head: usize,
+    pub head_dim: usize,
+}
+
+impl Heads {
+    /// Features of the queries: n_head · head_dim.
+    pub fn q_c(self) -> usize {
+        self.n_head * self.head_dim
+    }
+
+    /// Features of the keys (and of the values): n_kv_head · head_dim.
+    pub fn kv_c(self) -> usize {
+        self.n_kv_head * self.head_dim
+    }
+
+    /// Row width of qkv: q | k | v.
+    pub fn qkv_c(self) -> usize {
+        self.q_c() + 2 * self.kv_c()
+    }
+}
+
+/// `out = softmax(q·Kᵀ·scale + causal mask)·V` per query head over its key/value head; qkv:
+/// (T, q_c + 2·kv_c), kv: the layer's (2, n_positions, kv_c) cache of keys then values, out:
+/// (T, q_c).
 #[allow(clippy::too_many_arguments)]
 pub(crate) fn attention(
     gpu: &Gpu,
     k: &Kernels,
     step: &wgpu::Buffer,
-    c: usize,
-    n_head: usize,
+    heads: Heads,
     scale: f32,
     n_positions: usize,
     qkv: &wgpu::Buffer,
     kv: &wgpu::Buffer,
     out: &wgpu::Buffer,
 ) -> Dispatch {
-    let hd4 = (c / n_head / 4) as u32;
+    let hd4 = (heads.head_dim / 4) as u32;
     let params = Params {
-        c: c as u32,
-        n_head: n_head as u32,
+        q_c: heads.q_c() as u32,
+        n_head: heads.n_head as u32,
         hd4,
         scale,
-        v_offset: (n_positions * c / 4) as u32,
+        v_offset: (n_positions * heads.kv_c() / 4) as u32,
         dq_bits: hd4.next_power_of_two().trailing_zeros(),
-        _pad: [0; 2],
+        kv_c: heads.kv_c() as u32,
+        group: (heads.n_head / heads.n_kv_head.max(1)).max(1) as u32,
     };
+    let n_head = heads.n_head as u32;
     Dispatch::new(
         gpu,
         "attention",
@@ -50,8 +79,8 @@ pub(crate) fn attention(
         &params,
         &[qkv, kv, out],
         match k.family {
-            KernelFamily::Cooperative => Grid::PerToken { x: n_head as u32 },
-            KernelFamily::BarrierFree => Grid::QueryOctets { y: n_head as u32 },
+            KernelFamily::Cooperative => Grid::PerToken { x: n_head },
+            KernelFamily::BarrierFree => Grid::QueryOctets { y: n_head },
         },
     )
 }

@@ -1,36 +1,39 @@
 //! `shaders/kv_store.wgsl`: append the batch's keys and values to a layer's cache.
 
-use super::{Dispatch, Grid, Kernels};
+use super::{Dispatch, Grid, Heads, Kernels};
 use crate::gpu::Gpu;
 
 #[repr(C)]
 #[derive(Clone, Copy, bytemuck::Pod, bytemuck::Zeroable)]
 struct Params {
-    c: u32,
+    kv_c: u32,
     v_offset: u32,
-    _pad: [u32; 2],
+    q_c: u32,
+    row: u32,
 }
 
-/// `kv[0, pos..pos+T] = qkv[:, C..2C]`, `kv[1, pos..pos+T] = qkv[:, 2C..3C]`; kv: the layer's
-/// (2, n_positions, C) cache. `batches_only`: launch nothing for single-token steps, whose
-/// attention stores the token's key and value itself (only where `Kernels::fuses_decode`).
+/// `kv[0, pos..pos+T] = k`, `kv[1, pos..pos+T] = v` from qkv (T, q_c + 2·kv_c); kv: the
+/// layer's (2, n_positions, kv_c) cache. `batches_only`: launch nothing for single-token
+/// steps, whose attention stores the token's key and value itself (only where
+/// `Kernels::fuses_decode`).
 #[allow(clippy::too_many_arguments)]
 pub(crate) fn kv_store(
     gpu: &Gpu,
     k: &Kernels,
     step: &wgpu::Buffer,
-    c: usize,
+    heads: Heads,
     n_positions: usize,
     qkv: &wgpu::Buffer,
     kv: &wgpu::Buffer,
     batches_only: bool,
 ) -> Dispatch {
     let params = Params {
-        c: c as u32,
-        v_offset: (n_positions * c / 4) as u32,
-        _pad: [0; 2],
+        kv_c: heads.kv_c() as u32,
+        v_offset: (n_positions * heads.kv_c() / 4) as u32,
+        q_c: heads.q_c() as u32,
+        row: heads.qkv_c() as u32,
     };
-    let x = (c as u32 / 4).div_ceil(64); // workgroups of 64 over the C/4 vec4s of a row
+    let x = (heads.kv_c() as u32 / 4).div_ceil(64); // workgroups of 64 over a key row's vec4s
     Dispatch::new(
         gpu,
         "kv_store",

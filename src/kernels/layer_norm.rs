@@ -1,5 +1,5 @@
 //! `shaders/layer_norm.wgsl` (an invocation per row) or `layer_norm_wide.wgsl` (a workgroup
-//! per row): per-row LayerNorm with affine weights.
+//! per row): per-row LayerNorm with affine weights, or RMSNorm.
 
 use super::{Dispatch, Grid, KernelFamily, Kernels};
 use crate::gpu::Gpu;
@@ -9,10 +9,12 @@ use crate::gpu::Gpu;
 struct Params {
     c: u32,
     eps: f32,
-    _pad: [u32; 2],
+    rms: u32,
+    _pad: u32,
 }
 
-/// `y = LN(x)·gamma + beta`, x and y: (T, C). `batches_only`: launch nothing for single-token
+/// `y = LN(x)·gamma + beta` (or with `rms`, `y = x / rms(x)·gamma`), x and y: (T, C).
+/// `batches_only`: launch nothing for single-token
 /// steps, whose next matmul applies the LayerNorm itself (only where `Kernels::fuses_decode`).
 #[allow(clippy::too_many_arguments)]
 pub(crate) fn layer_norm(
@@ -21,6 +23,7 @@ pub(crate) fn layer_norm(
     step: &wgpu::Buffer,
     c: usize,
     eps: f32,
+    rms: bool,
     x: &wgpu::Buffer,
     gamma: &wgpu::Buffer,
     beta: &wgpu::Buffer,
@@ -30,7 +33,8 @@ pub(crate) fn layer_norm(
     let params = Params {
         c: c as u32,
         eps,
-        _pad: [0; 2],
+        rms: rms as u32,
+        _pad: 0,
     };
     Dispatch::new(
         gpu,

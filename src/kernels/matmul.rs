@@ -33,6 +33,8 @@ pub(crate) struct FusedNorm<'a> {
     pub gamma: &'a wgpu::Buffer,
     pub beta: &'a wgpu::Buffer,
     pub eps: f32,
+    /// RMSNorm (beta is zeros) rather than LayerNorm.
+    pub rms: bool,
 }
 
 /// Bytes of the uniform window `matmul_block.wgsl` reads X through; buffers passed as `x` to a
@@ -177,7 +179,7 @@ pub(crate) fn matmul(
             r[1] = f.src.as_entire_binding();
             r.extend([f.gamma.as_entire_binding(), f.beta.as_entire_binding()]);
             let p = Params {
-                ln: 1,
+                ln: if f.rms { 2 } else { 1 },
                 eps: f.eps,
                 ..params
             };

@@ -19,6 +19,7 @@
 mod argmax;
 mod attention;
 mod embed;
+mod gated;
 mod kv_store;
 mod layer_norm;
 mod matmul;
@@ -30,8 +31,9 @@ mod tests;
 mod weight_matrix;
 
 pub(crate) use argmax::{argmax, winner, Argmax, ARGMAX_BYTES};
-pub(crate) use attention::attention;
+pub(crate) use attention::{attention, Heads};
 pub(crate) use embed::embed;
+pub(crate) use gated::gated;
 pub(crate) use kv_store::kv_store;
 pub(crate) use layer_norm::layer_norm;
 pub(crate) use matmul::{matmul, FusedNorm, MatmulDispatch, MatmulSpec, X_WINDOW};
@@ -97,6 +99,7 @@ const ARGMAX_PICK: &str = include_str!("../../shaders/argmax_pick.wgsl");
 const ARGMAX_REDUCE: &str = include_str!("../../shaders/argmax_reduce.wgsl");
 const ROPE: &str = include_str!("../../shaders/rope.wgsl");
 const POSITIONS: &str = include_str!("../../shaders/positions.wgsl");
+const GATED: &str = include_str!("../../shaders/gated.wgsl");
 
 /// The two kernel families: every operation exists in both, with the same bindings and the
 /// same results (see the module header).
@@ -207,6 +210,7 @@ pub fn shader_sources(opts: ShaderOptions) -> Vec<(String, String)> {
             ),
             ("rope", false, vec![ROPE]),
             ("positions", false, vec![POSITIONS]),
+            ("gated", false, vec![ACTIVATIONS, GATED]),
         ],
         KernelFamily::BarrierFree => vec![
             ("matmul", true, tile(MATMUL, lanes)),
@@ -222,6 +226,7 @@ pub fn shader_sources(opts: ShaderOptions) -> Vec<(String, String)> {
             ("attention", false, vec![lanes, ATTENTION]),
             ("rope", false, vec![ROPE]),
             ("positions", false, vec![POSITIONS]),
+            ("gated", false, vec![ACTIVATIONS, GATED]),
         ],
     };
     let mut out = Vec::new();
@@ -256,6 +261,7 @@ pub(crate) struct Kernels {
     pub attention: wgpu::ComputePipeline,
     pub rope: wgpu::ComputePipeline,
     pub positions: wgpu::ComputePipeline,
+    pub gated: wgpu::ComputePipeline,
     /// Greedy decoding's argmax: candidates, then the winner (`None` when barrier-free).
     pub argmax: Option<[wgpu::ComputePipeline; 2]>,
 }
@@ -275,8 +281,9 @@ impl Kernels {
             };
             // Bounds checks stay on. Two other checks are dropped because every kernel meets
             // their conditions: loops are `for` loops over uniform or constant bounds (no loop
-            // bounding counter needed), and integer `/` and `%` divide by constants only (no
-            // division-by-zero guard needed). Measured on lavapipe: prefill 1.35x, decode
+            // bounding counter needed), and integer `/` and `%` divide by constants or by
+            // uniforms the host makes ≥ 1 (attention's query heads per key/value head), so no
+            // division-by-zero guard is needed. Measured on lavapipe: prefill 1.35x, decode
             // unchanged (docs/benchmarks.md).
             let mut checks = wgpu::ShaderRuntimeChecks::checked();
             checks.force_loop_bounding = false;
@@ -307,6 +314,7 @@ impl Kernels {
             attention: make("attention"),
             rope: make("rope"),
             positions: make("positions"),
+            gated: make("gated"),
             argmax: cooperative.then(|| [make("argmax"), make("argmax_pick")]),
         }
     }

@@ -336,18 +336,30 @@ fn matmul_lm_head_window_writes_column_slice_on(h: &Harness) {
 
 #[test]
 fn matvec_applies_fused_layer_norm() {
-    // x = LN(src) is bound too: the barrier-free family reads it, the cooperative one-row
-    // kernel normalizes src itself; both must give linear(LN(src)).
+    // x = LN(src) (or RMSNorm(src)) is bound too: the barrier-free family reads it, the
+    // cooperative one-row kernel normalizes src itself; both must give linear(norm(src)).
     for h in Harness::variants() {
         let mut rng = Rng::new(6);
-        for (i, &(k, n)) in [(12, 11), (772, 33), (3072, 20)].iter().enumerate() {
+        let shapes = [
+            (12, 11, false),
+            (772, 33, false),
+            (3072, 20, false),
+            (20, 9, true),
+            (576, 17, true),
+        ];
+        for (i, &(k, n, rms)) in shapes.iter().enumerate() {
             let rows = 3;
             let src: Vec<f32> = random(&mut rng, rows * k, 2.0)
                 .iter()
                 .map(|v| v + 0.7)
                 .collect();
-            let (g, be) = (random(&mut rng, k, 1.0), random(&mut rng, k, 1.0));
-            let x = reference::layer_norm(&src, &g, &be, k, 1e-5);
+            let (g, mut be) = (random(&mut rng, k, 1.0), random(&mut rng, k, 1.0));
+            let x = if rms {
+                be = vec![0.0; k]; // RMSNorm binds zeros as its beta
+                reference::rms_norm(&src, &g, k, 1e-5)
+            } else {
+                reference::layer_norm(&src, &g, &be, k, 1e-5)
+            };
             let w = random(&mut rng, n * k, 0.5);
             let b = random(&mut rng, n, 0.5);
             let dtype = [WeightDtype::F32, WeightDtype::F16][i % 2];
@@ -359,6 +371,7 @@ fn matvec_applies_fused_layer_norm() {
                 gamma: &gb,
                 beta: &beb,
                 eps: 1e-5,
+                rms,
             };
             let full = reference::linear(&x, &wseen, &b, k, n);
             for (lm_rows, row) in [(false, 0), (true, 2)] {
@@ -394,7 +407,10 @@ fn matvec_applies_fused_layer_norm() {
                 assert_close(
                     &got,
                     &full[row * n..(row + 1) * n],
-                    &format!("fused LN matvec {dtype} k={k} n={n} row={row} {:?}", h.opts),
+                    &format!(
+                        "fused norm matvec {dtype} k={k} n={n} rms={rms} row={row} {:?}",
+                        h.opts
+                    ),
                 );
             }
         }
@@ -423,22 +439,31 @@ fn layer_norm_matches_reference_on(h: &Harness) {
             h.buf(&b),
             h.buf(&vec![0f32; rows * c]),
         );
-        let d = layer_norm(&h.gpu, &h.k, &h.step, c, 1e-5, &xb, &gb, &bb, &yb, false);
-        let got = h.run(
-            &[&d],
-            Step {
-                n_tokens: rows as u32,
-                pos: 0,
-                row0: 0,
-                n_rows: 0,
-            },
-            &yb,
-            rows * c,
+        let step = Step {
+            n_tokens: rows as u32,
+            pos: 0,
+            row0: 0,
+            n_rows: 0,
+        };
+        let d = layer_norm(
+            &h.gpu, &h.k, &h.step, c, 1e-5, false, &xb, &gb, &bb, &yb, false,
         );
+        let got = h.run(&[&d], step, &yb, rows * c);
         assert_close(
             &got,
             &reference::layer_norm(&x, &g, &b, c, 1e-5),
             &format!("layer_norm rows={rows} c={c} {:?}", h.opts),
+        );
+        // RMSNorm: no centring, zeros bound as beta.
+        let zb = h.buf(&vec![0f32; c]);
+        let d = layer_norm(
+            &h.gpu, &h.k, &h.step, c, 1e-6, true, &xb, &gb, &zb, &yb, false,
+        );
+        let got = h.run(&[&d], step, &yb, rows * c);
+        assert_close(
+            &got,
+            &reference::rms_norm(&x, &g, c, 1e-6),
+            &format!("rms_norm rows={rows} c={c} {:?}", h.opts),
         );
     }
 }
@@ -512,73 +537,95 @@ fn attention_with_cache_matches_reference() {
 
 fn attention_with_cache_matches_reference_on(h: &Harness) {
     let mut rng = Rng::new(5);
-    // (T, pos, n_head, head_dim)
-    for (t, pos, n_head, hd) in [
-        (1, 0, 1, 4),
-        (7, 5, 3, 8),
-        (1, 64, 12, 64),
-        (65, 0, 5, 12),
-        (3, 1, 2, 256),
-        (13, 4, 2, 32),
+    // (T, pos, n_head, n_kv_head, head_dim): multi-head, then grouped-query attention with
+    // odd head counts and a single key/value head.
+    for (t, pos, n_head, n_kv, hd) in [
+        (1, 0, 1, 1, 4),
+        (7, 5, 3, 3, 8),
+        (1, 64, 12, 12, 64),
+        (65, 0, 5, 5, 12),
+        (3, 1, 2, 2, 256),
+        (13, 4, 2, 2, 32),
         // Over 1024 keys: the cooperative kernel's online softmax across key chunks.
-        (1, 1100, 2, 8),
-        (3, 1030, 1, 4),
+        (1, 1100, 2, 2, 8),
+        (3, 1030, 1, 1, 4),
+        // Grouped-query: 3 query heads per kv head, 1 kv head (multi-query), 7 per kv head.
+        (5, 3, 9, 3, 16),
+        (1, 20, 6, 2, 64),
+        (9, 0, 5, 1, 12),
+        (1, 1030, 14, 2, 64),
     ] {
-        let c = n_head * hd;
+        let heads = Heads {
+            n_head,
+            n_kv_head: n_kv,
+            head_dim: hd,
+        };
+        let (c, ckv, row) = (heads.q_c(), heads.kv_c(), heads.qkv_c());
         let n_pos = pos + t;
-        let qkv = random(&mut rng, t * 3 * c, 2.0);
+        let qkv = random(&mut rng, t * row, 2.0);
         // Earlier positions already in the cache.
-        let mut kc = random(&mut rng, n_pos * c, 2.0);
-        let mut vc = random(&mut rng, n_pos * c, 2.0);
+        let mut kc = random(&mut rng, n_pos * ckv, 2.0);
+        let mut vc = random(&mut rng, n_pos * ckv, 2.0);
         let kv = [kc.as_slice(), vc.as_slice()].concat();
         let (qb, kvb, ob) = (h.buf(&qkv), h.buf(&kv), h.buf(&vec![0f32; t * c]));
         let scale = 1.0 / (hd as f32).sqrt();
         // Single-token steps leave the store to attention where the family fuses it.
-        let store = kv_store(&h.gpu, &h.k, &h.step, c, n_pos, &qb, &kvb, t == 1);
-        let att = attention(
-            &h.gpu, &h.k, &h.step, c, n_head, scale, n_pos, &qb, &kvb, &ob,
-        );
-        let got = h.run(
-            &[&store, &att],
-            Step {
-                n_tokens: t as u32,
-                pos: pos as u32,
-                row0: 0,
-                n_rows: 0,
-            },
-            &ob,
-            t * c,
-        );
+        let store = kv_store(&h.gpu, &h.k, &h.step, heads, n_pos, &qb, &kvb, t == 1);
+        let att = attention(&h.gpu, &h.k, &h.step, heads, scale, n_pos, &qb, &kvb, &ob);
+        let step = Step {
+            n_tokens: t as u32,
+            pos: pos as u32,
+            row0: 0,
+            n_rows: 0,
+        };
+        let got = h.run(&[&store, &att], step, &ob, t * c);
         let mut q = vec![0f32; t * c];
         for i in 0..t {
-            q[i * c..(i + 1) * c].copy_from_slice(&qkv[i * 3 * c..i * 3 * c + c]);
-            kc[(pos + i) * c..(pos + i + 1) * c]
-                .copy_from_slice(&qkv[i * 3 * c + c..i * 3 * c + 2 * c]);
-            vc[(pos + i) * c..(pos + i + 1) * c]
-                .copy_from_slice(&qkv[i * 3 * c + 2 * c..i * 3 * c + 3 * c]);
+            let r = &qkv[i * row..(i + 1) * row];
+            q[i * c..(i + 1) * c].copy_from_slice(&r[..c]);
+            kc[(pos + i) * ckv..(pos + i + 1) * ckv].copy_from_slice(&r[c..c + ckv]);
+            vc[(pos + i) * ckv..(pos + i + 1) * ckv].copy_from_slice(&r[c + ckv..]);
         }
-        let want = reference::attention(&q, &kc, &vc, t, pos, c, n_head, scale);
-        assert_close(
-            &got,
-            &want,
-            &format!(
-                "attention T={t} pos={pos} heads={n_head} hd={hd} {:?}",
-                h.opts
-            ),
+        let want = reference::attention_gqa(&q, &kc, &vc, t, pos, n_head, n_kv, hd, scale);
+        let what = format!(
+            "attention T={t} pos={pos} heads={n_head}/{n_kv} hd={hd} {:?}",
+            h.opts
         );
+        assert_close(&got, &want, &what);
         // The cache now holds the batch's keys and values.
-        let kgot = h.run(
-            &[],
-            Step {
-                n_tokens: 0,
-                pos: 0,
-                row0: 0,
-                n_rows: 0,
-            },
-            &kvb,
-            2 * n_pos * c,
-        );
-        assert_close(&kgot, &[kc, vc].concat(), "kv cache");
+        let none = Step {
+            n_tokens: 0,
+            pos: 0,
+            row0: 0,
+            n_rows: 0,
+        };
+        let kgot = h.run(&[], none, &kvb, 2 * n_pos * ckv);
+        assert_close(&kgot, &[kc, vc].concat(), &format!("kv cache: {what}"));
+    }
+}
+
+#[test]
+fn gated_matches_reference() {
+    let Some(h) = Harness::new() else { return };
+    let mut rng = Rng::new(14);
+    for (t, f) in [(1, 4), (5, 67), (3, 1536)] {
+        let gu = random(&mut rng, t * 2 * f, 4.0);
+        let (gb, yb) = (h.buf(&gu), h.buf(&vec![0f32; t * f]));
+        let d = gated(&h.gpu, &h.k, &h.step, f, 4, &gb, &yb);
+        let step = Step {
+            n_tokens: t as u32,
+            pos: 0,
+            row0: 0,
+            n_rows: 0,
+        };
+        let got = h.run(&[&d], step, &yb, t * f);
+        let want: Vec<f32> = (0..t * f)
+            .map(|i| {
+                let (r, j) = (i / f, i % f);
+                reference::silu(gu[r * 2 * f + j]) * gu[r * 2 * f + f + j]
+            })
+            .collect();
+        assert_close(&got, &want, &format!("gated silu T={t} F={f}"));
     }
 }
 

@@ -7,8 +7,8 @@ use crate::config::{Activation, Config};
 use crate::error::Result;
 use crate::gpu::Gpu;
 use crate::kernels::{
-    add_positions, argmax, attention, embed, kv_store, layer_norm, matmul, rope, Argmax, Dispatch,
-    FusedNorm, Kernels, MatmulDispatch, MatmulSpec, Recorder, ARGMAX_BYTES, X_WINDOW,
+    add_positions, argmax, attention, embed, gated, kv_store, layer_norm, matmul, rope, Argmax,
+    Dispatch, FusedNorm, Kernels, MatmulDispatch, MatmulSpec, Recorder, ARGMAX_BYTES, X_WINDOW,
 };
 use crate::model::weights::{Linear, Norm, RowChunks, Weights};
 
@@ -23,18 +23,20 @@ pub(crate) struct Step {
 }
 
 /// GPU buffers of one session. B = max batch, C = hidden size, F = feed-forward size,
-/// E = embedding width, R = logits rows per read-back.
+/// E = embedding width, R = logits rows per read-back; Q = n_head · head_dim and
+/// K = n_kv_head · head_dim (Q = K = C without grouped-query attention).
 pub(crate) struct Activations {
     pub step: wgpu::Buffer,          // Step uniform
     pub tokens: wgpu::Buffer,        // (B) u32; greedy steps leave their token in [0]
     pub x: wgpu::Buffer,             // (B, C) residual stream
     pub ln: wgpu::Buffer,            // (B, C) LayerNorm output (post-LN: the other stream)
     pub ln2: wgpu::Buffer,           // (B, C) a second LayerNorm output (parallel residual)
-    pub qkv: wgpu::Buffer,           // (B, 3C)
-    pub att: wgpu::Buffer,           // (B, C) attention output, heads concatenated
+    pub qkv: wgpu::Buffer,           // (B, Q + 2K)
+    pub att: wgpu::Buffer,           // (B, Q) attention output, heads concatenated
     pub fc: wgpu::Buffer,            // (B, F) MLP hidden
+    pub gate_up: wgpu::Buffer,       // (B, 2F) a gated MLP's [gate | up] (gated families only)
     pub emb: wgpu::Buffer,           // (B, E) rows of embedding width (project_in / _out)
-    pub kv_cache: Vec<wgpu::Buffer>, // n_layer × (2, n_positions, C): keys, then values
+    pub kv_cache: Vec<wgpu::Buffer>, // n_layer × (2, n_positions, K): keys, then values
     pub logits: wgpu::Buffer,        // (R, V)
     pub best: wgpu::Buffer,          // (L + 1, 2) u32 argmax candidates, then the winner
     pub staging: wgpu::Buffer,       // (R, V) mappable copy of logits
@@ -49,13 +51,29 @@ fn embedding_width(cfg: &Config) -> usize {
     }
 }
 
+/// Width of the gate | up buffer: 2F for gated feed-forwards, else nothing (one row of 4).
+fn gate_up_width(cfg: &Config) -> usize {
+    if cfg.rms_norm() {
+        2 * cfg.n_inner
+    } else {
+        4
+    }
+}
+
+/// Bytes of the KV cache of one session: keys and values of every layer and position.
+pub(crate) fn kv_cache_bytes(cfg: &Config) -> u64 {
+    2 * cfg.n_layer as u64 * cfg.n_positions as u64 * cfg.heads().kv_c() as u64 * 4
+}
+
 /// Bytes of activations and KV cache a session needs (for limit checks before allocating).
 pub(crate) fn session_bytes(cfg: &Config, max_batch: usize, logit_rows: usize) -> u64 {
     let (b, c, f) = (max_batch as u64, cfg.n_embd as u64, cfg.n_inner as u64);
     let e = embedding_width(cfg) as u64;
-    let kv = 2 * cfg.n_layer as u64 * cfg.n_positions as u64 * c * 4;
-    let act = b * (c * 7 + f + e) * 4 + 5 * X_WINDOW;
-    kv + act + 2 * logit_rows as u64 * cfg.vocab_size as u64 * 4 + ARGMAX_BYTES as u64 + 2 * 8
+    let h = cfg.heads();
+    let (q, qkv, gu) = (h.q_c() as u64, h.qkv_c() as u64, gate_up_width(cfg) as u64);
+    let act = b * (c * 4 + q + qkv + f + gu + e) * 4 + 5 * X_WINDOW;
+    let logits = 2 * logit_rows as u64 * cfg.vocab_size as u64 * 4;
+    kv_cache_bytes(cfg) + act + logits + ARGMAX_BYTES as u64 + 2 * 8
 }
 
 /// A matmul input: also bindable as a uniform window (see `matmul_block.wgsl`), with slack.
@@ -92,10 +110,11 @@ impl Activations {
             cfg.vocab_size,
             embedding_width(cfg),
         );
+        let h = cfg.heads();
         let f32s = 4;
         let mut kv_cache = Vec::with_capacity(cfg.n_layer);
         for l in 0..cfg.n_layer {
-            let bytes = 2 * cfg.n_positions * c * f32s;
+            let bytes = 2 * cfg.n_positions * h.kv_c() * f32s;
             kv_cache.push(storage(gpu, &format!("kv_cache.{l}"), bytes)?);
         }
         let step = Step {
@@ -110,9 +129,10 @@ impl Activations {
             x: matmul_input(gpu, "x", b * c * f32s)?,
             ln: matmul_input(gpu, "ln", b * c * f32s)?,
             ln2: matmul_input(gpu, "ln2", b * c * f32s)?,
-            qkv: storage(gpu, "qkv", b * 3 * c * f32s)?,
-            att: matmul_input(gpu, "att", b * c * f32s)?,
+            qkv: storage(gpu, "qkv", b * h.qkv_c() * f32s)?,
+            att: matmul_input(gpu, "att", b * h.q_c() * f32s)?,
             fc: matmul_input(gpu, "fc", b * f * f32s)?,
+            gate_up: storage(gpu, "gate_up", b * gate_up_width(cfg) * f32s)?,
             emb: matmul_input(gpu, "emb", b * e * f32s)?,
             kv_cache,
             logits: storage(gpu, "logits", logit_rows * v * f32s)?,
@@ -174,6 +194,7 @@ impl<'b> Input<'b> {
                 gamma: &norm.gamma,
                 beta: &norm.beta,
                 eps,
+                rms: norm.rms,
             }),
         }
     }
@@ -295,13 +316,14 @@ impl<'g> Forward<'g> {
 
     fn norm(&mut self, y: &wgpu::Buffer, x: &wgpu::Buffer, n: &Norm, batches_only: bool) {
         let (c, eps) = (self.cfg.n_embd, self.cfg.layer_norm_epsilon);
-        let (g, b) = (&n.gamma, &n.beta);
+        let (g, b, rms) = (&n.gamma, &n.beta, n.rms);
         let d = layer_norm(
             self.gpu,
             self.k,
             self.step,
             c,
             eps,
+            rms,
             x,
             g,
             b,
@@ -352,35 +374,36 @@ impl<'g> Forward<'g> {
         self.decoder.push(Op::Linear(m));
     }
 
-    /// Rotates the first `rotary_dims` of every query and key head of qkv (T, 3C) by their
-    /// positions, in place; `table`: (n_positions, rotary_dims / 2) (cos, sin).
+    /// `y = act(gate) · up` from gu (T, 2F) = [gate | up]: the gated feed-forward.  (T, F)
+    pub fn gated(&mut self, y: &wgpu::Buffer, gu: &wgpu::Buffer, act: Activation) {
+        let (f, a) = (self.cfg.n_inner, act.shader_code());
+        let d = gated(self.gpu, self.k, self.step, f, a, gu, y);
+        self.decoder.push(Op::Kernel(d));
+    }
+
+    /// Rotates the first `rotary_dims` of every query and key head of qkv (T, Q + 2K) by
+    /// their positions, in place; `table`: (n_positions, rotary_dims / 2) (cos, sin).
     pub fn rope(&mut self, qkv: &wgpu::Buffer, table: &wgpu::Buffer, rotary_dims: usize) {
-        let (c, h, hd) = (self.cfg.n_embd, self.cfg.n_head, self.cfg.head_dim());
-        let heads = (h, h, c);
+        let h = self.cfg.heads();
+        let heads = (h.n_head, h.n_kv_head, h.q_c());
+        let (ld, half) = (h.qkv_c(), rotary_dims / 2);
         let d = rope(
-            self.gpu,
-            self.k,
-            self.step,
-            3 * c,
-            hd,
-            rotary_dims / 2,
-            heads,
-            qkv,
-            table,
+            self.gpu, self.k, self.step, ld, h.head_dim, half, heads, qkv, table,
         );
         self.decoder.push(Op::Kernel(d));
     }
 
-    /// Appends the batch's keys and values (columns C..3C of qkv) to the layer's cache. Where
-    /// the kernel family fuses single-token steps, attention stores them itself then.
+    /// Appends the batch's keys and values (the k and v columns of qkv) to the layer's cache.
+    /// Where the kernel family fuses single-token steps, attention stores them itself then.
     pub fn kv_store(&mut self, qkv: &wgpu::Buffer, cache: &wgpu::Buffer) {
-        let (c, p) = (self.cfg.n_embd, self.cfg.n_positions);
+        let (h, p) = (self.cfg.heads(), self.cfg.n_positions);
         let fused = self.k.fuses_decode();
-        let d = kv_store(self.gpu, self.k, self.step, c, p, qkv, cache, fused);
+        let d = kv_store(self.gpu, self.k, self.step, h, p, qkv, cache, fused);
         self.decoder.push(Op::Kernel(d));
     }
 
-    /// `out = softmax(q·Kᵀ·scale + causal mask)·V` per head over the cache.  (T, C)
+    /// `out = softmax(q·Kᵀ·scale + causal mask)·V` per query head over its key/value head's
+    /// cache.  (T, Q)
     pub fn attention(&mut self, out: &wgpu::Buffer, qkv: &wgpu::Buffer, cache: &wgpu::Buffer) {
         let cfg = self.cfg;
         let scale = if cfg.scale_attn_weights {
@@ -388,18 +411,8 @@ impl<'g> Forward<'g> {
         } else {
             1.0
         };
-        let d = attention(
-            self.gpu,
-            self.k,
-            self.step,
-            cfg.n_embd,
-            cfg.n_head,
-            scale,
-            cfg.n_positions,
-            qkv,
-            cache,
-            out,
-        );
+        let (h, p) = (cfg.heads(), cfg.n_positions);
+        let d = attention(self.gpu, self.k, self.step, h, scale, p, qkv, cache, out);
         self.decoder.push(Op::Kernel(d));
     }
 

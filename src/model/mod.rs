@@ -1,13 +1,14 @@
 //! [`Model`]: config, tokenizer and weights on the GPU, plus the pipelines that run them.
 //!
 //! The seam between the families and everything else is [`Arch`]: each family's module
-//! (`gpt2.rs`, `gpt1.rs`, `opt.rs`, `neox.rs`) implements it once, and [`ARCHES`] lists them.
+//! (`gpt2.rs`, `gpt1.rs`, `opt.rs`, `neox.rs`, `llama.rs`) implements it once, and [`ARCHES`] lists them.
 //! Loading, fit checks, `Session`, generation, perplexity, the CLI and `bench` only call
 //! through it.
 
 pub(crate) mod forward;
 mod gpt1;
 mod gpt2;
+mod llama;
 mod neox;
 mod opt;
 pub(crate) mod weights;
@@ -44,7 +45,13 @@ pub(crate) trait Arch: Sync {
 }
 
 /// Every family wgpt runs.
-pub(crate) const ARCHES: [&dyn Arch; 4] = [&gpt2::Gpt2, &gpt1::Gpt1, &opt::Opt, &neox::NeoX];
+pub(crate) const ARCHES: [&dyn Arch; 5] = [
+    &gpt2::Gpt2,
+    &gpt1::Gpt1,
+    &opt::Opt,
+    &neox::NeoX,
+    &llama::Llama,
+];
 
 /// The family module of a config.
 pub(crate) fn arch(cfg: &Config) -> &'static dyn Arch {
@@ -54,6 +61,7 @@ pub(crate) fn arch(cfg: &Config) -> &'static dyn Arch {
         Family::Gpt1 => &gpt1::Gpt1,
         Family::Opt { .. } => &opt::Opt,
         Family::NeoX { .. } => &neox::NeoX,
+        Family::Llama { .. } => &llama::Llama,
     }
 }
 

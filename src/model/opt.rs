@@ -168,7 +168,7 @@ impl Arch for Opt {
                 p("self_attn.v_proj"),
             );
             layers.push(Layer {
-                qkv: up.linears_stacked(&[&q, &k, &v], c, c)?,
+                qkv: up.linears_stacked(&[(&q, c), (&k, c), (&v, c)], c, true)?,
                 attn_out: up.linear(&p("self_attn.out_proj"), c, c)?,
                 attn_norm: up.norm(&p("self_attn_layer_norm"), c)?,
                 mlp_up: up.linear(&p("fc1"), c, f)?,

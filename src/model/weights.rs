@@ -125,10 +125,12 @@ pub(crate) struct Linear {
     pub b: wgpu::Buffer,
 }
 
-/// LayerNorm gamma and beta, (C) f32 each.
+/// LayerNorm gamma and beta, (C) f32 each; or RMSNorm's weight, with zeros for beta.
 pub(crate) struct Norm {
     pub gamma: wgpu::Buffer,
     pub beta: wgpu::Buffer,
+    /// RMSNorm: no centring, and beta is zeros.
+    pub rms: bool,
 }
 
 /// A (V, C) matrix stored transposed, (C, V), and split by vocabulary ranges so that no
@@ -259,6 +261,16 @@ impl<'a> Uploader<'a> {
         Ok(Norm {
             gamma: self.vector(&format!("{prefix}.weight"), c)?,
             beta: self.vector(&format!("{prefix}.bias"), c)?,
+            rms: false,
+        })
+    }
+
+    /// An RMSNorm's weight, (c), with zeros bound as its beta.
+    pub fn rms_norm(&mut self, prefix: &str, c: usize) -> Result<Norm> {
+        Ok(Norm {
+            gamma: self.vector(&format!("{prefix}.weight"), c)?,
+            beta: self.upload(&format!("{prefix}.bias (zeros)"), &vec![0.0; c])?,
+            rms: true,
         })
     }
 
@@ -303,19 +315,34 @@ impl<'a> Uploader<'a> {
         Ok(Linear { w, b })
     }
 
-    /// Several `nn.Linear` layers with biases over the same input, stacked into one (K, ΣN)
-    /// matrix in the order given (separate q, k and v projections fused into one qkv).
-    pub fn linears_stacked(&mut self, prefixes: &[&str], k: usize, n: usize) -> Result<Linear> {
-        let mut ws = Vec::with_capacity(prefixes.len());
-        let mut bias = Vec::with_capacity(prefixes.len() * n);
-        for p in prefixes {
+    /// Several `nn.Linear` layers over the same input, stacked into one (K, ΣN) matrix in the
+    /// order given (separate q, k and v projections fused into one qkv; gate and up): each
+    /// part is (prefix, N); `bias`: read each part's bias, else zeros.
+    pub fn linears_stacked(
+        &mut self,
+        parts: &[(&str, usize)],
+        k: usize,
+        bias: bool,
+    ) -> Result<Linear> {
+        let mut ws = Vec::with_capacity(parts.len());
+        let mut b = Vec::new();
+        // (first column, part) of every output column's part.
+        let mut owner = Vec::new();
+        for (i, &(p, n)) in parts.iter().enumerate() {
             ws.push(self.get(&format!("{p}.weight"), &[n, k])?);
-            bias.extend(self.get(&format!("{p}.bias"), &[n])?);
+            match bias {
+                true => b.extend(self.get(&format!("{p}.bias"), &[n])?),
+                false => b.extend(std::iter::repeat_n(0.0, n)),
+            }
+            owner.extend((0..n).map(|j| (j, i)));
         }
-        let total = n * prefixes.len();
-        let label = format!("{} (stacked)", prefixes[0]);
-        let w = self.matrix(&label, k, total, |kk, nn| ws[nn / n][(nn % n) * k + kk])?;
-        let b = self.upload(&label, &bias)?;
+        let label = format!("{} (stacked)", parts[0].0);
+        let total = owner.len();
+        let w = self.matrix(&label, k, total, |kk, nn| {
+            let (j, i) = owner[nn];
+            ws[i][j * k + kk]
+        })?;
+        let b = self.upload(&label, &b)?;
         Ok(Linear { w, b })
     }
 

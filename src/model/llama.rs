@@ -1,0 +1,341 @@
+//! The Llama family (`model_type` `llama`, `mistral`, `qwen2`; SmolLM2, TinyLlama and Llama
+//! 3.x checkpoints use the `llama` layout): RMSNorm, a gated SiLU feed-forward
+//! `down(silu(gate(x)) · up(x))`, rotary positions on whole heads (half-split pairs, with
+//! `llama3` or `linear` frequency scaling), grouped-query attention (a cache of
+//! `num_key_value_heads` heads), no biases except Qwen2's on q, k and v (and Llama's
+//! `attention_bias`). q, k, v and gate, up are each fused into one matrix at upload.
+//! A sliding window (Mistral's `sliding_window`, Qwen2's with `use_sliding_window`) smaller
+//! than the context limits the context to the window, where full attention is exact.
+
+use super::forward::{Activations, Forward, Out};
+use super::weights::{Layer, TensorList, Uploader, Weights};
+use super::Arch;
+use crate::config::{
+    Activation, Config, Family, Fields, RopeScaling, MAX_EMBD, MAX_INNER, MAX_LAYERS,
+    MAX_POSITIONS, MAX_VOCAB,
+};
+use crate::error::{Error, Result};
+use crate::kernels::rope_table;
+
+pub(crate) struct Llama;
+
+/// The Llama-only options of a config (defaults for a config of another family).
+struct Options {
+    rope_theta: f64,
+    rope_scaling: RopeScaling,
+    qkv_bias: bool,
+    o_bias: bool,
+}
+
+fn options(cfg: &Config) -> Options {
+    match cfg.family {
+        Family::Llama {
+            rope_theta,
+            rope_scaling,
+            qkv_bias,
+            o_bias,
+            ..
+        } => Options {
+            rope_theta,
+            rope_scaling,
+            qkv_bias,
+            o_bias,
+        },
+        _ => Options {
+            rope_theta: 10_000.0,
+            rope_scaling: RopeScaling::None,
+            qkv_bias: false,
+            o_bias: false,
+        },
+    }
+}
+
+/// Rotary frequencies of a head of `dims` dimensions, theta^(−2j/dims), rescaled as
+/// `scaling` says (HF's `_compute_linear_scaling` / `_compute_llama3_parameters`).
+fn inv_freq(dims: usize, theta: f64, scaling: RopeScaling) -> Vec<f64> {
+    (0..dims / 2)
+        .map(|j| theta.powf(-((2 * j) as f64) / dims as f64))
+        .map(|f| match scaling {
+            RopeScaling::Linear { factor } => f / factor,
+            RopeScaling::Llama3 {
+                factor,
+                low_freq_factor: low,
+                high_freq_factor: high,
+                original_max_position_embeddings: orig,
+            } => {
+                let wavelen = 2.0 * std::f64::consts::PI / f;
+                if wavelen < orig / high {
+                    f
+                } else if wavelen > orig / low {
+                    f / factor
+                } else {
+                    let smooth = (orig / wavelen - low) / (high - low);
+                    (1.0 - smooth) * f / factor + smooth * f
+                }
+            }
+            _ => f,
+        })
+        .collect()
+}
+
+/// `rope_parameters` (transformers 5) or `rope_scaling` (older configs) as a [`RopeScaling`].
+fn rope_scaling(f: &Fields) -> Result<RopeScaling> {
+    let (key, obj) = match (f.object("rope_parameters")?, f.object("rope_scaling")?) {
+        (Some(p), _) => ("rope_parameters", p),
+        (None, Some(s)) => ("rope_scaling", s),
+        (None, None) => return Ok(RopeScaling::None),
+    };
+    let kind = match obj.string("rope_type")? {
+        Some(k) => Some(k),
+        None => obj.string("type")?,
+    };
+    let number = |name: &str| -> Result<f64> {
+        obj.number(name)?.ok_or_else(|| Error::Config {
+            path: "config.json".into(),
+            message: format!("`{key}.{name}` is missing"),
+        })
+    };
+    match kind.unwrap_or("default") {
+        "default" => Ok(RopeScaling::None),
+        "linear" => Ok(RopeScaling::Linear {
+            factor: number("factor")?,
+        }),
+        "llama3" => Ok(RopeScaling::Llama3 {
+            factor: number("factor")?,
+            low_freq_factor: number("low_freq_factor")?,
+            high_freq_factor: number("high_freq_factor")?,
+            original_max_position_embeddings: number("original_max_position_embeddings")?,
+        }),
+        other => Err(Error::Unsupported(format!(
+            "`{key}.rope_type` = \"{other}\" in config.json; supported: default, linear, llama3"
+        ))),
+    }
+}
+
+impl Arch for Llama {
+    fn model_types(&self) -> &'static [&'static str] {
+        &["llama", "mistral", "qwen2"]
+    }
+
+    fn config(&self, f: &Fields) -> Result<Config> {
+        let model_type = f.string("model_type")?.unwrap_or("llama");
+        let act = f.string("hidden_act")?.unwrap_or("silu");
+        f.refuse_unless("hidden_act", Some(act), &["silu"])?;
+        f.refuse_unless("mlp_bias", f.boolean("mlp_bias")?, &[false])?;
+        let n_embd = f.size("hidden_size", MAX_EMBD)?;
+        let n_head = f.size("num_attention_heads", MAX_EMBD)?;
+        let (qkv_bias, o_bias) = match model_type {
+            // Qwen2's q, k and v projections always have biases, its o_proj never.
+            "qwen2" => (true, false),
+            _ => {
+                let b = f.boolean("attention_bias")?.unwrap_or(false);
+                (b, b)
+            }
+        };
+        let rope = f.object("rope_parameters")?;
+        let theta = match (f.number("rope_theta")?, &rope) {
+            (Some(t), _) => t,
+            (None, Some(r)) => r.number("rope_theta")?.unwrap_or(10_000.0),
+            (None, None) => 10_000.0,
+        };
+        let mut n_positions = f.size("max_position_embeddings", MAX_POSITIONS)?;
+        let window = match model_type {
+            "qwen2" if f.boolean("use_sliding_window")? != Some(true) => None,
+            _ => f.uint("sliding_window")?,
+        };
+        if let Some(w) = window.filter(|&w| (w as usize) < n_positions) {
+            let w = crate::config::in_range("sliding_window", w, MAX_POSITIONS)?;
+            log::warn!(
+                "sliding_window = {w} is smaller than the context of {n_positions}: the context is limited to {w} tokens, where full attention is exact"
+            );
+            n_positions = w;
+        }
+        Ok(Config {
+            family: Family::Llama {
+                n_kv_head: f.size_or("num_key_value_heads", MAX_EMBD, n_head)?,
+                head_dim: f.size_or("head_dim", MAX_EMBD, n_embd / n_head)?,
+                rope_theta: theta,
+                rope_scaling: rope_scaling(f)?,
+                qkv_bias,
+                o_bias,
+            },
+            n_embd,
+            n_layer: f.size("num_hidden_layers", MAX_LAYERS)?,
+            n_head,
+            n_positions,
+            n_inner: f.size("intermediate_size", MAX_INNER)?,
+            vocab_size: f.size("vocab_size", MAX_VOCAB)?,
+            layer_norm_epsilon: f.number("rms_norm_eps")?.unwrap_or(1e-6) as f32,
+            activation: Activation::Silu,
+            tie_word_embeddings: f.boolean("tie_word_embeddings")?.unwrap_or(false),
+            eos_token_id: f.eos_token_id()?,
+            scale_attn_weights: true,
+        })
+    }
+
+    fn preset(&self, name: &str) -> Option<Config> {
+        // (hidden, layers, heads, kv heads, ffn, vocab, theta, scaling, tied)
+        let (n_embd, n_layer, n_head, n_kv_head, n_inner, vocab_size, theta, scaling) = match name {
+            "smollm2-135m" => (576, 30, 9, 3, 1536, 49152, 100_000.0, RopeScaling::None),
+            // Llama 3.2 1B; the context is capped at 4096 to keep the benchmark's KV cache
+            // small (the real model allows 131072 with its llama3 scaling).
+            "llama-1b" => (
+                2048,
+                16,
+                32,
+                8,
+                8192,
+                128_256,
+                500_000.0,
+                RopeScaling::Llama3 {
+                    factor: 32.0,
+                    low_freq_factor: 1.0,
+                    high_freq_factor: 4.0,
+                    original_max_position_embeddings: 8192.0,
+                },
+            ),
+            _ => return None,
+        };
+        Some(Config {
+            family: Family::Llama {
+                n_kv_head,
+                head_dim: 64,
+                rope_theta: theta,
+                rope_scaling: scaling,
+                qkv_bias: false,
+                o_bias: false,
+            },
+            n_embd,
+            n_layer,
+            n_head,
+            n_positions: if name == "llama-1b" { 4096 } else { 8192 },
+            n_inner,
+            vocab_size,
+            layer_norm_epsilon: 1e-5,
+            activation: Activation::Silu,
+            tie_word_embeddings: true,
+            eos_token_id: Some(if name == "llama-1b" { 128_001 } else { 0 }),
+            scale_attn_weights: true,
+        })
+    }
+
+    fn canonical<'n>(&self, name: &'n str) -> Option<&'n str> {
+        (!name.ends_with(".rotary_emb.inv_freq")).then_some(name)
+    }
+
+    fn tensors(&self, cfg: &Config) -> TensorList {
+        let (c, f, v) = (cfg.n_embd, cfg.n_inner, cfg.vocab_size);
+        let h = cfg.heads();
+        let (q, kv) = (h.q_c(), h.kv_c());
+        let o = options(cfg);
+        let mut t = TensorList::new();
+        t.embedding("model.embed_tokens.weight".into(), v, c);
+        for l in 0..cfg.n_layer {
+            let p = |s: &str| format!("model.layers.{l}.{s}");
+            t.vector(p("input_layernorm.weight"), c);
+            t.push(
+                p("self_attn.q_proj.weight"),
+                vec![q, c],
+                super::weights::Stored::Matrix {
+                    k: c,
+                    n: q + 2 * kv,
+                },
+            );
+            t.within(p("self_attn.k_proj.weight"), vec![kv, c]);
+            t.within(p("self_attn.v_proj.weight"), vec![kv, c]);
+            if o.qkv_bias {
+                t.vector(p("self_attn.q_proj.bias"), q);
+                t.vector(p("self_attn.k_proj.bias"), kv);
+                t.vector(p("self_attn.v_proj.bias"), kv);
+            }
+            t.linear_weight(p("self_attn.o_proj.weight"), q, c);
+            if o.o_bias {
+                t.vector(p("self_attn.o_proj.bias"), c);
+            }
+            t.vector(p("post_attention_layernorm.weight"), c);
+            let gate_up = super::weights::Stored::Matrix { k: c, n: 2 * f };
+            t.push(p("mlp.gate_proj.weight"), vec![f, c], gate_up);
+            t.within(p("mlp.up_proj.weight"), vec![f, c]);
+            t.linear_weight(p("mlp.down_proj.weight"), f, c);
+        }
+        t.vector("model.norm.weight".into(), c);
+        if !cfg.tie_word_embeddings {
+            t.embedding("lm_head.weight".into(), v, c);
+        }
+        t.generated("rotary table".into(), cfg.n_positions * h.head_dim);
+        t
+    }
+
+    fn upload(&self, up: &mut Uploader<'_>, cfg: &Config) -> Result<Weights> {
+        let (c, f, v) = (cfg.n_embd, cfg.n_inner, cfg.vocab_size);
+        let h = cfg.heads();
+        let (q, kv) = (h.q_c(), h.kv_c());
+        let o = options(cfg);
+        let wte = up.row_chunks("model.embed_tokens.weight", v, c)?;
+        let mut layers = Vec::with_capacity(cfg.n_layer);
+        for l in 0..cfg.n_layer {
+            let p = |s: &str| format!("model.layers.{l}.{s}");
+            let (wq, wk, wv) = (
+                p("self_attn.q_proj"),
+                p("self_attn.k_proj"),
+                p("self_attn.v_proj"),
+            );
+            let (gate, upp) = (p("mlp.gate_proj"), p("mlp.up_proj"));
+            let qkv_parts = [(wq.as_str(), q), (wk.as_str(), kv), (wv.as_str(), kv)];
+            let o_proj = p("self_attn.o_proj");
+            layers.push(Layer {
+                attn_norm: up.rms_norm(&p("input_layernorm"), c)?,
+                qkv: up.linears_stacked(&qkv_parts, c, o.qkv_bias)?,
+                attn_out: match o.o_bias {
+                    true => up.linear(&o_proj, q, c)?,
+                    false => up.linear_no_bias(&o_proj, q, c)?,
+                },
+                mlp_norm: up.rms_norm(&p("post_attention_layernorm"), c)?,
+                mlp_up: up.linears_stacked(&[(&gate, f), (&upp, f)], c, false)?,
+                mlp_down: up.linear_no_bias(&p("mlp.down_proj"), f, c)?,
+            });
+        }
+        let final_norm = up.rms_norm("model.norm", c)?;
+        let lm_head = match cfg.tie_word_embeddings {
+            true => None,
+            false => Some(up.row_chunks("lm_head.weight", v, c)?),
+        };
+        let freqs = inv_freq(h.head_dim, o.rope_theta, o.rope_scaling);
+        let table = rope_table(cfg.n_positions, &freqs);
+        let rope = up.upload("rotary table", table.as_flattened())?;
+        Ok(Weights {
+            wte,
+            wpe: None,
+            rope: Some(rope),
+            project_in: None,
+            project_out: None,
+            layers,
+            final_norm: Some(final_norm),
+            lm_head,
+            zeros: up.zeros(cfg)?,
+            bytes: 0,
+        })
+    }
+
+    fn forward(&self, f: &mut Forward<'_>, cfg: &Config, a: &Activations, w: &Weights) {
+        let hd = cfg.head_dim();
+        f.embed(&a.x, &a.tokens, &w.wte, None); //                x = embed_tokens[tokens]      (T, C)
+        for (l, lw) in w.layers.iter().enumerate() {
+            let cache = &a.kv_cache[l];
+            let h = f.pre_norm(&a.ln, &a.x, &lw.attn_norm); //    ln = RMSNorm1(x) ⁽ᶠ⁾          (T, C)
+            f.linear("qkv_proj", &a.qkv, h, &lw.qkv, Out::Set); // qkv = ln·[Wq|Wk|Wv] (+ b)    (T, Q + 2K)
+            if let Some(table) = &w.rope {
+                f.rope(&a.qkv, table, hd); //                     q, k = rotate(q, k, pos..)
+            }
+            f.kv_store(&a.qkv, cache); //                         cache[pos..pos+T] = k, v ⁽ᶠ⁾
+            f.attention(&a.att, &a.qkv, cache); //                att = softmax(q·Kᵀ/√d + mask)·V, by kv group (T, Q)
+            f.linear("o_proj", &a.x, &a.att, &lw.attn_out, Out::Add); // x += att·Wo
+            let h = f.pre_norm(&a.ln, &a.x, &lw.mlp_norm); //     ln = RMSNorm2(x) ⁽ᶠ⁾          (T, C)
+            f.linear("gate_up_proj", &a.gate_up, h, &lw.mlp_up, Out::Set); // gu = ln·[Wgate|Wup] (T, 2F)
+            f.gated(&a.fc, &a.gate_up, Activation::Silu); //      fc = silu(gate) · up          (T, F)
+            f.linear("down_proj", &a.x, &a.fc, &lw.mlp_down, Out::Add); // x += fc·Wdown
+        }
+        let h = f.final_norm(&a.ln, &a.x, w); //                  ln = RMSNorm_f(x) ⁽ᶠ⁾         (T, C)
+        f.lm_head(&a.logits, h, w.head(), &w.zeros); //           logits = ln·headᵀ             (R, V)
+    }
+}
