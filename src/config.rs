@@ -145,8 +145,9 @@ pub struct Config {
     pub activation: Activation,
     /// The LM head is the token embedding.
     pub tie_word_embeddings: bool,
-    /// End-of-text token; generation stops there.
-    pub eos_token_id: Option<u32>,
+    /// End-of-text tokens (`eos_token_id`, one id or a list, plus those of
+    /// `generation_config.json`); generation stops at any of them.
+    pub eos_token_ids: Vec<u32>,
     /// Divide attention scores by √head_dim (`scale_attn_weights`).
     pub scale_attn_weights: bool,
 }
@@ -212,21 +213,9 @@ impl Fields {
         }
     }
 
-    /// `eos_token_id`: one id, or a list (newer configs) whose first is used.
-    pub fn eos_token_id(&self) -> Result<Option<u32>> {
-        let Some(v) = self.get("eos_token_id") else {
-            return Ok(None);
-        };
-        let first = match v {
-            Value::Array(a) => a.first(),
-            other => Some(other),
-        };
-        let id = first
-            .and_then(Value::as_u64)
-            .and_then(|x| u32::try_from(x).ok());
-        Ok(Some(id.ok_or_else(|| {
-            bad(format!("`eos_token_id` = {v} is not a token id"))
-        })?))
+    /// `eos_token_id`: one id or a list (newer configs); empty when absent.
+    pub fn eos_token_ids(&self) -> Result<Vec<u32>> {
+        eos_ids(self.get("eos_token_id"))
     }
 
     /// Fails on a key whose value is set and not in `allowed` (an option wgpt does not
@@ -254,6 +243,20 @@ pub(crate) const MAX_POSITIONS: usize = 1 << 16;
 pub(crate) const MAX_VOCAB: usize = 1 << 22;
 pub(crate) const MAX_INNER: usize = 4 * MAX_EMBD;
 
+/// An `eos_token_id` value (one id or a list of ids) as ids.
+pub(crate) fn eos_ids(v: Option<&Value>) -> Result<Vec<u32>> {
+    let one = |x: &Value| x.as_u64().and_then(|x| u32::try_from(x).ok());
+    let ids = match v {
+        None | Some(Value::Null) => Some(vec![]),
+        Some(Value::Array(a)) => a.iter().map(one).collect(),
+        Some(x) => one(x).map(|id| vec![id]),
+    };
+    ids.ok_or_else(|| {
+        let v = v.map_or_else(String::new, Value::to_string);
+        bad(format!("`eos_token_id` = {v} is not a token id or a list of them"))
+    })
+}
+
 pub(crate) fn bad(message: String) -> Error {
     Error::Config {
         path: "config.json".into(),
@@ -279,6 +282,32 @@ impl Config {
             },
             other => other,
         })
+    }
+
+    /// Adds the stop ids of a `generation_config.json` (`eos_token_id`, one id or a list) to
+    /// [`Config::eos_token_ids`], as HF's `generate` uses them; a missing file adds nothing.
+    pub fn add_generation_config(&mut self, path: &Path) -> Result<()> {
+        let text = match std::fs::read_to_string(path) {
+            Ok(t) => t,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+            Err(e) => return Err(Error::io(path, e)),
+        };
+        let at = |message: String| Error::Config {
+            path: path.to_path_buf(),
+            message,
+        };
+        let v: Value =
+            serde_json::from_str(&text).map_err(|e| at(format!("not valid JSON: {e}")))?;
+        let ids = eos_ids(v.get("eos_token_id")).map_err(|e| match e {
+            Error::Config { message, .. } => at(message),
+            other => other,
+        })?;
+        for id in ids {
+            if !self.eos_token_ids.contains(&id) {
+                self.eos_token_ids.push(id);
+            }
+        }
+        Ok(())
     }
 
     /// Parses and validates the text of a `config.json`.

@@ -183,7 +183,7 @@ impl Generation<'_, '_> {
             self.decode_steps += 1;
         }
         self.generated += 1;
-        if Some(id) == model.config.eos_token_id {
+        if model.config.eos_token_ids.contains(&id) {
             self.stop = Some(StopReason::Eos);
             return Ok(None);
         }

@@ -24,6 +24,7 @@
 //! The pieces: [`Gpu`] (adapter and device), [`Model`] (config, tokenizer, weights on the GPU),
 //! [`Session`] (KV cache; `forward`, `generate`), [`Sampler`], [`perplexity()`].
 
+pub mod chat;
 pub mod config;
 pub mod error;
 pub mod generation;
@@ -38,6 +39,7 @@ pub mod session;
 pub mod tokenizer;
 
 pub use config::{Activation, Config};
+pub use chat::{ChatTemplate, Message};
 pub use config::{Family, RopeScaling};
 pub use error::{Error, Result};
 pub use generation::{GeneratedToken, Generation, StopReason};

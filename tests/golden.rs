@@ -159,7 +159,7 @@ fn greedy_ids_match_hf() {
             ..LoadOptions::default()
         };
         let model = Model::load(fixture(m), &gpu, &opts).unwrap();
-        let eos = model.config().eos_token_id;
+        let eos = model.config().eos_token_ids.clone();
         let mut s = model.session().unwrap();
         let got: Vec<u32> = s
             .generate_ids(
@@ -173,7 +173,7 @@ fn greedy_ids_match_hf() {
         let want_len = r
             .greedy_ids
             .iter()
-            .position(|&t| Some(t) == eos)
+            .position(|t| eos.contains(t))
             .unwrap_or(r.greedy_ids.len());
         let m = format!("{m} ({})", model.info().kernels);
         assert_eq!(got.len(), want_len, "{m}: generated length");

@@ -42,7 +42,7 @@ impl Arch for Gpt1 {
             activation,
             // OpenAIGPTLMHeadModel always ties its head to the token embedding.
             tie_word_embeddings: true,
-            eos_token_id: f.eos_token_id()?,
+            eos_token_ids: f.eos_token_ids()?,
             scale_attn_weights: true,
         })
     }
@@ -59,7 +59,7 @@ impl Arch for Gpt1 {
             layer_norm_epsilon: 1e-5,
             activation: Activation::GeluTanh,
             tie_word_embeddings: true,
-            eos_token_id: None,
+            eos_token_ids: vec![],
             scale_attn_weights: true,
         })
     }

@@ -49,7 +49,7 @@ impl Arch for Gpt2 {
             layer_norm_epsilon: f.number("layer_norm_epsilon")?.unwrap_or(1e-5) as f32,
             activation: Activation::parse(f.string("activation_function")?.unwrap_or("gelu_new"))?,
             tie_word_embeddings: f.boolean("tie_word_embeddings")?.unwrap_or(true),
-            eos_token_id: f.eos_token_id()?,
+            eos_token_ids: f.eos_token_ids()?,
             scale_attn_weights: f.boolean("scale_attn_weights")?.unwrap_or(true),
         })
     }
@@ -73,7 +73,7 @@ impl Arch for Gpt2 {
             layer_norm_epsilon: 1e-5,
             activation: Activation::GeluTanh,
             tie_word_embeddings: true,
-            eos_token_id: Some(50256),
+            eos_token_ids: vec![50256],
             scale_attn_weights: true,
         })
     }

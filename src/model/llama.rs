@@ -168,7 +168,7 @@ impl Arch for Llama {
             layer_norm_epsilon: f.number("rms_norm_eps")?.unwrap_or(1e-6) as f32,
             activation: Activation::Silu,
             tie_word_embeddings: f.boolean("tie_word_embeddings")?.unwrap_or(false),
-            eos_token_id: f.eos_token_id()?,
+            eos_token_ids: f.eos_token_ids()?,
             scale_attn_weights: true,
         })
     }
@@ -214,7 +214,7 @@ impl Arch for Llama {
             layer_norm_epsilon: 1e-5,
             activation: Activation::Silu,
             tie_word_embeddings: true,
-            eos_token_id: Some(if name == "llama-1b" { 128_001 } else { 0 }),
+            eos_token_ids: vec![if name == "llama-1b" { 128_001 } else { 0 }],
             scale_attn_weights: true,
         })
     }

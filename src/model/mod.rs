@@ -134,6 +134,9 @@ pub struct ModelInfo {
     pub embedding_buffers: usize,
     /// Kernel family in use (see `LoadOptions`).
     pub kernels: KernelFamily,
+    /// Bytes of one session's KV cache: keys and values of the key/value heads only (with
+    /// grouped-query attention, `n_kv_head / n_head` of a full cache).
+    pub kv_cache_bytes: u64,
 }
 
 /// A model on the GPU (any supported family, see [`Config::family`]).
@@ -259,6 +262,7 @@ impl Model {
             weight_bytes: weights.bytes,
             embedding_buffers: weights.wte.chunks.len(),
             kernels: shader_opts.family,
+            kv_cache_bytes: forward::kv_cache_bytes(&config),
         };
         log::info!(
             "loaded {} ({} params, {} on GPU, {} MB)",
@@ -334,7 +338,8 @@ impl ModelFiles {
                 std::io::Error::new(std::io::ErrorKind::NotFound, "not a model directory"),
             ));
         }
-        let config = Config::from_file(&dir.join("config.json"))?;
+        let mut config = Config::from_file(&dir.join("config.json"))?;
+        config.add_generation_config(&dir.join("generation_config.json"))?;
         let tokenizer = Tokenizer::from_file(&dir.join("tokenizer.json"))?;
         let source = Source::Files(SafetensorsSource::open_dir(dir, arch(&config))?);
         check_model(&config, &source, Some(&tokenizer))?;

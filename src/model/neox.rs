@@ -88,7 +88,7 @@ impl Arch for NeoX {
             layer_norm_epsilon: f.number("layer_norm_eps")?.unwrap_or(1e-5) as f32,
             activation: Activation::parse(f.string("hidden_act")?.unwrap_or("gelu"))?,
             tie_word_embeddings: f.boolean("tie_word_embeddings")?.unwrap_or(false),
-            eos_token_id: f.eos_token_id()?,
+            eos_token_ids: f.eos_token_ids()?,
             scale_attn_weights: true,
         })
     }
@@ -109,7 +109,7 @@ impl Arch for NeoX {
             layer_norm_epsilon: 1e-5,
             activation: Activation::GeluErf,
             tie_word_embeddings: false,
-            eos_token_id: Some(0),
+            eos_token_ids: vec![0],
             scale_attn_weights: true,
         })
     }

@@ -59,7 +59,7 @@ impl Arch for Opt {
             layer_norm_epsilon: 1e-5,
             activation: Activation::parse(f.string("activation_function")?.unwrap_or("relu"))?,
             tie_word_embeddings: f.boolean("tie_word_embeddings")?.unwrap_or(true),
-            eos_token_id: f.eos_token_id()?,
+            eos_token_ids: f.eos_token_ids()?,
             scale_attn_weights: true,
         })
     }
@@ -85,7 +85,7 @@ impl Arch for Opt {
             layer_norm_epsilon: 1e-5,
             activation: Activation::Relu,
             tie_word_embeddings: true,
-            eos_token_id: Some(2),
+            eos_token_ids: vec![2],
             scale_attn_weights: true,
         })
     }

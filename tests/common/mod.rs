@@ -80,7 +80,7 @@ pub fn tiny_config(eos_token_id: Option<u32>) -> wgpt::Config {
         layer_norm_epsilon: 1e-5,
         activation: wgpt::Activation::GeluTanh,
         tie_word_embeddings: true,
-        eos_token_id,
+        eos_token_ids: eos_token_id.into_iter().collect(),
         scale_attn_weights: true,
     }
 }
