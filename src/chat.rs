@@ -77,7 +77,9 @@ impl ChatTemplate {
         // HF's tojson: json.dumps without ASCII or HTML escaping, optional indent.
         env.add_filter(
             "tojson",
-            |v: minijinja::Value, indent: Option<usize>| -> std::result::Result<String, minijinja::Error> {
+            |v: minijinja::Value,
+             indent: Option<usize>|
+             -> std::result::Result<String, minijinja::Error> {
                 let bad = |e: serde_json::Error| {
                     minijinja::Error::new(minijinja::ErrorKind::InvalidOperation, e.to_string())
                 };
@@ -192,8 +194,18 @@ fn strftime_now(fmt: &str) -> String {
         .map_or(0, |d| d.as_secs());
     let (y, m, d) = civil_from_days((secs / 86_400) as i64);
     const MONTHS: [&str; 12] = [
-        "January", "February", "March", "April", "May", "June", "July", "August", "September",
-        "October", "November", "December",
+        "January",
+        "February",
+        "March",
+        "April",
+        "May",
+        "June",
+        "July",
+        "August",
+        "September",
+        "October",
+        "November",
+        "December",
     ];
     let month = MONTHS[(m - 1) as usize];
     let mut out = String::new();

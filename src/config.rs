@@ -253,7 +253,9 @@ pub(crate) fn eos_ids(v: Option<&Value>) -> Result<Vec<u32>> {
     };
     ids.ok_or_else(|| {
         let v = v.map_or_else(String::new, Value::to_string);
-        bad(format!("`eos_token_id` = {v} is not a token id or a list of them"))
+        bad(format!(
+            "`eos_token_id` = {v} is not a token id or a list of them"
+        ))
     })
 }
 

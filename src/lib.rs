@@ -38,8 +38,8 @@ pub mod sampler;
 pub mod session;
 pub mod tokenizer;
 
-pub use config::{Activation, Config};
 pub use chat::{ChatTemplate, Message};
+pub use config::{Activation, Config};
 pub use config::{Family, RopeScaling};
 pub use error::{Error, Result};
 pub use generation::{GeneratedToken, Generation, StopReason};

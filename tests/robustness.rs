@@ -784,6 +784,33 @@ fn nan_or_inf_weights_give_a_clear_error_and_the_library_keeps_working() {
     assert_eq!(s.forward(&[1, 2, 3]).unwrap().len(), 389);
 }
 
+#[test]
+fn a_weight_beyond_f16_range_is_refused_for_f16_storage() {
+    // f16 holds weights up to ±65504; a larger finite one would become infinite on the GPU.
+    let Some(gpu) = test_gpu() else { return };
+    let dir = poison(1.0e6);
+    let f16 = LoadOptions {
+        dtype: Some(WeightDtype::F16),
+        ..LoadOptions::default()
+    };
+    let msg = Model::load(dir.path(), &gpu, &f16)
+        .err()
+        .expect("must fail")
+        .to_string();
+    assert!(
+        msg.contains("h.1.mlp.c_fc.weight")
+            && msg.contains("1000000")
+            && msg.contains("f16's range"),
+        "{msg}"
+    );
+    // f32 storage keeps it.
+    let model = Model::load(dir.path(), &gpu, &LoadOptions::default()).unwrap();
+    assert_eq!(
+        model.session().unwrap().forward(&[1, 2]).unwrap().len(),
+        389
+    );
+}
+
 fn err(r: wgpt::Result<wgpt::Generation<'_, '_>>) -> String {
     match r {
         Ok(_) => panic!("must fail"),

@@ -76,6 +76,19 @@ impl WeightMatrix {
         dtype: WeightDtype,
         at: impl Fn(usize, usize) -> f32,
     ) -> Result<Self> {
+        if dtype == WeightDtype::F16 {
+            // f16 holds bf16 and f32 weights exactly (to its 11 significant bits) between
+            // 2^-24 and 65504 in magnitude; a finite weight beyond would become infinite.
+            let big = (0..k)
+                .flat_map(|kk| (0..n).map(move |nn| (kk, nn)))
+                .map(|(kk, nn)| at(kk, nn))
+                .find(|v| v.is_finite() && v.abs() > f32::from(half::f16::MAX));
+            if let Some(v) = big {
+                return Err(crate::error::Error::InvalidInput(format!(
+                    "weight `{label}` holds {v}, beyond f16's range (±65504): store it as f32"
+                )));
+            }
+        }
         Self::from_packed(gpu, label, k, n, dtype, &pack_weights(k, n, dtype, at))
     }
 
