@@ -11,8 +11,10 @@ use wgpt::{gpu::test_gpu, Gpu, KernelFamily, LoadOptions, Model, SamplerConfig, 
 /// One fixture per family and variant: GPT-2 (both naming styles, f32 / f16 / bf16, tied and
 /// untied, sharded), GPT-1 (post-LN), OPT pre-LN (the Hub's `decoder.*` names) and post-LN
 /// with project_in / project_out (opt-350m's layout), GPT-NeoX with a parallel residual
-/// (sharded, Pythia's buffers) and sequential.
-const MODELS: [&str; 9] = [
+/// (sharded, Pythia's buffers) and sequential; the Llama family: Llama with grouped-query
+/// attention, llama3 rope scaling and an untied head (f16), Qwen2 with q/k/v biases, one
+/// key/value head and a sliding window that is off (tied, bf16), Mistral (sharded, f32).
+const MODELS: [&str; 12] = [
     "tiny-orig-f32",
     "tiny-hf-f16",
     "tiny-untied-bf16",
@@ -22,6 +24,9 @@ const MODELS: [&str; 9] = [
     "tiny-opt350-bf16",
     "tiny-neox-par-f32",
     "tiny-neox-seq-bf16",
+    "tiny-llama-gqa-f16",
+    "tiny-qwen2-bf16",
+    "tiny-mistral-f32",
 ];
 const LOGIT_TOL: f64 = 1e-3;
 

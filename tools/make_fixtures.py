@@ -8,7 +8,9 @@ the corpus at ../shared/data/tinyshakespeare.txt):
     python tools/make_fixtures.py --only tiny-gpt1-f32 tiny-opt-f16   # some models only
 
 The script is deterministic (fixed seeds, single thread) and overwrites the
-files listed below.  It only writes under tests/fixtures/.  With
+files listed below.  It only writes under tests/fixtures/ (it reads
+tests/fixtures/chat/qwen2.5.jinja for tiny-qwen2-bf16; the chat-template cases
+are made by tools/make_chat_fixtures.py).  With
 `--only NAME...` it rewrites only those model directories and reads
 tokenizer.json / heldout_slice.txt from disk as they are (it re-trains the
 tokenizer in memory only to report whether the file on disk still matches);
@@ -79,10 +81,54 @@ tests/fixtures/<model>/  for model in
     "rope_parameters": {"partial_rotary_factor", "rope_theta", "rope_type"}
     (no rotary_pct / rotary_emb_base keys).  OPT's pad_token_id is also the
     `<|endoftext|>` id.
+  Llama family (RMSNorm, gated SiLU MLP, grouped-query attention, rotary with
+  rotate-half pairing on the whole head, `model.*` names, eager attention):
+    tiny-llama-gqa-f16 LlamaForCausalLM, hidden 96, 6 heads / 2 key-value heads,
+                      head_dim 16, intermediate 200, 2 layers,
+                      max_position_embeddings 64, rms_norm_eps 1e-5, untied
+                      lm_head, f16, save_pretrained.  Rotary "llama3" scaling:
+                      rope_theta 10000, factor 4, low_freq_factor 1,
+                      high_freq_factor 4, original_max_position_embeddings 32
+                      (of the 8 inverse frequencies, i=0 is kept, i=1 blended,
+                      i=2..7 divided by 4; printed by the script).
+                      config.json eos_token_id is the list [0, 1] and
+                      generation_config.json's eos_token_id is [0, 1, 2] (an
+                      extra stop id, as Llama 3 adds <|eom_id|>); the greedy
+                      reference still ignores eos.
+    tiny-qwen2-bf16   Qwen2ForCausalLM, hidden 64, 4 heads / 1 key-value head
+                      (head_dim 16), q/k/v biases (o_proj none), intermediate
+                      136, 2 layers, max_position_embeddings 48, rms_norm_eps
+                      1e-6, rope_theta 10000, tied, bf16.  config.json has
+                      use_sliding_window false with sliding_window 32 and
+                      max_window_layers 1, as the Hub's Qwen2/2.5 configs carry
+                      a window they do not use: transformers 5 itself writes
+                      sliding_window null in that case, so the script puts 32
+                      back (the only edit to a save_pretrained config.json);
+                      loading it gives full attention everywhere, which is what
+                      the references use (the script prints how much the last
+                      logits of a 48-token window would move with the window).
+                      Also tokenizer_config.json in the Qwen2.5 layout:
+                      chat_template = tests/fixtures/chat/qwen2.5.jinja (read
+                      from there), bos_token null, eos_token <|endoftext|>
+                      (transformers 5 would put the template in a separate
+                      chat_template.jinja; Hub files have it inside).
+    tiny-mistral-f32  MistralForCausalLM, hidden 64, 4 heads / 2 key-value heads,
+                      head_dim 16, intermediate 120, 2 layers,
+                      max_position_embeddings 48, sliding_window null,
+                      rms_norm_eps 1e-5, rope_theta 10000, untied, f32,
+                      save_pretrained with max_shard_size 200KB -> 3 shards +
+                      index.
+    transformers 5 writes the rotary settings of all three as one
+    "rope_parameters" dict {rope_type, rope_theta[, factor, low_freq_factor,
+    high_freq_factor, original_max_position_embeddings]}: no top-level
+    rope_theta or rope_scaling keys.  head_dim is written for Llama and
+    Mistral, not for Qwen2 (hidden / heads).  The RMSNorm weights are 1 +
+    noise like the LayerNorm weights; biases (Qwen2's q/k/v) like the others.
   All models: vocab_size 389 (> tokenizer's 384 on purpose), bos/eos id = id of
-  `<|endoftext|>`, layer norm eps 1e-5, random weights with a larger scale
+  `<|endoftext|>` (tiny-llama-gqa-f16: eos [0, 1], see above), layer norm eps
+  1e-5 (tiny-qwen2-bf16: RMSNorm eps 1e-6), random weights with a larger scale
   than HF's default init (see `init_weights`); every hidden/FFN size and
-  head_dim is a multiple of 4.
+  head_dim (and key/value width) is a multiple of 4.
   Each directory holds config.json, the weights, a copy of tokenizer.json
   (save_pretrained dirs also get generation_config.json) and reference.json
   with (all computed in float64 from the weights exactly as stored in the
@@ -107,13 +153,14 @@ tests/fixtures/<model>/  for model in
   one may be shorter; a final window of < 2 tokens is dropped) and score every
   token but the first of each window given the preceding tokens of its window.
   Floats are written with full f64 precision (Python float repr).
-  Float64 end to end: transformers 5 computes the OPT / GPT-NeoX eager softmax
-  in float32 and NeoX's RoPE inv_freq and cos/sin in float32 even in a float64
-  model; while computing the references those are patched to float64
-  (`float64_exact`).  For every non-GPT-2 model the patched HF logits are
-  checked against an independent hand-written float64 forward
-  (`handwritten_logits`, must agree to < 1e-10; the unpatched HF differs by
-  ~1e-6 for OPT/NeoX).
+  Float64 end to end: transformers 5 computes the OPT / GPT-NeoX / Llama-family
+  eager softmax in float32, the RoPE inv_freq (including the llama3 rule) and
+  cos/sin in float32, and the Llama-family RMSNorm through a float32 round trip,
+  even in a float64 model; while computing the references those are patched to
+  float64 (`float64_exact`).  For every non-GPT-2 model the patched HF logits
+  are checked against an independent hand-written float64 forward
+  (`handwritten_logits`, must agree to < 1e-10, for the Llama family also on a
+  full context window; the unpatched HF differs by ~1e-6 for OPT/NeoX/Llama).
 
 At the end a one-line summary per model is printed.
 """
@@ -140,13 +187,23 @@ from transformers import (
     GPT2LMHeadModel,
     GPTNeoXConfig,
     GPTNeoXForCausalLM,
+    LlamaConfig,
+    LlamaForCausalLM,
+    MistralConfig,
+    MistralForCausalLM,
     OpenAIGPTConfig,
     OpenAIGPTLMHeadModel,
     OPTConfig,
     OPTForCausalLM,
+    PreTrainedTokenizerFast,
+    Qwen2Config,
+    Qwen2ForCausalLM,
 )
 from transformers.models.gpt_neox import modeling_gpt_neox
+from transformers.models.llama import modeling_llama
+from transformers.models.mistral import modeling_mistral
 from transformers.models.opt import modeling_opt
+from transformers.models.qwen2 import modeling_qwen2
 from transformers.utils import logging as hf_logging
 
 REPO_ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), ".."))
@@ -242,14 +299,45 @@ MODELS = [
         use_parallel_residual=False, hidden_act="gelu", dtype=torch.bfloat16, tie=False,
         style="hf",
     ),
+    # ---- Llama family (Llama, Qwen2, Mistral; see the docstring) ----
+    dict(
+        name="tiny-llama-gqa-f16", family="llama", seed=1010, hidden_size=96, n_head=6, n_kv_head=2,
+        head_dim=16, intermediate_size=200, n_layer=2, n_positions=64, rms_norm_eps=1e-5,
+        rope_parameters=dict(
+            rope_type="llama3", rope_theta=10000.0, factor=4.0, low_freq_factor=1.0,
+            high_freq_factor=4.0, original_max_position_embeddings=32,
+        ),
+        eos_token_id=[0, 1], generation_eos_token_id=[0, 1, 2],
+        dtype=torch.float16, tie=False, style="hf",
+    ),
+    dict(
+        name="tiny-qwen2-bf16", family="qwen2", seed=1011, hidden_size=64, n_head=4, n_kv_head=1,
+        intermediate_size=136, n_layer=2, n_positions=48, rms_norm_eps=1e-6,
+        rope_parameters=dict(rope_type="default", rope_theta=10000.0),
+        sliding_window=32, max_window_layers=1,
+        dtype=torch.bfloat16, tie=True, style="hf", chat_template="qwen2.5",
+    ),
+    dict(
+        name="tiny-mistral-f32", family="mistral", seed=1012, hidden_size=64, n_head=4, n_kv_head=2,
+        head_dim=16, intermediate_size=120, n_layer=2, n_positions=48, rms_norm_eps=1e-5,
+        rope_parameters=dict(rope_type="default", rope_theta=10000.0),
+        dtype=torch.float32, tie=False, style="hf", max_shard_size="200KB",
+    ),
 ]
+CHAT_DIR = os.path.join(FIX, "chat")
 
 MODEL_CLASSES = {
     "gpt2": GPT2LMHeadModel,
     "gpt1": OpenAIGPTLMHeadModel,
     "opt": OPTForCausalLM,
     "neox": GPTNeoXForCausalLM,
+    "llama": LlamaForCausalLM,
+    "qwen2": Qwen2ForCausalLM,
+    "mistral": MistralForCausalLM,
 }
+# Llama-style families: RMSNorm, gated SiLU MLP, grouped-query attention,
+# half-split ("rotate_half") rotary on the whole head, `model.*` tensor names.
+LLAMA_FAMILIES = ("llama", "qwen2", "mistral")
 
 
 def family(spec):
@@ -432,6 +520,43 @@ def make_config(spec, eos_id):
         assert rp["rope_type"] == "default", rp
         cfg.architectures = ["GPTNeoXForCausalLM"]
         return cfg
+    if fam in LLAMA_FAMILIES:
+        # transformers 5 takes (and writes) the rotary settings as one
+        # "rope_parameters" dict {rope_type, rope_theta, ...}: no rope_theta /
+        # rope_scaling keys at the top level.
+        common = dict(
+            vocab_size=MODEL_VOCAB,
+            hidden_size=spec["hidden_size"],
+            intermediate_size=spec["intermediate_size"],
+            num_hidden_layers=spec["n_layer"],
+            num_attention_heads=spec["n_head"],
+            num_key_value_heads=spec["n_kv_head"],
+            hidden_act="silu",
+            max_position_embeddings=spec["n_positions"],
+            rms_norm_eps=spec["rms_norm_eps"],
+            rope_parameters=dict(spec["rope_parameters"]),
+            bos_token_id=eos_id,
+            eos_token_id=spec.get("eos_token_id", eos_id),
+            tie_word_embeddings=spec["tie"],
+        )
+        if fam == "llama":
+            cfg = LlamaConfig(head_dim=spec["head_dim"], attention_bias=False, mlp_bias=False, **common)
+            cfg.architectures = ["LlamaForCausalLM"]
+        elif fam == "qwen2":
+            # Qwen2 configs on the Hub carry a sliding_window even with
+            # use_sliding_window false; transformers 5 nulls it in that case
+            # (build_model writes it back into config.json, see the docstring).
+            cfg = Qwen2Config(
+                use_sliding_window=False, sliding_window=spec["sliding_window"],
+                max_window_layers=spec["max_window_layers"], **common,
+            )
+            assert cfg.sliding_window is None and set(cfg.layer_types) == {"full_attention"}, cfg
+            cfg.architectures = ["Qwen2ForCausalLM"]
+        else:
+            cfg = MistralConfig(head_dim=spec["head_dim"], sliding_window=None, **common)
+            cfg.architectures = ["MistralForCausalLM"]
+        assert cfg.rope_parameters == spec["rope_parameters"], cfg.rope_parameters
+        return cfg
     cfg = GPT2Config(
         vocab_size=MODEL_VOCAB,
         n_positions=spec["n_positions"],
@@ -459,6 +584,14 @@ def check_shapes(spec, cfg):
     elif fam == "opt":
         hidden, heads = cfg.hidden_size, cfg.num_attention_heads
         sizes = [hidden, cfg.ffn_dim, cfg.word_embed_proj_dim]
+    elif fam in LLAMA_FAMILIES:
+        heads, kv = cfg.num_attention_heads, cfg.num_key_value_heads
+        head_dim = llama_head_dim(cfg)
+        assert heads % kv == 0, (heads, kv)
+        assert head_dim * heads == cfg.hidden_size, "q_proj is square in these fixtures"
+        sizes = [cfg.hidden_size, cfg.intermediate_size, head_dim, kv * head_dim]
+        assert all(x % 4 == 0 for x in sizes), (spec["name"], sizes)
+        return
     else:
         hidden, heads = cfg.hidden_size, cfg.num_attention_heads
         sizes = [hidden, cfg.intermediate_size]
@@ -484,8 +617,11 @@ def init_std_mean(fam, name):
         if name.endswith(".weight"):  # Conv1D weights and untied lm_head
             return STD_LINEAR, 0.0
         raise RuntimeError(f"unhandled parameter {name}")
-    token_emb = {"gpt1": "tokens_embed.weight", "opt": "embed_tokens.weight", "neox": "embed_in.weight"}[fam]
-    pos_emb = {"gpt1": "positions_embed.weight", "opt": "embed_positions.weight", "neox": None}[fam]
+    if fam in LLAMA_FAMILIES:
+        token_emb, pos_emb = "embed_tokens.weight", None
+    else:
+        token_emb = {"gpt1": "tokens_embed.weight", "opt": "embed_tokens.weight", "neox": "embed_in.weight"}[fam]
+        pos_emb = {"gpt1": "positions_embed.weight", "opt": "embed_positions.weight", "neox": None}[fam]
     if name.endswith(token_emb):
         return STD_WTE, 0.0
     if pos_emb is not None and name.endswith(pos_emb):
@@ -493,7 +629,7 @@ def init_std_mean(fam, name):
     if name.endswith(".bias"):
         return STD_BIAS, 0.0
     leaf = name.split(".")[-2]
-    if leaf.startswith("ln_") or leaf.endswith("layer_norm") or leaf.endswith("layernorm"):
+    if leaf.startswith("ln_") or leaf.endswith("layer_norm") or leaf.endswith("layernorm") or leaf == "norm":
         assert name.endswith(".weight"), name
         return STD_LN, 1.0
     if name.endswith(".weight"):  # linear / Conv1D weights, projections, untied head
@@ -679,12 +815,119 @@ def save_pythia(model, out_dir, spec):
         f.write(json.dumps(index, indent=2, sort_keys=True) + "\n")  # as save_pretrained writes it
 
 
+def _dump_like_save_pretrained(obj):
+    return json.dumps(obj, indent=2, sort_keys=True) + "\n"
+
+
+def edit_llama_config(spec, out_dir):
+    """Right after save_pretrained, before the reference model is loaded.  Only for
+    Qwen2: put `sliding_window` back into config.json (transformers 5 writes null
+    when use_sliding_window is false, while the Hub's Qwen2/2.5 configs carry a
+    number there with use_sliding_window false); the key order and formatting
+    stay those of save_pretrained."""
+    notes = []
+    path = os.path.join(out_dir, "config.json")
+    with open(path, encoding="utf-8") as f:
+        text = f.read()
+    cfg = json.loads(text)
+    assert _dump_like_save_pretrained(cfg) == text, "config.json format changed"
+    if family(spec) == "qwen2":
+        assert cfg["sliding_window"] is None and cfg["use_sliding_window"] is False, cfg
+        cfg["sliding_window"] = spec["sliding_window"]
+        with open(path, "w", encoding="utf-8") as f:
+            f.write(_dump_like_save_pretrained(cfg))
+        notes.append(f"config.json: sliding_window null -> {spec['sliding_window']} "
+                     f"(use_sliding_window false, max_window_layers {cfg['max_window_layers']}, "
+                     f"layer_types {cfg['layer_types']})")
+    return notes
+
+
+def qwen2_tokenizer_config(tok_path, template):
+    """tokenizer_config.json in the layout of the Hub's Qwen2.5 files (chat_template
+    inside it, bos_token null), for our tokenizer (eos <|endoftext|>, no ChatML
+    special tokens).  transformers 5's save_pretrained would write the template to
+    a separate chat_template.jinja instead."""
+    with open(tok_path, encoding="utf-8") as f:
+        added = json.load(f)["added_tokens"]
+    return {
+        "add_bos_token": False,
+        "add_prefix_space": False,
+        "added_tokens_decoder": {
+            str(t["id"]): {k: t[k] for k in ("content", "lstrip", "normalized", "rstrip", "single_word", "special")}
+            for t in added
+        },
+        "bos_token": None,
+        "chat_template": template,
+        "clean_up_tokenization_spaces": False,
+        "eos_token": SPECIAL,
+        "errors": "replace",
+        "model_max_length": 48,
+        "pad_token": None,
+        "split_special_tokens": False,
+        "tokenizer_class": "PreTrainedTokenizerFast",
+        "unk_token": None,
+    }
+
+
+def finish_llama_dir(spec, out_dir, ref_model, eos_id):
+    """Checks of the written config / generation_config (eos lists, rope, sliding
+    window) and, for the chat model, its tokenizer_config.json."""
+    notes = []
+    fam = family(spec)
+    with open(os.path.join(out_dir, "config.json"), encoding="utf-8") as f:
+        cfg = json.load(f)
+    with open(os.path.join(out_dir, "generation_config.json"), encoding="utf-8") as f:
+        gen = json.load(f)
+    assert cfg["eos_token_id"] == spec.get("eos_token_id", eos_id), cfg["eos_token_id"]
+    assert gen["eos_token_id"] == spec.get("generation_eos_token_id", cfg["eos_token_id"]), gen
+    assert cfg["rope_parameters"] == spec["rope_parameters"], cfg["rope_parameters"]
+    assert "rope_theta" not in cfg and "rope_scaling" not in cfg, sorted(cfg)
+    assert ref_model.config.eos_token_id == cfg["eos_token_id"]
+    assert ref_model.generation_config.eos_token_id == gen["eos_token_id"]
+    rope_keys = sorted(k for k in cfg if "rope" in k)
+    window_keys = {k: cfg[k] for k in ("sliding_window", "use_sliding_window", "max_window_layers", "layer_types")
+                   if k in cfg}
+    notes.append(f"config.json: rope keys {rope_keys} = {cfg['rope_parameters']}; head_dim {cfg.get('head_dim')}; "
+                 f"eos_token_id {cfg['eos_token_id']}; generation_config eos_token_id {gen['eos_token_id']}; "
+                 f"window keys {window_keys}")
+    if fam == "qwen2":
+        # Loading gives full attention everywhere (the window is only a number).
+        assert ref_model.config.sliding_window is None, ref_model.config.sliding_window
+        assert set(ref_model.config.layer_types) == {"full_attention"}
+        assert all(layer.self_attn.sliding_window is None for layer in ref_model.model.layers)
+        assert ref_model.model.layers[0].self_attn.q_proj.bias is not None
+        assert ref_model.model.layers[0].self_attn.o_proj.bias is None
+    if fam == "mistral":
+        assert ref_model.config.sliding_window is None
+    if spec.get("chat_template"):
+        tpl_path = os.path.join(CHAT_DIR, spec["chat_template"] + ".jinja")
+        with open(tpl_path, encoding="utf-8", newline="") as f:
+            template = f.read()
+        tc = qwen2_tokenizer_config(os.path.join(out_dir, "tokenizer.json"), template)
+        with open(os.path.join(out_dir, "tokenizer_config.json"), "w", encoding="utf-8") as f:
+            f.write(json.dumps(tc, indent=2, ensure_ascii=False) + "\n")
+        # transformers reads it back as written.
+        hf_tok = PreTrainedTokenizerFast.from_pretrained(out_dir)
+        assert hf_tok.chat_template == template and hf_tok.bos_token is None and hf_tok.eos_token == SPECIAL
+        msgs = [{"role": "user", "content": "Hi"}]
+        text = hf_tok.apply_chat_template(msgs, tokenize=False, add_generation_prompt=True)
+        notes.append(f"tokenizer_config.json: chat_template {spec['chat_template']}.jinja; "
+                     f"apply_chat_template(user 'Hi') = {text!r}")
+    return notes
+
+
 # ----------------------------------------------------------------------------
 # float64 exactness of the HF reference + hand-written float64 forwards
 # ----------------------------------------------------------------------------
 def _eager_attention_f64(module, query, key, value, attention_mask, scaling, dropout=0.0, **kwargs):
     """transformers' eager_attention_forward without the float32 softmax upcast
-    (which in a float64 model rounds the probabilities to float32)."""
+    (which in a float64 model rounds the probabilities to float32).  For the
+    Llama families the key/value heads are repeated for grouped-query attention
+    (`num_key_value_groups`), as their eager_attention_forward does."""
+    n_rep = getattr(module, "num_key_value_groups", 1)
+    if n_rep > 1:
+        key = modeling_llama.repeat_kv(key, n_rep)
+        value = modeling_llama.repeat_kv(value, n_rep)
     attn_weights = torch.matmul(query, key.transpose(-1, -2)) * scaling
     if attention_mask is not None:
         attn_weights = attn_weights + attention_mask
@@ -696,8 +939,9 @@ def _eager_attention_f64(module, query, key, value, attention_mask, scaling, dro
 
 
 def _rope_forward_f64(self, x, position_ids):
-    """GPTNeoXRotaryEmbedding.forward with the angles computed in float64 (HF
-    computes position * inv_freq and cos/sin in float32, then casts)."""
+    """GPTNeoX / Llama / Qwen2 / Mistral RotaryEmbedding.forward with the angles
+    computed in float64 (HF computes position * inv_freq and cos/sin in float32,
+    then casts)."""
     assert self.inv_freq.dtype == torch.float64 and x.dtype == torch.float64
     freqs = position_ids[..., None].to(torch.float64) * self.inv_freq
     emb = torch.cat((freqs, freqs), dim=-1)
@@ -714,35 +958,110 @@ def neox_inv_freq_f64(cfg):
     return 1.0 / (base ** (torch.arange(0, rot, 2, dtype=torch.float64) / rot))
 
 
+def llama_head_dim(cfg):
+    return getattr(cfg, "head_dim", None) or cfg.hidden_size // cfg.num_attention_heads
+
+
+def llama_inv_freq_f64(cfg):
+    """The Llama-family rotary inverse frequencies in float64: default RoPE over the
+    whole head_dim, or the "llama3" rule (transformers' _compute_llama3_parameters,
+    done in float64 instead of float32)."""
+    rp = cfg.rope_parameters
+    dim = llama_head_dim(cfg)
+    assert rp.get("partial_rotary_factor", 1.0) == 1.0, rp
+    inv = 1.0 / (float(rp["rope_theta"]) ** (torch.arange(0, dim, 2, dtype=torch.float64) / dim))
+    if rp["rope_type"] == "default":
+        return inv
+    assert rp["rope_type"] == "llama3", rp
+    factor, lo, hi = float(rp["factor"]), float(rp["low_freq_factor"]), float(rp["high_freq_factor"])
+    old = float(rp["original_max_position_embeddings"])
+    low_wavelen, high_wavelen = old / lo, old / hi
+    wavelen = 2 * math.pi / inv
+    out = torch.where(wavelen > low_wavelen, inv / factor, inv)
+    smooth = (old / wavelen - lo) / (hi - lo)
+    smoothed = (1 - smooth) * out / factor + smooth * out
+    medium = ~(wavelen < high_wavelen) * ~(wavelen > low_wavelen)
+    return torch.where(medium, smoothed, out)
+
+
+def llama3_frequency_table(cfg):
+    """Which inverse frequencies the llama3 rule keeps / divides / blends (for the log)."""
+    rp = cfg.rope_parameters
+    dim = llama_head_dim(cfg)
+    base = 1.0 / (float(rp["rope_theta"]) ** (torch.arange(0, dim, 2, dtype=torch.float64) / dim))
+    scaled = llama_inv_freq_f64(cfg)
+    old = float(rp["original_max_position_embeddings"])
+    rows, kinds = [], []
+    for i, (b, s) in enumerate(zip(base.tolist(), scaled.tolist())):
+        wl = 2 * math.pi / b
+        if wl < old / rp["high_freq_factor"]:
+            kind = "kept"
+            assert s == b
+        elif wl > old / rp["low_freq_factor"]:
+            kind = "divided"
+            assert s == b / rp["factor"]
+        else:
+            kind = "blended"
+            assert b / rp["factor"] < s < b
+        kinds.append(kind)
+        rows.append(f"i={i} wavelen={wl:.2f} inv_freq {b:.6g} -> {s:.6g} ({kind})")
+    return rows, kinds
+
+
+def _rmsnorm_forward_f64(self, hidden_states):
+    """Llama/Qwen2/Mistral RMSNorm.forward without the float32 round trip."""
+    assert hidden_states.dtype == torch.float64 and self.weight.dtype == torch.float64
+    variance = hidden_states.pow(2).mean(-1, keepdim=True)
+    self.f64_calls = getattr(self, "f64_calls", 0) + 1
+    return self.weight * (hidden_states * torch.rsqrt(variance + self.variance_epsilon))
+
+
 @contextlib.contextmanager
 def float64_exact(model):
     """Make a float64 HF model compute everything in float64 (while active):
-    - OPT / GPT-NeoX eager attention: softmax in float64 instead of float32;
-    - GPT-NeoX RoPE: inv_freq recomputed in float64, cos/sin computed in float64.
+    - OPT / GPT-NeoX / Llama / Qwen2 / Mistral eager attention: softmax in float64
+      instead of float32 (key/value heads repeated for grouped-query attention);
+    - GPT-NeoX and Llama-family RoPE: inv_freq recomputed in float64 (with the
+      llama3 frequency rule where configured), cos/sin computed in float64;
+    - Llama-family RMSNorm: no float32 round trip of the normalized activations.
     GPT-2 and GPT-1 need nothing (their softmax, masks and norms stay in the model
     dtype); the hand-written forwards below check all of it."""
     assert next(model.parameters()).dtype == torch.float64
-    saved = [(modeling_opt, "eager_attention_forward", modeling_opt.eager_attention_forward),
-             (modeling_gpt_neox, "eager_attention_forward", modeling_gpt_neox.eager_attention_forward)]
+    saved = [(m, "eager_attention_forward", m.eager_attention_forward)
+             for m in (modeling_opt, modeling_gpt_neox, modeling_llama, modeling_qwen2, modeling_mistral)]
     rope_mods = [m for m in model.modules() if hasattr(m, "inv_freq")]
     rope_saved = [(m, m.inv_freq, m.original_inv_freq) for m in rope_mods]
+    norm_types = (modeling_llama.LlamaRMSNorm, modeling_qwen2.Qwen2RMSNorm, modeling_mistral.MistralRMSNorm)
+    norm_mods = [m for m in model.modules() if isinstance(m, norm_types)]
+    llama_rope_types = (modeling_llama.LlamaRotaryEmbedding, modeling_qwen2.Qwen2RotaryEmbedding,
+                        modeling_mistral.MistralRotaryEmbedding)
     try:
         for mod, name, _ in saved:
             setattr(mod, name, _eager_attention_f64)
         for m in rope_mods:
-            assert isinstance(m, modeling_gpt_neox.GPTNeoXRotaryEmbedding), type(m)
-            assert m.rope_type == "default" and m.attention_scaling == 1.0
-            inv = neox_inv_freq_f64(model.config)
+            assert m.attention_scaling == 1.0
+            if isinstance(m, modeling_gpt_neox.GPTNeoXRotaryEmbedding):
+                assert m.rope_type == "default"
+                inv = neox_inv_freq_f64(model.config)
+            else:
+                assert isinstance(m, llama_rope_types), type(m)
+                assert m.rope_type in ("default", "llama3"), m.rope_type
+                inv = llama_inv_freq_f64(model.config)
             assert inv.shape == m.inv_freq.shape
             m.inv_freq = inv
             m.original_inv_freq = inv.clone()
             m.forward = types.MethodType(_rope_forward_f64, m)
+        for m in norm_mods:
+            m.forward = types.MethodType(_rmsnorm_forward_f64, m)
         yield
     finally:
         for mod, name, fn in saved:
             setattr(mod, name, fn)
         for m, inv, orig in rope_saved:
             m.inv_freq, m.original_inv_freq = inv, orig
+            if "forward" in m.__dict__:
+                del m.forward
+        for m in norm_mods:
             if "forward" in m.__dict__:
                 del m.forward
 
@@ -753,11 +1072,14 @@ def _ln(x, w, b, eps=1e-5):
     return (x - mu) / torch.sqrt(var + eps) * w + b
 
 
-def _causal_softmax_attn(q, k, v, scale):
-    """q, k, v: (H, T, d) float64; returns (T, H*d)."""
+def _causal_softmax_attn(q, k, v, scale, window=None):
+    """q, k, v: (H, T, d) float64; returns (T, H*d).  With `window`, query i sees
+    only keys j with i - window < j <= i (a sliding window of `window` tokens)."""
     s = torch.matmul(q, k.transpose(-1, -2)) * scale
     T = s.shape[-1]
     keep = torch.tril(torch.ones(T, T, dtype=torch.bool))
+    if window is not None:
+        keep &= ~torch.tril(torch.ones(T, T, dtype=torch.bool), diagonal=-window)
     s = s.masked_fill(~keep, float("-inf"))
     p = torch.exp(s - s.max(-1, keepdim=True).values)
     p = p / p.sum(-1, keepdim=True)
@@ -766,13 +1088,17 @@ def _causal_softmax_attn(q, k, v, scale):
 
 
 @torch.no_grad()
-def handwritten_logits(spec, cfg, sd, ids):
+def handwritten_logits(spec, cfg, sd, ids, window=None):
     """Independent float64 forward pass from the HF-named state dict `sd`
-    (written from the architecture descriptions, not calling transformers)."""
+    (written from the architecture descriptions, not calling transformers).
+    `window` (Llama families only): apply a sliding attention window."""
     sd = {k: v.to(torch.float64) for k, v in sd.items()}
     fam = family(spec)
     ids = torch.tensor(ids, dtype=torch.long)
     T = len(ids)
+    if fam in LLAMA_FAMILIES:
+        return _handwritten_llama(cfg, sd, ids, window)
+    assert window is None
     if fam == "gpt1":
         g = lambda n: sd["transformer." + n]  # noqa: E731
         H, D = cfg.n_head, cfg.n_embd
@@ -860,6 +1186,75 @@ def handwritten_logits(spec, cfg, sd, ids):
     raise ValueError(fam)
 
 
+def _llama3_scaled_inv_freq(inv, rp):
+    """Meta's reference `apply_scaling` for Llama 3.1 rotary frequencies, per entry:
+    wavelength < original_ctx / high_freq_factor: kept; > original_ctx /
+    low_freq_factor: divided by factor; otherwise a linear blend of the two by
+    smooth = (original_ctx / wavelength - low_freq_factor) / (high - low)."""
+    old = rp["original_max_position_embeddings"]
+    out = []
+    for f in inv:
+        wavelen = 2 * math.pi / f
+        if wavelen < old / rp["high_freq_factor"]:
+            out.append(f)
+        elif wavelen > old / rp["low_freq_factor"]:
+            out.append(f / rp["factor"])
+        else:
+            smooth = (old / wavelen - rp["low_freq_factor"]) / (rp["high_freq_factor"] - rp["low_freq_factor"])
+            out.append((1 - smooth) * f / rp["factor"] + smooth * f)
+    return out
+
+
+def _handwritten_llama(cfg, sd, ids, window):
+    """Llama / Qwen2 / Mistral: pre-RMSNorm blocks, grouped-query attention with
+    rotary (rotate-half pairing, dims i and i + d/2) on q and k, optional q/k/v
+    biases (Qwen2), gated SiLU MLP, final RMSNorm, lm_head (tied or not)."""
+    T = len(ids)
+    H, KV = cfg.num_attention_heads, cfg.num_key_value_heads
+    d = cfg.head_dim if getattr(cfg, "head_dim", None) else cfg.hidden_size // H
+    eps = cfg.rms_norm_eps
+    g = lambda n: sd["model." + n]  # noqa: E731
+
+    def lin(x, n):
+        y = x @ g(n + ".weight").T
+        return y + g(n + ".bias") if ("model." + n + ".bias") in sd else y
+
+    def rms(x, w):
+        return x / torch.sqrt((x * x).mean(-1, keepdim=True) + eps) * w
+
+    silu = lambda x: x / (1 + torch.exp(-x))  # noqa: E731
+    rp = cfg.rope_parameters
+    inv = [1.0 / (float(rp["rope_theta"]) ** (2 * i / d)) for i in range(d // 2)]
+    if rp["rope_type"] == "llama3":
+        inv = _llama3_scaled_inv_freq(inv, rp)
+    else:
+        assert rp["rope_type"] == "default", rp
+    ang = torch.arange(T, dtype=torch.float64)[:, None] * torch.tensor(inv, dtype=torch.float64)[None, :]
+    cos, sin = ang.cos(), ang.sin()  # (T, d/2)
+
+    def rope(t):  # (heads, T, d): pairs (i, i + d/2)
+        a, b = t[..., : d // 2], t[..., d // 2:]
+        return torch.cat([a * cos - b * sin, b * cos + a * sin], -1)
+
+    x = g("embed_tokens.weight")[ids]
+    group = H // KV
+    for i in range(cfg.num_hidden_layers):
+        p = f"layers.{i}."
+        h = rms(x, g(p + "input_layernorm.weight"))
+        q = lin(h, p + "self_attn.q_proj").reshape(T, H, d).transpose(0, 1)
+        k = lin(h, p + "self_attn.k_proj").reshape(T, KV, d).transpose(0, 1)
+        v = lin(h, p + "self_attn.v_proj").reshape(T, KV, d).transpose(0, 1)
+        q, k = rope(q), rope(k)
+        kv_of = torch.tensor([j // group for j in range(H)])  # query head j reads kv head j // group
+        a = _causal_softmax_attn(q, k[kv_of], v[kv_of], d ** -0.5, window)
+        x = x + lin(a, p + "self_attn.o_proj")
+        h = rms(x, g(p + "post_attention_layernorm.weight"))
+        m = lin(silu(lin(h, p + "mlp.gate_proj")) * lin(h, p + "mlp.up_proj"), p + "mlp.down_proj")
+        x = x + m
+    x = rms(x, g("norm.weight"))
+    return x @ sd["lm_head.weight"].T
+
+
 # ----------------------------------------------------------------------------
 # Reference computations (float64)
 # ----------------------------------------------------------------------------
@@ -887,9 +1282,11 @@ def greedy(model, prompt, n_new):
 @torch.no_grad()
 def greedy_via_generate(model, prompt, n_new):
     x = torch.tensor([prompt], dtype=torch.long)
+    eos = model.config.eos_token_id
+    pad = eos[0] if isinstance(eos, (list, tuple)) else eos
     out = model.generate(
         x, attention_mask=torch.ones_like(x), max_new_tokens=n_new, min_new_tokens=n_new,
-        do_sample=False, num_beams=1, repetition_penalty=1.0, pad_token_id=model.config.eos_token_id,
+        do_sample=False, num_beams=1, repetition_penalty=1.0, pad_token_id=pad,
     )
     return out[0, len(prompt):].tolist()
 
@@ -949,6 +1346,19 @@ def build_model(spec, tok, tok_path, heldout, eos_id, prompt_ids, greedy_prompts
     n_params = sum(p.numel() for p in model.parameters())
 
     notes = []
+    if fam in LLAMA_FAMILIES:
+        if cfg.rope_parameters["rope_type"] == "llama3":
+            rows, kinds = llama3_frequency_table(cfg)
+            notes += [f"llama3 rope: {r}" for r in rows]
+            assert {"kept", "divided", "blended"} <= set(kinds), kinds
+            hf_inv = type(model.model.rotary_emb)(cfg).inv_freq  # float32 (the model's copy is cast)
+            assert hf_inv.dtype == torch.float32
+            rel = float(((hf_inv.double() - llama_inv_freq_f64(cfg)) / llama_inv_freq_f64(cfg)).abs().max())
+            notes.append(f"llama3 rope: HF float32 inv_freq vs float64 rule: max rel diff {rel:.3g}")
+            assert rel < 1e-6, rel
+        if "generation_eos_token_id" in spec:
+            # An extra stop id only in generation_config.json (like Llama 3 <|eom_id|>).
+            model.generation_config.eos_token_id = list(spec["generation_eos_token_id"])
     if spec["style"] == "original":
         save_original(model, out_dir, spec)
         ref_model = load_original_manually(out_dir, make_config(spec, eos_id))
@@ -980,6 +1390,8 @@ def build_model(spec, tok, tok_path, heldout, eos_id, prompt_ids, greedy_prompts
             save_pythia(model, out_dir, spec)
         else:
             raise ValueError(spec["style"])
+        if fam in LLAMA_FAMILIES:
+            notes += edit_llama_config(spec, out_dir)
         ref_model, info, msgs = load_with_report(out_dir, cls=cls)
         # Only the extra buffers of the Pythia-style files may be left unused.
         unexpected = [k for k in info["unexpected_keys"] if not is_buffer_key(k)]
@@ -995,6 +1407,8 @@ def build_model(spec, tok, tok_path, heldout, eos_id, prompt_ids, greedy_prompts
                 notes.append("from_pretrained log: " + " ".join(m.split())[:300])
 
     shutil.copyfile(tok_path, os.path.join(out_dir, "tokenizer.json"))
+    if fam in LLAMA_FAMILIES:
+        notes += finish_llama_dir(spec, out_dir, ref_model, eos_id)
 
     # Check what is actually in the file(s).
     files, tensors = stored_tensors(out_dir)
@@ -1053,16 +1467,34 @@ def build_model(spec, tok, tok_path, heldout, eos_id, prompt_ids, greedy_prompts
         stock = logits_for(ref_model, prompt_ids)
         with float64_exact(ref_model):
             exact = logits_for(ref_model, prompt_ids)
-            if fam == "neox":
-                rot = ref_model.gpt_neox.rotary_emb
+            if fam in ("neox",) + LLAMA_FAMILIES:
+                rot = ref_model.gpt_neox.rotary_emb if fam == "neox" else ref_model.model.rotary_emb
                 cos, sin = rot(exact[None, :, :1].to(torch.float64), torch.arange(5)[None])
                 assert cos.dtype == torch.float64 and sin.dtype == torch.float64
                 assert rot.f64_calls >= 2
+            if fam in LLAMA_FAMILIES:
+                assert ref_model.model.norm.f64_calls >= 1
         d_exact = float((exact - hand).abs().max())
         d_stock = float((stock - hand).abs().max())
         notes.append(f"float64 check: max|HF_f64exact - handwritten|={d_exact:.3g} "
                      f"max|HF_stock_f64 - handwritten|={d_stock:.3g} (logits max |.|={float(hand.abs().max()):.3g})")
         assert d_exact < 1e-10, (name, d_exact)
+        if fam in LLAMA_FAMILIES:
+            # Also a full context window (rotary at every position up to the limit).
+            win = tok.encode(heldout, add_special_tokens=False).ids[: spec["n_positions"]]
+            hand_w = handwritten_logits(spec, cfg, sd64, win)
+            with float64_exact(ref_model):
+                exact_w = logits_for(ref_model, win)
+            d_w = float((exact_w - hand_w).abs().max())
+            notes.append(f"float64 check on a full {len(win)}-token window: max|HF_f64exact - handwritten|={d_w:.3g}")
+            assert d_w < 1e-10, (name, d_w)
+            if spec.get("sliding_window"):
+                slid = handwritten_logits(spec, cfg, sd64, win, window=spec["sliding_window"])
+                notes.append(
+                    f"sliding_window {spec['sliding_window']} is OFF (use_sliding_window false): "
+                    f"the references use full attention; had it been applied, the last-position logits "
+                    f"of that window would move by up to {float((slid - hand_w)[-1].abs().max()):.3g}"
+                )
 
     with float64_exact(ref_model):
         logits = logits_for(ref_model, prompt_ids)
