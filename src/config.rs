@@ -8,6 +8,7 @@ use crate::error::{Error, Result};
 
 /// Activation of the feed-forward layer.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum Activation {
     /// `gelu_new` / `gelu_pytorch_tanh`: the tanh approximation.
     GeluTanh,
@@ -123,7 +124,10 @@ pub enum RopeScaling {
 
 /// A model's hyper-parameters, in GPT-2's names whatever the family calls them
 /// (`hidden_size` is `n_embd`, `max_position_embeddings` is `n_positions`, …).
+/// To build one by hand, start from [`Config::preset`] or [`Config::from_json`] and change its
+/// fields.
 #[derive(Debug, Clone, PartialEq)]
+#[non_exhaustive]
 pub struct Config {
     /// The family and its own options.
     pub family: Family,

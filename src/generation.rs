@@ -11,6 +11,7 @@ use crate::tokenizer::StreamDecoder;
 
 /// Why generation ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum StopReason {
     /// The model produced its end-of-sequence token.
     Eos,
@@ -18,22 +19,27 @@ pub enum StopReason {
     MaxTokens,
     /// The context window (n_positions) is full.
     Context,
+    /// A step failed; the iterator returned the error.
+    Error,
 }
 
 impl StopReason {
-    /// `eos`, `max_tokens` or `context`.
+    /// `eos`, `max_tokens`, `context` or `error`.
     pub fn as_str(self) -> &'static str {
         match self {
             StopReason::Eos => "eos",
             StopReason::MaxTokens => "max_tokens",
             StopReason::Context => "context",
+            StopReason::Error => "error",
         }
     }
 }
 
 /// A generated token and the text it completes.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct GeneratedToken {
+    /// The token id.
     pub id: u32,
     /// New text (may be empty while a multi-byte character is incomplete).
     pub text: String,
@@ -48,10 +54,7 @@ impl<'m> Session<'m> {
         sampler: SamplerConfig,
         max_tokens: usize,
     ) -> Result<Generation<'_, 'm>> {
-        let tok = self.model().tokenizer.as_ref().ok_or_else(|| {
-            Error::InvalidInput("this model has no tokenizer; use generate_ids".into())
-        })?;
-        let ids = tok.encode(prompt)?;
+        let ids = self.encode(prompt)?;
         self.generate_ids(&ids, sampler, max_tokens)
     }
 
@@ -68,20 +71,95 @@ impl<'m> Session<'m> {
         let n_ctx = self.model().config.n_positions;
         if prompt.len() > n_ctx {
             return Err(Error::InvalidInput(format!(
-                "the prompt has {} tokens but the context holds {n_ctx}; shorten it (or use --truncate)",
+                "the prompt has {} tokens but the context holds {n_ctx}; shorten it",
                 prompt.len()
             )));
         }
         let sampler = Sampler::new(sampler)?;
         self.reset();
+        self.start(prompt.to_vec(), sampler, max_tokens)
+    }
+
+    /// Like [`Session::generate`] but keeps the cache: `prompt` is appended after what the
+    /// session already holds, without running that again. A multi-turn caller passes only the
+    /// new turn; the text generated before (the last token a previous generation returned is
+    /// fed first, as it is not in the cache yet; an eos token that ended one is not) and the
+    /// earlier turns stay in the context. The repetition penalty sees the whole conversation.
+    /// The result is that of [`Session::generate_ids`] on the whole conversation at once.
+    /// `prompt` may be empty to go on after a generation that stopped at `max_tokens`.
+    pub fn generate_continue(
+        &mut self,
+        prompt: &str,
+        sampler: SamplerConfig,
+        max_tokens: usize,
+    ) -> Result<Generation<'_, 'm>> {
+        let ids = if prompt.is_empty() {
+            Vec::new()
+        } else {
+            self.encode(prompt)?
+        };
+        self.generate_ids_continue(&ids, sampler, max_tokens)
+    }
+
+    /// Like [`Session::generate_continue`] but from token ids.
+    pub fn generate_ids_continue(
+        &mut self,
+        prompt: &[u32],
+        sampler: SamplerConfig,
+        max_tokens: usize,
+    ) -> Result<Generation<'_, 'm>> {
+        let input: Vec<u32> = self.pending.iter().chain(prompt).copied().collect();
+        if input.is_empty() {
+            return Err(Error::InvalidInput(
+                "nothing to continue from: the prompt is empty and no generated token is waiting to be fed"
+                    .into(),
+            ));
+        }
+        let n_ctx = self.model().config.n_positions;
+        if self.position() + input.len() > n_ctx {
+            return Err(Error::InvalidInput(format!(
+                "{} more tokens do not fit after the {} in the cache: the context holds {n_ctx}",
+                input.len(),
+                self.position()
+            )));
+        }
+        let sampler = Sampler::new(sampler)?;
+        self.start(input, sampler, max_tokens)
+    }
+
+    fn encode(&self, text: &str) -> Result<Vec<u32>> {
+        let tok = self.model().tokenizer.as_ref().ok_or_else(|| {
+            Error::InvalidInput("this model has no tokenizer; use generate_ids".into())
+        })?;
+        tok.encode(text)
+    }
+
+    /// A generation that prefills `input` after the cache's tokens.
+    fn start(
+        &mut self,
+        input: Vec<u32>,
+        sampler: Sampler,
+        max_tokens: usize,
+    ) -> Result<Generation<'_, 'm>> {
+        let model: &'m crate::model::Model = self.model();
+        // The last prompt token gives the first piece of text its context (`input` is not
+        // empty: both callers check).
+        let decoder = match &model.tokenizer {
+            Some(tok) => Some(StreamDecoder::after(tok, &input[input.len() - 1..])?),
+            None => None,
+        };
+        let mut history = self.tokens().to_vec();
+        history.extend_from_slice(&input);
         Ok(Generation {
+            first_generated: history.len(),
+            prompt_len: input.len(),
+            input,
+            history,
             session: self,
             sampler,
-            history: prompt.to_vec(),
-            prompt_len: prompt.len(),
             max_tokens,
             generated: 0,
-            decoder: StreamDecoder::new(),
+            decoder,
             stop: None,
             prefill_time: Duration::ZERO,
             decode_start: None,
@@ -96,11 +174,18 @@ impl<'m> Session<'m> {
 pub struct Generation<'s, 'm> {
     session: &'s mut Session<'m>,
     sampler: Sampler,
+    /// The tokens this generation prefills (a continued one: the waiting token, then the new
+    /// prompt).
+    input: Vec<u32>,
+    /// Every token of the conversation: the cache's, `input`, then the generated ones (for
+    /// the repetition penalty).
     history: Vec<u32>,
+    /// Where the generated tokens start in `history`.
+    first_generated: usize,
     prompt_len: usize,
     max_tokens: usize,
     generated: usize,
-    decoder: StreamDecoder,
+    decoder: Option<StreamDecoder>,
     stop: Option<StopReason>,
     prefill_time: Duration,
     /// When the first decode step started.
@@ -123,7 +208,7 @@ impl Generation<'_, '_> {
 
     /// Generated token ids so far.
     pub fn tokens(&self) -> &[u32] {
-        &self.history[self.prompt_len..]
+        &self.history[self.first_generated..]
     }
 
     /// Prompt tokens per second of prefill.
@@ -152,7 +237,7 @@ impl Generation<'_, '_> {
         }
         // The prompt first, then the last token generated.
         let input = if prefill {
-            &self.history[..]
+            &self.input[..]
         } else {
             &self.history[self.history.len() - 1..]
         };
@@ -188,9 +273,11 @@ impl Generation<'_, '_> {
             return Ok(None);
         }
         self.history.push(id);
-        let text = match &model.tokenizer {
-            Some(tok) => self.decoder.push(tok, id)?,
-            None => String::new(),
+        // Returned, not yet in the cache: the next step (or a continued generation) feeds it.
+        self.session.pending = Some(id);
+        let text = match (&model.tokenizer, &mut self.decoder) {
+            (Some(tok), Some(d)) => d.push(tok, id)?,
+            _ => String::new(),
         };
         Ok(Some(GeneratedToken { id, text }))
     }
@@ -207,7 +294,7 @@ impl Iterator for Generation<'_, '_> {
             Ok(Some(t)) => Some(Ok(t)),
             Ok(None) => None,
             Err(e) => {
-                self.stop = Some(StopReason::MaxTokens);
+                self.stop = Some(StopReason::Error);
                 Some(Err(e))
             }
         }

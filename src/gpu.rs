@@ -1,35 +1,91 @@
 //! Adapter and device choice, and the small amount of GPU plumbing every part shares:
-//! error capture (wgpu's default handler panics), buffer creation and read-back.
+//! error capture, buffer creation and read-back.
+//!
+//! wgpt's GPU work runs inside wgpu error scopes ([`Gpu::scoped`]): its errors come back as
+//! [`Error`]s from the call that caused them, and a device that the host program shares
+//! ([`Gpu::from_wgpu`]) keeps the host's own uncaptured-error handler and device-lost
+//! callback. wgpu's error scopes are per thread, so the host's errors on any thread, and on
+//! this thread between wgpt's calls, reach the host's handler, never wgpt.
 
+use std::cell::RefCell;
 use std::sync::{Arc, Mutex};
 
 use crate::error::{Error, Result};
 
 /// How to pick an adapter. Empty options honour `WGPU_BACKEND` and `WGPU_ADAPTER_NAME`.
+///
+/// ```
+/// let opts = wgpt::GpuOptions::default()
+///     .with_backends(wgpt::wgpu::Backends::VULKAN)
+///     .with_adapter("llvmpipe")
+///     .with_prefer_cpu(true);
+/// assert_eq!(opts.adapter.as_deref(), Some("llvmpipe"));
+/// ```
 #[derive(Debug, Clone, Default)]
+#[non_exhaustive]
 pub struct GpuOptions {
-    /// `vulkan`, `metal`, `dx12` or `gl`; `None` means every backend (or `WGPU_BACKEND`).
-    pub backend: Option<String>,
-    /// Pick the first adapter whose name contains this (case-insensitive).
+    /// The backends to look at. `None`: `WGPU_BACKEND` when set, otherwise the primary
+    /// backends (Vulkan, Metal, DX12) and GL only when they have no adapter.
+    /// ([`Gpu::adapters`] lists every backend then.)
+    pub backends: Option<wgpu::Backends>,
+    /// Pick the first adapter whose name contains this (case-insensitive); `None`:
+    /// `WGPU_ADAPTER_NAME` when set.
     pub adapter: Option<String>,
     /// Prefer a software adapter (lavapipe, WARP, SwiftShader).
     pub prefer_cpu: bool,
 }
 
+impl GpuOptions {
+    /// Only these backends.
+    pub fn with_backends(mut self, backends: wgpu::Backends) -> Self {
+        self.backends = Some(backends);
+        self
+    }
+
+    /// The first adapter whose name contains `name` (case-insensitive).
+    pub fn with_adapter(mut self, name: impl Into<String>) -> Self {
+        self.adapter = Some(name.into());
+        self
+    }
+
+    /// Prefer a software adapter.
+    pub fn with_prefer_cpu(mut self, yes: bool) -> Self {
+        self.prefer_cpu = yes;
+        self
+    }
+}
+
 /// A summary of one adapter, for `wgpt info` and logs.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct AdapterSummary {
+    /// The adapter's name (`NVIDIA H200`, `llvmpipe (LLVM 15.0.6, 256 bits)`).
     pub name: String,
+    /// The backend: `Vulkan`, `Metal`, `DX12` or `GL`.
     pub backend: String,
+    /// `DiscreteGpu`, `IntegratedGpu`, `VirtualGpu`, `Cpu` or `Other`.
     pub device_type: String,
+    /// Driver name and version.
     pub driver: String,
+}
+
+/// The name wgpt prints for a backend.
+pub(crate) fn backend_name(b: wgpu::Backend) -> &'static str {
+    match b {
+        wgpu::Backend::Vulkan => "Vulkan",
+        wgpu::Backend::Metal => "Metal",
+        wgpu::Backend::Dx12 => "DX12",
+        wgpu::Backend::Gl => "GL",
+        wgpu::Backend::BrowserWebGpu => "WebGPU",
+        wgpu::Backend::Noop => "noop",
+    }
 }
 
 impl AdapterSummary {
     fn of(info: &wgpu::AdapterInfo) -> Self {
         AdapterSummary {
             name: info.name.clone(),
-            backend: format!("{:?}", info.backend),
+            backend: backend_name(info.backend).to_string(),
             device_type: format!("{:?}", info.device_type),
             driver: format!("{} {}", info.driver, info.driver_info)
                 .trim()
@@ -42,6 +98,81 @@ impl std::fmt::Display for AdapterSummary {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(f, "{} ({}, {})", self.name, self.backend, self.device_type)
     }
+}
+
+/// A progress callback for long work, called with (done, total) as it advances: bytes for
+/// [`LoadOptions::progress`](crate::LoadOptions::progress), windows for
+/// [`perplexity_with_progress`](crate::perplexity_with_progress).
+///
+/// ```
+/// let opts = wgpt::LoadOptions::default()
+///     .with_progress(wgpt::Progress::new(|done, total| eprint!("\r{done}/{total} bytes")));
+/// assert!(opts.progress.is_some());
+/// ```
+#[derive(Clone)]
+pub struct Progress(Arc<dyn Fn(u64, u64) + Send + Sync>);
+
+impl Progress {
+    /// Wraps a callback.
+    pub fn new(f: impl Fn(u64, u64) + Send + Sync + 'static) -> Self {
+        Progress(Arc::new(f))
+    }
+
+    /// Reports `done` of `total`.
+    pub fn report(&self, done: u64, total: u64) {
+        (self.0)(done, total)
+    }
+}
+
+impl std::fmt::Debug for Progress {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Progress(..)")
+    }
+}
+
+/// The weight upload under way on this thread: bytes so far, bytes in all, whom to tell.
+struct Upload {
+    done: u64,
+    total: u64,
+    progress: Progress,
+}
+
+thread_local! {
+    static UPLOAD: RefCell<Option<Upload>> = const { RefCell::new(None) };
+}
+
+/// Runs `f` (a model's weight upload, on this thread) reporting the bytes that
+/// [`Gpu::storage_init`] and [`Gpu::texture_init`] upload meanwhile to `progress`, out of
+/// `total`; reports `total` at the end when `f` succeeds.
+pub(crate) fn with_upload_progress<T>(
+    progress: Option<&Progress>,
+    total: u64,
+    f: impl FnOnce() -> Result<T>,
+) -> Result<T> {
+    let Some(p) = progress else { return f() };
+    p.report(0, total);
+    let previous = UPLOAD.with(|u| {
+        u.replace(Some(Upload {
+            done: 0,
+            total,
+            progress: p.clone(),
+        }))
+    });
+    let out = f();
+    UPLOAD.with(|u| *u.borrow_mut() = previous);
+    if out.is_ok() {
+        p.report(total, total);
+    }
+    out
+}
+
+fn uploaded(bytes: u64) {
+    UPLOAD.with(|u| {
+        if let Some(up) = u.borrow_mut().as_mut() {
+            up.done = (up.done + bytes).min(up.total);
+            up.progress.report(up.done, up.total);
+        }
+    });
 }
 
 /// A device and queue plus what wgpt needs to know about them.
@@ -62,52 +193,103 @@ pub struct Gpu {
     subgroup_min_size: u32,
     /// The adapter is a CPU (lavapipe, WARP, SwiftShader).
     software: bool,
+    /// Errors outside wgpt's scopes on a device wgpt opened (none expected; wgpu's default
+    /// handler would panic). Never set for a device from [`Gpu::from_wgpu`].
     errors: Arc<Mutex<Option<String>>>,
-    /// Set once the device is lost; unlike `errors` it is never cleared.
+    /// Set once a device wgpt opened is lost; unlike `errors` it is never cleared.
     lost: Arc<Mutex<Option<String>>>,
     /// Compiled pipelines by (program, shader options), shared by every model on this GPU.
     pipelines: Arc<Mutex<std::collections::HashMap<String, wgpu::ComputePipeline>>>,
 }
 
-fn parse_backend(name: &str) -> Result<wgpu::Backends> {
-    match name.to_ascii_lowercase().as_str() {
-        "vulkan" | "vk" => Ok(wgpu::Backends::VULKAN),
-        "metal" | "mtl" => Ok(wgpu::Backends::METAL),
-        "dx12" | "d3d12" => Ok(wgpu::Backends::DX12),
-        "gl" | "gles" | "opengl" => Ok(wgpu::Backends::GL),
-        other => Err(Error::InvalidInput(format!(
-            "unknown backend `{other}`; choose vulkan, metal, dx12 or gl"
-        ))),
+/// The backends `opts` asks for, and whether someone chose them (options or `WGPU_BACKEND`).
+fn requested_backends(opts: &GpuOptions) -> (wgpu::Backends, bool) {
+    match opts.backends.or_else(wgpu::Backends::from_env) {
+        Some(b) => (b, true),
+        None => (wgpu::Backends::PRIMARY, false),
     }
 }
 
-fn no_adapter_message() -> String {
-    let mut msg = String::from("no GPU adapter found");
-    if cfg!(target_os = "linux") {
-        msg.push_str(
-            "; install a Vulkan driver, e.g. `apt-get install mesa-vulkan-drivers` for the lavapipe software adapter",
+/// Names of the backends in `b`, for messages.
+fn backend_names(b: wgpu::Backends) -> String {
+    let names: Vec<&str> = wgpu::Backend::ALL
+        .into_iter()
+        .filter(|x| b.contains((*x).into()) && *x != wgpu::Backend::Noop)
+        .map(backend_name)
+        .collect();
+    names.join("/")
+}
+
+/// Why no adapter was found, with advice that fits the backends asked for and this platform.
+fn no_adapter_message(backends: wgpu::Backends, explicit: bool) -> String {
+    let mut msg = if explicit {
+        format!("no {} adapter found", backend_names(backends))
+    } else {
+        String::from("no GPU adapter found")
+    };
+    let mut advice: Vec<String> = Vec::new();
+    let compiled = wgpu::Instance::enabled_backend_features();
+    for (b, only) in [
+        (wgpu::Backends::METAL, "Metal exists only on macOS and iOS"),
+        (wgpu::Backends::DX12, "DX12 exists only on Windows"),
+    ] {
+        if explicit && backends.contains(b) && !compiled.contains(b) {
+            advice.push(only.to_string());
+        }
+    }
+    let wants_vulkan = !explicit || backends.contains(wgpu::Backends::VULKAN);
+    if wants_vulkan && cfg!(target_os = "linux") {
+        advice.push(
+            "install a Vulkan driver, e.g. `apt-get install mesa-vulkan-drivers` for the lavapipe software adapter"
+                .into(),
         );
+    }
+    if explicit && backends.contains(wgpu::Backends::GL) && cfg!(target_os = "linux") {
+        advice.push(
+            "install Mesa's EGL and OpenGL drivers, e.g. `apt-get install libegl1 libgl1-mesa-dri`"
+                .into(),
+        );
+    }
+    if !advice.is_empty() {
+        msg.push_str("; ");
+        msg.push_str(&advice.join("; "));
     }
     msg
 }
 
 impl Gpu {
-    /// Lists the adapters the options can see.
+    /// Lists the adapters of the backends the options ask for; with none asked for (and no
+    /// `WGPU_BACKEND`), of every backend.
     pub fn adapters(opts: &GpuOptions) -> Result<Vec<AdapterSummary>> {
-        Ok(enumerate(opts)?
+        let backends = opts
+            .backends
+            .or_else(wgpu::Backends::from_env)
+            .unwrap_or(wgpu::Backends::all());
+        Ok(enumerate(backends)
             .iter()
             .map(|a| AdapterSummary::of(&a.get_info()))
             .collect())
     }
 
-    /// Picks an adapter and opens a device with the adapter's own limits.
-    pub fn new(opts: &GpuOptions) -> Result<Self> {
-        let adapters = enumerate(opts)?;
+    /// The adapter [`Gpu::new`] would open: of the requested backends (by default the primary
+    /// ones, then GL), the first whose name matches, discrete GPUs first (software adapters
+    /// first with `prefer_cpu`), Vulkan/Metal/DX12 before GL. A host that wants its own device
+    /// can open it from this adapter and wrap it with [`Gpu::from_wgpu`].
+    pub fn choose_adapter(opts: &GpuOptions) -> Result<wgpu::Adapter> {
+        let (backends, explicit) = requested_backends(opts);
+        let mut adapters = enumerate(backends);
+        if adapters.is_empty() && !explicit {
+            adapters = enumerate(wgpu::Backends::GL);
+        }
         let wanted = opts
             .adapter
             .clone()
             .or_else(|| std::env::var("WGPU_ADAPTER_NAME").ok())
             .map(|s| s.to_ascii_lowercase());
+        if adapters.is_empty() {
+            return Err(Error::NoAdapter(no_adapter_message(backends, explicit)));
+        }
+        let names: Vec<String> = adapters.iter().map(|a| a.get_info().name).collect();
         let mut candidates: Vec<wgpu::Adapter> = adapters
             .into_iter()
             .filter(|a| {
@@ -118,10 +300,11 @@ impl Gpu {
             })
             .collect();
         if candidates.is_empty() {
-            return Err(Error::NoAdapter(match wanted {
-                Some(w) => format!("no adapter matches `{w}` (see `wgpt info`)"),
-                None => no_adapter_message(),
-            }));
+            let w = wanted.unwrap_or_default();
+            return Err(Error::NoAdapter(format!(
+                "no adapter matches `{w}`; found: {}",
+                names.join(", ")
+            )));
         }
         let rank = |a: &wgpu::Adapter| {
             let info = a.get_info();
@@ -138,11 +321,14 @@ impl Gpu {
             (ty, be)
         };
         candidates.sort_by_key(rank);
-        let adapter = candidates.swap_remove(0);
-        Self::open(&adapter)
+        Ok(candidates.swap_remove(0))
     }
 
-    fn open(adapter: &wgpu::Adapter) -> Result<Self> {
+    /// Picks an adapter ([`Gpu::choose_adapter`]) and opens a device with the adapter's own
+    /// limits. wgpt owns this device: it installs its own uncaptured-error handler and
+    /// device-lost callback.
+    pub fn new(opts: &GpuOptions) -> Result<Self> {
+        let adapter = Self::choose_adapter(opts)?;
         let info = adapter.get_info();
         let limits = adapter.limits();
         let features = adapter.features()
@@ -155,33 +341,24 @@ impl Gpu {
             required_limits: limits.clone(),
             ..Default::default()
         }))
-        .map_err(|e| Error::Gpu(format!("cannot open {}: {e}", info.name)))?;
+        .map_err(|e| Error::gpu(format!("cannot open {}", info.name), e))?;
         log::info!(
             "adapter: {} ({:?}, {:?})",
             info.name,
             info.backend,
             info.device_type
         );
-        Ok(Self::from_parts(device, queue, &info))
-    }
-
-    /// Wraps a device and queue that the embedding program already has.
-    pub fn from_wgpu(device: wgpu::Device, queue: wgpu::Queue, info: &wgpu::AdapterInfo) -> Self {
-        Self::from_parts(device, queue, info)
-    }
-
-    fn from_parts(device: wgpu::Device, queue: wgpu::Queue, info: &wgpu::AdapterInfo) -> Self {
-        let errors = Arc::new(Mutex::new(None::<String>));
-        let sink = errors.clone();
-        device.on_uncaptured_error(Arc::new(move |e: wgpu::Error| {
-            log::error!("wgpu: {e}");
-            if let Ok(mut slot) = sink.lock() {
-                slot.get_or_insert_with(|| e.to_string());
-            }
-        }));
-        let lost = Arc::new(Mutex::new(None::<String>));
-        let lost_sink = lost.clone();
-        device.set_device_lost_callback(move |reason, msg| {
+        let gpu = Self::from_parts(device, queue, &info);
+        let sink = gpu.errors.clone();
+        gpu.device
+            .on_uncaptured_error(Arc::new(move |e: wgpu::Error| {
+                log::error!("wgpu: {e}");
+                if let Ok(mut slot) = sink.lock() {
+                    slot.get_or_insert_with(|| e.to_string());
+                }
+            }));
+        let lost_sink = gpu.lost.clone();
+        gpu.device.set_device_lost_callback(move |reason, msg| {
             if let Ok(mut slot) = lost_sink.lock() {
                 let detail = if msg.is_empty() {
                     String::new()
@@ -191,6 +368,20 @@ impl Gpu {
                 slot.get_or_insert_with(|| format!("device lost ({reason:?}){detail}"));
             }
         });
+        Ok(gpu)
+    }
+
+    /// Wraps a device and queue that the embedding program already has. wgpt leaves the
+    /// device's uncaptured-error handler and device-lost callback to the program: it catches
+    /// its own errors in error scopes around its work (per thread, see the module docs), so the
+    /// program's handler still sees the program's own errors and never wgpt's, and wgpt never
+    /// reports an error of the program as its own. After the device is lost, wgpt's calls fail
+    /// with a GPU error.
+    pub fn from_wgpu(device: wgpu::Device, queue: wgpu::Queue, info: &wgpu::AdapterInfo) -> Self {
+        Self::from_parts(device, queue, info)
+    }
+
+    fn from_parts(device: wgpu::Device, queue: wgpu::Queue, info: &wgpu::AdapterInfo) -> Self {
         Gpu {
             limits: device.limits(),
             features: device.features(),
@@ -199,10 +390,35 @@ impl Gpu {
             device,
             queue,
             adapter: AdapterSummary::of(info),
-            errors,
-            lost,
+            errors: Default::default(),
+            lost: Default::default(),
             pipelines: Default::default(),
         }
+    }
+
+    /// Runs `f` inside error scopes (validation, out of memory, internal) on this thread and
+    /// turns what they catch into an [`Error`] (it takes precedence over `f`'s own error,
+    /// which is then usually a consequence). Every public entry point that touches the GPU
+    /// runs in one; nested calls are fine.
+    pub(crate) fn scoped<T>(&self, f: impl FnOnce() -> Result<T>) -> Result<T> {
+        let oom = self.device.push_error_scope(wgpu::ErrorFilter::OutOfMemory);
+        let internal = self.device.push_error_scope(wgpu::ErrorFilter::Internal);
+        let validation = self.device.push_error_scope(wgpu::ErrorFilter::Validation);
+        let out = f();
+        // Popped in reverse order of pushing, as wgpu requires.
+        let validation = pollster::block_on(validation.pop());
+        let internal = pollster::block_on(internal.pop());
+        let oom = pollster::block_on(oom.pop());
+        if let Some(e) = oom {
+            return Err(Error::OutOfMemory {
+                message: "while running wgpt's work".into(),
+                source: Some(Box::new(e)),
+            });
+        }
+        if let Some(e) = validation.or(internal) {
+            return Err(Error::gpu("wgpu reported an error", e));
+        }
+        out
     }
 
     /// The pipeline cached under `key`, compiled by `make` the first time it is asked for.
@@ -253,11 +469,11 @@ impl Gpu {
     /// Fails with the first GPU error reported since the last check, if any.
     pub(crate) fn check(&self) -> Result<()> {
         if let Some(msg) = self.lost.lock().ok().and_then(|s| s.clone()) {
-            return Err(Error::Gpu(msg));
+            return Err(Error::gpu_msg(msg));
         }
         let taken = self.errors.lock().ok().and_then(|mut s| s.take());
         match taken {
-            Some(msg) => Err(Error::Gpu(msg)),
+            Some(msg) => Err(Error::gpu_msg(msg)),
             None => Ok(()),
         }
     }
@@ -283,9 +499,10 @@ impl Gpu {
             mapped_at_creation: false,
         });
         if let Some(e) = pollster::block_on(scope.pop()) {
-            return Err(Error::DeviceLimits(format!(
-                "out of GPU memory allocating `{label}` ({size} bytes): {e}"
-            )));
+            return Err(Error::OutOfMemory {
+                message: format!("allocating `{label}` ({size} bytes)"),
+                source: Some(Box::new(e)),
+            });
         }
         Ok(buf)
     }
@@ -300,6 +517,7 @@ impl Gpu {
         if !data.is_empty() {
             self.queue.write_buffer(&buf, 0, data);
         }
+        uploaded(data.len() as u64);
         Ok(buf)
     }
 
@@ -318,7 +536,8 @@ impl Gpu {
                 "`{label}` needs a {width}×{height} texture; the adapter's max_texture_dimension_2d is {max}"
             )));
         }
-        debug_assert_eq!(data.len(), width as usize * height as usize * 16);
+        // A plain assert (once per weight matrix): tests run in the release profile.
+        assert_eq!(data.len(), width as usize * height as usize * 16);
         let size = wgpu::Extent3d {
             width,
             height,
@@ -336,10 +555,10 @@ impl Gpu {
             view_formats: &[],
         });
         if let Some(e) = pollster::block_on(scope.pop()) {
-            return Err(Error::DeviceLimits(format!(
-                "out of GPU memory allocating `{label}` ({} bytes): {e}",
-                data.len()
-            )));
+            return Err(Error::OutOfMemory {
+                message: format!("allocating `{label}` ({} bytes)", data.len()),
+                source: Some(Box::new(e)),
+            });
         }
         self.queue.write_texture(
             wgpu::TexelCopyTextureInfo {
@@ -356,6 +575,7 @@ impl Gpu {
             },
             size,
         );
+        uploaded(data.len() as u64);
         Ok(tex)
     }
 
@@ -411,52 +631,40 @@ impl Gpu {
             timeout: None,
         });
         if let Err(e) = waited {
-            return fail(Error::Gpu(format!("waiting for the GPU failed: {e}")));
+            return fail(Error::gpu("waiting for the GPU failed", e));
         }
         if let Err(e) = self.check() {
             return fail(e);
         }
         match rx.recv() {
             Ok(Ok(())) => {}
-            Ok(Err(e)) => return Err(Error::Gpu(format!("read-back failed: {e}"))),
-            Err(_) => return fail(Error::Gpu("read-back was never completed".into())),
+            Ok(Err(e)) => return Err(Error::gpu("read-back failed", e)),
+            Err(_) => return fail(Error::gpu_msg("read-back was never completed")),
         }
         match slice.get_mapped_range() {
             Ok(view) => {
                 out.clear();
                 out.extend_from_slice(&view);
             }
-            Err(e) => return fail(Error::Gpu(format!("read-back mapping failed: {e}"))),
+            Err(e) => return fail(Error::gpu("read-back mapping failed", e)),
         }
         staging.unmap();
         Ok(())
     }
 }
 
-/// Adapters of the requested backend; by default the primary backends (Vulkan, Metal, DX12),
-/// falling back to GL only when they have none.
-fn enumerate(opts: &GpuOptions) -> Result<Vec<wgpu::Adapter>> {
+/// The adapters of `backends` (WGPU_BACKEND does not override them here).
+fn enumerate(backends: wgpu::Backends) -> Vec<wgpu::Adapter> {
     let mut desc = wgpu::InstanceDescriptor::new_without_display_handle_from_env();
-    let explicit = match &opts.backend {
-        Some(b) => {
-            desc.backends = parse_backend(b)?;
-            true
-        }
-        None => std::env::var("WGPU_BACKEND").is_ok(),
-    };
-    if !explicit {
-        desc.backends = wgpu::Backends::PRIMARY;
-    }
-    let backends = desc.backends;
-    let adapters = pollster::block_on(wgpu::Instance::new(desc).enumerate_adapters(backends));
-    if adapters.is_empty() && !explicit {
-        let mut desc = wgpu::InstanceDescriptor::new_without_display_handle_from_env();
-        desc.backends = wgpu::Backends::GL;
-        return Ok(pollster::block_on(
-            wgpu::Instance::new(desc).enumerate_adapters(wgpu::Backends::GL),
-        ));
-    }
-    Ok(adapters)
+    desc.backends = backends;
+    pollster::block_on(wgpu::Instance::new(desc).enumerate_adapters(backends))
+}
+
+/// The options tests pick their adapter with: a software adapter unless `WGPT_TEST_GPU` is
+/// set (then the best one).
+#[doc(hidden)]
+pub fn test_gpu_options() -> GpuOptions {
+    GpuOptions::default().with_prefer_cpu(std::env::var("WGPT_TEST_GPU").is_err())
 }
 
 /// The adapter tests run on: `None` (test skipped with a note) when there is none, except
@@ -466,16 +674,15 @@ fn enumerate(opts: &GpuOptions) -> Result<Vec<wgpu::Adapter>> {
 /// pass silently.
 #[doc(hidden)]
 pub fn test_gpu() -> Option<Gpu> {
-    let opts = GpuOptions {
-        prefer_cpu: std::env::var("WGPT_TEST_GPU").is_err(),
-        ..Default::default()
-    };
-    match Gpu::new(&opts) {
+    match Gpu::new(&test_gpu_options()) {
         Ok(g) => {
             if let Ok(want) = std::env::var("WGPU_BACKEND") {
                 let got = &g.adapter().backend;
+                let wanted = wgpu::Backends::from_comma_list(&want);
                 assert!(
-                    want.split(',').any(|w| got.eq_ignore_ascii_case(w.trim())),
+                    wgpu::Backend::ALL
+                        .into_iter()
+                        .any(|b| wanted.contains(b.into()) && backend_name(b) == got),
                     "WGPU_BACKEND={want} but the test adapter is {}",
                     g.adapter()
                 );

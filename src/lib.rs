@@ -22,32 +22,52 @@
 //! ```
 //!
 //! The pieces: [`Gpu`] (adapter and device), [`Model`] (config, tokenizer, weights on the GPU),
-//! [`Session`] (KV cache; `forward`, `generate`), [`Sampler`], [`perplexity()`].
+//! [`Session`] (KV cache; `forward`, `generate`, `generate_continue`), [`Sampler`],
+//! [`perplexity()`]. The README's example runs as a doc-test on the built-in model.
+//!
+//! Cargo features: `default-model` (the built-in TinyShakespeare model, [`Model::load_default`])
+//! and `cli` (the `wgpt` binary and its dependencies), both on by default; a library user can
+//! turn them off with `default-features = false`.
+//!
+//! wgpt re-exports [`wgpu`], so a program that shares its device ([`Gpu::from_wgpu`]) uses the
+//! exact version wgpt was built with.
+
+#![warn(missing_docs)]
 
 pub mod chat;
 pub mod config;
 pub mod error;
 pub mod generation;
 pub mod gpu;
-pub mod kernels;
-pub mod loader;
+mod kernels;
+mod loader;
 pub mod model;
 pub mod perplexity;
-pub mod reference;
+#[cfg(test)]
+mod reference;
 pub mod sampler;
 pub mod session;
+#[cfg(test)]
+mod shader_translation;
 pub mod tokenizer;
+
+pub use wgpu;
 
 pub use chat::{ChatTemplate, Message};
 pub use config::{Activation, Config};
 pub use config::{Family, RopeScaling};
-pub use error::{Error, Result};
+pub use error::{BoxError, Error, Result};
 pub use generation::{GeneratedToken, Generation, StopReason};
-pub use gpu::{AdapterSummary, Gpu, GpuOptions};
+pub use gpu::{AdapterSummary, Gpu, GpuOptions, Progress};
 pub use kernels::{KernelFamily, WeightDtype};
-pub use loader::DType;
+pub use loader::{inspect_safetensors, DType};
 pub use model::{LoadOptions, Model, ModelFiles, ModelInfo};
-pub use perplexity::{perplexity, Perplexity};
+pub use perplexity::{perplexity, perplexity_with_progress, Perplexity};
 pub use sampler::{Sampler, SamplerConfig};
 pub use session::{HostTimes, Session};
 pub use tokenizer::Tokenizer;
+
+/// The README's library example, compiled and run as a doc-test (on the built-in model).
+#[cfg(all(doctest, feature = "default-model"))]
+#[doc = include_str!("../README.md")]
+pub struct ReadmeDoctests;

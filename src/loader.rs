@@ -17,9 +17,13 @@ pub(crate) type Canonical<'c> = &'c dyn crate::model::Arch;
 
 /// Element type of a stored tensor.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum DType {
+    /// 32-bit floats.
     F32,
+    /// 16-bit floats (IEEE half).
     F16,
+    /// bfloat16 (converted exactly to f32 on loading).
     BF16,
 }
 
@@ -303,6 +307,12 @@ fn check_tensors<'a>(
 /// Parses the bytes of a safetensors file and checks every tensor `cfg` needs (presence,
 /// shape, dtype, bounds) exactly as [`crate::Model::load`] does, without a GPU. Returns the
 /// dtypes of those tensors. For tools and fuzzing.
+///
+/// ```
+/// let cfg = wgpt::Config::preset("gpt2").unwrap();
+/// let err = wgpt::inspect_safetensors(b"not a safetensors file", &cfg).unwrap_err();
+/// assert!(err.to_string().contains("header length field"), "{err}");
+/// ```
 pub fn inspect_safetensors(bytes: &[u8], cfg: &Config) -> Result<Vec<DType>> {
     cfg.validate()?;
     let path = Path::new("model.safetensors");

@@ -6,14 +6,17 @@ use crate::session::Session;
 
 /// The result of [`perplexity`].
 #[derive(Debug, Clone, PartialEq)]
+#[non_exhaustive]
 pub struct Perplexity {
     /// exp(mean NLL).
     pub perplexity: f64,
     /// Mean negative log-likelihood per scored token, in nats.
     pub nll_mean: f64,
+    /// Tokens scored (every token of a window but its first).
     pub tokens_scored: usize,
     /// Total NLL in bits over the UTF-8 bytes of the scored tokens.
     pub bits_per_byte: f64,
+    /// Windows scored.
     pub windows: usize,
 }
 
@@ -25,6 +28,26 @@ pub fn perplexity(
     context: usize,
     max_windows: Option<usize>,
     token_bytes: impl Fn(u32) -> usize,
+) -> Result<Perplexity> {
+    perplexity_with_progress(
+        session,
+        tokens,
+        context,
+        max_windows,
+        token_bytes,
+        |_, _| {},
+    )
+}
+
+/// [`perplexity`], calling `progress(windows done, windows in all)` before the first window
+/// and after each.
+pub fn perplexity_with_progress(
+    session: &mut Session<'_>,
+    tokens: &[u32],
+    context: usize,
+    max_windows: Option<usize>,
+    token_bytes: impl Fn(u32) -> usize,
+    mut progress: impl FnMut(usize, usize),
 ) -> Result<Perplexity> {
     let n_ctx = session.model().config().n_positions;
     if context < 2 || context > n_ctx {
@@ -47,6 +70,12 @@ pub fn perplexity(
     let mut scored = 0usize;
     let mut bytes = 0usize;
     let mut windows = 0usize;
+    let total = tokens
+        .chunks(context)
+        .filter(|w| w.len() >= 2)
+        .count()
+        .min(max_windows.unwrap_or(usize::MAX));
+    progress(0, total);
     for window in tokens.chunks(context) {
         if max_windows.is_some_and(|m| windows >= m) || window.len() < 2 {
             break;
@@ -65,6 +94,7 @@ pub fn perplexity(
             Ok(())
         })?;
         windows += 1;
+        progress(windows, total);
     }
     if scored == 0 {
         return Err(Error::InvalidInput(format!(

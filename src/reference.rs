@@ -106,26 +106,11 @@ pub fn erf(x: f64) -> f64 {
     r.copysign(x)
 }
 
-/// Causal attention of `t` queries at positions `pos..pos+t` over keys/values 0..pos+t.
-/// q (t, c); k, v (pos+t, c); returns (t, c).
+/// Causal attention of t queries at positions pos..pos+t over the keys 0..=their own:
+/// q (t, n_head·hd); k, v (pos + t, n_kv·hd); query head h uses key/value head
+/// h / (n_head / n_kv) (grouped-query attention; n_kv = n_head is multi-head attention).
 #[allow(clippy::too_many_arguments)]
 pub fn attention(
-    q: &[f32],
-    k: &[f32],
-    v: &[f32],
-    t: usize,
-    pos: usize,
-    c: usize,
-    n_head: usize,
-    scale: f32,
-) -> Vec<f32> {
-    attention_gqa(q, k, v, t, pos, n_head, n_head, c / n_head, scale)
-}
-
-/// Grouped-query attention: q (t, n_head·hd); k, v (pos + t, n_kv·hd); query head h uses
-/// key/value head h / (n_head / n_kv). Otherwise as [`attention`].
-#[allow(clippy::too_many_arguments)]
-pub fn attention_gqa(
     q: &[f32],
     k: &[f32],
     v: &[f32],

@@ -5,19 +5,34 @@ use crate::error::{Error, Result};
 use crate::loader::Rng;
 
 /// Sampling settings. `temperature == 0` means greedy.
-#[derive(Debug, Clone)]
+///
+/// The defaults, which the `wgpt` command line uses as its own defaults too, are: temperature
+/// 0.8, top-k 40, top-p 0.95, repetition penalty 1 (off), seed [`SamplerConfig::DEFAULT_SEED`]
+/// (the same seed gives the same text).
+///
+/// ```
+/// let s = wgpt::SamplerConfig::default().with_temperature(0.5).with_seed(7);
+/// assert_eq!((s.temperature, s.top_k, s.seed), (0.5, 40, 7));
+/// ```
+#[derive(Debug, Clone, PartialEq)]
+#[non_exhaustive]
 pub struct SamplerConfig {
+    /// Softmax temperature; 0 is greedy (argmax).
     pub temperature: f32,
     /// Keep the `top_k` most likely tokens (0 = all).
     pub top_k: usize,
-    /// Keep the smallest set whose probability reaches `top_p` (1 = all).
+    /// Keep the smallest set whose probability reaches `top_p`, in (0, 1] (1 = all).
     pub top_p: f32,
-    /// HF-style repetition penalty over prompt and generated tokens (1 = off).
+    /// HF-style repetition penalty over prompt and generated tokens, > 0 (1 = off).
     pub repeat_penalty: f32,
+    /// Seed of the random draws.
     pub seed: u64,
 }
 
 impl SamplerConfig {
+    /// The default seed (the speed of light in m/s).
+    pub const DEFAULT_SEED: u64 = 299_792_458;
+
     /// Argmax decoding.
     pub fn greedy() -> Self {
         SamplerConfig {
@@ -27,6 +42,36 @@ impl SamplerConfig {
             repeat_penalty: 1.0,
             seed: 0,
         }
+    }
+
+    /// With this temperature (0 = greedy).
+    pub fn with_temperature(mut self, t: f32) -> Self {
+        self.temperature = t;
+        self
+    }
+
+    /// With this top-k (0 = all).
+    pub fn with_top_k(mut self, k: usize) -> Self {
+        self.top_k = k;
+        self
+    }
+
+    /// With this top-p.
+    pub fn with_top_p(mut self, p: f32) -> Self {
+        self.top_p = p;
+        self
+    }
+
+    /// With this repetition penalty (1 = off).
+    pub fn with_repeat_penalty(mut self, r: f32) -> Self {
+        self.repeat_penalty = r;
+        self
+    }
+
+    /// With this seed.
+    pub fn with_seed(mut self, seed: u64) -> Self {
+        self.seed = seed;
+        self
     }
 
     /// Rejects values that have no meaning.
@@ -60,7 +105,7 @@ impl Default for SamplerConfig {
             top_k: 40,
             top_p: 0.95,
             repeat_penalty: 1.0,
-            seed: 0,
+            seed: Self::DEFAULT_SEED,
         }
     }
 }
@@ -73,6 +118,7 @@ pub struct Sampler {
 }
 
 impl Sampler {
+    /// A sampler for `cfg` (validated), its random stream seeded with `cfg.seed`.
     pub fn new(cfg: SamplerConfig) -> Result<Self> {
         cfg.validate()?;
         let rng = Rng::new(cfg.seed);

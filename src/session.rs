@@ -40,6 +40,7 @@ enum Out<'a> {
 /// Host (CPU) time spent in forward steps, summed since the last
 /// [`Session::take_host_times`]: where a step's wall time goes besides the GPU kernels.
 #[derive(Debug, Clone, Copy, Default)]
+#[non_exhaustive]
 pub struct HostTimes {
     /// Forward submits (one per batch of at most `max_batch` tokens, plus one per further
     /// block of LM-head rows).
@@ -82,11 +83,20 @@ impl HostTimes {
     }
 }
 
-/// A model's KV cache and working buffers.
+/// A model's KV cache and working buffers: one conversation.
+///
+/// Every method that runs the model appends to the cache; [`Session::reset`] empties it.
+/// [`Session::generate`] starts a new text, [`Session::generate_continue`] goes on after what
+/// the cache holds (a multi-turn caller feeds only the new turn).
 pub struct Session<'m> {
     model: &'m Model,
     plan: Plan,
     pos: usize,
+    /// The tokens in the cache (`pos` of them).
+    history: Vec<u32>,
+    /// The last token a generation returned, not yet in the cache: a continued generation
+    /// feeds it first. Any other call that runs the model drops it.
+    pub(crate) pending: Option<u32>,
     bytes: Vec<u8>,
     profiler: Option<Profiler>,
     /// GPU nanoseconds per dispatch recorded since the last `take_profile`.
@@ -101,6 +111,10 @@ pub struct Session<'m> {
 
 impl<'m> Session<'m> {
     pub(crate) fn new(model: &'m Model) -> Result<Self> {
+        model.gpu.scoped(|| Self::new_scoped(model))
+    }
+
+    fn new_scoped(model: &'m Model) -> Result<Self> {
         let plan = Plan::new(
             &model.gpu,
             &model.kernels,
@@ -114,6 +128,8 @@ impl<'m> Session<'m> {
             model,
             plan,
             pos: 0,
+            history: Vec::new(),
+            pending: None,
             bytes: Vec::new(),
             profiler: None,
             profile: Vec::new(),
@@ -143,8 +159,9 @@ impl<'m> Session<'m> {
     /// Times every dispatch with GPU timestamp queries from now on (one compute pass per
     /// dispatch, so slightly slower). Returns false when the adapter has no timestamps.
     pub fn enable_profiling(&mut self) -> Result<bool> {
+        let gpu = &self.model.gpu;
         if self.profiler.is_none() {
-            self.profiler = Profiler::new(&self.model.gpu, 2048)?;
+            self.profiler = gpu.scoped(|| Profiler::new(gpu, 2048))?;
         }
         Ok(self.profiler.is_some())
     }
@@ -173,9 +190,16 @@ impl<'m> Session<'m> {
         self.pos
     }
 
+    /// The token ids in the cache, in order.
+    pub fn tokens(&self) -> &[u32] {
+        &self.history
+    }
+
     /// Empties the cache (the buffers are kept).
     pub fn reset(&mut self) {
         self.pos = 0;
+        self.history.clear();
+        self.pending = None;
         self.ahead = None;
     }
 
@@ -208,6 +232,11 @@ impl<'m> Session<'m> {
     /// Runs `tokens` through the model, appending them to the cache, and returns the logits
     /// of the last one (vocab_size values).
     pub fn forward(&mut self, tokens: &[u32]) -> Result<Vec<f32>> {
+        let model = self.model;
+        model.gpu.scoped(|| self.forward_logits(tokens))
+    }
+
+    fn forward_logits(&mut self, tokens: &[u32]) -> Result<Vec<f32>> {
         self.check_tokens(tokens)?;
         let mut last = Vec::new();
         let n = tokens.len();
@@ -226,8 +255,13 @@ impl<'m> Session<'m> {
     /// `forward` when a logit is not finite. With the barrier-free kernels (software adapters)
     /// it reads the logits and scans them on the CPU, which is faster there.
     pub fn forward_argmax(&mut self, tokens: &[u32]) -> Result<u32> {
+        let model = self.model;
+        model.gpu.scoped(|| self.forward_argmax_scoped(tokens))
+    }
+
+    fn forward_argmax_scoped(&mut self, tokens: &[u32]) -> Result<u32> {
         if !self.model.kernels.argmax_on_gpu() {
-            return Ok(crate::sampler::argmax(&self.forward(tokens)?));
+            return Ok(crate::sampler::argmax(&self.forward_logits(tokens)?));
         }
         let mut best = 0;
         let n = tokens.len();
@@ -254,10 +288,18 @@ impl<'m> Session<'m> {
     /// what it wrote to the cache at that position is overwritten). With the barrier-free
     /// kernels it is `forward_argmax(&[token])` and queues nothing (faster on lavapipe).
     pub fn decode_argmax(&mut self, token: u32, queue_next: bool) -> Result<u32> {
+        let model = self.model;
+        model
+            .gpu
+            .scoped(|| self.decode_argmax_scoped(token, queue_next))
+    }
+
+    fn decode_argmax_scoped(&mut self, token: u32, queue_next: bool) -> Result<u32> {
         if !self.model.kernels.argmax_on_gpu() {
-            return self.forward_argmax(&[token]);
+            return self.forward_argmax_scoped(&[token]);
         }
         self.check_tokens(&[token])?;
+        self.pending = None;
         let gpu = &self.model.gpu;
         let t_encode = Instant::now();
         let (slot, submission) = match self.ahead.take() {
@@ -311,6 +353,7 @@ impl<'m> Session<'m> {
             a.token = id;
         }
         self.pos += 1;
+        self.history.push(token);
         self.host.add(t_encode, t_wait, t_mapped, Some(t_checks));
         Ok(id)
     }
@@ -343,9 +386,12 @@ impl<'m> Session<'m> {
         tokens: &[u32],
         mut f: impl FnMut(usize, &[f32]) -> Result<()>,
     ) -> Result<()> {
-        self.run(tokens, None, Readout::Logits, |i, out| match out {
-            Out::Logits(l) => f(i, l),
-            Out::Token(_) => Ok(()),
+        let model = self.model;
+        model.gpu.scoped(|| {
+            self.run(tokens, None, Readout::Logits, |i, out| match out {
+                Out::Logits(l) => f(i, l),
+                Out::Token(_) => Ok(()),
+            })
         })
     }
 
@@ -360,6 +406,7 @@ impl<'m> Session<'m> {
     ) -> Result<()> {
         self.check_tokens(tokens)?;
         self.ahead = None;
+        self.pending = None;
         let gpu = &self.model.gpu;
         let v = self.model.config.vocab_size;
         let mut done = 0;
@@ -396,7 +443,7 @@ impl<'m> Session<'m> {
                 if n_rows == 0 {
                     gpu.device
                         .poll(wgpu::PollType::wait_indefinitely())
-                        .map_err(|e| Error::Gpu(e.to_string()))?;
+                        .map_err(|e| Error::gpu("waiting for the GPU failed", e))?;
                     gpu.check()?;
                     self.host.add(t_encode, t_wait, Instant::now(), None);
                     self.collect_profile()?;
@@ -432,6 +479,7 @@ impl<'m> Session<'m> {
                 }
             }
             self.pos += t;
+            self.history.extend_from_slice(batch);
             done += t;
         }
         Ok(())

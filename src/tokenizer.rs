@@ -45,10 +45,10 @@ impl Tokenizer {
 
     fn parse(bytes: &[u8], path: &Path) -> Result<Self> {
         let inner = tokenizers::Tokenizer::from_bytes(bytes).map_err(|e| {
-            Error::Tokenizer(format!(
-                "{} is not a valid tokenizer.json: {e}",
-                path.display()
-            ))
+            Error::tokenizer(
+                format!("{} is not a valid tokenizer.json", path.display()),
+                e,
+            )
         })?;
         let byte_of = bytes_to_unicode()
             .into_iter()
@@ -62,7 +62,7 @@ impl Tokenizer {
         let enc = self
             .inner
             .encode(text, false)
-            .map_err(|e| Error::Tokenizer(e.to_string()))?;
+            .map_err(|e| Error::tokenizer("cannot encode the text", e))?;
         Ok(enc.get_ids().to_vec())
     }
 
@@ -70,7 +70,7 @@ impl Tokenizer {
     pub fn decode(&self, ids: &[u32]) -> Result<String> {
         self.inner
             .decode(ids, false)
-            .map_err(|e| Error::Tokenizer(e.to_string()))
+            .map_err(|e| Error::tokenizer("cannot decode the token ids", e))
     }
 
     /// Vocabulary size including added tokens.
@@ -96,35 +96,111 @@ impl Tokenizer {
 
 /// Turns a stream of token ids into text pieces, holding back bytes of an incomplete UTF-8
 /// character until the token that completes it arrives.
+///
+/// Linear in the length of the stream (the scheme of the `tokenizers` crate's `DecodeStream`):
+/// each step decodes only a short window, the tokens of the piece emitted last (as context, so
+/// that decoders that treat a sequence's first token specially see it in place) and the
+/// tokens not emitted yet, not the whole output again.
+#[derive(Debug, Clone, Default)]
 pub struct StreamDecoder {
+    /// The window: context tokens, then the tokens whose text is not emitted yet.
     ids: Vec<u32>,
-    /// Characters of `decode(ids)` already emitted.
-    emitted: usize,
+    /// The text of the window's context tokens (already emitted).
+    prefix: String,
+    /// How many of `ids` are context.
+    prefix_len: usize,
 }
 
 impl StreamDecoder {
+    /// An empty stream.
     pub fn new() -> Self {
-        StreamDecoder {
-            ids: Vec::new(),
-            emitted: 0,
+        Self::default()
+    }
+
+    /// A stream that continues after `context` (e.g. the prompt's last token): their text is
+    /// not returned, and the first pushed token is decoded as it reads after them.
+    pub fn after(tok: &Tokenizer, context: &[u32]) -> Result<Self> {
+        let mut d = Self::new();
+        for &id in context {
+            d.push(tok, id)?;
         }
+        Ok(d)
     }
 
     /// Adds a token; returns the new complete text (possibly empty).
     pub fn push(&mut self, tok: &Tokenizer, id: u32) -> Result<String> {
         self.ids.push(id);
         let text = tok.decode(&self.ids)?;
-        if text.ends_with('\u{FFFD}') {
+        if text.len() <= self.prefix.len() || text.ends_with('\u{FFFD}') {
             return Ok(String::new());
         }
-        let new: String = text.chars().skip(self.emitted).collect();
-        self.emitted += new.chars().count();
+        let new = match text.strip_prefix(self.prefix.as_str()) {
+            Some(new) => new.to_string(),
+            None => {
+                return Err(Error::Tokenizer {
+                    message: format!(
+                        "streaming decode: token {id} changed text already emitted ({:?} became {text:?})",
+                        self.prefix
+                    ),
+                    source: None,
+                })
+            }
+        };
+        // The tokens just emitted become the context of the next piece.
+        self.ids.drain(..self.prefix_len);
+        self.prefix_len = self.ids.len();
+        self.prefix = tok.decode(&self.ids)?;
         Ok(new)
+    }
+
+    /// Tokens in the window (context plus pending); stays small, which keeps decoding linear.
+    #[cfg(test)]
+    fn window(&self) -> usize {
+        self.ids.len()
     }
 }
 
-impl Default for StreamDecoder {
-    fn default() -> Self {
-        Self::new()
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn gpt2() -> Tokenizer {
+        let path = concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/tests/fixtures/gpt2-tokenizer/tokenizer.json"
+        );
+        Tokenizer::from_file(Path::new(path)).unwrap()
+    }
+
+    #[test]
+    fn streaming_decode_is_linear_and_exact() {
+        let tok = gpt2();
+        let line =
+            "ROMEO: But soft, what light through yonder window breaks? — naïve café 日本語 🤖\n";
+        let text = line.repeat(60);
+        let ids = tok.encode(&text).unwrap();
+        assert!(ids.len() > 1500);
+        let mut d = StreamDecoder::new();
+        let mut out = String::new();
+        let mut widest = 0;
+        for &id in &ids {
+            let piece = d.push(&tok, id).unwrap();
+            assert!(!piece.contains('\u{FFFD}'));
+            out.push_str(&piece);
+            widest = widest.max(d.window());
+        }
+        assert_eq!(out, text);
+        // Each step decodes a window of a few tokens (a multi-byte character spans up to 4
+        // byte tokens), never the whole output.
+        assert!(widest <= 8, "window grew to {widest} tokens");
+    }
+
+    #[test]
+    fn a_stream_after_context_returns_only_the_new_text() {
+        let tok = gpt2();
+        let ids = tok.encode("Hello world, again").unwrap();
+        let mut d = StreamDecoder::after(&tok, &ids[..2]).unwrap();
+        let rest: String = ids[2..].iter().map(|&i| d.push(&tok, i).unwrap()).collect();
+        assert_eq!(rest, ", again");
     }
 }

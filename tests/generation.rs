@@ -64,10 +64,7 @@ fn greedy_steps_agree_with_the_logits_when_steps_mix_readouts() {
     // The cooperative family takes the argmax on the GPU and queues steps ahead; the
     // barrier-free one reads the logits.
     for family in [KernelFamily::Cooperative, KernelFamily::BarrierFree] {
-        let opts = LoadOptions {
-            kernels: Some(family),
-            ..LoadOptions::default()
-        };
+        let opts = LoadOptions::default().with_kernels(family);
         let model = Model::synthetic(tiny(None), 4, &gpu, &opts).unwrap();
         greedy_steps_agree_on(&model);
     }

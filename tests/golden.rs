@@ -88,11 +88,9 @@ fn logits_match_hf_with_either_kernel_family() {
     let Some(gpu) = test_gpu() else { return };
     for family in KernelFamily::ALL {
         for m in MODELS {
-            let opts = LoadOptions {
-                kernels: Some(family),
-                max_batch: Some(4),
-                ..Default::default()
-            };
+            let opts = LoadOptions::default()
+                .with_kernels(family)
+                .with_max_batch(4);
             let (model, _) = check_logits(&gpu, m, &opts);
             assert_eq!(model.info().kernels, family, "{m}");
         }
@@ -107,11 +105,9 @@ fn logits_match_hf_with_split_embedding() {
     for m in MODELS {
         let cfg = wgpt::Config::from_file(&fixture(m).join("config.json")).unwrap();
         let chunk = (128 * cfg.n_embd * 4) as u64;
-        let opts = LoadOptions {
-            max_chunk_bytes: Some(chunk),
-            max_batch: Some(4),
-            ..Default::default()
-        };
+        let opts = LoadOptions::default()
+            .with_max_chunk_bytes(chunk)
+            .with_max_batch(4);
         let (model, _) = check_logits(&gpu, m, &opts);
         assert!(model.info().embedding_buffers > 1, "{m}: wte not split");
     }
@@ -134,10 +130,7 @@ fn logits_match_hf_with_f16_storage() {
         let model = Model::load(
             fixture(m),
             &gpu,
-            &LoadOptions {
-                dtype: Some(WeightDtype::F16),
-                ..Default::default()
-            },
+            &LoadOptions::default().with_dtype(WeightDtype::F16),
         )
         .unwrap();
         let mut s = model.session().unwrap();
@@ -159,10 +152,7 @@ fn greedy_ids_match_hf() {
         .flat_map(|m| KernelFamily::ALL.map(|f| (m, f)))
     {
         let r = reference(m);
-        let opts = LoadOptions {
-            kernels: Some(family),
-            ..LoadOptions::default()
-        };
+        let opts = LoadOptions::default().with_kernels(family);
         let model = Model::load(fixture(m), &gpu, &opts).unwrap();
         let eos = model.config().eos_token_ids.clone();
         let mut s = model.session().unwrap();

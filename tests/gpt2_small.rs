@@ -13,11 +13,9 @@ fn decode_with_cache_equals_full_recompute() {
         cfg,
         7,
         &gpu,
-        &LoadOptions {
-            dtype: Some(WeightDtype::F32),
-            max_chunk_bytes: Some(64 << 20),
-            ..Default::default()
-        },
+        &LoadOptions::default()
+            .with_dtype(WeightDtype::F32)
+            .with_max_chunk_bytes(64 << 20),
     )
     .unwrap();
     let max_dim = gpu.limits().max_texture_dimension_2d as usize;

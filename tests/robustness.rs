@@ -7,21 +7,28 @@ mod common;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use common::fixture;
+use common::{copy_fixture, fixture, TempDir};
 use serde_json::{json, Value};
-use wgpt::loader::{inspect_safetensors, Rng};
 use wgpt::{
-    gpu::test_gpu, Config, Error, KernelFamily, LoadOptions, Model, SamplerConfig, WeightDtype,
+    gpu::test_gpu, inspect_safetensors, Config, Error, KernelFamily, LoadOptions, Model,
+    SamplerConfig, StopReason, WeightDtype,
 };
 
-/// A copy of a fixture model directory that a test may break.
-fn copy_fixture(name: &str) -> tempfile::TempDir {
-    let dir = tempfile::tempdir().unwrap();
-    for entry in std::fs::read_dir(fixture(name)).unwrap() {
-        let path = entry.unwrap().path();
-        std::fs::copy(&path, dir.path().join(path.file_name().unwrap())).unwrap();
+/// A small seedable PRNG (SplitMix64) for the mutation tests.
+struct Rng(u64);
+
+impl Rng {
+    fn new(seed: u64) -> Self {
+        Rng(seed)
     }
-    dir
+
+    fn next_u64(&mut self) -> u64 {
+        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        z ^ (z >> 31)
+    }
 }
 
 /// One tensor of a safetensors file: name, dtype, shape, bytes.
@@ -93,7 +100,7 @@ fn orig_config() -> Config {
 }
 
 /// A copy of tiny-orig-f32 whose weights are `edit`ed.
-fn with_tensors(edit: impl FnOnce(&mut Vec<Entry>)) -> tempfile::TempDir {
+fn with_tensors(edit: impl FnOnce(&mut Vec<Entry>)) -> TempDir {
     let dir = copy_fixture(ORIG);
     let mut entries = read_st(&orig_bytes());
     edit(&mut entries);
@@ -102,7 +109,7 @@ fn with_tensors(edit: impl FnOnce(&mut Vec<Entry>)) -> tempfile::TempDir {
 }
 
 /// A copy of tiny-orig-f32 whose config.json is `edit`ed.
-fn with_config(edit: impl FnOnce(&mut Value)) -> tempfile::TempDir {
+fn with_config(edit: impl FnOnce(&mut Value)) -> TempDir {
     let dir = copy_fixture(ORIG);
     let path = dir.path().join("config.json");
     let mut v: Value = serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
@@ -114,7 +121,7 @@ fn with_config(edit: impl FnOnce(&mut Value)) -> tempfile::TempDir {
 /// The error `check_dir` gives, printed as the CLI prints it; also checks it is one line.
 fn check_err(dir: &Path) -> (Error, String) {
     let e = Model::check_dir(dir).expect_err("expected an error");
-    let msg = e.to_string();
+    let msg = common::chain(&e);
     assert!(!msg.contains('\n'), "one line: {msg}");
     eprintln!("{}: {msg}", dir.display());
     (e, msg)
@@ -154,7 +161,18 @@ fn the_fixtures_pass_check_dir() {
 #[test]
 fn missing_directory_or_files() {
     let (e, msg) = check_err(Path::new("/nonexistent/model"));
-    assert!(matches!(e, Error::Io { .. }) && msg.contains("/nonexistent/model"));
+    assert!(matches!(e, Error::InvalidInput(_)), "{msg}");
+    assert_eq!(msg, "model directory /nonexistent/model does not exist");
+    // A file where the directory should be says so.
+    let file = fixture(ORIG).join("config.json");
+    let (_, msg) = check_err(&file);
+    assert_eq!(
+        msg,
+        format!(
+            "{} is a file, not a model directory (one holding config.json, model.safetensors and tokenizer.json)",
+            file.display()
+        )
+    );
     for file in ["config.json", "tokenizer.json", "model.safetensors"] {
         let dir = copy_fixture(ORIG);
         std::fs::remove_file(dir.path().join(file)).unwrap();
@@ -201,12 +219,12 @@ fn random_bytes_instead_of_safetensors_or_tokenizer() {
     let dir = copy_fixture(ORIG);
     std::fs::write(dir.path().join("tokenizer.json"), &noise).unwrap();
     let (e, msg) = check_err(dir.path());
-    assert!(matches!(e, Error::Tokenizer(_)), "{msg}");
+    assert!(matches!(e, Error::Tokenizer { .. }), "{msg}");
     assert!(msg.contains("tokenizer.json"), "{msg}");
     // Valid JSON that is not a tokenizer.
     std::fs::write(dir.path().join("tokenizer.json"), "{\"hello\": 1}").unwrap();
     let (e, _) = check_err(dir.path());
-    assert!(matches!(e, Error::Tokenizer(_)));
+    assert!(matches!(e, Error::Tokenizer { .. }));
 }
 
 #[test]
@@ -312,9 +330,17 @@ fn unsupported_activation_or_architecture_says_what_is() {
     });
     assert!(msg.contains("LlamaForCausalLM") && msg.contains("supported: GPT2LMHeadModel"));
     let msg = config_err(|v| {
+        v.insert("model_type".into(), json!("bloom"));
+    });
+    assert!(
+        msg.contains("bloom") && msg.contains("supported: gpt2"),
+        "{msg}"
+    );
+    // A supported model_type whose keys are missing names the first missing key.
+    let msg = config_err(|v| {
         v.insert("model_type".into(), json!("llama"));
     });
-    assert!(msg.contains("llama") && msg.contains("supported: gpt2"));
+    assert!(msg.contains("missing field `hidden_size`"), "{msg}");
     let msg = config_err(|v| {
         v.insert("n_head".into(), json!(32));
     });
@@ -653,14 +679,11 @@ fn mutated_safetensors_never_panic() {
 fn absurd_configs_fail_fast_without_allocating() {
     let Some(gpu) = test_gpu() else { return };
     let opts = LoadOptions::default();
-    let big = |n_embd, n_layer, n_head, n_inner, n_positions, vocab_size| Config {
-        n_embd,
-        n_layer,
-        n_head,
-        n_inner,
-        n_positions,
-        vocab_size,
-        ..tiny_config()
+    let big = |n_embd, n_layer, n_head, n_inner, n_positions, vocab_size| {
+        let mut c = tiny_config();
+        (c.n_embd, c.n_layer, c.n_head) = (n_embd, n_layer, n_head);
+        (c.n_inner, c.n_positions, c.vocab_size) = (n_inner, n_positions, vocab_size);
+        c
     };
     let cases = [
         // Out of range: caught by validation even for a hand-built config.
@@ -682,10 +705,7 @@ fn absurd_configs_fail_fast_without_allocating() {
         assert!(msg.contains(want), "{msg}");
     }
     // A memory cap set by the caller.
-    let opts = LoadOptions {
-        max_memory_bytes: Some(1 << 20),
-        ..Default::default()
-    };
+    let opts = LoadOptions::default().with_max_memory_bytes(1 << 20);
     let e = Model::synthetic(big(256, 4, 4, 1024, 64, 1000), 1, &gpu, &opts).err();
     let msg = e.expect("must fail").to_string();
     assert!(msg.contains("LoadOptions::max_memory_bytes"), "{msg}");
@@ -702,21 +722,13 @@ fn a_weight_above_the_texture_limit_is_refused_with_sizes() {
         eprintln!("skipping: textures of {max_dim} texels hold any n_inner the config accepts");
         return;
     }
-    let cfg = Config {
-        n_embd: 256,
-        n_layer: 1,
-        n_head: 4,
-        n_inner,
-        n_positions: 64,
-        vocab_size: 100,
-        ..tiny_config()
-    };
+    let mut cfg = tiny_config();
+    (cfg.n_embd, cfg.n_layer, cfg.n_head) = (256, 1, 4);
+    (cfg.n_inner, cfg.n_positions, cfg.vocab_size) = (n_inner, 64, 100);
     let t0 = Instant::now();
-    let opts = LoadOptions {
-        dtype: Some(WeightDtype::F32),
-        max_batch: Some(8),
-        ..Default::default()
-    };
+    let opts = LoadOptions::default()
+        .with_dtype(WeightDtype::F32)
+        .with_max_batch(8);
     let e = Model::synthetic(cfg, 1, &gpu, &opts).err();
     let e = e.expect("must fail");
     assert!(e.is_device_error());
@@ -730,7 +742,7 @@ fn a_weight_above_the_texture_limit_is_refused_with_sizes() {
     assert_eq!(msg, want);
 }
 
-fn poison(value: f32) -> tempfile::TempDir {
+fn poison(value: f32) -> TempDir {
     with_tensors(|t| {
         let e = t
             .iter_mut()
@@ -757,10 +769,7 @@ fn nan_or_inf_weights_give_a_clear_error_and_the_library_keeps_working() {
         // Greedy steps see it too, with either kernel family (the cooperative one takes the
         // argmax on the GPU).
         for family in KernelFamily::ALL {
-            let opts = LoadOptions {
-                kernels: Some(family),
-                ..LoadOptions::default()
-            };
+            let opts = LoadOptions::default().with_kernels(family);
             let m = Model::load(dir.path(), &gpu, &opts).unwrap();
             let mut g = m.session().unwrap();
             let e = g.forward_argmax(&[1, 2, 3]).unwrap_err();
@@ -773,6 +782,7 @@ fn nan_or_inf_weights_give_a_clear_error_and_the_library_keeps_working() {
         for sampler in [SamplerConfig::default(), SamplerConfig::greedy()] {
             let mut g = s.generate("To be", sampler, 5).unwrap();
             assert!(matches!(g.next(), Some(Err(Error::NonFinite { .. }))));
+            assert_eq!(g.stop_reason(), Some(StopReason::Error));
             assert!(g.next().is_none());
         }
         // The session still answers (with the same error), and a good model on the same GPU works.
@@ -789,10 +799,7 @@ fn a_weight_beyond_f16_range_is_refused_for_f16_storage() {
     // f16 holds weights up to ±65504; a larger finite one would become infinite on the GPU.
     let Some(gpu) = test_gpu() else { return };
     let dir = poison(1.0e6);
-    let f16 = LoadOptions {
-        dtype: Some(WeightDtype::F16),
-        ..LoadOptions::default()
-    };
+    let f16 = LoadOptions::default().with_dtype(WeightDtype::F16);
     let msg = Model::load(dir.path(), &gpu, &f16)
         .err()
         .expect("must fail")
@@ -835,12 +842,9 @@ fn prompts_and_perplexity_inputs() {
     let long = vec![5u32; 40];
     assert_eq!(
         err(s.generate_ids(&long, SamplerConfig::default(), 4)),
-        "the prompt has 40 tokens but the context holds 32; shorten it (or use --truncate)"
+        "the prompt has 40 tokens but the context holds 32; shorten it"
     );
-    let bad_sampler = SamplerConfig {
-        top_p: 1.5,
-        ..SamplerConfig::default()
-    };
+    let bad_sampler = SamplerConfig::default().with_top_p(1.5);
     assert!(s.generate_ids(&[1], bad_sampler, 4).is_err());
     // Perplexity needs two tokens, a window of at least 1, and ids inside the vocabulary.
     assert_eq!(

@@ -7,7 +7,7 @@ use std::path::Path;
 use std::process::{Command, Output};
 use std::time::{Duration, Instant};
 
-use common::fixture;
+use common::{copy_fixture, fixture, tempdir};
 
 fn wgpt(args: &[&str]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_wgpt"))
@@ -37,15 +37,6 @@ fn fails_with(out: &Output, want: &str) {
 
 fn s(p: &Path) -> &str {
     p.to_str().unwrap()
-}
-
-fn copy_fixture(name: &str) -> tempfile::TempDir {
-    let dir = tempfile::tempdir().unwrap();
-    for entry in std::fs::read_dir(fixture(name)).unwrap() {
-        let path = entry.unwrap().path();
-        std::fs::copy(&path, dir.path().join(path.file_name().unwrap())).unwrap();
-    }
-    dir
 }
 
 #[test]
@@ -79,7 +70,7 @@ fn out_of_range_options_are_usage_errors() {
 #[test]
 fn bad_prompts_and_text_files_fail_before_the_gpu() {
     let m = fixture("tiny-orig-f32");
-    let dir = tempfile::tempdir().unwrap();
+    let dir = tempdir();
     let bad_utf8 = dir.path().join("bad.txt");
     std::fs::write(&bad_utf8, b"ROMEO: \xff\xfe caught").unwrap();
     let empty = dir.path().join("empty.txt");
@@ -203,7 +194,7 @@ fn perplexity_of_one_token_is_a_clear_error() {
     if !has_gpu() {
         return;
     }
-    let dir = tempfile::tempdir().unwrap();
+    let dir = tempdir();
     let f = dir.path().join("one.txt");
     std::fs::write(&f, "a").unwrap();
     let m = fixture("tiny-orig-f32");

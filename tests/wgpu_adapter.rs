@@ -8,10 +8,7 @@ use wgpt::{Gpu, GpuOptions};
 
 #[test]
 fn an_adapter_is_present_or_skipping_is_explicit() {
-    let opts = GpuOptions {
-        prefer_cpu: true,
-        ..Default::default()
-    };
+    let opts = GpuOptions::default().with_prefer_cpu(true);
     let Err(e) = Gpu::new(&opts) else { return };
     let allowed = std::env::var("WGPT_ALLOW_NO_ADAPTER").is_ok_and(|v| v == "1");
     let message = format!(

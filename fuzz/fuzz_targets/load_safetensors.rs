@@ -12,7 +12,7 @@
 use std::sync::OnceLock;
 
 use libfuzzer_sys::fuzz_target;
-use wgpt::loader::inspect_safetensors;
+use wgpt::inspect_safetensors;
 use wgpt::Config;
 
 /// The config of the `tiny-*` fixtures with original naming, so the seed corpus passes.

@@ -1,11 +1,12 @@
 //! `wgpt bench`: llama-bench-style prefill (pp) and decode (tg) speed, mean ± sd over reps.
 
+use std::io::Write;
 use std::time::Instant;
 
 use clap::Args;
 use wgpt::{Config, Model, WeightDtype};
 
-use super::{DeviceArgs, ModelArgs};
+use super::{count_at_least, progress_bar, DeviceArgs, ModelArgs};
 
 #[derive(Args, Debug)]
 pub struct BenchArgs {
@@ -21,16 +22,20 @@ pub struct BenchArgs {
         short = 'p',
         long = "n-prompt",
         value_delimiter = ',',
-        default_value = "128"
+        default_value = "128",
+        allow_negative_numbers = true,
+        value_parser = count_at_least::<1>
     )]
     prompts: Vec<usize>,
     /// Decode steps to time (after a short prompt); 0 to skip.
-    #[arg(short = 'n', long = "n-gen", default_value_t = 64)]
+    #[arg(short = 'n', long = "n-gen", default_value_t = 64, allow_negative_numbers = true,
+          value_parser = count_at_least::<0>)]
     gen: usize,
-    /// Repetitions of each test.
-    #[arg(short = 'r', long, default_value_t = 3)]
+    /// Repetitions of each test (≥ 1).
+    #[arg(short = 'r', long, default_value_t = 3, allow_negative_numbers = true,
+          value_parser = count_at_least::<1>)]
     reps: usize,
-    /// Print one JSON object with a `results` list.
+    /// Print one JSON object with a `results` list (and no progress bar).
     #[arg(long)]
     json: bool,
     /// Also report GPU time per kernel per token (timestamp queries), for decode and prefill.
@@ -57,9 +62,6 @@ fn stats(v: &[f64]) -> (f64, f64) {
 }
 
 pub fn run(a: BenchArgs) -> anyhow::Result<()> {
-    if a.reps == 0 {
-        return Err(wgpt::Error::InvalidInput("--reps must be at least 1".into()).into());
-    }
     let files = a.model.open()?;
     let gpu = a.device.gpu()?;
     let model = match &a.synthetic {
@@ -71,9 +73,12 @@ pub fn run(a: BenchArgs) -> anyhow::Result<()> {
                 ))
             })?;
             let dtype = a.model.dtype.unwrap_or(WeightDtype::F16);
-            Model::synthetic(cfg, 1234, &gpu, &a.model.load_options(Some(dtype)))?
+            let bar = progress_bar(a.json, "loading", "{msg} [{bar:30}] {bytes}/{total_bytes}");
+            let model = Model::synthetic(cfg, 1234, &gpu, &a.model.load_options(Some(dtype), &bar));
+            bar.finish_and_clear();
+            model?
         }
-        None => a.model.load(files, &gpu)?,
+        None => a.model.load(files, &gpu, a.json)?,
     };
     let cfg = model.config().clone();
     let n_ctx = cfg.n_positions;
@@ -82,8 +87,12 @@ pub fn run(a: BenchArgs) -> anyhow::Result<()> {
         |n: usize| -> Vec<u32> { (0..n as u32).map(|i| (i * 7919 + 13) % vocab).collect() };
     let mut session = model.session()?;
     let mut rows = Vec::new();
+    // Progress over the timed runs (and their warm-ups).
+    let runs = a.prompts.len() * (a.reps + 1) + if a.gen > 0 { a.reps + 1 } else { 0 };
+    let bar = progress_bar(a.json, "benchmarking", "{msg} [{bar:30}] {pos}/{len} runs");
+    bar.set_length(runs as u64);
     for &p in &a.prompts {
-        if p == 0 || p > n_ctx {
+        if p > n_ctx {
             return Err(wgpt::Error::InvalidInput(format!(
                 "prompt length {p} is outside 1..={n_ctx}"
             ))
@@ -92,12 +101,14 @@ pub fn run(a: BenchArgs) -> anyhow::Result<()> {
         let toks = tokens(p);
         session.reset();
         session.forward(&toks)?; // warm-up
+        bar.inc(1);
         let mut rates = Vec::new();
         for _ in 0..a.reps {
             session.reset();
             let t0 = Instant::now();
             session.forward(&toks)?;
             rates.push(p as f64 / t0.elapsed().as_secs_f64());
+            bar.inc(1);
         }
         let (mean, sd) = stats(&rates);
         rows.push(Row {
@@ -137,6 +148,7 @@ pub fn run(a: BenchArgs) -> anyhow::Result<()> {
                 decode_host += session.take_host_times();
                 decode_wall += wall;
             }
+            bar.inc(1);
         }
         let (mean, sd) = stats(&rates);
         rows.push(Row {
@@ -146,13 +158,16 @@ pub fn run(a: BenchArgs) -> anyhow::Result<()> {
             sd,
         });
     }
+    bar.finish_and_clear();
     let profile = if a.profile {
         Some(profile(&mut session, &a.prompts, n_ctx, &tokens)?)
     } else {
         None
     };
     let info = model.info();
+    let adapter = gpu.adapter();
     let name = a.synthetic.clone().unwrap_or_else(|| info.origin.clone());
+    let mut out = std::io::stdout().lock();
     // µs per timed decode token: wall, encode and submit, wait until mapped, checks.
     let host_us = (a.profile && decode_host.steps > 0).then(|| {
         let per = |d: std::time::Duration| d.as_secs_f64() * 1e6 / decode_host.steps as f64;
@@ -169,14 +184,14 @@ pub fn run(a: BenchArgs) -> anyhow::Result<()> {
             .map(|r| {
                 serde_json::json!({
                     "test": r.test, r.kind: r.mean, "stddev": r.sd, "reps": a.reps,
-                    "dtype": info.dtype.to_string(), "adapter": gpu.adapter().name,
-                    "kernels": info.kernels.name(),
+                    "dtype": info.dtype.to_string(), "adapter": adapter.name,
+                    "backend": adapter.backend, "kernels": info.kernels.name(),
                 })
             })
             .collect();
         let mut obj = serde_json::json!({
             "model": name, "params": info.n_params, "dtype": info.dtype.to_string(),
-            "adapter": gpu.adapter().name, "backend": gpu.adapter().backend,
+            "adapter": adapter.name, "backend": adapter.backend,
             "kernels": info.kernels.name(), "results": results,
         });
         if let Some(p) = &profile {
@@ -194,38 +209,48 @@ pub fn run(a: BenchArgs) -> anyhow::Result<()> {
                 "steps": decode_host.steps, "queued": decode_host.queued,
             });
         }
-        println!("{obj}");
+        writeln!(out, "{obj}")?;
     } else {
-        println!("| model | params | dtype | adapter | kernels | test | tokens/s |");
-        println!("|---|---|---|---|---|---|---|");
+        writeln!(
+            out,
+            "| model | params | dtype | adapter | backend | kernels | test | tokens/s |"
+        )?;
+        writeln!(out, "|---|---|---|---|---|---|---|---|")?;
         for r in &rows {
-            println!(
-                "| {name} | {:.1} M | {} | {} | {} | {} | {:.2} ± {:.2} |",
+            writeln!(
+                out,
+                "| {name} | {:.1} M | {} | {} | {} | {} | {} | {:.2} ± {:.2} |",
                 info.n_params as f64 / 1e6,
                 info.dtype,
-                gpu.adapter().name,
+                adapter.name,
+                adapter.backend,
                 info.kernels,
                 r.test,
                 r.mean,
                 r.sd
-            );
+            )?;
         }
         for (test, rows) in profile.iter().flatten() {
             let total: f64 = rows.iter().map(|r| r.1).sum();
-            println!("\nGPU time per token, {test} ({total:.0} µs in all):\n| kernel | µs/token | dispatches/token | share |\n|---|---|---|---|");
+            writeln!(out, "\nGPU time per token, {test} ({total:.0} µs in all):\n| kernel | µs/token | dispatches/token | share |\n|---|---|---|---|")?;
             for (k, us, n) in rows {
-                println!("| {k} | {us:.1} | {n:.1} | {:.1}% |", 100.0 * us / total);
+                writeln!(
+                    out,
+                    "| {k} | {us:.1} | {n:.1} | {:.1}% |",
+                    100.0 * us / total
+                )?;
             }
         }
         if let Some([wall, encode, wait, after]) = host_us {
-            println!(
+            writeln!(
+                out,
                 "\nHost time per decode token (timed runs, without timestamp queries): wall {wall:.0} µs = \
                  encode and submit {encode:.0} + wait until the result is mapped {wait:.0} + checks {after:.0} + the rest {:.0}; \
                  {} of {} steps were queued ahead by the step before",
                 wall - encode - wait - after,
                 decode_host.queued,
                 decode_host.steps
-            );
+            )?;
         }
     }
     Ok(())
@@ -241,9 +266,10 @@ fn profile(
     tokens: &dyn Fn(usize) -> Vec<u32>,
 ) -> anyhow::Result<ProfileRows> {
     if !session.enable_profiling()? {
-        return Err(wgpt::Error::Gpu(
-            "this adapter has no timestamp queries (TIMESTAMP_QUERY)".into(),
-        )
+        return Err(wgpt::Error::Gpu {
+            message: "this adapter has no timestamp queries (TIMESTAMP_QUERY)".into(),
+            source: None,
+        }
         .into());
     }
     let summarize = |times: Vec<(String, f64)>, per: f64| {

@@ -1,6 +1,10 @@
-//! `wgpt info`: adapters, the chosen one's limits and features, and the model's footprint.
+//! `wgpt info`: the adapters of every backend, the chosen one's limits and features, and the
+//! model's config (as its `config.json` names things) and footprint.
+
+use std::io::Write;
 
 use clap::Args;
+use serde_json::{json, Value};
 
 use super::{DeviceArgs, ModelArgs};
 
@@ -10,72 +14,119 @@ pub struct InfoArgs {
     model: ModelArgs,
     #[command(flatten)]
     device: DeviceArgs,
+    /// Print one JSON object.
+    #[arg(long)]
+    json: bool,
+}
+
+/// A config.json value as the file writes it (strings without quotes).
+fn plain(v: &Value) -> String {
+    match v {
+        Value::String(s) => s.clone(),
+        other => other.to_string(),
+    }
 }
 
 pub fn run(a: InfoArgs) -> anyhow::Result<()> {
+    let files = a.model.open()?;
+    // Every adapter of every backend (or of --backend / WGPU_BACKEND).
     let all = wgpt::Gpu::adapters(&a.device.options())?;
-    println!("adapters:");
-    for s in &all {
-        println!("  {s}  driver: {}", s.driver);
-    }
     let gpu = a.device.gpu()?;
     let l = gpu.limits();
-    println!("chosen: {}", gpu.adapter());
-    println!(
-        "  max_storage_buffer_binding_size {}",
-        l.max_storage_buffer_binding_size
-    );
-    println!("  max_buffer_size {}", l.max_buffer_size);
-    println!(
-        "  max_compute_workgroup_storage_size {}",
-        l.max_compute_workgroup_storage_size
-    );
-    println!(
-        "  max_compute_invocations_per_workgroup {}",
-        l.max_compute_invocations_per_workgroup
-    );
-    println!(
-        "  max_compute_workgroups_per_dimension {}",
-        l.max_compute_workgroups_per_dimension
-    );
     let named = [
-        (wgpu::Features::TIMESTAMP_QUERY, "TIMESTAMP_QUERY"),
-        (wgpu::Features::SHADER_F16, "SHADER_F16"),
+        (wgpt::wgpu::Features::TIMESTAMP_QUERY, "TIMESTAMP_QUERY"),
+        (wgpt::wgpu::Features::SHADER_F16, "SHADER_F16"),
+        (wgpt::wgpu::Features::SUBGROUP, "SUBGROUP"),
     ];
-    let on: Vec<&str> = named
+    let features: Vec<&str> = named
         .iter()
         .filter(|(f, _)| gpu.features().contains(*f))
         .map(|(_, n)| *n)
         .collect();
-    println!(
-        "  features used: {}",
-        if on.is_empty() {
-            "none".to_string()
-        } else {
-            on.join(", ")
-        }
-    );
-    let model = a.model.load(a.model.open()?, &gpu)?;
-    let c = model.config();
+    let limits = [
+        (
+            "max_storage_buffer_binding_size",
+            l.max_storage_buffer_binding_size,
+        ),
+        ("max_buffer_size", l.max_buffer_size),
+        (
+            "max_texture_dimension_2d",
+            l.max_texture_dimension_2d.into(),
+        ),
+        (
+            "max_compute_workgroup_storage_size",
+            l.max_compute_workgroup_storage_size.into(),
+        ),
+        (
+            "max_compute_invocations_per_workgroup",
+            l.max_compute_invocations_per_workgroup.into(),
+        ),
+        (
+            "max_compute_workgroups_per_dimension",
+            l.max_compute_workgroups_per_dimension.into(),
+        ),
+    ];
+    let model = a.model.load(files, &gpu, a.json)?;
     let i = model.info();
-    println!("model: {}", i.origin);
-    println!("  model_type {} ({:?})", c.model_type(), c.family);
-    println!(
-        "  n_layer {} n_head {} n_embd {} n_inner {} n_positions {} vocab_size {}",
-        c.n_layer, c.n_head, c.n_embd, c.n_inner, c.n_positions, c.vocab_size
-    );
-    println!(
-        "  activation {:?}, tied head {}",
-        c.activation, c.tie_word_embeddings
-    );
-    println!("  parameters {}", i.n_params);
+    // The config as the file has it: keys and values under their own names.
+    let config: serde_json::Map<String, Value> = model
+        .config_json()
+        .and_then(|t| serde_json::from_str(t).ok())
+        .unwrap_or_default();
     let dts: Vec<String> = i.file_dtypes.iter().map(|d| d.to_string()).collect();
-    println!("  file dtypes {}; on GPU {}", dts.join(", "), i.dtype);
-    println!("  kernels {}", i.kernels);
-    println!(
+    let chosen = gpu.adapter();
+    let mut out = std::io::stdout().lock();
+    if a.json {
+        let adapter = |s: &wgpt::AdapterSummary| json!({"name": s.name, "backend": s.backend, "device_type": s.device_type, "driver": s.driver});
+        let mut chosen_json = adapter(chosen);
+        chosen_json["limits"] = limits
+            .iter()
+            .map(|(k, v)| (k.to_string(), json!(v)))
+            .collect();
+        chosen_json["features"] = json!(features);
+        let obj = json!({
+            "adapters": all.iter().map(adapter).collect::<Vec<_>>(),
+            "chosen": chosen_json,
+            "model": {
+                "origin": i.origin,
+                "config": config,
+                "parameters": i.n_params,
+                "file_dtypes": dts,
+                "dtype": i.dtype.to_string(),
+                "kernels": i.kernels.name(),
+                "weight_bytes": i.weight_bytes,
+            },
+        });
+        writeln!(out, "{obj}")?;
+        return Ok(());
+    }
+    writeln!(out, "adapters:")?;
+    for s in &all {
+        writeln!(out, "  {s}  driver: {}", s.driver)?;
+    }
+    writeln!(out, "chosen: {chosen}")?;
+    for (k, v) in limits {
+        writeln!(out, "  {k} {v}")?;
+    }
+    let features = if features.is_empty() {
+        "none".to_string()
+    } else {
+        features.join(", ")
+    };
+    writeln!(out, "  features used: {features}")?;
+    writeln!(out, "model: {}", i.origin)?;
+    writeln!(out, "  config.json:")?;
+    for (k, v) in &config {
+        writeln!(out, "    {k} {}", plain(v))?;
+    }
+    writeln!(out, "  parameters {}", i.n_params)?;
+    writeln!(out, "  file dtypes {}; on GPU {}", dts.join(", "), i.dtype)?;
+    writeln!(out, "  kernels {}", i.kernels)?;
+    writeln!(
+        out,
         "  weights on GPU {} bytes ({:.1} MB)",
         i.weight_bytes,
         i.weight_bytes as f64 / 1e6
-    );
+    )?;
     Ok(())
 }

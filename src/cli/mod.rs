@@ -5,12 +5,15 @@ mod generate;
 mod info;
 mod perplexity;
 
+use std::io::Write;
 use std::path::PathBuf;
 
-use clap::{Args, Parser, Subcommand};
+use clap::builder::PossibleValue;
+use clap::{Args, CommandFactory, Parser, Subcommand};
+use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use wgpt::{Gpu, GpuOptions, KernelFamily, LoadOptions, Model, ModelFiles, WeightDtype};
 
-/// Exit code for bad arguments.
+/// Exit code for bad arguments (and `wgpt` without a command).
 pub const EXIT_USAGE: i32 = 1;
 /// Exit code for bad input files, models or prompts.
 pub const EXIT_INPUT: i32 = 2;
@@ -21,7 +24,10 @@ pub const EXIT_DEVICE: i32 = 3;
 #[command(
     name = "wgpt",
     version,
-    about = "Transformer LM inference (GPT-2, GPT-1, OPT, GPT-NeoX) on wgpu (Vulkan, Metal, DX12, GL, lavapipe)"
+    about = "Transformer LM inference (GPT-2, GPT-1, OPT, GPT-NeoX) on wgpu (Vulkan, Metal, DX12, GL, lavapipe)",
+    subcommand_required = true,
+    arg_required_else_help = true,
+    after_help = "Exit codes: 0 success, 1 usage error (also: no command), 2 input or model error, 3 device error."
 )]
 struct Cli {
     #[command(subcommand)]
@@ -34,17 +40,23 @@ enum Command {
     Generate(generate::GenerateArgs),
     /// Perplexity and bits per byte of a text file.
     Perplexity(perplexity::PerplexityArgs),
-    /// Adapters, limits and features; the model's parameters and memory.
+    /// Adapters of every backend, the chosen one's limits and features; the model's config.
     Info(info::InfoArgs),
     /// Prefill and decode speed (llama-bench style).
     Bench(bench::BenchArgs),
+    /// Print a shell completion script (e.g. `wgpt completions bash > ~/.local/share/bash-completion/completions/wgpt`).
+    Completions {
+        /// The shell.
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
+    },
 }
 
 /// Adapter selection, shared by every command.
 #[derive(Args, Clone, Debug)]
 pub struct DeviceArgs {
-    /// Backend: vulkan, metal, dx12 or gl (default: all; WGPU_BACKEND is honoured).
-    #[arg(long, global = true)]
+    /// Backend (default: Vulkan, Metal or DX12, else GL; `info` lists all; WGPU_BACKEND is honoured).
+    #[arg(long, global = true, value_parser = backend_parser())]
     pub backend: Option<String>,
     /// Use the first adapter whose name contains this (WGPU_ADAPTER_NAME is honoured).
     #[arg(long, global = true)]
@@ -54,13 +66,26 @@ pub struct DeviceArgs {
     pub cpu: bool,
 }
 
+fn backend_parser() -> clap::builder::PossibleValuesParser {
+    clap::builder::PossibleValuesParser::new([
+        PossibleValue::new("vulkan").alias("vk"),
+        PossibleValue::new("metal").alias("mtl"),
+        PossibleValue::new("dx12").alias("d3d12"),
+        PossibleValue::new("gl").aliases(["gles", "opengl"]),
+    ])
+}
+
 impl DeviceArgs {
     pub fn options(&self) -> GpuOptions {
-        GpuOptions {
-            backend: self.backend.clone(),
-            adapter: self.adapter.clone(),
-            prefer_cpu: self.cpu,
+        let mut opts = GpuOptions::default().with_prefer_cpu(self.cpu);
+        if let Some(b) = &self.backend {
+            // The parser accepts only names wgpu knows.
+            opts = opts.with_backends(wgpt::wgpu::Backends::from_comma_list(b));
         }
+        if let Some(a) = &self.adapter {
+            opts = opts.with_adapter(a.clone());
+        }
+        opts
     }
 
     pub fn gpu(&self) -> anyhow::Result<Gpu> {
@@ -97,57 +122,103 @@ fn parse_dtype(s: &str) -> Result<WeightDtype, String> {
     }
 }
 
+/// A whole number of at least `MIN` (negative numbers reach this check too: the options that
+/// use it allow them, so `-1` is not taken for a flag).
+pub fn at_least<const MIN: u64>(s: &str) -> Result<u64, String> {
+    match s.parse::<u64>() {
+        Ok(v) if v >= MIN => Ok(v),
+        Ok(v) => Err(format!("must be ≥ {MIN}, got {v}")),
+        Err(_) if s.parse::<i128>().is_ok() => Err(format!("must be ≥ {MIN}, got {s}")),
+        Err(_) => Err(format!("`{s}` is not a whole number")),
+    }
+}
+
+/// [`at_least`] as a `usize`.
+pub fn count_at_least<const MIN: u64>(s: &str) -> Result<usize, String> {
+    let v = at_least::<MIN>(s)?;
+    usize::try_from(v).map_err(|_| format!("{v} is too large"))
+}
+
 impl ModelArgs {
     /// Opens and checks the model directory, if one was given, before any adapter is opened:
     /// bad files are reported without touching the GPU.
     pub fn open(&self) -> anyhow::Result<Option<ModelFiles>> {
         match &self.model {
-            Some(dir) if !dir.is_dir() => Err(wgpt::Error::InvalidInput(format!(
-                "model directory {} does not exist",
-                dir.display()
-            ))
-            .into()),
             Some(dir) => Ok(Some(ModelFiles::open(dir)?)),
             None => Ok(None),
         }
     }
 
-    /// Loading options from the flags, with `dtype` as the storage dtype.
-    pub fn load_options(&self, dtype: Option<WeightDtype>) -> LoadOptions {
-        LoadOptions {
-            dtype,
-            kernels: self.kernels,
-            ..Default::default()
+    /// Loading options from the flags, with `dtype` as the storage dtype, showing the upload's
+    /// progress on `bar`.
+    pub fn load_options(&self, dtype: Option<WeightDtype>, bar: &ProgressBar) -> LoadOptions {
+        let mut opts = LoadOptions::default();
+        opts.dtype = dtype;
+        opts.kernels = self.kernels;
+        if !bar.is_hidden() {
+            let bar = bar.clone();
+            opts = opts.with_progress(wgpt::Progress::new(move |done, total| {
+                bar.set_length(total);
+                bar.set_position(done);
+            }));
         }
+        opts
     }
 
-    /// Puts the opened directory (or the built-in model when there is none) on `gpu`.
-    pub fn load(&self, files: Option<ModelFiles>, gpu: &Gpu) -> anyhow::Result<Model> {
-        let opts = self.load_options(self.dtype);
-        match files {
-            Some(f) => Ok(Model::from_files(f, gpu, &opts)?),
+    /// Puts the opened directory (or the built-in model when there is none) on `gpu`, with a
+    /// progress bar on a terminal unless `quiet`.
+    pub fn load(&self, files: Option<ModelFiles>, gpu: &Gpu, quiet: bool) -> anyhow::Result<Model> {
+        let bar = progress_bar(quiet, "loading", "{msg} [{bar:30}] {bytes}/{total_bytes}");
+        let opts = self.load_options(self.dtype, &bar);
+        let model = match files {
+            Some(f) => Model::from_files(f, gpu, &opts),
             None => default_model(gpu, &opts),
-        }
+        };
+        bar.finish_and_clear();
+        Ok(model?)
     }
+}
+
+/// A progress bar on stderr: drawn only when stderr is a terminal, and never when `quiet`
+/// (`--json`).
+pub fn progress_bar(quiet: bool, message: &'static str, template: &str) -> ProgressBar {
+    if quiet {
+        return ProgressBar::hidden();
+    }
+    // Hidden unless stderr is a terminal (indicatif checks), so pipes and logs stay clean.
+    let target = ProgressDrawTarget::stderr();
+    if target.is_hidden() {
+        return ProgressBar::hidden();
+    }
+    let style = ProgressStyle::with_template(template)
+        .unwrap_or_else(|_| ProgressStyle::default_bar())
+        .progress_chars("=> ");
+    ProgressBar::with_draw_target(Some(0), target)
+        .with_style(style)
+        .with_message(message)
 }
 
 #[cfg(feature = "default-model")]
-fn default_model(gpu: &Gpu, opts: &LoadOptions) -> anyhow::Result<Model> {
-    Ok(Model::load_default(gpu, opts)?)
+fn default_model(gpu: &Gpu, opts: &LoadOptions) -> wgpt::Result<Model> {
+    Model::load_default(gpu, opts)
 }
 
 #[cfg(not(feature = "default-model"))]
-fn default_model(_gpu: &Gpu, _opts: &LoadOptions) -> anyhow::Result<Model> {
+fn default_model(_gpu: &Gpu, _opts: &LoadOptions) -> wgpt::Result<Model> {
     Err(wgpt::Error::InvalidInput(
         "this build has no built-in model (feature `default-model`); pass --model DIR".into(),
-    )
-    .into())
+    ))
 }
 
 /// Parses arguments, runs the command, prints any error as one line; returns the exit code.
 pub fn run() -> i32 {
     let cli = match Cli::try_parse() {
         Ok(c) => c,
+        Err(e) if e.kind() == clap::error::ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand => {
+            // `wgpt` alone: the usage and the list of commands, as a usage error.
+            let _ = e.print();
+            return EXIT_USAGE;
+        }
         Err(e) if e.use_stderr() => {
             // One line, like every other error (clap adds a "try --help" line).
             let text = e.render().to_string();
@@ -160,6 +231,7 @@ pub fn run() -> i32 {
             return EXIT_USAGE;
         }
         Err(e) => {
+            // --help, --version: to stdout.
             let _ = e.print();
             return 0;
         }
@@ -169,9 +241,12 @@ pub fn run() -> i32 {
         Command::Perplexity(a) => perplexity::run(a),
         Command::Info(a) => info::run(a),
         Command::Bench(a) => bench::run(a),
+        Command::Completions { shell } => completions(shell),
     };
     match result {
         Ok(()) => 0,
+        // A closed stdout (`wgpt generate … | head`) ends quietly, as Unix tools do.
+        Err(e) if is_broken_pipe(&e) => 0,
         Err(e) => {
             eprintln!("error: {}", one_line(&e));
             exit_code(&e)
@@ -179,14 +254,32 @@ pub fn run() -> i32 {
     }
 }
 
+fn completions(shell: clap_complete::Shell) -> anyhow::Result<()> {
+    // Into a buffer first: the generator panics on a failed write.
+    let mut script = Vec::new();
+    clap_complete::generate(shell, &mut Cli::command(), "wgpt", &mut script);
+    let mut out = std::io::stdout().lock();
+    out.write_all(&script)?;
+    out.flush()?;
+    Ok(())
+}
+
+fn is_broken_pipe(e: &anyhow::Error) -> bool {
+    e.chain().any(|c| {
+        c.downcast_ref::<std::io::Error>()
+            .is_some_and(|io| io.kind() == std::io::ErrorKind::BrokenPipe)
+    })
+}
+
+/// The error and its sources (wgpu's, the tokenizer's, the OS's) on one line.
 fn one_line(e: &anyhow::Error) -> String {
-    e.to_string().replace('\n', " ")
+    let text = format!("{e:#}");
+    text.split_whitespace().collect::<Vec<_>>().join(" ")
 }
 
 fn exit_code(e: &anyhow::Error) -> i32 {
     match e.downcast_ref::<wgpt::Error>() {
         Some(w) if w.is_device_error() => EXIT_DEVICE,
-        Some(_) => EXIT_INPUT,
-        None => EXIT_INPUT,
+        _ => EXIT_INPUT,
     }
 }

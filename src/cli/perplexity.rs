@@ -1,10 +1,11 @@
 //! `wgpt perplexity`: perplexity, mean NLL and bits per byte of a text file.
 
+use std::io::Write;
 use std::path::PathBuf;
 
 use clap::Args;
 
-use super::{DeviceArgs, ModelArgs};
+use super::{count_at_least, progress_bar, DeviceArgs, ModelArgs};
 
 #[derive(Args, Debug)]
 pub struct PerplexityArgs {
@@ -16,22 +17,14 @@ pub struct PerplexityArgs {
     #[arg(long, short = 'f')]
     file: PathBuf,
     /// Window length in tokens, at least 2 (default: the model's n_positions).
-    #[arg(long, short = 'c', value_parser = at_least::<2>)]
+    #[arg(long, short = 'c', allow_negative_numbers = true, value_parser = count_at_least::<2>)]
     context: Option<usize>,
     /// Score only the first K windows (K ≥ 1).
-    #[arg(long, value_parser = at_least::<1>)]
+    #[arg(long, allow_negative_numbers = true, value_parser = count_at_least::<1>)]
     chunks: Option<usize>,
-    /// Print one JSON object.
+    /// Print one JSON object (and no progress bar).
     #[arg(long)]
     json: bool,
-}
-
-fn at_least<const MIN: usize>(s: &str) -> Result<usize, String> {
-    match s.parse::<usize>() {
-        Ok(v) if v >= MIN => Ok(v),
-        Ok(v) => Err(format!("must be ≥ {MIN}, got {v}")),
-        Err(_) => Err(format!("`{s}` is not a whole number")),
-    }
 }
 
 pub fn run(a: PerplexityArgs) -> anyhow::Result<()> {
@@ -53,7 +46,7 @@ pub fn run(a: PerplexityArgs) -> anyhow::Result<()> {
     }
     let files = a.model.open()?;
     let gpu = a.device.gpu()?;
-    let model = a.model.load(files, &gpu)?;
+    let model = a.model.load(files, &gpu, a.json)?;
     let tok = model
         .tokenizer()
         .ok_or_else(|| wgpt::Error::InvalidInput("the model has no tokenizer".into()))?;
@@ -61,10 +54,27 @@ pub fn run(a: PerplexityArgs) -> anyhow::Result<()> {
     let context = a.context.unwrap_or(model.config().n_positions);
     let mut session = model.session()?;
     let t0 = std::time::Instant::now();
-    let r = wgpt::perplexity(&mut session, &ids, context, a.chunks, |id| {
-        tok.token_bytes(id)
-    })?;
+    let bar = progress_bar(
+        a.json,
+        "scoring",
+        "{msg} [{bar:30}] {pos}/{len} windows, {eta} left",
+    );
+    let r = wgpt::perplexity_with_progress(
+        &mut session,
+        &ids,
+        context,
+        a.chunks,
+        |id| tok.token_bytes(id),
+        |done, total| {
+            bar.set_length(total as u64);
+            bar.set_position(done as u64);
+        },
+    );
+    bar.finish_and_clear();
+    let r = r?;
     let secs = t0.elapsed().as_secs_f64();
+    let adapter = gpu.adapter();
+    let mut out = std::io::stdout().lock();
     if a.json {
         let obj = serde_json::json!({
             "perplexity": r.perplexity,
@@ -74,20 +84,23 @@ pub fn run(a: PerplexityArgs) -> anyhow::Result<()> {
             "windows": r.windows,
             "context": context,
             "tokens_per_s": r.tokens_scored as f64 / secs,
-            "adapter": gpu.adapter().name,
+            "adapter": adapter.name,
+            "backend": adapter.backend,
         });
-        println!("{obj}");
+        writeln!(out, "{obj}")?;
     } else {
-        println!("perplexity    {:.4}", r.perplexity);
-        println!("nll_mean      {:.6}", r.nll_mean);
-        println!("tokens_scored {}", r.tokens_scored);
-        println!("bits_per_byte {:.4}", r.bits_per_byte);
+        writeln!(out, "perplexity    {:.4}", r.perplexity)?;
+        writeln!(out, "nll_mean      {:.6}", r.nll_mean)?;
+        writeln!(out, "tokens_scored {}", r.tokens_scored)?;
+        writeln!(out, "bits_per_byte {:.4}", r.bits_per_byte)?;
+        out.flush()?;
         eprintln!(
-            "[{} windows of ≤ {context} tokens, {:.1} s, {:.0} tok/s on {}]",
+            "[{} windows of ≤ {context} tokens, {:.1} s, {:.0} tok/s on {} ({})]",
             r.windows,
             secs,
             r.tokens_scored as f64 / secs,
-            gpu.adapter().name
+            adapter.name,
+            adapter.backend
         );
     }
     Ok(())

@@ -49,8 +49,11 @@ use crate::gpu::Gpu;
 
 /// How weight matrices are stored on the GPU. Arithmetic is f32 either way.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
 pub enum WeightDtype {
+    /// 32-bit floats.
     F32,
+    /// 16-bit floats (IEEE half).
     F16,
 }
 
@@ -149,6 +152,7 @@ pub struct ShaderOptions {
 
 impl ShaderOptions {
     /// The barrier-free family with nothing beyond core WebGPU.
+    #[cfg(test)]
     pub const PORTABLE: ShaderOptions = ShaderOptions {
         family: KernelFamily::BarrierFree,
         subgroups: false,

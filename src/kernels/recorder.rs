@@ -68,11 +68,11 @@ impl Profiler {
         slice.map_async(wgpu::MapMode::Read, |_| {});
         gpu.device
             .poll(wgpu::PollType::wait_indefinitely())
-            .map_err(|e| Error::Gpu(e.to_string()))?;
+            .map_err(|e| Error::gpu("waiting for the timestamp queries failed", e))?;
         let times: Vec<u64> = {
             let view = slice
                 .get_mapped_range()
-                .map_err(|e| Error::Gpu(e.to_string()))?;
+                .map_err(|e| Error::gpu("reading the timestamp queries failed", e))?;
             bytemuck::cast_slice(&view).to_vec()
         };
         self.staging.unmap();

@@ -586,7 +586,7 @@ fn attention_with_cache_matches_reference_on(h: &Harness) {
             kc[(pos + i) * ckv..(pos + i + 1) * ckv].copy_from_slice(&r[c..c + ckv]);
             vc[(pos + i) * ckv..(pos + i + 1) * ckv].copy_from_slice(&r[c + ckv..]);
         }
-        let want = reference::attention_gqa(&q, &kc, &vc, t, pos, n_head, n_kv, hd, scale);
+        let want = reference::attention(&q, &kc, &vc, t, pos, n_head, n_kv, hd, scale);
         let what = format!(
             "attention T={t} pos={pos} heads={n_head}/{n_kv} hd={hd} {:?}",
             h.opts

@@ -92,8 +92,19 @@ pub(crate) fn preset(name: &str) -> Option<Config> {
     ARCHES.iter().find_map(|a| a.preset(name))
 }
 
-/// Options for loading a model.
+/// Options for loading a model. Every field has a default; set the ones you need with the
+/// `with_*` methods (or assign the public fields).
+///
+/// ```
+/// use wgpt::{KernelFamily, LoadOptions, WeightDtype};
+/// let opts = LoadOptions::default()
+///     .with_dtype(WeightDtype::F16)
+///     .with_kernels(KernelFamily::BarrierFree)
+///     .with_max_batch(64);
+/// assert_eq!(opts.max_batch, Some(64));
+/// ```
 #[derive(Debug, Clone, Default)]
+#[non_exhaustive]
 pub struct LoadOptions {
     /// Storage dtype of the weight matrices on the GPU; `None` picks f16 for f16 files and f32
     /// otherwise (bf16 converts exactly to f32).
@@ -110,6 +121,47 @@ pub struct LoadOptions {
     /// Kernel family; `None` picks by adapter type (cooperative for hardware GPUs,
     /// barrier-free for software adapters). See [`KernelFamily`].
     pub kernels: Option<KernelFamily>,
+    /// Called with (bytes uploaded, bytes in all) while the weights go to the GPU (on the
+    /// loading thread).
+    pub progress: Option<crate::gpu::Progress>,
+}
+
+impl LoadOptions {
+    /// Storage dtype of the weight matrices.
+    pub fn with_dtype(mut self, dtype: WeightDtype) -> Self {
+        self.dtype = Some(dtype);
+        self
+    }
+
+    /// Cap on the bytes of one embedding / LM-head texture.
+    pub fn with_max_chunk_bytes(mut self, bytes: u64) -> Self {
+        self.max_chunk_bytes = Some(bytes);
+        self
+    }
+
+    /// Largest batch of one forward submit.
+    pub fn with_max_batch(mut self, tokens: usize) -> Self {
+        self.max_batch = Some(tokens);
+        self
+    }
+
+    /// Refuse models that need more than `bytes` of memory.
+    pub fn with_max_memory_bytes(mut self, bytes: u64) -> Self {
+        self.max_memory_bytes = Some(bytes);
+        self
+    }
+
+    /// The kernel family.
+    pub fn with_kernels(mut self, family: KernelFamily) -> Self {
+        self.kernels = Some(family);
+        self
+    }
+
+    /// Report the weight upload's progress.
+    pub fn with_progress(mut self, progress: crate::gpu::Progress) -> Self {
+        self.progress = Some(progress);
+        self
+    }
 }
 
 /// The default cap on a model's GPU memory for discrete adapters (wgpu cannot query their
@@ -118,6 +170,7 @@ pub const DEFAULT_MAX_MEMORY_BYTES: u64 = 256 << 30;
 
 /// What `wgpt info` reports about a loaded model.
 #[derive(Debug, Clone)]
+#[non_exhaustive]
 pub struct ModelInfo {
     /// Where the model came from (directory, "embedded", "synthetic gpt2").
     pub origin: String,
@@ -161,6 +214,8 @@ pub struct Model {
     pub(crate) tokenizer: Option<Tokenizer>,
     pub(crate) opts: LoadOptions,
     info: ModelInfo,
+    /// The text of the `config.json` the model came from.
+    config_json: Option<String>,
 }
 
 /// The model compiled into the binary (feature `default-model`): a small GPT-2 trained on
@@ -183,11 +238,14 @@ impl Model {
     pub fn from_files(files: ModelFiles, gpu: &Gpu, opts: &LoadOptions) -> Result<Self> {
         let ModelFiles {
             config,
+            config_json,
             tokenizer,
             source,
             origin,
         } = files;
-        Self::build(gpu, config, source, Some(tokenizer), opts, origin)
+        let mut model = Self::build(gpu, config, source, Some(tokenizer), opts, origin)?;
+        model.config_json = Some(config_json);
+        Ok(model)
     }
 
     /// Checks a model directory as [`Model::load`] does, without a GPU: the files parse, the
@@ -207,14 +265,16 @@ impl Model {
             embedded::WEIGHTS,
             arch(&config),
         )?;
-        Self::build(
+        let mut model = Self::build(
             gpu,
             config,
             Source::Files(files),
             Some(tokenizer),
             opts,
             "embedded TinyShakespeare GPT-2".into(),
-        )
+        )?;
+        model.config_json = Some(embedded::CONFIG.to_string());
+        Ok(model)
     }
 
     /// A model with `config`'s shapes and seeded random weights (benchmarks, tests). It has no
@@ -238,6 +298,17 @@ impl Model {
         opts: &LoadOptions,
         origin: String,
     ) -> Result<Self> {
+        gpu.scoped(|| Self::build_scoped(gpu, config, source, tokenizer, opts, origin))
+    }
+
+    fn build_scoped(
+        gpu: &Gpu,
+        config: Config,
+        source: Source,
+        tokenizer: Option<Tokenizer>,
+        opts: &LoadOptions,
+        origin: String,
+    ) -> Result<Self> {
         let file_dtypes = check_model(&config, &source, tokenizer.as_ref())?;
         let dtype = opts.dtype.unwrap_or(if file_dtypes == [DType::F16] {
             WeightDtype::F16
@@ -251,9 +322,13 @@ impl Model {
             shader_opts.family = family;
         }
         let kernels = Kernels::with_options(gpu, shader_opts);
-        let mut up = Uploader::new(gpu, &source, dtype, max_chunk);
-        let mut weights = arch(&config).upload(&mut up, &config)?;
-        weights.bytes = up.finish()?;
+        let total = tensor_list(&config).gpu_bytes(dtype);
+        let weights = crate::gpu::with_upload_progress(opts.progress.as_ref(), total, || {
+            let mut up = Uploader::new(gpu, &source, dtype, max_chunk);
+            let mut weights = arch(&config).upload(&mut up, &config)?;
+            weights.bytes = up.finish()?;
+            Ok(weights)
+        })?;
         let info = ModelInfo {
             origin,
             n_params: config.n_params(),
@@ -279,6 +354,7 @@ impl Model {
             tokenizer,
             opts: opts.clone(),
             info,
+            config_json: None,
         })
     }
 
@@ -307,6 +383,12 @@ impl Model {
         &self.info
     }
 
+    /// The text of the `config.json` the model was loaded from, keys and values as the file
+    /// names them (`None` for a [`Model::synthetic`] model).
+    pub fn config_json(&self) -> Option<&str> {
+        self.config_json.as_deref()
+    }
+
     pub(crate) fn max_batch(&self) -> usize {
         max_batch(&self.config, &self.opts)
     }
@@ -323,6 +405,7 @@ impl Model {
 /// adapter, without parsing anything twice.
 pub struct ModelFiles {
     config: Config,
+    config_json: String,
     tokenizer: Tokenizer,
     source: Source,
     origin: String,
@@ -332,19 +415,40 @@ impl ModelFiles {
     /// Opens `config.json`, `tokenizer.json` and the weights of `dir` and checks them.
     pub fn open(dir: impl AsRef<Path>) -> Result<Self> {
         let dir = dir.as_ref();
-        if !dir.is_dir() {
-            return Err(Error::io(
-                dir,
-                std::io::Error::new(std::io::ErrorKind::NotFound, "not a model directory"),
-            ));
+        match std::fs::metadata(dir) {
+            Ok(m) if m.is_dir() => {}
+            Ok(_) => {
+                return Err(Error::InvalidInput(format!(
+                    "{} is a file, not a model directory (one holding config.json, model.safetensors and tokenizer.json)",
+                    dir.display()
+                )))
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                return Err(Error::InvalidInput(format!(
+                    "model directory {} does not exist",
+                    dir.display()
+                )))
+            }
+            Err(e) => return Err(Error::io(dir, e)),
         }
-        let mut config = Config::from_file(&dir.join("config.json"))?;
+        let config_path = dir.join("config.json");
+        let config_json =
+            std::fs::read_to_string(&config_path).map_err(|e| Error::io(&config_path, e))?;
+        let config = Config::from_json(&config_json).map_err(|e| match e {
+            Error::Config { message, .. } => Error::Config {
+                path: config_path.clone(),
+                message,
+            },
+            other => other,
+        })?;
+        let mut config = config;
         config.add_generation_config(&dir.join("generation_config.json"))?;
         let tokenizer = Tokenizer::from_file(&dir.join("tokenizer.json"))?;
         let source = Source::Files(SafetensorsSource::open_dir(dir, arch(&config))?);
         check_model(&config, &source, Some(&tokenizer))?;
         Ok(ModelFiles {
             config,
+            config_json,
             tokenizer,
             source,
             origin: dir.display().to_string(),
@@ -401,12 +505,13 @@ fn gib(bytes: u64) -> String {
     }
 }
 
-/// Total memory of this machine, which CPU and integrated adapters allocate from.
+/// Total memory of this machine, which CPU and integrated adapters (Apple Silicon's unified
+/// memory included) allocate from; on Linux, macOS and Windows alike (`sysinfo`). `None` where
+/// it cannot be read: the fit check then uses [`DEFAULT_MAX_MEMORY_BYTES`] and says so.
 fn host_memory_bytes() -> Option<u64> {
-    let info = std::fs::read_to_string("/proc/meminfo").ok()?;
-    let line = info.lines().find(|l| l.starts_with("MemTotal:"))?;
-    let kib: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
-    kib.checked_mul(1024)
+    let mut sys = sysinfo::System::new();
+    sys.refresh_memory();
+    Some(sys.total_memory()).filter(|&b| b > 0)
 }
 
 /// Fails early, before any allocation, when the model cannot fit the device: each weight
@@ -417,16 +522,22 @@ fn check_fits(gpu: &Gpu, cfg: &Config, dtype: WeightDtype, opts: &LoadOptions) -
     let shared = matches!(gpu.adapter().device_type.as_str(), "Cpu" | "IntegratedGpu");
     let (bound, what) = match opts.max_memory_bytes {
         Some(m) => (m, format!("LoadOptions::max_memory_bytes = {}", gib(m))),
-        None => match host_memory_bytes().filter(|_| shared) {
-            Some(m) => (
+        None => match shared.then(host_memory_bytes) {
+            Some(Some(m)) => (
                 m,
                 format!(
                     "this machine's {} of memory, which the adapter uses",
                     gib(m)
                 ),
             ),
-            None => {
+            unknown => {
                 let m = DEFAULT_MAX_MEMORY_BYTES;
+                if unknown.is_some() {
+                    log::warn!(
+                        "cannot read this machine's memory: the fit check of this shared-memory adapter uses wgpt's limit of {}",
+                        gib(m)
+                    );
+                }
                 (m, format!("wgpt's limit of {} for one adapter", gib(m)))
             }
         },
@@ -497,4 +608,16 @@ fn check_fits(gpu: &Gpu, cfg: &Config, dtype: WeightDtype, opts: &LoadOptions) -
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    #[cfg(target_os = "linux")]
+    fn host_memory_is_the_machines() {
+        let info = std::fs::read_to_string("/proc/meminfo").unwrap();
+        let line = info.lines().find(|l| l.starts_with("MemTotal:")).unwrap();
+        let kib: u64 = line.split_whitespace().nth(1).unwrap().parse().unwrap();
+        assert_eq!(super::host_memory_bytes(), Some(kib * 1024));
+    }
 }

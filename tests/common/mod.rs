@@ -67,20 +67,67 @@ pub fn rel_error(got: &[f32], want: &[f64]) -> f64 {
         / scale
 }
 
-/// A small synthetic model config (32 wide, 2 layers, 16 positions, 50 tokens).
+/// A small synthetic model config (32 wide, 2 layers, 16 positions, 50 tokens). `Config` is
+/// `#[non_exhaustive]`: built from a preset with its fields changed.
 pub fn tiny_config(eos_token_id: Option<u32>) -> wgpt::Config {
-    wgpt::Config {
-        family: wgpt::Family::Gpt2,
-        n_embd: 32,
-        n_layer: 2,
-        n_head: 2,
-        n_positions: 16,
-        n_inner: 40,
-        vocab_size: 50,
-        layer_norm_epsilon: 1e-5,
-        activation: wgpt::Activation::GeluTanh,
-        tie_word_embeddings: true,
-        eos_token_ids: eos_token_id.into_iter().collect(),
-        scale_attn_weights: true,
+    let mut c = wgpt::Config::preset("gpt2").unwrap();
+    c.n_embd = 32;
+    c.n_layer = 2;
+    c.n_head = 2;
+    c.n_positions = 16;
+    c.n_inner = 40;
+    c.vocab_size = 50;
+    c.layer_norm_epsilon = 1e-5;
+    c.activation = wgpt::Activation::GeluTanh;
+    c.tie_word_embeddings = true;
+    c.eos_token_ids = eos_token_id.into_iter().collect();
+    c.scale_attn_weights = true;
+    c
+}
+
+/// A temporary directory, removed when dropped.
+pub struct TempDir(PathBuf);
+
+impl TempDir {
+    pub fn path(&self) -> &std::path::Path {
+        &self.0
     }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+/// A new empty temporary directory (unique per process and call).
+pub fn tempdir() -> TempDir {
+    static NEXT: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+    let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let dir = std::env::temp_dir().join(format!("wgpt-test-{}-{n}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    TempDir(dir)
+}
+
+/// A copy of a fixture model directory that a test may break.
+pub fn copy_fixture(name: &str) -> TempDir {
+    let dir = tempdir();
+    for entry in std::fs::read_dir(fixture(name)).unwrap() {
+        let path = entry.unwrap().path();
+        std::fs::copy(&path, dir.path().join(path.file_name().unwrap())).unwrap();
+    }
+    dir
+}
+
+/// An error and its sources on one line, as the `wgpt` binary prints them.
+pub fn chain(e: &dyn std::error::Error) -> String {
+    let mut text = e.to_string();
+    let mut source = e.source();
+    while let Some(s) = source {
+        text.push_str(": ");
+        text.push_str(&s.to_string());
+        source = s.source();
+    }
+    text
 }

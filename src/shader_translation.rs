@@ -1,10 +1,9 @@
 //! Every composed shader parses, validates and translates through naga to SPIR-V (Vulkan),
 //! MSL (Metal) and HLSL (DX12), so those back ends are checked without their hardware. Every
 //! variant: the cooperative kernel family, and the barrier-free one with subgroup load sharing
-//! (MSL 2.2, HLSL shader model 6.0) and without.
+//! (MSL 2.2, HLSL shader model 6.0) and without. (A unit test: the shader sources are internal.)
 
-use wgpt::kernels::ShaderOptions;
-use wgpt::KernelFamily;
+use crate::kernels::{shader_sources, KernelFamily, ShaderOptions};
 
 #[test]
 fn shaders_translate_to_spirv_msl_hlsl() {
@@ -21,7 +20,7 @@ fn shaders_translate_to_spirv_msl_hlsl() {
 }
 
 fn translate_all(opts: ShaderOptions) {
-    let sources = wgpt::kernels::shader_sources(opts);
+    let sources = shader_sources(opts);
     assert!(sources.len() >= 7);
     for (name, src) in sources {
         let name = format!("{name} ({opts:?})");
