@@ -1,6 +1,6 @@
 //! Text generation on a [`Session`]: [`Generation`], an iterator of tokens that prefills the
-//! prompt, then decodes one token per step until the eos token, a token limit or the end of
-//! the context ([`StopReason`]), sampling on the CPU, or on the GPU for greedy decoding.
+//! prompt, then decodes one token per step until an eos token, a token limit, a stop string
+//! or the end of the context ([`StopReason`]), sampling on the CPU, or on the GPU for greedy decoding.
 
 use std::time::{Duration, Instant};
 
@@ -21,16 +21,19 @@ pub enum StopReason {
     Context,
     /// A step failed; the iterator returned the error.
     Error,
+    /// The output contained one of the stop strings ([`Generation::with_stop_strings`]).
+    Stop,
 }
 
 impl StopReason {
-    /// `eos`, `max_tokens`, `context` or `error`.
+    /// `eos`, `max_tokens`, `context`, `error` or `stop`.
     pub fn as_str(self) -> &'static str {
         match self {
             StopReason::Eos => "eos",
             StopReason::MaxTokens => "max_tokens",
             StopReason::Context => "context",
             StopReason::Error => "error",
+            StopReason::Stop => "stop",
         }
     }
 }
@@ -165,7 +168,52 @@ impl<'m> Session<'m> {
             decode_start: None,
             decode_time: Duration::ZERO,
             decode_steps: 0,
+            stop_text: StopText::default(),
         })
+    }
+}
+
+/// Stop strings over the generated text: text that could still be the start of one is held
+/// back until the next token decides.
+#[derive(Debug, Default)]
+struct StopText {
+    strings: Vec<String>,
+    held: String,
+}
+
+impl StopText {
+    /// Adds a token's text; returns the text that can be shown and whether a stop string
+    /// completed (the text before it is returned, the stop string and what follows are not).
+    fn push(&mut self, text: &str) -> (String, bool) {
+        if self.strings.is_empty() {
+            return (text.to_string(), false);
+        }
+        self.held.push_str(text);
+        let held = &self.held;
+        if let Some(i) = self
+            .strings
+            .iter()
+            .filter_map(|s| held.find(s.as_str()))
+            .min()
+        {
+            let out = held[..i].to_string();
+            self.held.clear();
+            return (out, true);
+        }
+        // Keep the longest end of the text that a stop string begins with.
+        let keep = self
+            .strings
+            .iter()
+            .map(|s| {
+                (1..s.len())
+                    .rev()
+                    .find(|&k| s.is_char_boundary(k) && held.ends_with(&s[..k]))
+                    .unwrap_or(0)
+            })
+            .max()
+            .unwrap_or(0);
+        let out: String = self.held.drain(..held.len() - keep).collect();
+        (out, false)
     }
 }
 
@@ -193,9 +241,33 @@ pub struct Generation<'s, 'm> {
     /// From `decode_start` to the end of the last decode step.
     decode_time: Duration,
     decode_steps: usize,
+    stop_text: StopText,
 }
 
 impl Generation<'_, '_> {
+    /// Stops when the output contains any of `strings` (empty ones are ignored), as OpenAI's
+    /// `stop`: the text before it is returned, the stop string is not, and the stop reason is
+    /// [`StopReason::Stop`]. Text that could begin a stop string is held back until the next
+    /// token decides; when generation ends for another reason, [`Generation::finish_text`]
+    /// returns it.
+    pub fn with_stop_strings<S: Into<String>>(
+        mut self,
+        strings: impl IntoIterator<Item = S>,
+    ) -> Self {
+        self.stop_text.strings = strings
+            .into_iter()
+            .map(Into::into)
+            .filter(|s: &String| !s.is_empty())
+            .collect();
+        self
+    }
+
+    /// Text held back because it could have begun a stop string; once the generation has
+    /// ended without one it belongs to the output (empty without stop strings).
+    pub fn finish_text(&mut self) -> String {
+        std::mem::take(&mut self.stop_text.held)
+    }
+
     /// Why generation stopped (`None` while it runs).
     pub fn stop_reason(&self) -> Option<StopReason> {
         self.stop
@@ -279,6 +351,10 @@ impl Generation<'_, '_> {
             (Some(tok), Some(d)) => d.push(tok, id)?,
             _ => String::new(),
         };
+        let (text, stopped) = self.stop_text.push(&text);
+        if stopped {
+            self.stop = Some(StopReason::Stop);
+        }
         Ok(Some(GeneratedToken { id, text }))
     }
 }
@@ -306,5 +382,33 @@ fn rate(n: usize, d: Duration) -> f64 {
         0.0
     } else {
         n as f64 / d.as_secs_f64()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::StopText;
+
+    #[test]
+    fn stop_strings_hold_back_only_what_could_begin_one() {
+        let mut s = StopText {
+            strings: vec!["\n\nUser:".into(), "END".into()],
+            held: String::new(),
+        };
+        assert_eq!(s.push("Hello"), ("Hello".into(), false));
+        assert_eq!(s.push(" wor"), (" wor".into(), false));
+        assert_eq!(s.push("ld\n"), ("ld".into(), false)); // "\n" may begin "\n\nUser:"
+        assert_eq!(s.push("\nUs"), ("".into(), false));
+        assert_eq!(s.push("x"), ("\n\nUsx".into(), false)); // not a stop string after all
+        assert_eq!(s.push("E"), ("".into(), false));
+        assert_eq!(s.push("ENDING"), ("E".into(), true)); // "EEND…": stops before "END"
+        let mut t = StopText {
+            strings: vec!["ab".into()],
+            held: String::new(),
+        };
+        assert_eq!(t.push("xa"), ("x".into(), false));
+        assert_eq!(std::mem::take(&mut t.held), "a"); // what finish_text returns
+        let mut none = StopText::default();
+        assert_eq!(none.push("anything"), ("anything".into(), false));
     }
 }

@@ -53,7 +53,7 @@ pub mod tokenizer;
 
 pub use wgpu;
 
-pub use chat::{ChatTemplate, Message};
+pub use chat::{ChatTemplate, Conversation, Message};
 pub use config::{Activation, Config};
 pub use config::{Family, RopeScaling};
 pub use error::{BoxError, Error, Result};

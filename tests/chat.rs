@@ -64,3 +64,118 @@ fn template_errors_are_clear() {
     let e = t.render(&[Message::new("user", "x")], true).unwrap_err();
     assert!(e.to_string().contains("roles must alternate"), "{e}");
 }
+
+mod conversation {
+    use super::common::{copy_fixture, fixture, TempDir};
+    use wgpt::{gpu::test_gpu, ChatTemplate, Conversation, LoadOptions, Message, Model};
+    use wgpt::{SamplerConfig, StopReason};
+
+    fn greedy(g: wgpt::Generation<'_, '_>) -> Vec<u32> {
+        g.map(|t| t.unwrap().id).collect()
+    }
+
+    /// The Qwen2 fixture (Qwen2.5's template) with a context of 96 instead of 48: its tiny
+    /// tokenizer spells "assistant" in 7 tokens, and rotary positions need no trained table,
+    /// so the longer context is the same model.
+    fn qwen2_with_context_96() -> TempDir {
+        let dir = copy_fixture("tiny-qwen2-bf16");
+        let path = dir.path().join("config.json");
+        let text = std::fs::read_to_string(&path).unwrap();
+        let text = text.replace(
+            "\"max_position_embeddings\": 48",
+            "\"max_position_embeddings\": 96",
+        );
+        assert!(text.contains("96"));
+        std::fs::write(&path, text).unwrap();
+        dir
+    }
+
+    #[test]
+    fn turns_prefill_only_what_is_new_and_match_a_recompute() {
+        let Some(gpu) = test_gpu() else { return };
+        let dir = qwen2_with_context_96();
+        let model = Model::load(dir.path(), &gpu, &LoadOptions::default()).unwrap();
+        let tok = model.tokenizer().unwrap();
+        let template = ChatTemplate::from_dir(&fixture("tiny-qwen2-bf16"))
+            .unwrap()
+            .unwrap();
+        let mut chat = Conversation::new(&model, Some("S")).unwrap();
+        let first = greedy(chat.send("Hi", SamplerConfig::greedy(), 4).unwrap());
+        assert_eq!(first.len(), 4);
+        // Turn 1 equals plain generation from the rendered prompt.
+        let system = Message::new("system", "S");
+        let prompt1 = template
+            .render(&[system.clone(), Message::new("user", "Hi")], true)
+            .unwrap();
+        let mut s = model.session().unwrap();
+        let ids1 = tok.encode(&prompt1).unwrap();
+        assert_eq!(
+            greedy(s.generate_ids(&ids1, SamplerConfig::greedy(), 4).unwrap()),
+            first
+        );
+        // Turn 2 prefills the end of the reply as the template writes it and the new message.
+        let second = greedy(chat.send("Ok", SamplerConfig::greedy(), 2).unwrap());
+        assert_eq!(chat.messages().len(), 4, "{:?}", chat.messages());
+        let reply1 = tok.decode(&first).unwrap();
+        assert_eq!(
+            chat.messages()[2],
+            Message::new("assistant", reply1.clone())
+        );
+        let full = template.render(chat.messages(), true).unwrap();
+        let rest = full.strip_prefix(&format!("{prompt1}{reply1}")).unwrap();
+        let rest_ids = tok.encode(rest).unwrap();
+        assert_eq!(chat.last_prefill_tokens(), rest_ids.len());
+        assert!(rest_ids.len() < tok.encode(&full).unwrap().len() / 2);
+        // … and gives what recomputing those same tokens from scratch gives.
+        let cached: Vec<u32> = [&ids1[..], &first[..], &rest_ids[..]].concat();
+        s.reset();
+        assert_eq!(
+            greedy(s.generate_ids(&cached, SamplerConfig::greedy(), 2).unwrap()),
+            second
+        );
+        // /reset keeps the system message.
+        chat.reset();
+        assert_eq!(chat.messages(), [system]);
+        assert!(chat.tokens().is_empty());
+    }
+
+    #[test]
+    fn a_full_context_drops_the_oldest_turns() {
+        let Some(gpu) = test_gpu() else { return };
+        // 48 positions: a few turns of a dozen tokens fill it.
+        let model = Model::load(fixture("tiny-qwen2-bf16"), &gpu, &LoadOptions::default()).unwrap();
+        let mut chat = Conversation::new(&model, Some("S")).unwrap();
+        let mut most = 0;
+        for i in 0..6 {
+            let mut g = chat
+                .send(&format!("turn {i}"), SamplerConfig::greedy(), 4)
+                .unwrap();
+            g.by_ref().for_each(|t| {
+                t.unwrap();
+            });
+            assert_ne!(g.stop_reason(), Some(StopReason::Error));
+            drop(g);
+            most = most.max(chat.messages().len());
+            assert!(chat.tokens().len() <= 48);
+            assert_eq!(chat.messages()[0], Message::new("system", "S"));
+            // Turns are dropped whole: the first after the system message is a user's.
+            assert_eq!(chat.messages()[1].role, "user");
+        }
+        // Turns were dropped: fewer messages than 1 + 2·6 - 1 remain.
+        assert!(chat.messages().len() < 12, "{:?}", chat.messages());
+        assert!(most < 12);
+        // One message longer than the context is an error, and the conversation goes on.
+        let long = "word ".repeat(60);
+        let e = chat.send(&long, SamplerConfig::greedy(), 4).err().unwrap();
+        assert!(e.to_string().contains("the context holds 48"), "{e}");
+        assert!(chat.send("ok", SamplerConfig::greedy(), 2).is_ok());
+    }
+
+    #[test]
+    fn a_model_without_template_cannot_chat() {
+        let Some(gpu) = test_gpu() else { return };
+        let model = Model::load(fixture("tiny-hf-f16"), &gpu, &LoadOptions::default()).unwrap();
+        let e = Conversation::new(&model, None).err().unwrap();
+        assert!(e.to_string().contains("no chat template"), "{e}");
+    }
+}

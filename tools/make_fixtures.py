@@ -844,8 +844,8 @@ def edit_llama_config(spec, out_dir):
 
 def qwen2_tokenizer_config(tok_path, template):
     """tokenizer_config.json in the layout of the Hub's Qwen2.5 files (chat_template
-    inside it, bos_token null), for our tokenizer (eos <|endoftext|>, no ChatML
-    special tokens).  transformers 5's save_pretrained would write the template to
+    inside it, bos_token null), for our tokenizer (eos <|endoftext|>, with ChatML's
+    <|im_start|> and <|im_end|> added as special tokens 384 and 385).  transformers 5's save_pretrained would write the template to
     a separate chat_template.jinja instead."""
     with open(tok_path, encoding="utf-8") as f:
         added = json.load(f)["added_tokens"]
@@ -903,7 +903,13 @@ def finish_llama_dir(spec, out_dir, ref_model, eos_id):
         tpl_path = os.path.join(CHAT_DIR, spec["chat_template"] + ".jinja")
         with open(tpl_path, encoding="utf-8", newline="") as f:
             template = f.read()
-        tc = qwen2_tokenizer_config(os.path.join(out_dir, "tokenizer.json"), template)
+        # Qwen's tokenizers have ChatML's markers as special tokens; ours gets them too
+        # (ids 384 and 385, inside the model's 389 rows), so a chat prompt stays short.
+        tok_out = os.path.join(out_dir, "tokenizer.json")
+        chat_tok = Tokenizer.from_file(tok_out)
+        chat_tok.add_special_tokens(["<|im_start|>", "<|im_end|>"])
+        chat_tok.save(tok_out, pretty=True)
+        tc = qwen2_tokenizer_config(tok_out, template)
         with open(os.path.join(out_dir, "tokenizer_config.json"), "w", encoding="utf-8") as f:
             f.write(json.dumps(tc, indent=2, ensure_ascii=False) + "\n")
         # transformers reads it back as written.

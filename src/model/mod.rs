@@ -15,6 +15,7 @@ pub(crate) mod weights;
 
 use std::path::Path;
 
+use crate::chat::ChatTemplate;
 use crate::config::{Config, Fields};
 use crate::error::{Error, Result};
 use crate::gpu::Gpu;
@@ -216,6 +217,8 @@ pub struct Model {
     info: ModelInfo,
     /// The text of the `config.json` the model came from.
     config_json: Option<String>,
+    /// The chat template of the model directory, if it has one.
+    chat_template: Option<ChatTemplate>,
 }
 
 /// The model compiled into the binary (feature `default-model`): a small GPT-2 trained on
@@ -242,9 +245,11 @@ impl Model {
             tokenizer,
             source,
             origin,
+            chat_template,
         } = files;
         let mut model = Self::build(gpu, config, source, Some(tokenizer), opts, origin)?;
         model.config_json = Some(config_json);
+        model.chat_template = chat_template;
         Ok(model)
     }
 
@@ -355,6 +360,7 @@ impl Model {
             opts: opts.clone(),
             info,
             config_json: None,
+            chat_template: None,
         })
     }
 
@@ -389,6 +395,12 @@ impl Model {
         self.config_json.as_deref()
     }
 
+    /// The model's chat template (`tokenizer_config.json`'s `chat_template` or
+    /// `chat_template.jinja`), if its directory has one.
+    pub fn chat_template(&self) -> Option<&ChatTemplate> {
+        self.chat_template.as_ref()
+    }
+
     pub(crate) fn max_batch(&self) -> usize {
         max_batch(&self.config, &self.opts)
     }
@@ -409,6 +421,7 @@ pub struct ModelFiles {
     tokenizer: Tokenizer,
     source: Source,
     origin: String,
+    chat_template: Option<ChatTemplate>,
 }
 
 impl ModelFiles {
@@ -452,6 +465,7 @@ impl ModelFiles {
             tokenizer,
             source,
             origin: dir.display().to_string(),
+            chat_template: ChatTemplate::from_dir(dir)?,
         })
     }
 
