@@ -409,16 +409,17 @@ impl Gpu {
         let validation = pollster::block_on(validation.pop());
         let internal = pollster::block_on(internal.pop());
         let oom = pollster::block_on(oom.pop());
-        if let Some(e) = oom {
-            return Err(Error::OutOfMemory {
+        let lost = self.lost.lock().ok().and_then(|s| s.clone());
+        match (lost, oom, validation.or(internal)) {
+            // A device wgpt opened knows why it was lost: that is the error to report.
+            (Some(msg), Some(e), _) | (Some(msg), None, Some(e)) => Err(Error::gpu(msg, e)),
+            (_, Some(e), _) => Err(Error::OutOfMemory {
                 message: "while running wgpt's work".into(),
                 source: Some(Box::new(e)),
-            });
+            }),
+            (_, None, Some(e)) => Err(Error::gpu("wgpu reported an error", e)),
+            (_, None, None) => out,
         }
-        if let Some(e) = validation.or(internal) {
-            return Err(Error::gpu("wgpu reported an error", e));
-        }
-        out
     }
 
     /// The pipeline cached under `key`, compiled by `make` the first time it is asked for.

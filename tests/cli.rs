@@ -1,9 +1,10 @@
 //! The `wgpt` binary: subcommands, `--json` output, streaming and exit codes
-//! (0 ok, 1 usage, 2 input/model, 3 device).
+//! (0 ok, 1 usage, 2 input/model, 3 device), and the edges a new user meets first.
 
 mod common;
 
-use std::process::{Command, Output};
+use std::io::Write;
+use std::process::{Command, Output, Stdio};
 
 use common::{fixture, reference};
 
@@ -18,6 +19,28 @@ fn wgpt(args: &[&str]) -> Output {
 
 fn has_gpu() -> bool {
     wgpt::gpu::test_gpu().is_some()
+}
+
+/// `--cpu` when the tests run on a software adapter (as `test_gpu` picks), so the binary
+/// runs on the tests' adapter.
+fn cpu_flag() -> &'static [&'static str] {
+    if std::env::var("WGPT_TEST_GPU").is_err() {
+        &["--cpu"]
+    } else {
+        &[]
+    }
+}
+
+fn stderr(out: &Output) -> String {
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
+/// Asserts the exit code and that stderr is exactly `message` on one line, stdout empty.
+fn fails(out: &Output, code: i32, message: &str) {
+    let err = stderr(out);
+    assert_eq!(out.status.code(), Some(code), "{err}");
+    assert_eq!(err, format!("{message}\n"));
+    assert!(out.stdout.is_empty());
 }
 
 fn json(out: &Output) -> serde_json::Value {
@@ -66,6 +89,8 @@ fn generate_json() {
     assert!(v["prefill_tokens_per_s"].as_f64().unwrap() > 0.0);
     assert!(v["decode_tokens_per_s"].as_f64().is_some());
     assert!(!v["adapter"].as_str().unwrap().is_empty());
+    let test_backend = wgpt::gpu::test_gpu().unwrap().adapter().backend.clone();
+    assert_eq!(v["backend"].as_str(), Some(test_backend.as_str()), "{v}");
     // Greedy is deterministic: the same ids again.
     let again = json(&wgpt(&[
         "generate",
@@ -108,6 +133,10 @@ fn generate_streams_text_and_seed_reproduces() {
     assert!(!text.trim().is_empty());
     let err = String::from_utf8_lossy(&a.stderr);
     assert!(err.contains("tok/s"), "stats go to stderr: {err}");
+    // The stats line names the adapter and its backend (Vulkan and GL look alike otherwise).
+    let gpu = wgpt::gpu::test_gpu().unwrap();
+    let on = format!(" on {} ({})]", gpu.adapter().name, gpu.adapter().backend);
+    assert!(err.trim_end().ends_with(&on), "{err}");
     let b = wgpt(&args);
     assert_eq!(a.stdout, b.stdout, "same seed, same text");
 }
@@ -144,6 +173,7 @@ fn perplexity_json_matches_hf() {
         "{nll} vs {}",
         r.ppl_nll_mean
     );
+    assert!(v["backend"].is_string(), "{v}");
     let bpb = v["bits_per_byte"].as_f64().unwrap();
     assert!((bpb - r.ppl_bits_per_byte).abs() / r.ppl_bits_per_byte < 1e-4);
     assert!((v["perplexity"].as_f64().unwrap() - nll.exp()).abs() < 1e-6 * nll.exp());
@@ -182,6 +212,65 @@ fn info_lists_adapter_and_model() {
     );
     assert!(s.contains("parameters 58708"), "{s}");
     assert!(s.contains("bf16"), "{s}");
+}
+
+/// `info` lists the adapters of every backend (not only the one it would pick), has
+/// `--json`, and shows the config as config.json names things.
+#[test]
+fn info_lists_every_backend_and_the_config_as_written() {
+    if !has_gpu() {
+        return;
+    }
+    let m = fixture("tiny-sharded-f32"); // activation_function: gelu_pytorch_tanh
+    let out = wgpt(&["info", "--model", m.to_str().unwrap(), "--json"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let v = json(&out);
+    let listed: Vec<(String, String)> = v["adapters"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| {
+            let s = |k: &str| a[k].as_str().unwrap().to_string();
+            (s("name"), s("backend"))
+        })
+        .collect();
+    // Every adapter of every backend, as the library sees them one backend at a time.
+    let mut each = Vec::new();
+    for b in [
+        wgpt::wgpu::Backends::VULKAN,
+        wgpt::wgpu::Backends::METAL,
+        wgpt::wgpu::Backends::DX12,
+        wgpt::wgpu::Backends::GL,
+    ] {
+        let opts = wgpt::GpuOptions::default().with_backends(b);
+        for a in wgpt::Gpu::adapters(&opts).unwrap() {
+            each.push((a.name, a.backend));
+        }
+    }
+    let mut sorted = listed.clone();
+    sorted.sort();
+    each.sort();
+    assert_eq!(sorted, each);
+    let chosen = &v["chosen"];
+    assert!(
+        chosen["limits"]["max_buffer_size"].as_u64().unwrap() > 0,
+        "{v}"
+    );
+    let model = &v["model"];
+    assert_eq!(model["config"]["activation_function"], "gelu_pytorch_tanh");
+    assert_eq!(model["config"]["n_positions"], 32);
+    assert_eq!(model["file_dtypes"], serde_json::json!(["f32"]));
+    // The text form prints the same names and values, not wgpt's enum names.
+    let out = wgpt(&["info", "--model", m.to_str().unwrap()]);
+    let text = String::from_utf8(out.stdout).unwrap();
+    assert!(
+        text.contains("\n    activation_function gelu_pytorch_tanh\n"),
+        "{text}"
+    );
+    assert!(!text.contains("GeluTanh"), "{text}");
+    for (name, backend) in &listed {
+        assert!(text.contains(&format!("  {name} ({backend}, ")), "{text}");
+    }
 }
 
 #[test]
@@ -223,37 +312,340 @@ fn long_prompt_needs_truncate() {
     }
     let m = fixture("tiny-sharded-f32"); // 32 positions
     let f = fixture("heldout_slice.txt");
-    let out = wgpt(&[
+    let args = [
         "generate",
         "--model",
         m.to_str().unwrap(),
         "--prompt-file",
         f.to_str().unwrap(),
-        "--max-tokens",
-        "4",
-        "--json",
-    ]);
-    assert_eq!(out.status.code(), Some(2));
-    let err = String::from_utf8_lossy(&out.stderr);
+    ];
+    let out = wgpt(&[&args[..], &["--max-tokens", "4", "--json"]].concat());
+    fails(
+        &out,
+        2,
+        "error: the prompt has 2379 tokens but the model's context is 32; shorten it or pass --truncate",
+    );
+    // --truncate keeps the last tokens, leaving room for --max-tokens, and says so.
+    let out = wgpt(&[&args[..], &["--max-tokens", "4", "--truncate", "--json"]].concat());
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(json(&out)["prompt_tokens"].as_u64(), Some(28));
+    assert_eq!(
+        stderr(&out),
+        "note: the prompt has 2379 tokens; kept its last 28 so that 4 new tokens fit the model's context of 32\n"
+    );
+    // --max-tokens that leaves no room for the prompt is refused instead of keeping 1 token.
+    for n in ["32", "40"] {
+        let out = wgpt(&[&args[..], &["--max-tokens", n, "--truncate"]].concat());
+        fails(
+            &out,
+            2,
+            &format!("error: --truncate cannot leave room for --max-tokens {n} in the model's context of 32 tokens; pass --max-tokens below 32"),
+        );
+    }
+}
+
+/// `wgpt` alone prints the usage and the commands (clap's help) and exits with the usage code.
+#[test]
+fn no_arguments_print_usage_and_the_commands() {
+    let out = wgpt(&[]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(out.stdout.is_empty());
+    let err = stderr(&out);
+    assert!(err.contains("Usage: wgpt <COMMAND>"), "{err}");
+    for command in ["generate", "perplexity", "info", "bench", "completions"] {
+        assert!(err.contains(&format!("\n  {command} ")), "{command}: {err}");
+    }
     assert!(
-        err.contains("context") && err.contains("--truncate"),
+        err.contains("Exit codes: 0 success, 1 usage error"),
         "{err}"
     );
-    let out = wgpt(&[
-        "generate",
-        "--model",
-        m.to_str().unwrap(),
-        "--prompt-file",
-        f.to_str().unwrap(),
-        "--max-tokens",
-        "4",
-        "--truncate",
-        "--json",
-    ]);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
+}
+
+/// Negative numbers after a numeric option reach its value check (not "unexpected argument").
+#[test]
+fn negative_numbers_reach_the_value_checks() {
+    let cases: [(&[&str], &str); 9] = [
+        (&["generate", "-p", "x", "--temperature", "-1"], "error: invalid value '-1' for '--temperature <TEMPERATURE>': must be ≥ 0, got -1"),
+        (&["generate", "-p", "x", "--top-k", "-1"], "error: invalid value '-1' for '--top-k <TOP_K>': must be ≥ 0, got -1"),
+        (&["generate", "-p", "x", "--max-tokens", "-5"], "error: invalid value '-5' for '--max-tokens <MAX_TOKENS>': must be ≥ 0, got -5"),
+        (&["generate", "-p", "x", "--seed", "-1"], "error: invalid value '-1' for '--seed <SEED>': must be ≥ 0, got -1"),
+        (&["generate", "-p", "x", "--top-p", "-0.5"], "error: invalid value '-0.5' for '--top-p <TOP_P>': must be in (0, 1], got -0.5"),
+        (&["generate", "-p", "x", "--repeat-penalty", "-2"], "error: invalid value '-2' for '--repeat-penalty <REPEAT_PENALTY>': must be > 0, got -2"),
+        (&["perplexity", "--file", "x", "--context", "-1"], "error: invalid value '-1' for '--context <CONTEXT>': must be ≥ 2, got -1"),
+        (&["bench", "-n", "-3"], "error: invalid value '-3' for '--n-gen <GEN>': must be ≥ 0, got -3"),
+        (&["bench", "-r", "-2"], "error: invalid value '-2' for '--reps <REPS>': must be ≥ 1, got -2"),
+    ];
+    for (args, message) in cases {
+        fails(&wgpt(args), 1, message);
+    }
+}
+
+/// Bad option values are usage errors (1); an adapter or model path that cannot work is
+/// reported for what it is.
+#[test]
+fn backend_reps_and_model_path_errors() {
+    fails(
+        &wgpt(&["info", "--backend", "foo"]),
+        1,
+        "error: invalid value 'foo' for '--backend <BACKEND>' [possible values: vulkan, metal, dx12, gl]",
     );
-    assert_eq!(json(&out)["prompt_tokens"].as_u64(), Some(28));
+    fails(
+        &wgpt(&["bench", "-r", "0"]),
+        1,
+        "error: invalid value '0' for '--reps <REPS>': must be ≥ 1, got 0",
+    );
+    fails(
+        &wgpt(&["completions", "tcsh"]),
+        1,
+        "error: invalid value 'tcsh' for '<SHELL>' [possible values: bash, elvish, fish, powershell, zsh]",
+    );
+    if cfg!(target_os = "linux") {
+        fails(
+            &wgpt(&["info", "--backend", "metal"]),
+            3,
+            "error: no Metal adapter found; Metal exists only on macOS and iOS",
+        );
+        fails(
+            &wgpt(&["info", "--backend", "dx12"]),
+            3,
+            "error: no DX12 adapter found; DX12 exists only on Windows",
+        );
+    }
+    let file = fixture("heldout_slice.txt");
+    fails(
+        &wgpt(&["generate", "--model", file.to_str().unwrap(), "-p", "x"]),
+        2,
+        &format!(
+            "error: {} is a file, not a model directory (one holding config.json, model.safetensors and tokenizer.json)",
+            file.display()
+        ),
+    );
+    fails(
+        &wgpt(&["generate", "--model", "/nonexistent/model", "-p", "x"]),
+        2,
+        "error: model directory /nonexistent/model does not exist",
+    );
+}
+
+#[test]
+fn exit_code_3_for_a_missing_adapter() {
+    let Some(gpu) = wgpt::gpu::test_gpu() else {
+        return;
+    };
+    let out = wgpt(&["info", "--adapter", "no-such-adapter-xyz"]);
+    assert_eq!(out.status.code(), Some(3));
+    let err = stderr(&out);
+    assert!(
+        err.starts_with("error: no adapter matches `no-such-adapter-xyz`; found: ")
+            && err.contains(&gpu.adapter().name)
+            && err.lines().count() == 1,
+        "{err}"
+    );
+}
+
+/// `wgpt … | head`: a closed stdout ends the command quietly with exit 0.
+#[test]
+fn a_closed_stdout_ends_quietly() {
+    if !has_gpu() {
+        return;
+    }
+    for args in [
+        &["generate", "--prompt", "ROMEO:", "--max-tokens", "200"][..],
+        &["info"][..],
+        &["completions", "bash"][..],
+    ] {
+        let device = if args[0] == "completions" {
+            &[][..]
+        } else {
+            cpu_flag()
+        };
+        let mut child = Command::new(env!("CARGO_BIN_EXE_wgpt"))
+            .args(args)
+            .args(device)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        // Close the reading end before the command writes anything.
+        drop(child.stdout.take());
+        let out = child.wait_with_output().unwrap();
+        assert_eq!(out.status.code(), Some(0), "{args:?}: {}", stderr(&out));
+        assert!(stderr(&out).is_empty(), "{args:?}: {}", stderr(&out));
+    }
+}
+
+/// `--prompt-file -` reads the prompt from stdin; `--echo` prints it before the continuation.
+#[test]
+fn prompt_from_stdin_and_echo() {
+    if !has_gpu() {
+        return;
+    }
+    let run = |extra: &[&str], stdin: &str| {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_wgpt"))
+            .args(["generate", "--max-tokens", "8", "--temperature", "0"])
+            .args(extra)
+            .args(cpu_flag())
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        child
+            .stdin
+            .take()
+            .unwrap()
+            .write_all(stdin.as_bytes())
+            .unwrap();
+        let out = child.wait_with_output().unwrap();
+        assert!(out.status.success(), "{extra:?}: {}", stderr(&out));
+        String::from_utf8(out.stdout).unwrap()
+    };
+    let from_flag = json_str(&run(&["--prompt", "JULIET:", "--json"], ""));
+    let from_stdin = json_str(&run(&["--prompt-file", "-", "--json", "--echo"], "JULIET:"));
+    assert_eq!(from_stdin["token_ids"], from_flag["token_ids"]);
+    assert_eq!(from_stdin["prompt"], "JULIET:");
+    assert!(from_flag.get("prompt").is_none());
+    // Streamed: the prompt, then exactly the text --json reports.
+    let streamed = run(&["--prompt-file", "-", "--echo"], "JULIET:");
+    let want = format!("JULIET:{}\n", from_flag["text"].as_str().unwrap());
+    assert_eq!(streamed, want);
+}
+
+fn json_str(s: &str) -> serde_json::Value {
+    serde_json::from_str(s.trim()).unwrap_or_else(|e| panic!("not JSON ({e}): {s}"))
+}
+
+/// The CLI's sampling defaults are `SamplerConfig::default()`'s, seed included.
+#[test]
+#[cfg(feature = "default-model")]
+fn cli_defaults_are_the_librarys() {
+    let Some(gpu) = wgpt::gpu::test_gpu() else {
+        return;
+    };
+    let model = wgpt::Model::load_default(&gpu, &wgpt::LoadOptions::default()).unwrap();
+    let mut s = model.session().unwrap();
+    let lib: Vec<u32> = s
+        .generate("ROMEO:", wgpt::SamplerConfig::default(), 24)
+        .unwrap()
+        .map(|t| t.unwrap().id)
+        .collect();
+    let out = wgpt(
+        &[
+            &["generate", "-p", "ROMEO:", "-n", "24", "--json"][..],
+            cpu_flag(),
+        ]
+        .concat(),
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(json(&out)["token_ids"], serde_json::json!(lib));
+    // And the help shows those values as the defaults.
+    let help = String::from_utf8(wgpt(&["generate", "--help"]).stdout).unwrap();
+    let d = wgpt::SamplerConfig::default();
+    for want in [
+        format!("[default: {}]", d.temperature),
+        format!("[default: {}]", d.top_k),
+        format!("[default: {}]", d.top_p),
+        format!("[default: {}]", d.seed),
+    ] {
+        assert!(help.contains(&want), "{want}: {help}");
+    }
+}
+
+#[test]
+fn shell_completions() {
+    for (shell, marker) in [
+        ("bash", "complete -F _wgpt"),
+        ("zsh", "#compdef wgpt"),
+        ("fish", "complete -c wgpt"),
+    ] {
+        let out = wgpt(&["completions", shell]);
+        assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+        let script = String::from_utf8(out.stdout).unwrap();
+        assert!(script.contains(marker), "{shell}: {script}");
+        for command in ["generate", "perplexity", "info", "bench"] {
+            assert!(script.contains(command), "{shell} lacks {command}");
+        }
+        assert!(script.contains("--max-tokens"), "{shell}");
+    }
+}
+
+/// Long work shows a progress bar when stderr is a terminal, and nothing when it is not or
+/// with `--json`.
+#[cfg(all(unix, feature = "default-model"))]
+#[test]
+fn progress_on_a_terminal_only() {
+    use std::io::Read;
+    use std::os::fd::{FromRawFd, OwnedFd};
+    if !has_gpu() {
+        return;
+    }
+    let text = fixture("default-model/heldout_slice.txt");
+    let args = [
+        "perplexity",
+        "--file",
+        text.to_str().unwrap(),
+        "--context",
+        "64",
+    ];
+    // stderr on a pseudo-terminal.
+    let on_tty = |extra: &[&str]| -> (i32, String) {
+        let (mut master, mut slave) = (0, 0);
+        let size = libc::winsize {
+            ws_row: 24,
+            ws_col: 100,
+            ws_xpixel: 0,
+            ws_ypixel: 0,
+        };
+        let rc = unsafe {
+            libc::openpty(
+                &mut master,
+                &mut slave,
+                std::ptr::null_mut(),
+                std::ptr::null(),
+                &size,
+            )
+        };
+        assert_eq!(rc, 0, "openpty");
+        let (master, slave) =
+            unsafe { (OwnedFd::from_raw_fd(master), OwnedFd::from_raw_fd(slave)) };
+        let mut child = Command::new(env!("CARGO_BIN_EXE_wgpt"))
+            .args(args)
+            .args(extra)
+            .args(cpu_flag())
+            .stdout(Stdio::null())
+            .stderr(Stdio::from(slave))
+            .spawn()
+            .unwrap();
+        // Read until the child's end of the terminal closes (EIO).
+        let mut reader = std::fs::File::from(master);
+        let mut bytes = Vec::new();
+        let mut buf = [0u8; 4096];
+        while let Ok(n) = reader.read(&mut buf) {
+            if n == 0 {
+                break;
+            }
+            bytes.extend_from_slice(&buf[..n]);
+        }
+        let code = child.wait().unwrap().code().unwrap();
+        (code, String::from_utf8_lossy(&bytes).into_owned())
+    };
+    let (code, tty) = on_tty(&[]);
+    assert_eq!(code, 0, "{tty}");
+    assert!(
+        tty.contains("scoring") && tty.contains("windows"),
+        "{tty:?}"
+    );
+    assert!(tty.contains("loading"), "{tty:?}");
+    let (code, tty) = on_tty(&["--json"]);
+    assert_eq!(code, 0, "{tty}");
+    assert!(
+        !tty.contains("scoring") && !tty.contains("loading"),
+        "{tty:?}"
+    );
+    // Piped: only the statistics line.
+    let out = wgpt(&[&args[..], cpu_flag()].concat());
+    assert!(out.status.success());
+    let err = stderr(&out);
+    assert_eq!(err.lines().count(), 1, "{err:?}");
+    assert!(err.starts_with("[") && !err.contains('\r'), "{err:?}");
 }

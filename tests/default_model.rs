@@ -60,3 +60,48 @@ fn default_model_generates_text() {
         "{text:?}"
     );
 }
+
+/// A multi-turn caller feeds only the new turn: the continued generation equals one over the
+/// whole conversation prefilled at once, and the repetition penalty sees the whole of it.
+#[test]
+fn continuing_a_conversation_equals_prefilling_it_whole() {
+    let Some(gpu) = test_gpu() else { return };
+    let model = Model::load_default(&gpu, &LoadOptions::default()).unwrap();
+    let tok = model.tokenizer().unwrap();
+    let first = tok.encode("ROMEO:").unwrap();
+    let second = tok.encode("\nJULIET:").unwrap();
+    let ids = |g: wgpt::Generation<'_, '_>| -> Vec<u32> { g.map(|t| t.unwrap().id).collect() };
+    for sampler in [
+        SamplerConfig::greedy(),
+        SamplerConfig::greedy().with_repeat_penalty(1.5),
+        SamplerConfig::default().with_seed(11),
+    ] {
+        let mut s = model.session().unwrap();
+        let turn1 = ids(s.generate("ROMEO:", sampler.clone(), 16).unwrap());
+        assert_eq!(turn1.len(), 16);
+        // The last generated token waits; the rest is in the cache.
+        assert_eq!(s.position(), first.len() + 15);
+        let g = s
+            .generate_continue("\nJULIET:", sampler.clone(), 16)
+            .unwrap();
+        // Only the waiting token and the new turn are prefilled.
+        assert_eq!(g.prompt_tokens(), 1 + second.len());
+        let turn2 = ids(g);
+
+        let whole: Vec<u32> = [&first[..], &turn1, &second].concat();
+        let mut f = model.session().unwrap();
+        let full = ids(f.generate_ids(&whole, sampler.clone(), 16).unwrap());
+        assert_eq!(turn2, full, "{sampler:?}");
+        assert_eq!(s.tokens(), f.tokens());
+        // The cache built turn by turn holds what one prefill computes.
+        let a = s.forward(&[7]).unwrap();
+        let b = f.forward(&[7]).unwrap();
+        let scale = b.iter().fold(1f32, |m, x| m.max(x.abs()));
+        let err = a
+            .iter()
+            .zip(&b)
+            .map(|(x, y)| (x - y).abs())
+            .fold(0f32, f32::max);
+        assert!(err <= 1e-4 * scale, "logits differ by {err}");
+    }
+}

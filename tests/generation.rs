@@ -108,3 +108,109 @@ fn greedy_steps_agree_on(model: &Model) {
     let want = wgpt::sampler::argmax(&a.forward(&[5]).unwrap());
     assert_eq!(b.decode_argmax(5, true).unwrap(), want);
 }
+
+#[test]
+fn an_error_mid_generation_is_the_stop_reason() {
+    let Some(gpu) = test_gpu() else { return };
+    let model = Model::synthetic(tiny(None), 6, &gpu, &LoadOptions::default()).unwrap();
+    let mut s = model.session().unwrap();
+    let mut g = s
+        .generate_ids(&[1, 2], SamplerConfig::default(), 10)
+        .unwrap();
+    assert!(g.next().unwrap().is_ok());
+    assert!(g.next().unwrap().is_ok());
+    gpu.device().destroy();
+    assert!(matches!(g.next(), Some(Err(e)) if e.is_device_error()));
+    assert_eq!(g.stop_reason(), Some(StopReason::Error));
+    assert_eq!(StopReason::Error.as_str(), "error");
+    assert!(g.next().is_none());
+    assert_eq!(g.tokens().len(), 2);
+}
+
+#[test]
+fn loading_and_perplexity_report_progress() {
+    let Some(gpu) = test_gpu() else { return };
+    let seen = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let sink = seen.clone();
+    let opts = LoadOptions::default().with_progress(wgpt::Progress::new(move |done, total| {
+        sink.lock().unwrap().push((done, total));
+    }));
+    let model = Model::synthetic(tiny(None), 7, &gpu, &opts).unwrap();
+    let seen = seen.lock().unwrap().clone();
+    let total = seen[0].1;
+    assert!(total > 0);
+    assert_eq!(seen[0], (0, total));
+    assert_eq!(*seen.last().unwrap(), (total, total));
+    // One report per uploaded tensor, in order.
+    assert!(seen.len() > 10, "{seen:?}");
+    assert!(seen
+        .windows(2)
+        .all(|w| w[0].0 <= w[1].0 && w[0].1 == w[1].1));
+
+    let mut s = model.session().unwrap();
+    let ids: Vec<u32> = (0..40).map(|i| i % 50).collect();
+    let mut windows = Vec::new();
+    wgpt::perplexity_with_progress(&mut s, &ids, 16, None, |_| 1, |d, t| windows.push((d, t)))
+        .unwrap();
+    assert_eq!(windows, [(0, 3), (1, 3), (2, 3), (3, 3)]);
+    windows.clear();
+    wgpt::perplexity_with_progress(
+        &mut s,
+        &ids,
+        16,
+        Some(2),
+        |_| 1,
+        |d, t| windows.push((d, t)),
+    )
+    .unwrap();
+    assert_eq!(windows, [(0, 2), (1, 2), (2, 2)]);
+}
+
+#[test]
+fn continuing_needs_something_to_feed_and_room_for_it() {
+    let Some(gpu) = test_gpu() else { return };
+    let model = Model::synthetic(tiny(None), 8, &gpu, &LoadOptions::default()).unwrap();
+    let mut s = model.session().unwrap();
+    let e = s
+        .generate_ids_continue(&[], SamplerConfig::greedy(), 3)
+        .err()
+        .unwrap();
+    assert_eq!(
+        e.to_string(),
+        "nothing to continue from: the prompt is empty and no generated token is waiting to be fed"
+    );
+    s.forward(&[1; 14]).unwrap();
+    let e = s
+        .generate_ids_continue(&[2, 3, 4], SamplerConfig::greedy(), 3)
+        .err()
+        .unwrap();
+    assert_eq!(
+        e.to_string(),
+        "3 more tokens do not fit after the 14 in the cache: the context holds 16"
+    );
+    // A generation that stopped at max_tokens leaves its last token waiting: an empty prompt
+    // continues from it, and the result is one longer generation.
+    s.reset();
+    let one: Vec<u32> = s
+        .generate_ids(&[5, 6], SamplerConfig::greedy(), 6)
+        .unwrap()
+        .map(|t| t.unwrap().id)
+        .collect();
+    s.reset();
+    let mut split: Vec<u32> = s
+        .generate_ids(&[5, 6], SamplerConfig::greedy(), 3)
+        .unwrap()
+        .map(|t| t.unwrap().id)
+        .collect();
+    assert_eq!(
+        s.position(),
+        2 + 2,
+        "the third token is not in the cache yet"
+    );
+    let mut more = s
+        .generate_ids_continue(&[], SamplerConfig::greedy(), 3)
+        .unwrap();
+    split.extend(more.by_ref().map(|t| t.unwrap().id));
+    assert_eq!(more.prompt_tokens(), 1);
+    assert_eq!(split, one);
+}

@@ -872,8 +872,13 @@ fn a_lost_device_is_an_error_not_a_panic() {
     s.forward(&[1, 2]).unwrap();
     gpu.device().destroy();
     let e = s.forward(&[3]).unwrap_err();
-    eprintln!("{e}");
+    eprintln!("{}", common::chain(&e));
     assert!(e.is_device_error(), "{e}");
+    assert!(
+        e.to_string()
+            .starts_with("GPU error: device lost (Destroyed)"),
+        "{e}"
+    );
     assert!(s.forward(&[3]).unwrap_err().is_device_error());
     let mut g = s.generate("To be", SamplerConfig::default(), 3).unwrap();
     assert!(matches!(g.next(), Some(Err(e)) if e.is_device_error()));

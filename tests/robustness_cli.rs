@@ -93,6 +93,20 @@ fn bad_prompts_and_text_files_fail_before_the_gpu() {
         "cannot read prompt file",
     );
 
+    // The same from standard input.
+    let mut child = Command::new(env!("CARGO_BIN_EXE_wgpt"))
+        .args(["generate", "--model", s(&m), "--prompt-file", "-"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::io::Write::write_all(&mut child.stdin.take().unwrap(), b"ROMEO: \xff\xfe caught").unwrap();
+    fails_with(
+        &child.wait_with_output().unwrap(),
+        "prompt from standard input is not valid UTF-8 (byte 7)",
+    );
+
     let ppl = |file: &Path| wgpt(&["perplexity", "--model", s(&m), "--file", s(file)]);
     fails_with(&ppl(&empty), "is empty: perplexity needs at least 2 tokens");
     fails_with(&ppl(&bad_utf8), "is not valid UTF-8 (byte 7)");

@@ -44,7 +44,7 @@ enum Command {
     Info(info::InfoArgs),
     /// Prefill and decode speed (llama-bench style).
     Bench(bench::BenchArgs),
-    /// Print a shell completion script (e.g. `wgpt completions bash > ~/.local/share/bash-completion/completions/wgpt`).
+    /// Print a shell completion script (bash, zsh, fish, elvish, powershell).
     Completions {
         /// The shell.
         #[arg(value_enum)]
