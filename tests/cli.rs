@@ -649,3 +649,127 @@ fn progress_on_a_terminal_only() {
     assert_eq!(err.lines().count(), 1, "{err:?}");
     assert!(err.starts_with("[") && !err.contains('\r'), "{err:?}");
 }
+
+/// Runs `wgpt` with `stdin` piped in; (exit code, stdout, stderr).
+fn wgpt_stdin(args: &[&str], stdin: &str) -> (i32, String, String) {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_wgpt"))
+        .args(args)
+        .args(cpu_flag())
+        .env("RUST_LOG", "warn")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(stdin.as_bytes())
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    let text = |b: Vec<u8>| String::from_utf8(b).unwrap();
+    (
+        out.status.code().unwrap_or(-1),
+        text(out.stdout),
+        text(out.stderr),
+    )
+}
+
+#[test]
+fn chat_through_stdin_keeps_turns_and_resets() {
+    if !has_gpu() {
+        return;
+    }
+    // The Qwen2 fixture carries Qwen2.5's template; its tiny tokenizer needs a longer
+    // context than 48 for two turns (rotary positions: the same model).
+    let dir = common::copy_fixture("tiny-qwen2-bf16");
+    let cfg = dir.path().join("config.json");
+    let text = std::fs::read_to_string(&cfg).unwrap();
+    std::fs::write(
+        &cfg,
+        text.replace(
+            "\"max_position_embeddings\": 48",
+            "\"max_position_embeddings\": 96",
+        ),
+    )
+    .unwrap();
+    let model = dir.path().to_str().unwrap();
+    let args = [
+        "chat",
+        "--model",
+        model,
+        "--system",
+        "S",
+        "-n",
+        "3",
+        "--temperature",
+        "0",
+    ];
+    let (code, out, err) = wgpt_stdin(&args, "Hi\nOk\n/reset\nHi\n");
+    assert_eq!(code, 0, "{err}");
+    let replies: Vec<&str> = out.lines().collect();
+    assert_eq!(replies.len(), 3, "{out:?}");
+    // After /reset the conversation starts over: the same first reply.
+    assert_eq!(replies[0], replies[2]);
+    assert!(err.contains("(conversation reset)"), "{err}");
+    // The first reply is what `generate --chat` gives for the same message.
+    let one = json_str(
+        &wgpt_stdin(
+            &[
+                "generate",
+                "--model",
+                model,
+                "--chat",
+                "--system",
+                "S",
+                "-p",
+                "Hi",
+                "-n",
+                "3",
+                "--temperature",
+                "0",
+                "--json",
+            ],
+            "",
+        )
+        .1,
+    );
+    assert_eq!(replies[0], one["text"].as_str().unwrap());
+    // The rendered prompt's tokens: <|im_start|>system\nS<|im_end|>\n… (26 with this tokenizer).
+    assert_eq!(one["prompt_tokens"], 26);
+    // A model without a template cannot chat: one line, exit 2.
+    let (code, out, err) = wgpt_stdin(
+        &["chat", "--model", fixture("tiny-hf-f16").to_str().unwrap()],
+        "Hi\n",
+    );
+    assert_eq!((code, out.as_str()), (2, ""));
+    assert_eq!(err, "error: this model has no chat template (`chat_template` in tokenizer_config.json or chat_template.jinja)\n");
+}
+
+#[test]
+fn stop_strings_end_generation_before_them() {
+    if !has_gpu() {
+        return;
+    }
+    let base = [
+        "generate", "-p", "ROMEO:", "-n", "60", "--seed", "7", "--json",
+    ];
+    let full = json_str(&wgpt_stdin(&base, "").1);
+    let full_text = full["text"].as_str().unwrap();
+    // A stop string taken from the middle of the unstopped output.
+    let stop: String = full_text.chars().skip(20).take(6).collect();
+    let at = full_text.find(&stop).unwrap();
+    let stopped = json_str(
+        &wgpt_stdin(
+            &[&base[..], &["--stop", &stop, "--stop", "zzzz"]].concat(),
+            "",
+        )
+        .1,
+    );
+    assert_eq!(stopped["stop_reason"], "stop");
+    assert_eq!(stopped["text"].as_str().unwrap(), &full_text[..at]);
+    // Streamed: exactly the same text.
+    let streamed = wgpt_stdin(&[&base[..7], &["--stop", &stop]].concat(), "").1;
+    assert_eq!(streamed, format!("{}\n", &full_text[..at]));
+}

@@ -4,8 +4,8 @@ use std::io::{Read, Write};
 use std::path::PathBuf;
 
 use clap::Args;
-use wgpt::SamplerConfig;
 
+use super::sampling::SamplingArgs;
 use super::{count_at_least, DeviceArgs, ModelArgs};
 
 #[derive(Args, Debug)]
@@ -33,26 +33,15 @@ pub struct GenerateArgs {
     #[arg(long, short = 'n', default_value_t = 128, allow_negative_numbers = true,
           value_parser = count_at_least::<0>)]
     max_tokens: usize,
-    /// Sampling temperature; 0 is greedy.
-    #[arg(long, short = 't', default_value_t = SamplerConfig::default().temperature,
-          allow_negative_numbers = true, value_parser = non_negative)]
-    temperature: f32,
-    /// Keep only the K most likely tokens (0 = all).
-    #[arg(long, default_value_t = SamplerConfig::default().top_k, allow_negative_numbers = true,
-          value_parser = count_at_least::<0>)]
-    top_k: usize,
-    /// Nucleus sampling: keep the smallest set of tokens whose probability reaches P, in (0, 1].
-    #[arg(long, default_value_t = SamplerConfig::default().top_p, allow_negative_numbers = true,
-          value_parser = unit_interval)]
-    top_p: f32,
-    /// Repetition penalty over prompt and output (1 = off), > 0.
-    #[arg(long, default_value_t = SamplerConfig::default().repeat_penalty,
-          allow_negative_numbers = true, value_parser = positive)]
-    repeat_penalty: f32,
-    /// Random seed; the same seed gives the same text.
-    #[arg(long, default_value_t = SamplerConfig::default().seed, allow_negative_numbers = true,
-          value_parser = super::at_least::<0>)]
-    seed: u64,
+    #[command(flatten)]
+    sampling: SamplingArgs,
+    /// Apply the model's chat template: the prompt is one user message (after --system),
+    /// followed by the assistant's turn.
+    #[arg(long)]
+    chat: bool,
+    /// A system message for --chat.
+    #[arg(long, requires = "chat")]
+    system: Option<String>,
     /// A prompt longer than the context keeps only its last tokens, leaving room for
     /// --max-tokens (which must then be below the context); says how many on stderr.
     #[arg(long)]
@@ -61,45 +50,6 @@ pub struct GenerateArgs {
     /// of streaming.
     #[arg(long)]
     json: bool,
-}
-
-fn parse_f32(s: &str) -> Result<f32, String> {
-    s.parse::<f32>()
-        .map_err(|_| format!("`{s}` is not a number"))
-        .and_then(|v| {
-            if v.is_finite() {
-                Ok(v)
-            } else {
-                Err("must be finite".into())
-            }
-        })
-}
-
-fn non_negative(s: &str) -> Result<f32, String> {
-    let v = parse_f32(s)?;
-    if v < 0.0 {
-        Err(format!("must be ≥ 0, got {v}"))
-    } else {
-        Ok(v)
-    }
-}
-
-fn positive(s: &str) -> Result<f32, String> {
-    let v = parse_f32(s)?;
-    if v <= 0.0 {
-        Err(format!("must be > 0, got {v}"))
-    } else {
-        Ok(v)
-    }
-}
-
-fn unit_interval(s: &str) -> Result<f32, String> {
-    let v = parse_f32(s)?;
-    if v <= 0.0 || v > 1.0 {
-        Err(format!("must be in (0, 1], got {v}"))
-    } else {
-        Ok(v)
-    }
 }
 
 /// The prompt from `--prompt`, `--prompt-file FILE` or `--prompt-file -` (stdin).
@@ -141,6 +91,21 @@ pub fn run(a: GenerateArgs) -> anyhow::Result<()> {
     let files = a.model.open()?;
     let gpu = a.device.gpu()?;
     let model = a.model.load(files, &gpu, a.json)?;
+    let prompt = if a.chat {
+        let template = model.chat_template().ok_or_else(|| {
+            wgpt::Error::InvalidInput(
+                "--chat: this model has no chat template (`chat_template` in tokenizer_config.json or chat_template.jinja)".into(),
+            )
+        })?;
+        let system = a
+            .system
+            .iter()
+            .map(|s| wgpt::Message::new("system", s.as_str()));
+        let messages: Vec<_> = system.chain([wgpt::Message::new("user", prompt)]).collect();
+        template.render(&messages, true)?
+    } else {
+        prompt
+    };
     let tok = model
         .tokenizer()
         .ok_or_else(|| wgpt::Error::InvalidInput("the model has no tokenizer".into()))?;
@@ -171,12 +136,7 @@ pub fn run(a: GenerateArgs) -> anyhow::Result<()> {
         ids.drain(..ids.len() - keep);
         echo = tok.decode(&ids)?;
     }
-    let sampler = SamplerConfig::default()
-        .with_temperature(a.temperature)
-        .with_top_k(a.top_k)
-        .with_top_p(a.top_p)
-        .with_repeat_penalty(a.repeat_penalty)
-        .with_seed(a.seed);
+    let sampler = a.sampling.config();
     let mut session = model.session()?;
     session.warm_up()?;
     let mut out = std::io::stdout().lock();
@@ -184,7 +144,9 @@ pub fn run(a: GenerateArgs) -> anyhow::Result<()> {
         out.write_all(echo.as_bytes())?;
         out.flush()?;
     }
-    let mut gen = session.generate_ids(&ids, sampler, a.max_tokens)?;
+    let mut gen = session
+        .generate_ids(&ids, sampler, a.max_tokens)?
+        .with_stop_strings(a.sampling.stop.iter().cloned());
     let mut text = String::new();
     for t in &mut gen {
         let t = t?;
@@ -194,6 +156,12 @@ pub fn run(a: GenerateArgs) -> anyhow::Result<()> {
         }
         text.push_str(&t.text);
     }
+    // Text held back in case it began a stop string belongs to the output after all.
+    let held = gen.finish_text();
+    if !a.json {
+        out.write_all(held.as_bytes())?;
+    }
+    text.push_str(&held);
     let stop = gen.stop_reason().map_or("max_tokens", |s| s.as_str());
     let adapter = gpu.adapter();
     if a.json {

@@ -1,9 +1,11 @@
 //! Argument parsing and dispatch to the subcommands; maps errors to exit codes.
 
 mod bench;
+mod chat;
 mod generate;
 mod info;
 mod perplexity;
+mod sampling;
 
 use std::io::Write;
 use std::path::PathBuf;
@@ -38,6 +40,8 @@ struct Cli {
 enum Command {
     /// Generate text from a prompt, streamed to stdout.
     Generate(generate::GenerateArgs),
+    /// Converse with a model that has a chat template: one user message per line of input.
+    Chat(chat::ChatArgs),
     /// Perplexity and bits per byte of a text file.
     Perplexity(perplexity::PerplexityArgs),
     /// Adapters of every backend, the chosen one's limits and features; the model's config.
@@ -238,6 +242,7 @@ pub fn run() -> i32 {
     };
     let result = match cli.command {
         Command::Generate(a) => generate::run(a),
+        Command::Chat(a) => chat::run(a),
         Command::Perplexity(a) => perplexity::run(a),
         Command::Info(a) => info::run(a),
         Command::Bench(a) => bench::run(a),
