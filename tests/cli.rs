@@ -773,3 +773,39 @@ fn stop_strings_end_generation_before_them() {
     let streamed = wgpt_stdin(&[&base[..7], &["--stop", &stop]].concat(), "").1;
     assert_eq!(streamed, format!("{}\n", &full_text[..at]));
 }
+
+#[test]
+fn info_shows_the_kv_cache_of_grouped_query_attention() {
+    if !has_gpu() {
+        return;
+    }
+    let dir = fixture("tiny-llama-gqa-f16");
+    let mut args = vec!["info", "--model", dir.to_str().unwrap(), "--json"];
+    args.extend(cpu_flag());
+    let v = json(&wgpt(&args));
+    let m = &v["model"];
+    // 2 layers × 64 positions × (keys and values) × 2 kv heads × 16 dims × 4 bytes: a third
+    // of what 6 heads would take.
+    assert_eq!(m["kv_cache_bytes"], 2 * 64 * 2 * 2 * 16 * 4);
+    assert_eq!(
+        (m["n_kv_head"].as_u64(), m["n_head"].as_u64()),
+        (Some(2), Some(6))
+    );
+    let text = String::from_utf8(
+        wgpt(
+            &args[..3]
+                .iter()
+                .chain(cpu_flag())
+                .copied()
+                .collect::<Vec<_>>(),
+        )
+        .stdout,
+    )
+    .unwrap();
+    assert!(
+        text.contains(
+            "KV cache 32768 bytes (0.0 MB) per session: 2 key/value heads for 6 query heads"
+        ),
+        "{text}"
+    );
+}

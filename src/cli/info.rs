@@ -95,6 +95,9 @@ pub fn run(a: InfoArgs) -> anyhow::Result<()> {
                 "dtype": i.dtype.to_string(),
                 "kernels": i.kernels.name(),
                 "weight_bytes": i.weight_bytes,
+                "kv_cache_bytes": i.kv_cache_bytes,
+                "n_kv_head": model.config().n_kv_head(),
+                "n_head": model.config().n_head,
             },
         });
         writeln!(out, "{obj}")?;
@@ -127,6 +130,15 @@ pub fn run(a: InfoArgs) -> anyhow::Result<()> {
         "  weights on GPU {} bytes ({:.1} MB)",
         i.weight_bytes,
         i.weight_bytes as f64 / 1e6
+    )?;
+    let c = model.config();
+    writeln!(
+        out,
+        "  KV cache {} bytes ({:.1} MB) per session: {} key/value heads for {} query heads",
+        i.kv_cache_bytes,
+        i.kv_cache_bytes as f64 / 1e6,
+        c.n_kv_head(),
+        c.n_head
     )?;
     Ok(())
 }
