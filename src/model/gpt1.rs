@@ -112,16 +112,8 @@ impl Arch for Gpt1 {
             });
         }
         Ok(Weights {
-            wte,
             wpe: Some(wpe),
-            rope: None,
-            project_in: None,
-            project_out: None,
-            layers,
-            final_norm: None,
-            lm_head: None,
-            zeros: up.zeros(cfg)?,
-            bytes: 0,
+            ..Weights::new(wte, layers, None, None, up.zeros(cfg)?)
         })
     }
 

@@ -131,16 +131,8 @@ impl Arch for Gpt2 {
             false => Some(up.row_chunks("lm_head.weight", v, c)?),
         };
         Ok(Weights {
-            wte,
             wpe: Some(wpe),
-            rope: None,
-            project_in: None,
-            project_out: None,
-            layers,
-            final_norm: Some(final_norm),
-            lm_head,
-            zeros: up.zeros(cfg)?,
-            bytes: 0,
+            ..Weights::new(wte, layers, Some(final_norm), lm_head, up.zeros(cfg)?)
         })
     }
 

@@ -304,16 +304,8 @@ impl Arch for Llama {
         let table = rope_table(cfg.n_positions, &freqs);
         let rope = up.upload("rotary table", table.as_flattened())?;
         Ok(Weights {
-            wte,
-            wpe: None,
             rope: Some(rope),
-            project_in: None,
-            project_out: None,
-            layers,
-            final_norm: Some(final_norm),
-            lm_head,
-            zeros: up.zeros(cfg)?,
-            bytes: 0,
+            ..Weights::new(wte, layers, Some(final_norm), lm_head, up.zeros(cfg)?)
         })
     }
 

@@ -186,16 +186,8 @@ impl Arch for NeoX {
             }
         };
         Ok(Weights {
-            wte,
-            wpe: None,
             rope,
-            project_in: None,
-            project_out: None,
-            layers,
-            final_norm: Some(final_norm),
-            lm_head,
-            zeros: up.zeros(cfg)?,
-            bytes: 0,
+            ..Weights::new(wte, layers, Some(final_norm), lm_head, up.zeros(cfg)?)
         })
     }
 

@@ -185,16 +185,10 @@ impl Arch for Opt {
             false => Some(up.row_chunks("lm_head.weight", v, e)?),
         };
         Ok(Weights {
-            wte,
             wpe: Some(wpe),
-            rope: None,
             project_in,
             project_out,
-            layers,
-            final_norm,
-            lm_head,
-            zeros: up.zeros(cfg)?,
-            bytes: 0,
+            ..Weights::new(wte, layers, final_norm, lm_head, up.zeros(cfg)?)
         })
     }
 

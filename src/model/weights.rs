@@ -177,6 +177,29 @@ pub(crate) struct Weights {
 }
 
 impl Weights {
+    /// The parts every family has; positions, rotary table and projections are set by the
+    /// families that have them (`Weights { wpe: Some(…), ..Weights::new(…) }`).
+    pub fn new(
+        wte: RowChunks,
+        layers: Vec<Layer>,
+        final_norm: Option<Norm>,
+        lm_head: Option<RowChunks>,
+        zeros: wgpu::Buffer,
+    ) -> Self {
+        Weights {
+            wte,
+            wpe: None,
+            rope: None,
+            project_in: None,
+            project_out: None,
+            layers,
+            final_norm,
+            lm_head,
+            zeros,
+            bytes: 0,
+        }
+    }
+
     /// The LM head matrix (the tied `wte` unless the model has its own).
     pub fn head(&self) -> &RowChunks {
         self.lm_head.as_ref().unwrap_or(&self.wte)
