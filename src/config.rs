@@ -363,13 +363,13 @@ impl Config {
                     "n_head = {n_head} does not divide n_embd = {n_embd}"
                 )));
             }
-            if head_dim % 4 != 0 || head_dim > 256 {
+            if !head_dim.is_multiple_of(4) || head_dim > 256 {
                 return Err(Error::Unsupported(format!(
                     "head_dim = {head_dim} (n_embd / n_head); wgpt needs a multiple of 4 up to 256"
                 )));
             }
         }
-        if self.n_inner % 4 != 0 {
+        if !self.n_inner.is_multiple_of(4) {
             // The matmul kernels load their input rows as vec4 (shaders/matmul.wgsl).
             return Err(Error::Unsupported(format!(
                 "n_inner = {}; wgpt needs a multiple of 4",

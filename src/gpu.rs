@@ -1,7 +1,7 @@
 //! Adapter and device choice, and the small amount of GPU plumbing every part shares:
 //! error capture, buffer creation and read-back.
 //!
-//! wgpt's GPU work runs inside wgpu error scopes ([`Gpu::scoped`]): its errors come back as
+//! wgpt's GPU work runs inside wgpu error scopes (`Gpu::scoped`): its errors come back as
 //! [`Error`]s from the call that caused them, and a device that the host program shares
 //! ([`Gpu::from_wgpu`]) keeps the host's own uncaptured-error handler and device-lost
 //! callback. wgpu's error scopes are per thread, so the host's errors on any thread, and on

@@ -809,3 +809,19 @@ fn info_shows_the_kv_cache_of_grouped_query_attention() {
         "{text}"
     );
 }
+
+/// The binary quiets Mesa's `XDG_RUNTIME_DIR` complaint itself when the variable is unset
+/// (started directly, outside cargo): its stderr carries only wgpt's own lines.
+#[test]
+fn no_mesa_noise_without_xdg_runtime_dir() {
+    if !has_gpu() {
+        return;
+    }
+    let out = Command::new(env!("CARGO_BIN_EXE_wgpt"))
+        .args(["info", "--json"])
+        .env_remove("XDG_RUNTIME_DIR")
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(stderr(&out), "");
+}

@@ -176,8 +176,24 @@ fn missing_directory_or_files() {
     for file in ["config.json", "tokenizer.json", "model.safetensors"] {
         let dir = copy_fixture(ORIG);
         std::fs::remove_file(dir.path().join(file)).unwrap();
-        let (_, msg) = check_err(dir.path());
+        let (e, msg) = check_err(dir.path());
         assert!(msg.contains(file), "{msg}");
+        if file != "model.safetensors" {
+            // The OS error is kept as the source, not pasted into the message.
+            let Error::Io { source, .. } = &e else {
+                panic!("{msg}")
+            };
+            assert_eq!(source.kind(), std::io::ErrorKind::NotFound);
+            let own = e.to_string();
+            assert_eq!(
+                own,
+                format!("cannot read {}", dir.path().join(file).display())
+            );
+            assert_eq!(
+                std::error::Error::source(&e).unwrap().to_string(),
+                source.to_string()
+            );
+        }
     }
 }
 
@@ -221,6 +237,10 @@ fn random_bytes_instead_of_safetensors_or_tokenizer() {
     let (e, msg) = check_err(dir.path());
     assert!(matches!(e, Error::Tokenizer { .. }), "{msg}");
     assert!(msg.contains("tokenizer.json"), "{msg}");
+    // The tokenizers crate's error is the source.
+    let source = std::error::Error::source(&e).expect("tokenizer error kept");
+    assert!(msg.ends_with(&source.to_string()), "{msg}");
+    assert!(!e.to_string().contains(&source.to_string()), "{e}");
     // Valid JSON that is not a tokenizer.
     std::fs::write(dir.path().join("tokenizer.json"), "{\"hello\": 1}").unwrap();
     let (e, _) = check_err(dir.path());

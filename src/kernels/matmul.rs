@@ -205,7 +205,7 @@ pub(crate) fn matmul(
         !spec.lm_rows
             && spec.max_rows > 1
             && block_bytes <= X_WINDOW
-            && block_bytes % align == 0
+            && block_bytes.is_multiple_of(align)
             && window_ok
     }) {
         let pipe = Kernels::by_dtype(block_pipes, dtype);

@@ -1,7 +1,7 @@
 //! [`Model`]: config, tokenizer and weights on the GPU, plus the pipelines that run them.
 //!
-//! The seam between the families and everything else is [`Arch`]: each family's module
-//! (`gpt2.rs`, `gpt1.rs`, `opt.rs`, `neox.rs`, `llama.rs`) implements it once, and [`ARCHES`] lists them.
+//! The seam between the families and everything else is `Arch`: each family's module
+//! (`gpt2.rs`, `gpt1.rs`, `opt.rs`, `neox.rs`, `llama.rs`) implements it once, and `ARCHES` lists them.
 //! Loading, fit checks, `Session`, generation, perplexity, the CLI and `bench` only call
 //! through it.
 
