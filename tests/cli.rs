@@ -481,24 +481,14 @@ fn prompt_from_stdin_and_echo() {
         return;
     }
     let run = |extra: &[&str], stdin: &str| {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_wgpt"))
-            .args(["generate", "--max-tokens", "8", "--temperature", "0"])
-            .args(extra)
-            .args(cpu_flag())
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap();
-        child
-            .stdin
-            .take()
-            .unwrap()
-            .write_all(stdin.as_bytes())
-            .unwrap();
-        let out = child.wait_with_output().unwrap();
-        assert!(out.status.success(), "{extra:?}: {}", stderr(&out));
-        String::from_utf8(out.stdout).unwrap()
+        let args = [
+            &["generate", "--max-tokens", "8", "--temperature", "0"][..],
+            extra,
+        ]
+        .concat();
+        let (code, out, err) = wgpt_stdin(&args, stdin);
+        assert_eq!(code, 0, "{extra:?}: {err}");
+        out
     };
     let from_flag = json_str(&run(&["--prompt", "JULIET:", "--json"], ""));
     let from_stdin = json_str(&run(&["--prompt-file", "-", "--json", "--echo"], "JULIET:"));

@@ -434,6 +434,48 @@ fn options_a_family_does_not_implement_are_refused_by_key() {
 }
 
 #[test]
+fn stop_ids_and_sliding_windows_of_the_llama_family() {
+    // eos_token_id [0, 1] in config.json, [0, 1, 2] in generation_config.json: any stops.
+    let c = Model::check_dir(fixture("tiny-llama-gqa-f16")).unwrap();
+    assert_eq!(c.eos_token_ids, [0, 1, 2]);
+    assert_eq!((c.n_head, c.n_kv_head(), c.head_dim()), (6, 2, 16));
+    // Qwen2's window of 32 is off without use_sliding_window: the full context of 48.
+    assert_eq!(
+        Model::check_dir(fixture("tiny-qwen2-bf16"))
+            .unwrap()
+            .n_positions,
+        48
+    );
+    let text = std::fs::read_to_string(fixture("tiny-qwen2-bf16").join("config.json")).unwrap();
+    let mut v: serde_json::Map<String, Value> = serde_json::from_str(&text).unwrap();
+    v.insert("use_sliding_window".into(), json!(true));
+    assert_eq!(
+        Config::from_json(&Value::Object(v).to_string())
+            .unwrap()
+            .n_positions,
+        32
+    );
+    // Mistral's window below the context limits the context to it (full attention is exact
+    // there); a window as long as the context changes nothing.
+    let text = std::fs::read_to_string(fixture("tiny-mistral-f32").join("config.json")).unwrap();
+    let mut v: serde_json::Map<String, Value> = serde_json::from_str(&text).unwrap();
+    v.insert("sliding_window".into(), json!(40));
+    assert_eq!(
+        Config::from_json(&Value::Object(v.clone()).to_string())
+            .unwrap()
+            .n_positions,
+        40
+    );
+    v.insert("sliding_window".into(), json!(4096));
+    assert_eq!(
+        Config::from_json(&Value::Object(v).to_string())
+            .unwrap()
+            .n_positions,
+        48
+    );
+}
+
+#[test]
 fn legacy_and_transformers_5_config_keys_agree() {
     // Pythia's own configs write `rotary_pct` and `rotary_emb_base`; transformers 5 writes
     // `rope_parameters`. Both give the same model.

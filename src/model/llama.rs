@@ -331,3 +331,33 @@ impl Arch for Llama {
         f.lm_head(&a.logits, h, w.head(), &w.zeros); //           logits = ln·headᵀ             (R, V)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rope_scaling_rules_change_the_frequencies_as_hf_does() {
+        let plain = inv_freq(16, 10_000.0, RopeScaling::None);
+        assert_eq!(plain.len(), 8);
+        assert!((plain[1] - 10_000f64.powf(-2.0 / 16.0)).abs() < 1e-15);
+        let linear = inv_freq(16, 10_000.0, RopeScaling::Linear { factor: 4.0 });
+        for (l, p) in linear.iter().zip(&plain) {
+            assert!((l - p / 4.0).abs() < 1e-15);
+        }
+        // The golden Llama fixture's rule (factor 4, low 1, high 4, original 32): the
+        // highest frequency is kept, the next blended (HF: 0.3162 → 0.1273), the rest / 4.
+        let llama3 = RopeScaling::Llama3 {
+            factor: 4.0,
+            low_freq_factor: 1.0,
+            high_freq_factor: 4.0,
+            original_max_position_embeddings: 32.0,
+        };
+        let scaled = inv_freq(16, 10_000.0, llama3);
+        assert_eq!(scaled[0], plain[0]);
+        assert!((plain[1] - 0.3162).abs() < 1e-4 && (scaled[1] - 0.1273).abs() < 1e-4);
+        for j in 2..8 {
+            assert!((scaled[j] - plain[j] / 4.0).abs() < 1e-15, "{j}");
+        }
+    }
+}
