@@ -52,7 +52,7 @@ fn embedding_width(cfg: &Config) -> usize {
 }
 
 /// Width of the gate | up buffer: 2F for gated feed-forwards, else nothing (one row of 4).
-fn gate_up_width(cfg: &Config) -> usize {
+pub(crate) fn gate_up_width(cfg: &Config) -> usize {
     if cfg.rms_norm() {
         2 * cfg.n_inner
     } else {

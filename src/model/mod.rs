@@ -605,12 +605,17 @@ fn check_fits(gpu: &Gpu, cfg: &Config, dtype: WeightDtype, opts: &LoadOptions) -
         batch,
     ]
     .map(|x| x as u64);
+    // The widths the session allocates (forward.rs): keys and values of the key/value heads,
+    // q | k | v rows, the gated MLP's [gate | up] rows.
+    let h = cfg.heads();
+    let (kv, qkv) = (h.kv_c() as u64, h.qkv_c() as u64);
+    let gate_up = forward::gate_up_width(cfg) as u64;
     let f32s = |name: &str, elems: u64| (name.to_string(), elems * 4);
     let buffers = [
-        f32s("the KV cache of one layer", 2 * p * c),
-        f32s("the MLP activations", b * f),
-        f32s("the attention activations", b * 3 * c),
-        f32s("the LM-head bias", v),
+        f32s("the KV cache of one layer", 2 * p * kv),
+        f32s("the MLP activations", b * f.max(gate_up)),
+        f32s("the attention activations", b * qkv),
+        f32s("the zero bias", v.max(f).max(c)),
     ];
     for (name, bytes) in buffers {
         if bytes > binding {
