@@ -355,18 +355,16 @@ impl<'m> Conversation<'m> {
         sampler: SamplerConfig,
         max_tokens: usize,
     ) -> Result<Generation<'_, 'm>> {
+        // What the cache holds: the last prompt and the reply after it.
+        let mut cached = String::new();
         if let Some(reply) = self.last_reply()? {
+            cached = format!("{}{reply}", self.prompt_text);
             self.messages.push(Message::new("assistant", reply));
         }
         self.messages.push(Message::new("user", user));
         let n_ctx = self.session.model().config.n_positions;
         loop {
             let text = self.template.render(&self.messages, true)?;
-            // What the cache holds: the last prompt and the reply after it.
-            let cached = match self.last_reply()? {
-                Some(reply) => format!("{}{reply}", self.prompt_text),
-                None => String::new(),
-            };
             let (ids, fresh) = match text.strip_prefix(cached.as_str()) {
                 Some(rest) if !cached.is_empty() => (self.tokenizer.encode(rest)?, false),
                 _ => (self.tokenizer.encode(&text)?, true),
@@ -397,6 +395,7 @@ impl<'m> Conversation<'m> {
                         self.session.reset();
                         self.prompt_end = 0;
                         self.prompt_text.clear();
+                        cached.clear();
                         continue;
                     }
                     _ => {
