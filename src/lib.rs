@@ -41,6 +41,7 @@ pub mod generation;
 pub mod gpu;
 mod kernels;
 mod loader;
+mod quant;
 pub mod model;
 pub mod perplexity;
 #[cfg(test)]

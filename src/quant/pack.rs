@@ -1,0 +1,1 @@
+//! Repacking of ggml blocks into the GPU layout (see `shaders/weights_quant.wgsl`).
