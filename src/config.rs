@@ -98,7 +98,7 @@ pub enum Family {
 }
 
 /// How rotary frequencies are rescaled for longer contexts (the Llama family).
-#[derive(Debug, Clone, Copy, PartialEq)]
+#[derive(Debug, Clone, PartialEq)]
 #[non_exhaustive]
 pub enum RopeScaling {
     /// None (`rope_type: default`).
@@ -120,6 +120,9 @@ pub enum RopeScaling {
         /// The context the model was pre-trained with.
         original_max_position_embeddings: f64,
     },
+    /// Frequency `i` divided by `factors[i]` (one per rotated pair, `head_dim / 2`): how GGUF
+    /// files carry Llama 3's rule (the `rope_freqs` tensor llama.cpp's converter computes).
+    Factors(Vec<f64>),
 }
 
 /// A model's hyper-parameters, in GPT-2's names whatever the family calls them
@@ -409,7 +412,7 @@ impl Config {
             }
             Family::Llama {
                 rope_theta,
-                rope_scaling,
+                ref rope_scaling,
                 ..
             } => {
                 if !(rope_theta.is_finite() && rope_theta > 1.0) {
@@ -417,9 +420,12 @@ impl Config {
                         "`rope_theta` = {rope_theta} is not a number above 1"
                     )));
                 }
-                let ok = match rope_scaling {
+                let ok = match *rope_scaling {
                     RopeScaling::None => true,
                     RopeScaling::Linear { factor } => factor.is_finite() && factor > 0.0,
+                    RopeScaling::Factors(ref f) => {
+                        f.len() == head_dim / 2 && f.iter().all(|v| v.is_finite() && *v > 0.0)
+                    }
                     RopeScaling::Llama3 {
                         factor,
                         low_freq_factor,

@@ -537,6 +537,8 @@ impl Rng {
 /// Where [`crate::Model`] gets its tensors.
 pub(crate) enum Source {
     Files(SafetensorsSource),
+    /// A memory-mapped GGUF file (see `crate::gguf`).
+    Gguf(Box<crate::gguf::GgufSource>),
     /// Seeded N(0, 0.02)-like weights in the family's layout (norm weights 1, biases small).
     Synthetic {
         seed: u64,
@@ -547,6 +549,7 @@ impl Source {
     pub fn tensor(&self, name: &str, shape: &[usize]) -> Result<Tensor<'_>> {
         match self {
             Source::Files(s) => s.tensor(name),
+            Source::Gguf(g) => g.tensor(name),
             Source::Synthetic { seed } => synthetic(*seed, name, shape),
         }
     }

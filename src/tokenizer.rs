@@ -43,6 +43,24 @@ impl Tokenizer {
         Self::parse(bytes, Path::new("tokenizer.json"))
     }
 
+    /// The tokenizer in a GGUF file's metadata (byte-level BPE, `tokenizer.ggml.model =
+    /// "gpt2"`), with the ids Hugging Face's tokenizer of the same model gives.
+    pub fn from_gguf(path: &Path) -> Result<Self> {
+        crate::gguf::tokenizer_of(path)
+    }
+
+    /// The tokenizer a GGUF file's metadata describes, rebuilt as a `tokenizer.json`
+    /// document (see `crate::gguf`); `path` is the GGUF file, for messages.
+    pub(crate) fn from_gguf_json(json: &str, path: &Path) -> Result<Self> {
+        let inner = tokenizers::Tokenizer::from_bytes(json.as_bytes()).map_err(|e| {
+            Error::tokenizer(
+                format!("the tokenizer in {}'s metadata is invalid", path.display()),
+                e,
+            )
+        })?;
+        Ok(Self::wrap(inner))
+    }
+
     fn parse(bytes: &[u8], path: &Path) -> Result<Self> {
         let inner = tokenizers::Tokenizer::from_bytes(bytes).map_err(|e| {
             Error::tokenizer(
@@ -50,11 +68,15 @@ impl Tokenizer {
                 e,
             )
         })?;
+        Ok(Self::wrap(inner))
+    }
+
+    fn wrap(inner: tokenizers::Tokenizer) -> Self {
         let byte_of = bytes_to_unicode()
             .into_iter()
             .map(|(b, c)| (c, b))
             .collect();
-        Ok(Tokenizer { inner, byte_of })
+        Tokenizer { inner, byte_of }
     }
 
     /// Token ids of `text` (no special tokens added).

@@ -31,13 +31,13 @@ fn options(cfg: &Config) -> Options {
     match cfg.family {
         Family::Llama {
             rope_theta,
-            rope_scaling,
+            ref rope_scaling,
             qkv_bias,
             o_bias,
             ..
         } => Options {
             rope_theta,
-            rope_scaling,
+            rope_scaling: rope_scaling.clone(),
             qkv_bias,
             o_bias,
         },
@@ -52,11 +52,13 @@ fn options(cfg: &Config) -> Options {
 
 /// Rotary frequencies of a head of `dims` dimensions, theta^(−2j/dims), rescaled as
 /// `scaling` says (HF's `_compute_linear_scaling` / `_compute_llama3_parameters`).
-fn inv_freq(dims: usize, theta: f64, scaling: RopeScaling) -> Vec<f64> {
+fn inv_freq(dims: usize, theta: f64, scaling: &RopeScaling) -> Vec<f64> {
     (0..dims / 2)
-        .map(|j| theta.powf(-((2 * j) as f64) / dims as f64))
-        .map(|f| match scaling {
+        .map(|j| (j, theta.powf(-((2 * j) as f64) / dims as f64)))
+        .map(|(j, f)| match *scaling {
             RopeScaling::Linear { factor } => f / factor,
+            // `validate` checked one factor per pair.
+            RopeScaling::Factors(ref factors) => f / factors.get(j).copied().unwrap_or(1.0),
             RopeScaling::Llama3 {
                 factor,
                 low_freq_factor: low,
@@ -300,7 +302,7 @@ impl Arch for Llama {
             true => None,
             false => Some(up.row_chunks("lm_head.weight", v, c)?),
         };
-        let freqs = inv_freq(h.head_dim, o.rope_theta, o.rope_scaling);
+        let freqs = inv_freq(h.head_dim, o.rope_theta, &o.rope_scaling);
         let table = rope_table(cfg.n_positions, &freqs);
         let rope = up.upload("rotary table", table.as_flattened())?;
         Ok(Weights {
@@ -338,10 +340,10 @@ mod tests {
 
     #[test]
     fn rope_scaling_rules_change_the_frequencies_as_hf_does() {
-        let plain = inv_freq(16, 10_000.0, RopeScaling::None);
+        let plain = inv_freq(16, 10_000.0, &RopeScaling::None);
         assert_eq!(plain.len(), 8);
         assert!((plain[1] - 10_000f64.powf(-2.0 / 16.0)).abs() < 1e-15);
-        let linear = inv_freq(16, 10_000.0, RopeScaling::Linear { factor: 4.0 });
+        let linear = inv_freq(16, 10_000.0, &RopeScaling::Linear { factor: 4.0 });
         for (l, p) in linear.iter().zip(&plain) {
             assert!((l - p / 4.0).abs() < 1e-15);
         }
@@ -353,7 +355,7 @@ mod tests {
             high_freq_factor: 4.0,
             original_max_position_embeddings: 32.0,
         };
-        let scaled = inv_freq(16, 10_000.0, llama3);
+        let scaled = inv_freq(16, 10_000.0, &llama3);
         assert_eq!(scaled[0], plain[0]);
         assert!((plain[1] - 0.3162).abs() < 1e-4 && (scaled[1] - 0.1273).abs() < 1e-4);
         for j in 2..8 {

@@ -425,14 +425,16 @@ pub struct ModelFiles {
 }
 
 impl ModelFiles {
-    /// Opens `config.json`, `tokenizer.json` and the weights of `dir` and checks them.
+    /// Opens `config.json`, `tokenizer.json` and the weights of `dir` and checks them; or,
+    /// when `dir` is a `.gguf` file, that file (see [`ModelFiles::open_gguf`]).
     pub fn open(dir: impl AsRef<Path>) -> Result<Self> {
         let dir = dir.as_ref();
         match std::fs::metadata(dir) {
             Ok(m) if m.is_dir() => {}
+            Ok(_) if crate::gguf::is_gguf(dir) => return Self::open_gguf(dir),
             Ok(_) => {
                 return Err(Error::InvalidInput(format!(
-                    "{} is a file, not a model directory (one holding config.json, model.safetensors and tokenizer.json)",
+                    "{} is a file, not a model directory (one holding config.json, model.safetensors and tokenizer.json) nor a .gguf file",
                     dir.display()
                 )))
             }
@@ -469,6 +471,24 @@ impl ModelFiles {
         })
     }
 
+    /// Opens a GGUF file (llama.cpp's format, v2 or v3: architectures `gpt2`, `llama`,
+    /// `qwen2`, `gptneox`): the config from its metadata, the tokenizer from its metadata
+    /// unless a `tokenizer.json` lies beside it, the chat template likewise, and its tensors
+    /// memory-mapped and checked.
+    pub fn open_gguf(path: &Path) -> Result<Self> {
+        let g = crate::gguf::open(path)?;
+        let source = Source::Gguf(Box::new(g.source));
+        check_model(&g.config, &source, Some(&g.tokenizer))?;
+        Ok(ModelFiles {
+            config: g.config,
+            config_json: g.config_json,
+            tokenizer: g.tokenizer,
+            source,
+            origin: path.display().to_string(),
+            chat_template: g.chat_template,
+        })
+    }
+
     /// The model's config.
     pub fn config(&self) -> &Config {
         &self.config
@@ -485,6 +505,7 @@ fn check_model(
     config.validate()?;
     let file_dtypes = match source {
         Source::Files(f) => f.check(config)?,
+        Source::Gguf(g) => g.check(config)?,
         Source::Synthetic { .. } => vec![DType::F32],
     };
     if let Some(tok) = tokenizer {

@@ -1,0 +1,357 @@
+//! GGUF files (llama.cpp's format, versions 2 and 3) as a model: the container
+//! ([`reader`]), the architectures and their tensor names and layouts ([`arch`]), and the
+//! tokenizer and chat template in the metadata ([`vocab`]).
+//!
+//! A `.gguf` file opens into the same parts a Hugging Face directory does: a [`Config`] built
+//! by the family's own `config.json` reader from the metadata, a tokenizer, a chat template
+//! and a tensor source under the family's canonical tensor names. Tensors keep their ggml
+//! type (F32, F16, BF16 and the block formats of [`DType`]); rows the converter reordered are
+//! put back in the checkpoint's order, whole rows at a time, so quantized rows move intact.
+//! A `tokenizer.json` (and a chat template file) beside the `.gguf` file take precedence over
+//! the metadata's.
+
+mod arch;
+mod reader;
+mod vocab;
+
+use std::borrow::Cow;
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+
+use crate::chat::ChatTemplate;
+use crate::config::Config;
+use crate::error::{Error, Result};
+use crate::loader::{DType, Tensor};
+use crate::model::tensor_list;
+use crate::model::weights::Stored;
+use crate::tokenizer::Tokenizer;
+use arch::{Kind, Mapped, RowOrder};
+use reader::{Gguf, TensorInfo};
+
+/// Whether `path` names a GGUF file: a `.gguf` extension, or a file that starts with the
+/// `GGUF` magic.
+pub(crate) fn is_gguf(path: &Path) -> bool {
+    let ext = path.extension().and_then(|e| e.to_str());
+    if ext.is_some_and(|e| e.eq_ignore_ascii_case("gguf")) {
+        return true;
+    }
+    let mut magic = [0u8; 4];
+    std::fs::File::open(path)
+        .and_then(|mut f| std::io::Read::read_exact(&mut f, &mut magic))
+        .is_ok_and(|()| &magic == b"GGUF")
+}
+
+/// canonical name → (name in the file, how it maps).
+type Index = HashMap<String, (String, Mapped)>;
+
+/// The metadata read and checked: architecture, config and tensor index.
+struct Parsed {
+    gguf: Gguf,
+    config: Config,
+    config_json: String,
+    index: Index,
+}
+
+/// Rewrites a config error to name the GGUF file.
+fn at_path(path: &Path) -> impl Fn(Error) -> Error + '_ {
+    move |e| match e {
+        Error::Config { message, .. } => Error::Config {
+            path: path.to_path_buf(),
+            message,
+        },
+        other => other,
+    }
+}
+
+/// A tensor's stored bytes (its range was checked against the file by the reader).
+fn bytes_of<'b>(bytes: &'b [u8], path: &Path, name: &str, info: &TensorInfo) -> Result<&'b [u8]> {
+    bytes.get(info.range.clone()).ok_or_else(|| Error::Weights {
+        path: path.to_path_buf(),
+        message: format!("tensor `{name}` lies outside the file"),
+    })
+}
+
+/// The dtype of a tensor wgpt reads, or the error naming the ggml type it does not.
+fn dtype_of(path: &Path, name: &str, info: &TensorInfo) -> Result<DType> {
+    info.ggml_type.dtype().ok_or_else(|| Error::Weights {
+        path: path.to_path_buf(),
+        message: format!(
+            "unsupported tensor type {} in tensor `{name}`; supported: F32, F16, BF16, Q8_0, Q4_0, Q4_1, Q5_0, Q5_1, Q4_K, Q5_K, Q6_K",
+            info.ggml_type.name()
+        ),
+    })
+}
+
+fn parse(path: &Path, bytes: &[u8]) -> Result<Parsed> {
+    let gguf = reader::parse(path, bytes)?;
+    log::debug!("{}: GGUF version {}", path.display(), gguf.version);
+    let arch = match gguf.get("general.architecture") {
+        Some(v) => v.as_str().ok_or_else(|| Error::Weights {
+            path: path.to_path_buf(),
+            message: "metadata `general.architecture` is not a string".into(),
+        })?,
+        None => {
+            return Err(Error::Weights {
+                path: path.to_path_buf(),
+                message: "metadata `general.architecture` is missing".into(),
+            })
+        }
+    };
+    let kind = Kind::of(arch).ok_or_else(|| {
+        Error::Unsupported(format!(
+            "GGUF architecture `{arch}`; supported: {}",
+            arch::SUPPORTED
+        ))
+    })?;
+    let eos = vocab::stop_ids(&gguf);
+    let json = arch::config_json(&gguf, kind, arch, &eos).map_err(at_path(path))?;
+    let config_json = serde_json::to_string_pretty(&json).unwrap_or_default();
+    let mut config = Config::from_json(&config_json).map_err(at_path(path))?;
+    let rope_freqs = match gguf.tensors.get("rope_freqs.weight") {
+        None => None,
+        Some(info) => {
+            let dtype = dtype_of(path, "rope_freqs.weight", info)?;
+            let t = Tensor {
+                dtype,
+                shape: info.shape(),
+                data: Cow::Borrowed(bytes_of(bytes, path, "rope_freqs.weight", info)?),
+                transposed: false,
+            };
+            Some(t.to_f32())
+        }
+    };
+    arch::finish_config(&gguf, arch, &mut config, rope_freqs).map_err(at_path(path))?;
+    config.validate().map_err(at_path(path))?;
+    let mut index = Index::new();
+    for name in &gguf.order {
+        let Some(m) = arch::map_name(kind, &config, name) else {
+            if name != "rope_freqs.weight" {
+                log::warn!("ignoring GGUF tensor `{name}`");
+            }
+            continue;
+        };
+        let canonical = m.name.clone();
+        if let Some((other, _)) = index.insert(canonical.clone(), (name.clone(), m)) {
+            return Err(Error::Weights {
+                path: path.to_path_buf(),
+                message: format!(
+                    "tensor `{canonical}` is stored twice (as `{other}` and `{name}`)"
+                ),
+            });
+        }
+    }
+    Ok(Parsed {
+        gguf,
+        config,
+        config_json,
+        index,
+    })
+}
+
+/// Checks every tensor `cfg` needs: present, a supported type, the listed shape (transposed
+/// where the file stores the transpose), rows that split into the heads a reordering needs.
+/// Returns the dtypes of those tensors.
+fn check(path: &Path, p: &Parsed, cfg: &Config) -> Result<Vec<DType>> {
+    let mut dtypes = Vec::new();
+    let list = tensor_list(cfg);
+    for t in &list.0 {
+        if matches!(t.stored, Stored::Generated { .. }) {
+            continue;
+        }
+        let Some((gname, m)) = p.index.get(&t.name) else {
+            return Err(Error::MissingTensor {
+                name: t.name.clone(),
+            });
+        };
+        let info = &p.gguf.tensors[gname];
+        let dtype = dtype_of(path, gname, info)?;
+        let stored = info.shape();
+        let listed: Vec<usize> = match m.transposed {
+            true => stored.iter().rev().copied().collect(),
+            false => stored.clone(),
+        };
+        if listed != t.shape {
+            return Err(Error::Shape {
+                name: format!("{} (GGUF `{gname}`)", t.name),
+                expected: t.shape.clone(),
+                actual: listed,
+            });
+        }
+        if m.rows != RowOrder::AsStored {
+            let rows = stored.first().copied().unwrap_or(0);
+            if !m.rows.fits(rows) || (stored.len() == 1 && dtype.is_quantized()) {
+                return Err(Error::Weights {
+                    path: path.to_path_buf(),
+                    message: format!(
+                        "tensor `{gname}` ({dtype}, shape {stored:?}) cannot be put back in the checkpoint's row order"
+                    ),
+                });
+            }
+        }
+        if !dtypes.contains(&dtype) {
+            dtypes.push(dtype);
+        }
+    }
+    let known: std::collections::HashSet<&str> = list.0.iter().map(|t| t.name.as_str()).collect();
+    for (c, (gname, _)) in &p.index {
+        if !known.contains(c.as_str()) {
+            log::warn!("ignoring GGUF tensor `{gname}` ({c})");
+        }
+    }
+    Ok(dtypes)
+}
+
+/// Tensors of a memory-mapped GGUF file, by canonical name.
+pub(crate) struct GgufSource {
+    path: PathBuf,
+    map: memmap2::Mmap,
+    parsed: Parsed,
+}
+
+impl GgufSource {
+    /// Checks every tensor `cfg` needs; returns their dtypes.
+    pub fn check(&self, cfg: &Config) -> Result<Vec<DType>> {
+        check(&self.path, &self.parsed, cfg)
+    }
+
+    /// A tensor by canonical name: its stored shape and ggml data, rows in the checkpoint's
+    /// order, `transposed` where the file stores the transpose of the listed matrix.
+    pub fn tensor(&self, name: &str) -> Result<Tensor<'_>> {
+        let (gname, m) = self
+            .parsed
+            .index
+            .get(name)
+            .ok_or_else(|| Error::MissingTensor { name: name.into() })?;
+        let info = &self.parsed.gguf.tensors[gname];
+        let dtype = dtype_of(&self.path, gname, info)?;
+        let bytes = bytes_of(&self.map, &self.path, gname, info)?;
+        let shape = info.shape();
+        let data = match m.rows {
+            RowOrder::AsStored => Cow::Borrowed(bytes),
+            order => {
+                let rows = shape.first().copied().unwrap_or(0);
+                if rows == 0 || !order.fits(rows) || bytes.len() % rows != 0 {
+                    return Err(Error::Weights {
+                        path: self.path.clone(),
+                        message: format!(
+                            "tensor `{gname}` cannot be put back in the checkpoint's row order"
+                        ),
+                    });
+                }
+                let row = bytes.len() / rows;
+                let mut out = Vec::with_capacity(bytes.len());
+                for r in 0..rows {
+                    let s = order.source(r, rows) * row;
+                    out.extend_from_slice(&bytes[s..s + row]);
+                }
+                Cow::Owned(out)
+            }
+        };
+        Ok(Tensor {
+            dtype,
+            shape,
+            data,
+            transposed: m.transposed,
+        })
+    }
+}
+
+/// A GGUF file opened: everything a model directory gives.
+pub(crate) struct Opened {
+    pub config: Config,
+    pub config_json: String,
+    pub tokenizer: Tokenizer,
+    pub source: GgufSource,
+    pub chat_template: Option<ChatTemplate>,
+}
+
+/// The metadata's tokenizer as a `tokenizers` tokenizer.
+fn metadata_tokenizer(path: &Path, g: &Gguf) -> Result<Tokenizer> {
+    let json = vocab::tokenizer_json(g).map_err(|e| match e {
+        Error::Tokenizer { message, source } => Error::Tokenizer {
+            message: format!("{}: {message}", path.display()),
+            source,
+        },
+        other => other,
+    })?;
+    Tokenizer::from_gguf_json(&json, path)
+}
+
+/// The tokenizer in the metadata of the GGUF file at `path` (the tensors are not checked).
+pub(crate) fn tokenizer_of(path: &Path) -> Result<Tokenizer> {
+    let bytes = std::fs::read(path).map_err(|e| Error::io(path, e))?;
+    metadata_tokenizer(path, &reader::parse(path, &bytes)?)
+}
+
+/// The metadata's chat template, with its bos and eos tokens.
+fn metadata_template(g: &Gguf) -> Result<Option<ChatTemplate>> {
+    let Some(t) = g.get("tokenizer.chat_template").and_then(|v| v.as_str()) else {
+        return Ok(None);
+    };
+    let text = |key: &str| vocab::token_id(g, key).and_then(|id| vocab::token_text(g, id));
+    let bos = text("tokenizer.ggml.bos_token_id");
+    let eos = text("tokenizer.ggml.eos_token_id");
+    ChatTemplate::new(t, bos.as_deref(), eos.as_deref()).map(Some)
+}
+
+/// Opens a `.gguf` file: memory-maps it, parses and checks its header, builds the config,
+/// the tokenizer (`tokenizer.json` beside the file first) and the chat template (a template
+/// file beside it first). The tensors are checked by [`GgufSource::check`].
+pub(crate) fn open(path: &Path) -> Result<Opened> {
+    let file = std::fs::File::open(path).map_err(|e| Error::io(path, e))?;
+    // SAFETY: the map is read-only; wgpt does not modify the file, and a model file changed
+    // underneath a running process is outside what any loader can defend against.
+    let map = unsafe { memmap2::Mmap::map(&file) }.map_err(|e| Error::io(path, e))?;
+    let parsed = parse(path, &map)?;
+    let dir = path.parent().unwrap_or(Path::new("."));
+    let beside = dir.join("tokenizer.json");
+    let tokenizer = if beside.is_file() {
+        log::info!(
+            "using {} rather than the GGUF file's tokenizer",
+            beside.display()
+        );
+        Tokenizer::from_file(&beside)?
+    } else {
+        metadata_tokenizer(path, &parsed.gguf)?
+    };
+    let chat_template = match ChatTemplate::from_dir(dir)? {
+        Some(t) => Some(t),
+        None => metadata_template(&parsed.gguf)?,
+    };
+    Ok(Opened {
+        config: parsed.config.clone(),
+        config_json: parsed.config_json.clone(),
+        tokenizer,
+        chat_template,
+        source: GgufSource {
+            path: path.to_path_buf(),
+            map,
+            parsed,
+        },
+    })
+}
+
+/// Parses the bytes of a GGUF file and runs every check [`crate::Model::load`] runs on one
+/// without a GPU: header and tensor bounds, architecture and config, every tensor the model
+/// needs (presence, type, shape), the tokenizer and chat template in the metadata, and the
+/// tokenizer against the vocabulary. Returns the config. For tools and fuzzing.
+///
+/// ```
+/// let err = wgpt::inspect_gguf(b"GGUF\x03\x00\x00\x00").unwrap_err();
+/// assert!(err.to_string().contains("truncated"), "{err}");
+/// ```
+pub fn inspect_gguf(bytes: &[u8]) -> Result<Config> {
+    let path = Path::new("model.gguf");
+    let parsed = parse(path, bytes)?;
+    check(path, &parsed, &parsed.config)?;
+    let tok = metadata_tokenizer(path, &parsed.gguf)?;
+    if tok.vocab_size() > parsed.config.vocab_size {
+        return Err(Error::InvalidInput(format!(
+            "the tokenizer has {} tokens but the model's vocab_size is {}",
+            tok.vocab_size(),
+            parsed.config.vocab_size
+        )));
+    }
+    metadata_template(&parsed.gguf)?;
+    Ok(parsed.config)
+}

@@ -1,0 +1,220 @@
+//! The tokenizer a GGUF file carries in its metadata, rebuilt as a Hugging Face `tokenizers`
+//! tokenizer (a `tokenizer.json` document) so that ids equal those of the checkpoint's own
+//! tokenizer.
+//!
+//! Supported: byte-level BPE (`tokenizer.ggml.model = "gpt2"`: GPT-2, Llama 3, Qwen2,
+//! SmolLM2, StarCoder, MPT / GPT-NeoX-20B), with the pre-tokenizer `tokenizer.ggml.pre`
+//! names ([`PRE_SUPPORTED`]) and a file's embedded `tokenizer.huggingface.json`. Control
+//! tokens become special added tokens, user-defined ones plain added tokens; the padding
+//! entries the converter adds up to the vocabulary size stay in the vocabulary, unreachable,
+//! as in llama.cpp.
+
+use serde_json::{json, Map, Value as Json};
+
+use super::reader::{Gguf, Value};
+use crate::error::{Error, Result};
+
+/// The `tokenizer.ggml.pre` values wgpt rebuilds.
+pub(crate) const PRE_SUPPORTED: &str = "default, gpt-2, phi-2, mpt, olmo, llama-bpe, llama3, llama-v3, smaug-bpe, dbrx, falcon3, qwen2, smollm, starcoder, refact";
+
+/// GPT-2's split (ByteLevel's own regex).
+const GPT2: &str = "gpt2";
+/// Llama 3's split, as its tokenizer.json writes it.
+const LLAMA3_REGEX: &str = r"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}{1,3}| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+";
+/// Qwen2's split (single digits).
+const QWEN2_REGEX: &str = r"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+";
+
+/// ggml token types (`tokenizer.ggml.token_type`).
+const CONTROL: i64 = 3;
+const USER_DEFINED: i64 = 4;
+
+fn byte_level(use_regex: bool) -> Json {
+    json!({"type": "ByteLevel", "add_prefix_space": false, "trim_offsets": true, "use_regex": use_regex})
+}
+
+fn split(regex: &str) -> Json {
+    json!({"type": "Split", "pattern": {"Regex": regex}, "behavior": "Isolated", "invert": false})
+}
+
+/// (normalizer, pre-tokenizer, ignore_merges) of a `tokenizer.ggml.pre` name, as the
+/// tokenizer.json of the models llama.cpp gives that name writes them.
+fn pre_tokenizer(pre: &str) -> Option<(Json, Json, bool)> {
+    let nfc = json!({"type": "NFC"});
+    Some(match pre {
+        "default" | "gpt-2" | GPT2 | "phi-2" => (Json::Null, byte_level(true), false),
+        // GPT-NeoX-20B's tokenizer (MPT, OLMo, Pythia) normalizes to NFC.
+        "mpt" | "olmo" => (nfc, byte_level(true), false),
+        "llama-bpe" | "llama3" | "llama-v3" | "smaug-bpe" | "dbrx" | "falcon3" => (
+            Json::Null,
+            json!({"type": "Sequence", "pretokenizers": [split(LLAMA3_REGEX), byte_level(false)]}),
+            true,
+        ),
+        "qwen2" => (
+            nfc,
+            json!({"type": "Sequence", "pretokenizers": [split(QWEN2_REGEX), byte_level(false)]}),
+            false,
+        ),
+        "smollm" | "starcoder" | "refact" => (
+            Json::Null,
+            json!({"type": "Sequence", "pretokenizers": [
+                {"type": "Digits", "individual_digits": true}, byte_level(true)]}),
+            false,
+        ),
+        _ => return None,
+    })
+}
+
+fn tok_error(message: String) -> Error {
+    Error::Tokenizer {
+        message,
+        source: None,
+    }
+}
+
+fn strings<'g>(g: &'g Gguf, key: &str) -> Result<Option<Vec<&'g str>>> {
+    let Some(v) = g.get(key) else {
+        return Ok(None);
+    };
+    let a = v
+        .as_array()
+        .ok_or_else(|| tok_error(format!("GGUF metadata `{key}` is not an array")))?;
+    a.iter()
+        .map(|x| {
+            x.as_str()
+                .ok_or_else(|| tok_error(format!("GGUF metadata `{key}` holds a non-string")))
+        })
+        .collect::<Result<Vec<_>>>()
+        .map(Some)
+}
+
+/// A token id from metadata `key`, if present and inside the vocabulary.
+pub(crate) fn token_id(g: &Gguf, key: &str) -> Option<u32> {
+    let id = g.get(key)?.as_u64()?;
+    let n = g.get("tokenizer.ggml.tokens")?.as_array()?.len() as u64;
+    (id < n).then_some(id as u32)
+}
+
+/// The text of token `id`.
+pub(crate) fn token_text(g: &Gguf, id: u32) -> Option<String> {
+    let t = g.get("tokenizer.ggml.tokens")?.as_array()?;
+    t.get(id as usize)?.as_str().map(str::to_string)
+}
+
+/// The ids generation stops at: eos, and the end-of-turn / end-of-message tokens llama.cpp
+/// also stops at.
+pub(crate) fn stop_ids(g: &Gguf) -> Vec<u32> {
+    let mut ids = Vec::new();
+    for key in ["eos", "eot", "eom"] {
+        if let Some(id) = token_id(g, &format!("tokenizer.ggml.{key}_token_id")) {
+            if !ids.contains(&id) {
+                ids.push(id);
+            }
+        }
+    }
+    ids
+}
+
+/// `tokenizer.ggml.token_type`: one integer per token.
+fn token_types(v: &Value, n: usize) -> Result<Vec<i64>> {
+    let a = v.as_array().unwrap_or_default();
+    let t: Option<Vec<i64>> = a
+        .iter()
+        .map(|x| x.as_f64().filter(|f| f.fract() == 0.0).map(|f| f as i64))
+        .collect();
+    t.filter(|t| t.len() == n).ok_or_else(|| {
+        tok_error(format!(
+            "GGUF metadata `tokenizer.ggml.token_type` is not {n} integers, one per token"
+        ))
+    })
+}
+
+/// The `tokenizer.json` document of the file's tokenizer.
+pub(crate) fn tokenizer_json(g: &Gguf) -> Result<String> {
+    if let Some(v) = g.get("tokenizer.huggingface.json") {
+        return match v {
+            Value::String(s) => Ok(s.clone()),
+            _ => Err(tok_error(
+                "GGUF metadata `tokenizer.huggingface.json` is not a string".into(),
+            )),
+        };
+    }
+    let model = match g.get("tokenizer.ggml.model") {
+        None => {
+            return Err(tok_error(
+                "the GGUF file has no tokenizer (no `tokenizer.ggml.model`); put the model's tokenizer.json beside it".into(),
+            ))
+        }
+        Some(v) => v.as_str().ok_or_else(|| {
+            tok_error("GGUF metadata `tokenizer.ggml.model` is not a string".into())
+        })?,
+    };
+    if model != "gpt2" {
+        let what = match model {
+            "llama" => " (SentencePiece)",
+            "bert" => " (WordPiece)",
+            "t5" => " (Unigram)",
+            _ => "",
+        };
+        return Err(tok_error(format!(
+            "tokenizer model `{model}`{what} in the GGUF file is not supported (only byte-level BPE, `gpt2`); put the model's tokenizer.json beside the .gguf file"
+        )));
+    }
+    let pre = match g.get("tokenizer.ggml.pre") {
+        None => "default",
+        Some(v) => v.as_str().ok_or_else(|| {
+            tok_error("GGUF metadata `tokenizer.ggml.pre` is not a string".into())
+        })?,
+    };
+    let Some((normalizer, pre_tokenizer, ignore_merges)) = pre_tokenizer(pre) else {
+        return Err(tok_error(format!(
+            "pre-tokenizer `{pre}` (`tokenizer.ggml.pre`) is not supported; supported: {PRE_SUPPORTED}; or put the model's tokenizer.json beside the .gguf file"
+        )));
+    };
+    let tokens = strings(g, "tokenizer.ggml.tokens")?
+        .ok_or_else(|| tok_error("GGUF metadata `tokenizer.ggml.tokens` is missing".into()))?;
+    let merges = strings(g, "tokenizer.ggml.merges")?.unwrap_or_default();
+    let types: Vec<i64> = match g.get("tokenizer.ggml.token_type") {
+        None => vec![1; tokens.len()],
+        Some(v) => token_types(v, tokens.len())?,
+    };
+    let mut vocab = Map::with_capacity(tokens.len());
+    let mut added = Vec::new();
+    for (id, (&tok, &ty)) in tokens.iter().zip(&types).enumerate() {
+        if vocab.contains_key(tok) {
+            log::warn!("token {id} `{tok}` repeats an earlier token; ids keep the first");
+            continue;
+        }
+        vocab.insert(tok.to_string(), json!(id));
+        if ty == CONTROL || ty == USER_DEFINED {
+            added.push(json!({
+                "id": id, "content": tok, "single_word": false, "lstrip": false,
+                "rstrip": false, "normalized": false, "special": ty == CONTROL,
+            }));
+        }
+    }
+    if g.get("tokenizer.ggml.add_space_prefix")
+        .and_then(Value::as_bool)
+        == Some(true)
+    {
+        log::warn!(
+            "`tokenizer.ggml.add_space_prefix` is set; wgpt's byte-level BPE adds no prefix space"
+        );
+    }
+    let doc = json!({
+        "version": "1.0",
+        "truncation": null,
+        "padding": null,
+        "added_tokens": added,
+        "normalizer": normalizer,
+        "pre_tokenizer": pre_tokenizer,
+        "post_processor": null,
+        "decoder": {"type": "ByteLevel", "add_prefix_space": true, "trim_offsets": true, "use_regex": true},
+        "model": {
+            "type": "BPE", "dropout": null, "unk_token": null,
+            "continuing_subword_prefix": null, "end_of_word_suffix": null,
+            "fuse_unk": false, "byte_fallback": false, "ignore_merges": ignore_merges,
+            "vocab": vocab, "merges": merges,
+        },
+    });
+    Ok(doc.to_string())
+}
