@@ -433,3 +433,64 @@ fn a_minimal_file_parses_and_bad_metadata_is_refused() {
         assert!(!err.contains('\n'));
     }
 }
+
+#[test]
+fn the_chat_template_in_metadata_is_used() {
+    let Some(gpu) = test_gpu() else { return };
+    let template = "{{ bos_token }}{% for m in messages %}[{{ m.role }}]{{ m.content }}{{ eos_token }}{% endfor %}";
+    let extra = [
+        ("tokenizer.chat_template", Val::Str(template.into())),
+        ("tokenizer.ggml.bos_token_id", Val::U32(3)),
+    ];
+    let dir = tempdir();
+    let path = dir.path().join("chat.gguf");
+    std::fs::write(&path, tiny_llama(&extra, &[])).unwrap();
+    let model = Model::load(&path, &gpu, &LoadOptions::default()).unwrap();
+    let t = model.chat_template().expect("a chat template");
+    let text = t
+        .render(&[wgpt::Message::new("user", "hi")], false)
+        .unwrap();
+    assert_eq!(text, "ab[user]hi<s>");
+    assert_eq!(model.config().eos_token_ids, vec![5]);
+}
+
+#[test]
+fn the_cli_runs_a_gguf_file_and_refuses_a_truncated_one() {
+    let Some(exe) = option_env!("CARGO_BIN_EXE_wgpt") else {
+        return;
+    };
+    if test_gpu().is_none() {
+        return;
+    }
+    let path = fixture("gguf/tiny-llama-q8_0.gguf");
+    let out = std::process::Command::new(exe)
+        .args(["generate", "--model"])
+        .arg(&path)
+        .args(["--prompt", "ROMEO:", "--max-tokens", "4", "--json"])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["token_ids"].as_array().unwrap().len(), 4);
+    let dir = tempdir();
+    let cut = dir.path().join("cut.gguf");
+    let bytes = std::fs::read(&path).unwrap();
+    std::fs::write(&cut, &bytes[..bytes.len() / 2]).unwrap();
+    let out = std::process::Command::new(exe)
+        .args(["generate", "--model"])
+        .arg(&cut)
+        .args(["--prompt", "hi"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("truncated") && err.contains("cut.gguf"),
+        "{err}"
+    );
+    assert_eq!(err.trim().lines().count(), 1, "{err}");
+}

@@ -3,6 +3,7 @@
 //! `Config::from_json`, `inspect_safetensors`); the rest use `test_gpu()`.
 
 mod common;
+mod gguf_writer;
 
 use std::path::Path;
 use std::time::{Duration, Instant};
@@ -733,6 +734,98 @@ fn mutated_safetensors_never_panic() {
         run(&b, true);
     }
     assert!(errors > 500, "only {errors} mutations were rejected");
+}
+
+/// The same for GGUF files: a converted Llama fixture (permuted q/k rows, `rope_freqs`,
+/// tokenizer metadata) mutated in its bytes and in its structure. Every input gives `Ok` or a
+/// one-line error; the mutations that must fail do.
+#[test]
+fn mutated_gguf_never_panic() {
+    use gguf_writer::{fixture_writer, Val};
+    let base = fixture_writer(&fixture("tiny-llama-gqa-f16"));
+    let bytes = base.bytes();
+    let end_of_data = bytes.len() - 32; // the writer pads the last tensor to 32 bytes
+    wgpt::inspect_gguf(&bytes).unwrap();
+    // Where the tensor data starts: everything before it is header.
+    let header_len = bytes.len()
+        - base
+            .tensors
+            .iter()
+            .map(|t| t.data.len().next_multiple_of(32))
+            .sum::<usize>();
+    let rng = &mut Rng::new(2025);
+    let mut errors = 0;
+    let mut run = |b: &[u8], must_fail: bool| {
+        let r = wgpt::inspect_gguf(b);
+        if let Err(e) = &r {
+            assert!(!e.to_string().contains('\n'), "{e}");
+            errors += 1;
+        }
+        assert!(
+            !(must_fail && r.is_ok()),
+            "a mutation that must fail passed"
+        );
+    };
+    // Bit flips, in the header or anywhere.
+    for i in 0..200 {
+        let mut b = bytes.clone();
+        let span = if i % 2 == 0 { header_len } else { b.len() };
+        for _ in 0..1 + below(rng, 4) {
+            let at = below(rng, span);
+            b[at] ^= 1 << below(rng, 8);
+        }
+        run(&b, false);
+    }
+    // Random 8-byte values written over the header (counts, lengths, dims, offsets).
+    for _ in 0..200 {
+        let mut b = bytes.clone();
+        let at = below(rng, header_len - 8);
+        let v = rng.next_u64() >> below(rng, 64);
+        b[at..at + 8].copy_from_slice(&v.to_le_bytes());
+        run(&b, false);
+    }
+    // Truncations (anywhere before the end of the last tensor) and appended bytes.
+    for _ in 0..60 {
+        run(&bytes[..below(rng, end_of_data)], true);
+        let mut b = bytes.clone();
+        b.extend((0..1 + below(rng, 64)).map(|_| 0xAB));
+        run(&b, false);
+    }
+    // Structural edits: a tensor's shape, type or data, a metadata value's type or content.
+    for _ in 0..200 {
+        let mut w = base.clone();
+        let t = below(rng, w.tensors.len());
+        let k = below(rng, w.kv.len());
+        let r = rng.next_u64();
+        match below(rng, 10) {
+            0 => w.tensors[t].ne[0] = r >> below(rng, 64),
+            1 => w.tensors[t].ne.push(1 + (r % 3)),
+            2 => w.tensors[t].ne = vec![],
+            3 => w.tensors[t].ty = (r % 48) as u32,
+            4 => {
+                let keep = below(rng, w.tensors[t].data.len() + 1);
+                w.tensors[t].data.truncate(keep);
+            }
+            5 => w.kv[k].1 = Val::Str("x".into()),
+            6 => w.kv[k].1 = Val::U32(r as u32),
+            7 => w.kv[k].1 = Val::Arr(4, vec![Val::U32(r as u32); below(rng, 4)]),
+            8 => {
+                w.kv.remove(k);
+            }
+            _ => {
+                let dup = w.kv[k].clone();
+                w.kv.push(dup);
+            }
+        }
+        run(&w.bytes(), false);
+    }
+    // Random bytes after a valid magic and version.
+    for _ in 0..50 {
+        let mut b = b"GGUF\x03\0\0\0".to_vec();
+        b.extend((0..below(rng, 2048)).map(|_| rng.next_u64() as u8));
+        run(&b, true);
+    }
+    assert!(errors > 400, "only {errors} mutations were rejected");
 }
 
 // ---------------------------------------------------------------- GPU: fits, NaN, prompts, lost device

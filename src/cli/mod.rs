@@ -100,8 +100,8 @@ impl DeviceArgs {
 /// Model selection, shared by commands that load one.
 #[derive(Args, Clone, Debug)]
 pub struct ModelArgs {
-    /// Hugging Face model directory (config.json, model.safetensors, tokenizer.json).
-    /// Default: the TinyShakespeare model built into wgpt.
+    /// Hugging Face model directory (config.json, model.safetensors, tokenizer.json), or a
+    /// GGUF file (`FILE.gguf`). Default: the TinyShakespeare model built into wgpt.
     #[arg(long, short = 'm')]
     pub model: Option<PathBuf>,
     /// Weight storage on the GPU (default: f16 for f16 files, f32 otherwise).
@@ -210,7 +210,7 @@ fn default_model(gpu: &Gpu, opts: &LoadOptions) -> wgpt::Result<Model> {
 #[cfg(not(feature = "default-model"))]
 fn default_model(_gpu: &Gpu, _opts: &LoadOptions) -> wgpt::Result<Model> {
     Err(wgpt::Error::InvalidInput(
-        "this build has no built-in model (feature `default-model`); pass --model DIR".into(),
+        "this build has no built-in model (feature `default-model`); pass --model DIR or --model FILE.gguf".into(),
     ))
 }
 

@@ -61,7 +61,9 @@ impl Value {
     /// The value as a float, if it is a number.
     pub fn as_f64(&self) -> Option<f64> {
         match *self {
-            Value::F32(v) => Some(v.into()),
+            // The shortest decimal that rounds to the f32 (1e-5, not 9.999999747378752e-6),
+            // as the checkpoint's config.json wrote it.
+            Value::F32(v) => v.to_string().parse().ok(),
             Value::F64(v) => Some(v),
             Value::I8(v) => Some(v.into()),
             Value::I16(v) => Some(v.into()),

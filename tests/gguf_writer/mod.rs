@@ -239,6 +239,11 @@ pub fn tokenizer_kv(w: &mut Writer, tokenizer_json: &Json, vocab_size: usize, pr
 
 /// A `tiny-*` fixture directory as the GGUF file llama.cpp's converter would write.
 pub fn convert_fixture(dir: &Path) -> Vec<u8> {
+    fixture_writer(dir).bytes()
+}
+
+/// [`convert_fixture`]'s metadata and tensors, before they are written.
+pub fn fixture_writer(dir: &Path) -> Writer {
     let cfg: Json =
         serde_json::from_str(&std::fs::read_to_string(dir.join("config.json")).unwrap()).unwrap();
     let tok: Json =
@@ -419,7 +424,7 @@ pub fn convert_fixture(dir: &Path) -> Vec<u8> {
         }
         w.tensor(&gname, &shape, ty, data);
     }
-    w.bytes()
+    w
 }
 
 /// The converter's GGUF name of a checkpoint tensor (`None` for buffers it drops).
