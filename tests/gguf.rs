@@ -312,7 +312,9 @@ fn llama_cpp_vocab_files_give_hf_ids() {
     let models = Path::new(&dir).join("models");
     for name in ["gpt-2", "llama-bpe", "qwen2", "starcoder", "refact", "mpt"] {
         let path = models.join(format!("ggml-vocab-{name}.gguf"));
+        let t0 = std::time::Instant::now();
         let tok = wgpt::Tokenizer::from_gguf(&path).unwrap();
+        let built = t0.elapsed();
         let inp = std::fs::read_to_string(path.with_extension("gguf.inp")).unwrap();
         let out = std::fs::read_to_string(path.with_extension("gguf.out")).unwrap();
         let texts: Vec<&str> = inp.split("\n__ggml_vocab_test__\n").collect();
@@ -322,7 +324,7 @@ fn llama_cpp_vocab_files_give_hf_ids() {
             assert_eq!(tok.encode(text).unwrap(), want, "{name}: {text:?}");
             checked += 1;
         }
-        eprintln!("{name}: {checked} texts match");
+        eprintln!("{name}: {checked} texts match (tokenizer built in {built:.2?})");
     }
 }
 
@@ -493,4 +495,37 @@ fn the_cli_runs_a_gguf_file_and_refuses_a_truncated_one() {
         "{err}"
     );
     assert_eq!(err.trim().lines().count(), 1, "{err}");
+}
+
+#[test]
+fn versions_and_a_tokenizer_json_beside_the_file() {
+    let mut bytes = tiny_llama(&[], &[]);
+    // Version 2 has version 3's layout.
+    bytes[4..8].copy_from_slice(&2u32.to_le_bytes());
+    wgpt::inspect_gguf(&bytes).unwrap();
+    for (v, want) in [
+        (1u32, "version 1"),
+        (3u32.swap_bytes(), "big-endian"),
+        (4, "version 4"),
+    ] {
+        bytes[4..8].copy_from_slice(&v.to_le_bytes());
+        let err = wgpt::inspect_gguf(&bytes).unwrap_err().to_string();
+        assert!(err.contains(want), "{err}");
+    }
+    // A tokenizer.json beside the file is used instead of the metadata's: this one has 384
+    // tokens, more than the file's vocabulary of 6, which the check reports.
+    let dir = tempdir();
+    let path = dir.path().join("m.gguf");
+    std::fs::write(&path, tiny_llama(&[], &[])).unwrap();
+    ModelFiles::open(&path).unwrap();
+    std::fs::copy(fixture("tokenizer.json"), dir.path().join("tokenizer.json")).unwrap();
+    let err = ModelFiles::open(&path).err().unwrap().to_string();
+    assert!(err.contains("384 tokens"), "{err}");
+    // Not a GGUF file, named .gguf.
+    std::fs::write(&path, b"not a gguf file").unwrap();
+    let err = ModelFiles::open(&path).err().unwrap().to_string();
+    assert!(
+        err.contains("not a GGUF file") && err.contains("m.gguf"),
+        "{err}"
+    );
 }

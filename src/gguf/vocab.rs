@@ -15,7 +15,8 @@ use super::reader::{Gguf, Value};
 use crate::error::{Error, Result};
 
 /// The `tokenizer.ggml.pre` values wgpt rebuilds.
-pub(crate) const PRE_SUPPORTED: &str = "default, gpt-2, phi-2, mpt, olmo, llama-bpe, llama3, llama-v3, smaug-bpe, dbrx, falcon3, qwen2, smollm, starcoder, refact";
+pub(crate) const PRE_SUPPORTED: &str =
+    "default, gpt-2, phi-2, mpt, llama-bpe, llama3, llama-v3, smaug-bpe, qwen2, smollm, starcoder, refact";
 
 /// GPT-2's split (ByteLevel's own regex).
 const GPT2: &str = "gpt2";
@@ -42,9 +43,9 @@ fn pre_tokenizer(pre: &str) -> Option<(Json, Json, bool)> {
     let nfc = json!({"type": "NFC"});
     Some(match pre {
         "default" | "gpt-2" | GPT2 | "phi-2" => (Json::Null, byte_level(true), false),
-        // GPT-NeoX-20B's tokenizer (MPT, OLMo, Pythia) normalizes to NFC.
-        "mpt" | "olmo" => (nfc, byte_level(true), false),
-        "llama-bpe" | "llama3" | "llama-v3" | "smaug-bpe" | "dbrx" | "falcon3" => (
+        // GPT-NeoX-20B's tokenizer (MPT) normalizes to NFC.
+        "mpt" => (nfc, byte_level(true), false),
+        "llama-bpe" | "llama3" | "llama-v3" | "smaug-bpe" => (
             Json::Null,
             json!({"type": "Sequence", "pretokenizers": [split(LLAMA3_REGEX), byte_level(false)]}),
             true,
