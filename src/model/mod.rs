@@ -434,7 +434,7 @@ impl ModelFiles {
             Ok(_) if crate::gguf::is_gguf(dir) => return Self::open_gguf(dir),
             Ok(_) => {
                 return Err(Error::InvalidInput(format!(
-                    "{} is a file, not a model directory (one holding config.json, model.safetensors and tokenizer.json) nor a .gguf file",
+                    "{} is a file, not a model directory (one holding config.json, model.safetensors and tokenizer.json)",
                     dir.display()
                 )))
             }
