@@ -9,7 +9,8 @@ struct Step {
 @group(0) @binding(0) var<uniform> step: Step;
 
 // Weight matrices W[k, n] for y = x·W live in an rgba32uint texture, 16 bytes per texel, one
-// texture row per group of columns (8 f16 or 4 f32 weights per texel): texel (k, r) holds
+// texture row per group of columns (8 f16 or 4 f32 weights per texel; block formats: see
+// weights_quant.wgsl): texel (k, r) holds
 // W[k, r·g..r·g+g], so a kernel walking k for fixed columns reads contiguous memory. N is
 // padded to a multiple of 8; the weights_*.wgsl file of the storage dtype unpacks. Textures,
 // not storage buffers, because a texel fetch brings 16 bytes per invocation with one vector
@@ -20,4 +21,12 @@ struct Step {
 struct W8 {
     lo: vec4<f32>,
     hi: vec4<f32>,
+}
+
+// Four rows of eight, W[k..k+4, n..n+8], as returned by `w4` (the barrier-free matmuls' step).
+struct W4 {
+    r0: W8,
+    r1: W8,
+    r2: W8,
+    r3: W8,
 }

@@ -11,5 +11,6 @@ struct Params {
     m0: u32,         // matmul_block.wgsl: first batch row of this block
     ln: u32,         // matvec_wide.wgsl: 1 = x is LN(X row)·gamma + beta, 2 = RMSNorm, 0 = the X row
     eps: f32,        // matvec_wide.wgsl: layer_norm_epsilon when ln = 1
+    b0: u32,         // first bias element of this launch's columns (a part of a stacked matrix)
 }
 @group(0) @binding(1) var<uniform> p: Params;

@@ -25,10 +25,11 @@ fn matmul_tile(xo: array<u32, 8>, own_xo: u32, m0: u32, n0: u32, rows: u32) {
         let v6 = x_from6(own, xo[6] + j); let v7 = x_from7(own, xo[7] + j);
         // W[4j + t, n0..n0+8] for t = 0..3.
         let k = 4u * j;
-        let w0 = w8(k, n0);
-        let w1 = w8(k + 1u, n0);
-        let w2 = w8(k + 2u, n0);
-        let w3 = w8(k + 3u, n0);
+        let w = w4(k, n0);
+        let w0 = w.r0;
+        let w1 = w.r1;
+        let w2 = w.r2;
+        let w3 = w.r3;
         a0 += v0.x * w0.lo + v0.y * w1.lo + v0.z * w2.lo + v0.w * w3.lo;
         b0 += v0.x * w0.hi + v0.y * w1.hi + v0.z * w2.hi + v0.w * w3.hi;
         a1 += v1.x * w0.lo + v1.y * w1.lo + v1.z * w2.lo + v1.w * w3.lo;
@@ -53,7 +54,7 @@ fn matmul_tile(xo: array<u32, 8>, own_xo: u32, m0: u32, n0: u32, rows: u32) {
         for (var c = 0u; c < 8u; c++) {
             let n = n0 + c;
             if (n >= p.n) { break; }
-            let v = activate(acc[2u * i + c / 4u][c % 4u] + B[n], p.act);
+            let v = activate(acc[2u * i + c / 4u][c % 4u] + B[p.b0 + n], p.act);
             let idx = m * p.ld_y + p.y_col0 + n;
             if (p.accumulate == 1u) {
                 Y[idx] = Y[idx] + v;

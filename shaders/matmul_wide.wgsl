@@ -82,7 +82,7 @@ fn main(
         for (var c = 0u; c < 4u; c++) {
             let n = n0 + 4u * lid.x + c;
             if (n >= p.n) { break; }
-            let v = activate(acc[i][c] + B[n], p.act);
+            let v = activate(acc[i][c] + B[p.b0 + n], p.act);
             let idx = m * p.ld_y + p.y_col0 + n;
             if (p.accumulate == 1u) {
                 Y[idx] = Y[idx] + v;

@@ -12,12 +12,9 @@ var<private> a1: vec4<f32>;   // y[n0+4..n0+8]
 
 // acc += x[k..k+4] · W[k..k+4, n0..n0+8]
 fn step4(v: vec4<f32>, k: u32) {
-    let p0 = w8(k, n0);
-    let p1 = w8(k + 1u, n0);
-    let p2 = w8(k + 2u, n0);
-    let p3 = w8(k + 3u, n0);
-    a0 += v.x * p0.lo + v.y * p1.lo + v.z * p2.lo + v.w * p3.lo;
-    a1 += v.x * p0.hi + v.y * p1.hi + v.z * p2.hi + v.w * p3.hi;
+    let w = w4(k, n0);
+    a0 += v.x * w.r0.lo + v.y * w.r1.lo + v.z * w.r2.lo + v.w * w.r3.lo;
+    a1 += v.x * w.r0.hi + v.y * w.r1.hi + v.z * w.r2.hi + v.w * w.r3.hi;
 }
 
 // No early return: every invocation must reach the shared loads (columns past N are computed
@@ -49,7 +46,7 @@ fn main(ids: Ids) {
     for (var c = 0u; c < 8u; c++) {
         let n = n0 + c;
         if (n >= p.n) { break; }
-        let v = activate(r[c / 4u][c % 4u] + B[n], p.act);
+        let v = activate(r[c / 4u][c % 4u] + B[p.b0 + n], p.act);
         let idx = p.y_col0 + n;
         if (p.accumulate == 1u) {
             Y[idx] = Y[idx] + v;

@@ -45,7 +45,7 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) l
     var bias = 0.0;
     var y_old = 0.0;
     if (writes) {
-        bias = B[n];
+        bias = B[p.b0 + n];
         if (p.accumulate == 1u) {
             y_old = Y[p.y_col0 + n];
         }

@@ -14,3 +14,8 @@ fn w1(k: u32, n: u32) -> f32 {
     let word = textureLoad(W, vec2<u32>(k, n >> 3u), 0)[(n >> 1u) & 3u];
     return unpack2x16float(word)[n & 1u];
 }
+
+// W[k..k+4, n..n+8], k a multiple of 4 and n of 8.
+fn w4(k: u32, n: u32) -> W4 {
+    return W4(w8(k, n), w8(k + 1u, n), w8(k + 2u, n), w8(k + 3u, n));
+}

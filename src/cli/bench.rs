@@ -178,19 +178,28 @@ pub fn run(a: BenchArgs) -> anyhow::Result<()> {
             per(decode_host.after),
         ]
     });
+    // The storage formats of the weight matrices ("q4_k+q6_k" for a mixed GGUF file).
+    let dtype = info
+        .gpu_dtypes
+        .iter()
+        .map(|d| d.name())
+        .collect::<Vec<_>>()
+        .join("+");
+    let weights_mb = info.weight_bytes as f64 / 1e6;
     if a.json {
         let results: Vec<serde_json::Value> = rows
             .iter()
             .map(|r| {
                 serde_json::json!({
                     "test": r.test, r.kind: r.mean, "stddev": r.sd, "reps": a.reps,
-                    "dtype": info.dtype.to_string(), "adapter": adapter.name,
+                    "dtype": dtype, "adapter": adapter.name,
                     "backend": adapter.backend, "kernels": info.kernels.name(),
                 })
             })
             .collect();
         let mut obj = serde_json::json!({
-            "model": name, "params": info.n_params, "dtype": info.dtype.to_string(),
+            "model": name, "params": info.n_params, "dtype": dtype,
+            "weight_bytes": info.weight_bytes,
             "adapter": adapter.name, "backend": adapter.backend,
             "kernels": info.kernels.name(), "results": results,
         });
@@ -213,15 +222,14 @@ pub fn run(a: BenchArgs) -> anyhow::Result<()> {
     } else {
         writeln!(
             out,
-            "| model | params | dtype | adapter | backend | kernels | test | tokens/s |"
+            "| model | params | dtype | weights | adapter | backend | kernels | test | tokens/s |"
         )?;
-        writeln!(out, "|---|---|---|---|---|---|---|---|")?;
+        writeln!(out, "|---|---|---|---|---|---|---|---|---|")?;
         for r in &rows {
             writeln!(
                 out,
-                "| {name} | {:.1} M | {} | {} | {} | {} | {} | {:.2} ± {:.2} |",
+                "| {name} | {:.1} M | {dtype} | {weights_mb:.1} MB | {} | {} | {} | {} | {:.2} ± {:.2} |",
                 info.n_params as f64 / 1e6,
-                info.dtype,
                 adapter.name,
                 adapter.backend,
                 info.kernels,

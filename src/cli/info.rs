@@ -93,6 +93,7 @@ pub fn run(a: InfoArgs) -> anyhow::Result<()> {
                 "parameters": i.n_params,
                 "file_dtypes": dts,
                 "dtype": i.dtype.to_string(),
+                "gpu_dtypes": i.gpu_dtypes.iter().map(|d| d.name()).collect::<Vec<_>>(),
                 "kernels": i.kernels.name(),
                 "weight_bytes": i.weight_bytes,
                 "kv_cache_bytes": i.kv_cache_bytes,
@@ -123,7 +124,13 @@ pub fn run(a: InfoArgs) -> anyhow::Result<()> {
         writeln!(out, "    {k} {}", plain(v))?;
     }
     writeln!(out, "  parameters {}", i.n_params)?;
-    writeln!(out, "  file dtypes {}; on GPU {}", dts.join(", "), i.dtype)?;
+    let on_gpu: Vec<&str> = i.gpu_dtypes.iter().map(|d| d.name()).collect();
+    writeln!(
+        out,
+        "  file dtypes {}; on GPU {}",
+        dts.join(", "),
+        on_gpu.join(", ")
+    )?;
     writeln!(out, "  kernels {}", i.kernels)?;
     writeln!(
         out,

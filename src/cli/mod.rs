@@ -104,7 +104,10 @@ pub struct ModelArgs {
     /// GGUF file (`FILE.gguf`). Default: the TinyShakespeare model built into wgpt.
     #[arg(long, short = 'm')]
     pub model: Option<PathBuf>,
-    /// Weight storage on the GPU (default: f16 for f16 files, f32 otherwise).
+    /// Weight storage on the GPU: f32, f16, or q8_0 / q4_0 (quantized at load with ggml's
+    /// reference quantization; matrices whose rows are not whole 32-weight blocks stay f16).
+    /// Default: f16 for f16 files, f32 otherwise; tensors a GGUF file stores quantized keep
+    /// their format unless f32 or f16 is asked for.
     #[arg(long, value_parser = parse_dtype)]
     pub dtype: Option<WeightDtype>,
     /// Kernel family: cooperative (workgroup tiles, for GPUs) or barrier-free (for software
@@ -122,7 +125,9 @@ fn parse_dtype(s: &str) -> Result<WeightDtype, String> {
     match s {
         "f32" => Ok(WeightDtype::F32),
         "f16" => Ok(WeightDtype::F16),
-        _ => Err(format!("`{s}` is not a dtype; use f32 or f16")),
+        "q8_0" => Ok(WeightDtype::Q8_0),
+        "q4_0" => Ok(WeightDtype::Q4_0),
+        _ => Err(format!("`{s}` is not a dtype; use f32, f16, q8_0 or q4_0")),
     }
 }
 

@@ -32,15 +32,15 @@ pub(crate) fn embed(
         row_end: rows.end as u32,
         positions: wpe.is_some() as u32,
     };
-    let pipe = Kernels::by_dtype(&k.embed, wte_chunk.dtype);
+    let part = wte_chunk.single();
     Dispatch::with_resources(
         gpu,
         "embed",
-        pipe,
+        &k.embed.get(part.dtype),
         step,
         &params,
         vec![
-            wgpu::BindingResource::TextureView(&wte_chunk.view),
+            wgpu::BindingResource::TextureView(&part.view),
             tokens.as_entire_binding(),
             wpe.unwrap_or(tokens).as_entire_binding(),
             x.as_entire_binding(),

@@ -5,6 +5,7 @@
 //! per workgroup (batches) and a workgroup per 8 columns (one row). The cooperative one-row
 //! kernel can also apply the LayerNorm that precedes the layer ([`FusedNorm`]).
 
+use super::weight_matrix::Part;
 use super::{Dispatch, Grid, KernelFamily, Kernels, Recorder, WeightMatrix};
 use crate::gpu::Gpu;
 
@@ -21,7 +22,8 @@ struct Params {
     m0: u32,
     ln: u32,
     eps: f32,
-    _pad: [u32; 2],
+    b0: u32,
+    _pad: u32,
 }
 
 /// The LayerNorm whose output is a matmul's x: `x = LN(src)·gamma + beta`, per row. The
@@ -64,12 +66,18 @@ pub(crate) struct MatmulSpec {
     pub layer: &'static str,
 }
 
-/// A linear layer's two launches: the batched kernel and the one-row kernel.
-pub(crate) struct MatmulDispatch {
+/// The launches of one part of a matrix (see `WeightMatrix`): the batched kernel and the
+/// one-row kernel.
+struct PartDispatch {
     many: Dispatch,
     one: Dispatch,
     /// One launch per 8-row block of the batch, X through a uniform window (empty if unusable).
     blocks: Vec<Dispatch>,
+}
+
+/// A linear layer's launches: one set per part of its weight matrix.
+pub(crate) struct MatmulDispatch {
+    parts: Vec<PartDispatch>,
     lm_rows: bool,
 }
 
@@ -77,27 +85,28 @@ impl MatmulDispatch {
     /// Number of 8-row uniform-window launches prepared (0 when that kernel is not usable).
     #[cfg(test)]
     pub fn block_count(&self) -> usize {
-        self.blocks.len()
+        self.parts[0].blocks.len()
     }
 
     /// Records the launch for the step: one row uses the matrix-vector kernel.
     pub fn encode(&self, rec: &mut Recorder<'_>, n_tokens: u32, n_rows: u32) {
         let rows = if self.lm_rows { n_rows } else { n_tokens };
-        if rows == 1 {
-            self.one.encode(rec, n_tokens, n_rows);
-        } else if !self.blocks.is_empty() {
-            for b in &self.blocks[..rows.div_ceil(8) as usize] {
-                b.encode(rec, n_tokens, n_rows);
+        for p in &self.parts {
+            if rows == 1 {
+                p.one.encode(rec, n_tokens, n_rows);
+            } else if !p.blocks.is_empty() {
+                for b in &p.blocks[..rows.div_ceil(8) as usize] {
+                    b.encode(rec, n_tokens, n_rows);
+                }
+            } else {
+                p.many.encode(rec, n_tokens, n_rows);
             }
-        } else {
-            self.many.encode(rec, n_tokens, n_rows);
         }
     }
 }
 
-/// `y = act(x·w + b)`, x: (rows, K), w: (K, N) in its storage format, b: (N), y: (rows, ld_y).
-/// `norm`:
-/// the LayerNorm x comes from, for the fused one-row kernel where the family has one.
+/// `y = act(x·w + b)`, x: (rows, K), w: (K, N) in its storage formats, b: (N), y: (rows, ld_y).
+/// `norm`: the LayerNorm x comes from, for the fused one-row kernel where the family has one.
 #[allow(clippy::too_many_arguments)]
 pub(crate) fn matmul(
     gpu: &Gpu,
@@ -110,6 +119,37 @@ pub(crate) fn matmul(
     y: &wgpu::Buffer,
     norm: Option<FusedNorm<'_>>,
 ) -> MatmulDispatch {
+    let parts = w
+        .parts
+        .iter()
+        .map(|part| {
+            let spec = MatmulSpec {
+                n: part.n,
+                y_col0: spec.y_col0 + part.n0,
+                ..spec
+            };
+            part_dispatch(gpu, k, step, spec, part, part.n0, x, b, y, norm)
+        })
+        .collect();
+    MatmulDispatch {
+        parts,
+        lm_rows: spec.lm_rows,
+    }
+}
+
+#[allow(clippy::too_many_arguments)]
+fn part_dispatch(
+    gpu: &Gpu,
+    k: &Kernels,
+    step: &wgpu::Buffer,
+    spec: MatmulSpec,
+    w: &Part,
+    b0: usize,
+    x: &wgpu::Buffer,
+    b: &wgpu::Buffer,
+    y: &wgpu::Buffer,
+    norm: Option<FusedNorm<'_>>,
+) -> PartDispatch {
     let params = Params {
         k: spec.k as u32,
         n: spec.n as u32,
@@ -121,7 +161,8 @@ pub(crate) fn matmul(
         m0: 0,
         ln: 0,
         eps: 0.0,
-        _pad: [0; 2],
+        b0: b0 as u32,
+        _pad: 0,
     };
     let dtype = w.dtype;
     let cooperative = k.family == KernelFamily::Cooperative;
@@ -150,7 +191,7 @@ pub(crate) fn matmul(
     let many = Dispatch::with_resources(
         gpu,
         "matmul",
-        Kernels::by_dtype(&k.matmul, dtype),
+        &k.matmul.get(dtype),
         step,
         &params,
         bindings(),
@@ -189,7 +230,7 @@ pub(crate) fn matmul(
     let one = Dispatch::with_resources(
         gpu,
         "matvec",
-        Kernels::by_dtype(&k.matvec, dtype),
+        &k.matvec.get(dtype),
         step,
         &one_params,
         one_bindings,
@@ -208,7 +249,7 @@ pub(crate) fn matmul(
             && block_bytes.is_multiple_of(align)
             && window_ok
     }) {
-        let pipe = Kernels::by_dtype(block_pipes, dtype);
+        let pipe = block_pipes.get(dtype);
         for blk in 0..spec.max_rows.div_ceil(8) {
             let p = Params {
                 m0: (8 * blk) as u32,
@@ -229,7 +270,7 @@ pub(crate) fn matmul(
                 Dispatch::with_resources(
                     gpu,
                     "matmul",
-                    pipe,
+                    &pipe,
                     step,
                     &p,
                     resources,
@@ -239,12 +280,7 @@ pub(crate) fn matmul(
             );
         }
     }
-    MatmulDispatch {
-        many,
-        one,
-        blocks,
-        lm_rows: spec.lm_rows,
-    }
+    PartDispatch { many, one, blocks }
 }
 
 /// Grid of one 8-row block: the columns only.

@@ -41,13 +41,13 @@ pub(crate) use positions::add_positions;
 pub use recorder::Profiler;
 pub(crate) use recorder::Recorder;
 pub(crate) use rope::{rope, rope_table};
-#[cfg(test)]
-use weight_matrix::pack_weights;
-pub(crate) use weight_matrix::{matrix_bytes, texel_rows, WeightMatrix};
+pub(crate) use weight_matrix::{matrix_bytes, storage_for, texel_rows, Columns, WeightMatrix};
 
 use crate::gpu::Gpu;
+use crate::loader::DType;
 
-/// How weight matrices are stored on the GPU. Arithmetic is f32 either way.
+/// How weight matrices are stored on the GPU. Arithmetic is f32 in every case; the block
+/// formats are ggml's, read by the kernels as they are (`shaders/weights_quant.wgsl`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 #[non_exhaustive]
 pub enum WeightDtype {
@@ -55,24 +55,101 @@ pub enum WeightDtype {
     F32,
     /// 16-bit floats (IEEE half).
     F16,
+    /// ggml Q8_0: 8-bit weights with an f16 scale per 32 (8.5 bits per weight).
+    Q8_0,
+    /// ggml Q4_0: 4-bit weights with an f16 scale per 32 (4.5 bits per weight).
+    Q4_0,
+    /// ggml Q4_1 (GGUF files only).
+    Q4_1,
+    /// ggml Q5_0 (GGUF files only).
+    Q5_0,
+    /// ggml Q5_1 (GGUF files only).
+    Q5_1,
+    /// ggml Q4_K (GGUF files only).
+    Q4K,
+    /// ggml Q5_K (GGUF files only).
+    Q5K,
+    /// ggml Q6_K (GGUF files only).
+    Q6K,
 }
 
 impl WeightDtype {
-    /// Bytes per element.
-    pub fn size(self) -> usize {
+    /// Every storage format, in the order `shader_sources` lists their programs.
+    pub const ALL: [WeightDtype; 10] = [
+        WeightDtype::F32,
+        WeightDtype::F16,
+        WeightDtype::Q8_0,
+        WeightDtype::Q4_0,
+        WeightDtype::Q4_1,
+        WeightDtype::Q5_0,
+        WeightDtype::Q5_1,
+        WeightDtype::Q4K,
+        WeightDtype::Q5K,
+        WeightDtype::Q6K,
+    ];
+
+    /// The file type with the same encoding.
+    pub fn file_dtype(self) -> DType {
         match self {
-            WeightDtype::F32 => 4,
-            WeightDtype::F16 => 2,
+            WeightDtype::F32 => DType::F32,
+            WeightDtype::F16 => DType::F16,
+            WeightDtype::Q8_0 => DType::Q8_0,
+            WeightDtype::Q4_0 => DType::Q4_0,
+            WeightDtype::Q4_1 => DType::Q4_1,
+            WeightDtype::Q5_0 => DType::Q5_0,
+            WeightDtype::Q5_1 => DType::Q5_1,
+            WeightDtype::Q4K => DType::Q4K,
+            WeightDtype::Q5K => DType::Q5K,
+            WeightDtype::Q6K => DType::Q6K,
+        }
+    }
+
+    /// The storage format that keeps a file type's values exactly: itself for f16 and the
+    /// block formats, f32 for f32 and bf16.
+    pub fn for_file(d: DType) -> WeightDtype {
+        WeightDtype::ALL
+            .into_iter()
+            .find(|w| w.file_dtype() == d)
+            .unwrap_or(WeightDtype::F32)
+    }
+
+    /// Whether this is a ggml block format.
+    pub fn is_quantized(self) -> bool {
+        self.file_dtype().is_quantized()
+    }
+
+    /// The name `--dtype` takes and `wgpt info` prints.
+    pub fn name(self) -> &'static str {
+        match self {
+            WeightDtype::F32 => "f32",
+            WeightDtype::F16 => "f16",
+            WeightDtype::Q8_0 => "q8_0",
+            WeightDtype::Q4_0 => "q4_0",
+            WeightDtype::Q4_1 => "q4_1",
+            WeightDtype::Q5_0 => "q5_0",
+            WeightDtype::Q5_1 => "q5_1",
+            WeightDtype::Q4K => "q4_k",
+            WeightDtype::Q5K => "q5_k",
+            WeightDtype::Q6K => "q6_k",
+        }
+    }
+
+    /// The weight-access WGSL of this format.
+    fn reader(self) -> String {
+        match self {
+            WeightDtype::F32 => WEIGHTS_F32.to_string(),
+            WeightDtype::F16 => WEIGHTS_F16.to_string(),
+            q => {
+                let layout = crate::quant::pack::Layout::of(q.file_dtype()).expect("block format");
+                format!("{}{WEIGHTS_QUANT}", layout.wgsl_constants())
+            }
         }
     }
 }
 
 impl std::fmt::Display for WeightDtype {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(match self {
-            WeightDtype::F32 => "f32",
-            WeightDtype::F16 => "f16",
-        })
+        f.write_str(self.name())
     }
 }
 
@@ -80,8 +157,10 @@ const COMMON: &str = include_str!("../../shaders/common.wgsl");
 const ACTIVATIONS: &str = include_str!("../../shaders/activations.wgsl");
 const WEIGHTS_F32: &str = include_str!("../../shaders/weights_f32.wgsl");
 const WEIGHTS_F16: &str = include_str!("../../shaders/weights_f16.wgsl");
+const WEIGHTS_QUANT: &str = include_str!("../../shaders/weights_quant.wgsl");
 const MATMUL: &str = include_str!("../../shaders/matmul.wgsl");
 const MATVEC: &str = include_str!("../../shaders/matvec.wgsl");
+const MATVEC_QUANT: &str = include_str!("../../shaders/matvec_quant.wgsl");
 const MATMUL_BLOCK: &str = include_str!("../../shaders/matmul_block.wgsl");
 const MATMUL_TILE: &str = include_str!("../../shaders/matmul_tile.wgsl");
 const MATMUL_PARAMS: &str = include_str!("../../shaders/matmul_params.wgsl");
@@ -176,17 +255,47 @@ impl ShaderOptions {
 /// Every composed shader program of the options' family as (name, WGSL source), e.g. for
 /// translation tests. Both families use the same names for the same operations (`embed` and
 /// `kv_store` serve both; `matmul_block` exists only in the barrier-free family, `argmax` and
-/// `argmax_pick` only in the cooperative one).
-pub fn shader_sources(opts: ShaderOptions) -> Vec<(String, String)> {
+/// `argmax_pick` only in the cooperative one). A program that reads a weight matrix exists once
+/// per storage format, named `{op}_{format}`.
+#[cfg(test)]
+pub(crate) fn shader_sources(opts: ShaderOptions) -> Vec<(String, String)> {
+    let mut out = Vec::new();
+    for (name, weights, parts) in programs(opts) {
+        if weights {
+            for dt in WeightDtype::ALL {
+                out.push((format!("{name}_{dt}"), compose(&parts, Some(dt))));
+            }
+        } else {
+            out.push((name.to_string(), compose(&parts, None)));
+        }
+    }
+    out
+}
+
+/// One program's source: common.wgsl, the format's weight reader if it reads weights, `parts`
+/// (the barrier-free decode kernel of the block formats is `matvec_quant.wgsl`).
+fn compose(parts: &[&str], weights: Option<WeightDtype>) -> String {
+    let reader = weights.map(WeightDtype::reader).unwrap_or_default();
+    let quantized = weights.is_some_and(WeightDtype::is_quantized);
+    [COMMON, reader.as_str()]
+        .into_iter()
+        .chain(
+            parts
+                .iter()
+                .map(|&p| if quantized && p == MATVEC { MATVEC_QUANT } else { p }),
+        )
+        .collect()
+}
+
+/// (name, reads a weight matrix, parts after common.wgsl) of every program of the family.
+fn programs(opts: ShaderOptions) -> Vec<(&'static str, bool, Vec<&'static str>)> {
     let lanes = if opts.subgroups {
         LANES_SUBGROUP
     } else {
         LANES_PLAIN
     };
-    // (name, reads a weight matrix, parts after common.wgsl). A program that reads a weight
-    // matrix is built once per storage dtype, with that dtype's weight-access file.
     let tile = |op, lanes| vec![ACTIVATIONS, MATMUL_PARAMS, lanes, MATMUL_TILE, op];
-    let programs: Vec<(&str, bool, Vec<&str>)> = match opts.family {
+    match opts.family {
         KernelFamily::Cooperative => vec![
             (
                 "matmul",
@@ -232,22 +341,60 @@ pub fn shader_sources(opts: ShaderOptions) -> Vec<(String, String)> {
             ("positions", false, vec![POSITIONS]),
             ("gated", false, vec![ACTIVATIONS, GATED]),
         ],
-    };
-    let mut out = Vec::new();
-    for (name, weights, parts) in programs {
-        if weights {
-            for (dt, w) in [
-                (WeightDtype::F32, WEIGHTS_F32),
-                (WeightDtype::F16, WEIGHTS_F16),
-            ] {
-                let src = [&[COMMON, w][..], &parts].concat().concat();
-                out.push((format!("{name}_{dt}"), src));
-            }
-        } else {
-            out.push((name.to_string(), [&[COMMON][..], &parts].concat().concat()));
-        }
     }
-    out
+}
+
+/// Compiles one composed program (the weight reader of `weights` where it reads weights).
+fn compile(gpu: &Gpu, opts: ShaderOptions, name: &str, weights: Option<WeightDtype>) -> wgpu::ComputePipeline {
+    let (_, _, parts) = programs(opts)
+        .into_iter()
+        .find(|p| p.0 == name)
+        .expect("a program of the family");
+    let source = compose(&parts, weights);
+    let label = match weights {
+        Some(dt) => format!("{name}_{dt}"),
+        None => name.to_string(),
+    };
+    let desc = wgpu::ShaderModuleDescriptor {
+        label: Some(&label),
+        source: wgpu::ShaderSource::Wgsl(source.into()),
+    };
+    // Bounds checks stay on. Two other checks are dropped because every kernel meets their
+    // conditions: loops are `for` loops over uniform or constant bounds (no loop bounding
+    // counter needed), and integer `/` and `%` divide by constants or by uniforms the host
+    // makes ≥ 1 (attention's query heads per key/value head), so no division-by-zero guard is
+    // needed. Measured on lavapipe: prefill 1.35x, decode unchanged (docs/benchmarks.md).
+    let mut checks = wgpu::ShaderRuntimeChecks::checked();
+    checks.force_loop_bounding = false;
+    checks.int_div_checks = false;
+    // SAFETY: the conditions above are what these two flags require of the shaders.
+    let module = unsafe { gpu.device.create_shader_module_trusted(desc, checks) };
+    gpu.device
+        .create_compute_pipeline(&wgpu::ComputePipelineDescriptor {
+            label: Some(&label),
+            layout: None,
+            module: &module,
+            entry_point: Some("main"),
+            compilation_options: Default::default(),
+            cache: None,
+        })
+}
+
+/// The pipelines of one operation that reads a weight matrix, one per storage format,
+/// compiled the first time a model asks for that format (and cached on the [`Gpu`]).
+pub(crate) struct WeightedPipelines {
+    gpu: Gpu,
+    opts: ShaderOptions,
+    op: &'static str,
+}
+
+impl WeightedPipelines {
+    /// The pipeline for weights stored as `dtype`.
+    pub fn get(&self, dtype: WeightDtype) -> wgpu::ComputePipeline {
+        let key = format!("{}_{dtype} {:?}", self.op, self.opts);
+        self.gpu
+            .pipeline(&key, || compile(&self.gpu, self.opts, self.op, Some(dtype)))
+    }
 }
 
 /// Every pipeline of one kernel family, taken from the [`Gpu`]'s cache: each (operation,
@@ -255,11 +402,11 @@ pub fn shader_sources(opts: ShaderOptions) -> Vec<(String, String)> {
 pub(crate) struct Kernels {
     /// The family: grids and launches differ between the two.
     pub family: KernelFamily,
-    pub matmul: [wgpu::ComputePipeline; 2],
-    pub matvec: [wgpu::ComputePipeline; 2],
+    pub matmul: WeightedPipelines,
+    pub matvec: WeightedPipelines,
     /// The barrier-free family's uniform-window prefill kernel (`None` when cooperative).
-    pub matmul_block: Option<[wgpu::ComputePipeline; 2]>,
-    pub embed: [wgpu::ComputePipeline; 2],
+    pub matmul_block: Option<WeightedPipelines>,
+    pub embed: WeightedPipelines,
     pub layer_norm: wgpu::ComputePipeline,
     pub kv_store: wgpu::ComputePipeline,
     pub attention: wgpu::ComputePipeline,
@@ -276,43 +423,21 @@ impl Kernels {
     /// family runs on any adapter).
     pub fn with_options(gpu: &Gpu, opts: ShaderOptions) -> Self {
         log::info!("shader options: {opts:?}");
-        let sources = std::sync::OnceLock::<std::collections::HashMap<String, String>>::new();
-        let compile = |name: &str| {
-            let sources = sources.get_or_init(|| shader_sources(opts).into_iter().collect());
-            let desc = wgpu::ShaderModuleDescriptor {
-                label: Some(name),
-                source: wgpu::ShaderSource::Wgsl(sources[name].as_str().into()),
-            };
-            // Bounds checks stay on. Two other checks are dropped because every kernel meets
-            // their conditions: loops are `for` loops over uniform or constant bounds (no loop
-            // bounding counter needed), and integer `/` and `%` divide by constants or by
-            // uniforms the host makes ≥ 1 (attention's query heads per key/value head), so no
-            // division-by-zero guard is needed. Measured on lavapipe: prefill 1.35x, decode
-            // unchanged (docs/benchmarks.md).
-            let mut checks = wgpu::ShaderRuntimeChecks::checked();
-            checks.force_loop_bounding = false;
-            checks.int_div_checks = false;
-            // SAFETY: the conditions above are what these two flags require of the shaders.
-            let module = unsafe { gpu.device.create_shader_module_trusted(desc, checks) };
-            gpu.device
-                .create_compute_pipeline(&wgpu::ComputePipelineDescriptor {
-                    label: Some(name),
-                    layout: None,
-                    module: &module,
-                    entry_point: Some("main"),
-                    compilation_options: Default::default(),
-                    cache: None,
-                })
+        let make = |name: &str| {
+            gpu.pipeline(&format!("{name} {opts:?}"), || compile(gpu, opts, name, None))
         };
-        let make = |name: &str| gpu.pipeline(&format!("{name} {opts:?}"), || compile(name));
+        let weighted = |op| WeightedPipelines {
+            gpu: gpu.clone(),
+            opts,
+            op,
+        };
         let cooperative = opts.family == KernelFamily::Cooperative;
         Kernels {
             family: opts.family,
-            matmul: [make("matmul_f32"), make("matmul_f16")],
-            matvec: [make("matvec_f32"), make("matvec_f16")],
-            matmul_block: (!cooperative)
-                .then(|| [make("matmul_block_f32"), make("matmul_block_f16")]),
-            embed: [make("embed_f32"), make("embed_f16")],
+            matmul: weighted("matmul"),
+            matvec: weighted("matvec"),
+            matmul_block: (!cooperative).then(|| weighted("matmul_block")),
+            embed: weighted("embed"),
             layer_norm: make("layer_norm"),
             kv_store: make("kv_store"),
             attention: make("attention"),
@@ -335,16 +460,6 @@ impl Kernels {
     /// back and scanning them on the CPU (decode 11.4 against 13.5 tok/s, docs/benchmarks.md).
     pub fn argmax_on_gpu(&self) -> bool {
         self.argmax.is_some()
-    }
-
-    pub fn by_dtype(
-        pipes: &[wgpu::ComputePipeline; 2],
-        dtype: WeightDtype,
-    ) -> &wgpu::ComputePipeline {
-        match dtype {
-            WeightDtype::F32 => &pipes[0],
-            WeightDtype::F16 => &pipes[1],
-        }
     }
 }
 

@@ -8,7 +8,9 @@ use crate::loader::Rng;
 use crate::model::forward::Step;
 use crate::reference;
 
-struct Harness {
+mod quant;
+
+pub(super) struct Harness {
     gpu: Gpu,
     k: Kernels,
     step: wgpu::Buffer,
@@ -24,7 +26,7 @@ impl Harness {
 
     /// One harness per shader variant set on this adapter: both kernel families, and the
     /// barrier-free one also with the optional features the device has.
-    fn variants() -> Vec<Self> {
+    pub(super) fn variants() -> Vec<Self> {
         let Some(gpu) = test_gpu() else {
             return Vec::new();
         };
@@ -59,7 +61,7 @@ impl Harness {
         Harness { gpu, k, step, opts }
     }
 
-    fn buf(&self, data: &[f32]) -> wgpu::Buffer {
+    pub(super) fn buf(&self, data: &[f32]) -> wgpu::Buffer {
         self.buf_bytes(bytemuck::cast_slice(data))
     }
 
@@ -79,7 +81,7 @@ impl Harness {
         b
     }
 
-    fn run_mm(&self, d: &MatmulDispatch, step: Step, out: &wgpu::Buffer, len: usize) -> Vec<f32> {
+    pub(super) fn run_mm(&self, d: &MatmulDispatch, step: Step, out: &wgpu::Buffer, len: usize) -> Vec<f32> {
         self.run_with(
             |pass| d.encode(pass, step.n_tokens, step.n_rows),
             step,
@@ -133,7 +135,7 @@ impl Harness {
     }
 }
 
-fn random(rng: &mut Rng, n: usize, scale: f32) -> Vec<f32> {
+pub(super) fn random(rng: &mut Rng, n: usize, scale: f32) -> Vec<f32> {
     (0..n)
         .map(|_| (rng.next_f32() * 2.0 - 1.0) * scale)
         .collect()
@@ -154,12 +156,12 @@ fn assert_close(got: &[f32], want: &[f32], what: &str) {
 /// GPU will actually see (rounded to f16 when stored as f16).
 fn pack(gpu: &Gpu, w: &[f32], n: usize, k: usize, dtype: WeightDtype) -> (WeightMatrix, Vec<f32>) {
     let round = |v: f32| match dtype {
-        WeightDtype::F32 => v,
         WeightDtype::F16 => half::f16::from_f32(v).to_f32(),
+        _ => v,
     };
     let seen: Vec<f32> = w.iter().map(|&v| round(v)).collect();
-    let bytes = pack_weights(k, n, dtype, |kk, nn| seen[nn * k + kk]);
-    let m = WeightMatrix::from_packed(gpu, "test", k, n, dtype, &bytes).unwrap();
+    let at = |kk: usize, nn: usize| seen[nn * k + kk];
+    let m = WeightMatrix::from_parts(gpu, "test", k, &[(n, dtype, Columns::Values(&at))]).unwrap();
     (m, seen)
 }
 

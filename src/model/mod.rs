@@ -179,8 +179,12 @@ pub struct ModelInfo {
     pub n_params: u64,
     /// Dtypes of the tensors in the file(s).
     pub file_dtypes: Vec<DType>,
-    /// Storage dtype of the weight matrices on the GPU.
+    /// Storage format of the weight matrices read as values (f32 / f16 / bf16 in the file):
+    /// the one `LoadOptions::dtype` asked for, or the file's. Matrices a file stores in a block
+    /// format keep it unless a float format was asked for ([`ModelInfo::gpu_dtypes`]).
     pub dtype: WeightDtype,
+    /// Every storage format the weight matrices on the GPU use.
+    pub gpu_dtypes: Vec<WeightDtype>,
     /// Bytes of weights on the GPU.
     pub weight_bytes: u64,
     /// Textures the token embedding is split into: one, or more where the adapter's texture
@@ -315,11 +319,7 @@ impl Model {
         origin: String,
     ) -> Result<Self> {
         let file_dtypes = check_model(&config, &source, tokenizer.as_ref())?;
-        let dtype = opts.dtype.unwrap_or(if file_dtypes == [DType::F16] {
-            WeightDtype::F16
-        } else {
-            WeightDtype::F32
-        });
+        let dtype = opts.dtype.unwrap_or_else(|| default_dtype(&file_dtypes));
         let max_chunk = opts.max_chunk_bytes.unwrap_or(u64::MAX);
         check_fits(gpu, &config, dtype, opts)?;
         let mut shader_opts = ShaderOptions::best(gpu);
@@ -330,6 +330,9 @@ impl Model {
         let total = tensor_list(&config).gpu_bytes(dtype);
         let weights = crate::gpu::with_upload_progress(opts.progress.as_ref(), total, || {
             let mut up = Uploader::new(gpu, &source, dtype, max_chunk);
+            // An explicit float format dequantizes block-format tensors; otherwise they stay as
+            // the file stores them.
+            up.dequantize_blocks = matches!(opts.dtype, Some(WeightDtype::F32 | WeightDtype::F16));
             let mut weights = arch(&config).upload(&mut up, &config)?;
             weights.bytes = up.finish()?;
             Ok(weights)
@@ -339,6 +342,7 @@ impl Model {
             n_params: config.n_params(),
             file_dtypes,
             dtype,
+            gpu_dtypes: weights.storage_formats(),
             weight_bytes: weights.bytes,
             embedding_buffers: weights.wte.chunks.len(),
             kernels: shader_opts.family,
@@ -408,6 +412,21 @@ impl Model {
     /// Rows of logits one read-back holds (bounded by the binding limit and 64 MiB).
     pub(crate) fn logit_rows(&self) -> usize {
         logit_rows(&self.config, self.gpu.limits(), self.max_batch())
+    }
+}
+
+/// The storage format of float matrices when `LoadOptions::dtype` is unset: f16 when every
+/// float tensor of the file is f16, else f32 (bf16 and f32 keep their values exactly in f32).
+fn default_dtype(file_dtypes: &[DType]) -> WeightDtype {
+    let floats: Vec<DType> = file_dtypes
+        .iter()
+        .copied()
+        .filter(|d| !d.is_quantized())
+        .collect();
+    if floats == [DType::F16] {
+        WeightDtype::F16
+    } else {
+        WeightDtype::F32
     }
 }
 

@@ -5,8 +5,10 @@
 
 use crate::error::{Error, Result};
 use crate::gpu::Gpu;
-use crate::kernels::{matrix_bytes, WeightDtype, WeightMatrix};
-use crate::loader::{Source, Tensor};
+use std::borrow::Cow;
+
+use crate::kernels::{matrix_bytes, Columns, WeightDtype, WeightMatrix};
+use crate::loader::{DType, Source, Tensor};
 
 /// How a file tensor is stored on the GPU, for byte counts and device-fit checks.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -200,20 +202,102 @@ impl Weights {
         }
     }
 
+    /// Every storage format of the weight matrices, in `WeightDtype::ALL`'s order.
+    pub fn storage_formats(&self) -> Vec<WeightDtype> {
+        let mut seen = std::collections::HashSet::new();
+        let mut add = |m: &WeightMatrix| seen.extend(m.parts.iter().map(|p| p.dtype));
+        for chunks in [Some(&self.wte), self.lm_head.as_ref()].into_iter().flatten() {
+            chunks.chunks.iter().for_each(|c| add(&c.0));
+        }
+        for l in &self.layers {
+            [&l.qkv, &l.attn_out, &l.mlp_up, &l.mlp_down]
+                .into_iter()
+                .for_each(|x| add(&x.w));
+        }
+        for x in [&self.project_in, &self.project_out].into_iter().flatten() {
+            add(&x.w);
+        }
+        WeightDtype::ALL
+            .into_iter()
+            .filter(|d| seen.contains(d))
+            .collect()
+    }
+
     /// The LM head matrix (the tied `wte` unless the model has its own).
     pub fn head(&self) -> &RowChunks {
         self.lm_head.as_ref().unwrap_or(&self.wte)
     }
 }
 
+/// A vocabulary range of an embedding being uploaded.
+struct ChunkSrc<'a> {
+    data: std::rc::Rc<MatrixData<'a>>,
+    start: usize,
+}
+
 /// Reads tensors from a source, checked against their expected shapes, and uploads them.
 pub(crate) struct Uploader<'a> {
     gpu: &'a Gpu,
     source: &'a Source,
+    /// The storage format of matrices read as values (f32, f16 or bf16 in the file).
     pub dtype: WeightDtype,
+    /// Matrices stored in a block format in the file are dequantized to `dtype` (which is then
+    /// f32 or f16) instead of staying in their format.
+    pub dequantize_blocks: bool,
     max_chunk_bytes: u64,
     bytes: u64,
     pending: u64,
+}
+
+/// A matrix tensor as read from the source.
+enum MatrixData<'a> {
+    /// f32 values of the file's (N, K) rows, or of a `Conv1D`'s (K, N) when `kn`.
+    Values { v: Vec<f32>, kn: bool, n: usize },
+    /// N rows of K weights in a ggml block format, `row_bytes` each.
+    Blocks {
+        dtype: DType,
+        data: Cow<'a, [u8]>,
+        row_bytes: usize,
+    },
+}
+
+/// One tensor's part of a matrix being uploaded: `n` output columns, column j being the
+/// tensor's output row `map(j)`.
+struct Src<'a> {
+    data: MatrixData<'a>,
+    n: usize,
+    map: Box<dyn Fn(usize) -> usize + 'a>,
+}
+
+impl Src<'_> {
+    fn kind(&self) -> Option<DType> {
+        match self.data {
+            MatrixData::Values { .. } => None,
+            MatrixData::Blocks { dtype, .. } => Some(dtype),
+        }
+    }
+
+    /// W[kk, j] of a values part with K = `k`.
+    fn value(&self, k: usize, kk: usize, j: usize) -> f32 {
+        match &self.data {
+            MatrixData::Values { v, kn: true, n } => v[kk * n + (self.map)(j)],
+            MatrixData::Values { v, kn: false, .. } => v[(self.map)(j) * k + kk],
+            MatrixData::Blocks { .. } => unreachable!("a values part"),
+        }
+    }
+
+    /// The file row of column j of a blocks part.
+    fn row(&self, j: usize) -> &[u8] {
+        match &self.data {
+            MatrixData::Blocks {
+                data, row_bytes, ..
+            } => {
+                let r = (self.map)(j);
+                &data[r * row_bytes..(r + 1) * row_bytes]
+            }
+            MatrixData::Values { .. } => unreachable!("a blocks part"),
+        }
+    }
 }
 
 impl<'a> Uploader<'a> {
@@ -222,6 +306,7 @@ impl<'a> Uploader<'a> {
             gpu,
             source,
             dtype,
+            dequantize_blocks: false,
             max_chunk_bytes: max_chunk,
             bytes: 0,
             pending: 0,
@@ -230,16 +315,122 @@ impl<'a> Uploader<'a> {
 
     /// A tensor as f32, checked to have `shape`: its data then holds exactly the product of
     /// `shape` elements (the loader checked bytes against shape), which indexing relies on.
+    /// A tensor stored transposed (`Tensor::transposed`) is transposed back.
     pub fn get(&self, name: &str, shape: &[usize]) -> Result<Vec<f32>> {
         let t: Tensor<'_> = self.source.tensor(name, shape)?;
-        if t.shape != shape {
+        let stored: Vec<usize> = match t.transposed {
+            true => shape.iter().rev().copied().collect(),
+            false => shape.to_vec(),
+        };
+        if t.shape != stored {
             return Err(Error::Shape {
                 name: name.into(),
-                expected: shape.to_vec(),
+                expected: stored,
                 actual: t.shape.clone(),
             });
         }
-        Ok(t.to_f32())
+        let v = t.to_f32();
+        if t.transposed && shape.len() == 2 {
+            let (r, c) = (shape[0], shape[1]);
+            return Ok((0..r * c).map(|i| v[(i % c) * r + i / c]).collect());
+        }
+        Ok(v)
+    }
+
+    /// A weight of N output rows of K inputs: an `nn.Linear`'s (N, K), or with `conv1d` a
+    /// GPT-2 `Conv1D`'s (K, N) (which a GGUF file stores as (N, K) rows, `transposed`).
+    fn matrix_data(&self, name: &str, k: usize, n: usize, conv1d: bool) -> Result<MatrixData<'a>> {
+        let listed = if conv1d { vec![k, n] } else { vec![n, k] };
+        let t: Tensor<'a> = self.source.tensor(name, &listed)?;
+        if t.dtype.is_quantized() && !self.dequantize_blocks {
+            // Block formats are stored by rows: (N, K), whatever the family lists.
+            if t.shape != [n, k] || t.transposed != conv1d {
+                return Err(Error::Shape {
+                    name: name.into(),
+                    expected: vec![n, k],
+                    actual: t.shape.clone(),
+                });
+            }
+            let row_bytes = t.dtype.bytes_of(k).ok_or_else(|| {
+                Error::InvalidInput(format!(
+                    "tensor `{name}`: rows of {k} are not whole {} blocks",
+                    t.dtype
+                ))
+            })?;
+            return Ok(MatrixData::Blocks {
+                dtype: t.dtype,
+                data: t.data,
+                row_bytes,
+            });
+        }
+        drop(t);
+        let v = self.get(name, &listed)?;
+        Ok(MatrixData::Values { v, kn: conv1d, n })
+    }
+
+    /// Uploads a (K, ΣN) matrix from parts; parts read as values, or in the same block
+    /// format, share one texture (one launch); a stacked matrix whose parts differ in format
+    /// gets one texture per run of equal formats.
+    fn upload_matrix<'s>(
+        &mut self,
+        label: &str,
+        k: usize,
+        srcs: &'s [Src<'_>],
+    ) -> Result<WeightMatrix> {
+        // Runs of consecutive parts of the same kind.
+        let mut runs: Vec<std::ops::Range<usize>> = Vec::new();
+        for i in 0..srcs.len() {
+            match runs.last_mut() {
+                Some(r) if srcs[r.start].kind() == srcs[i].kind() => r.end = i + 1,
+                _ => runs.push(i..i + 1),
+            }
+        }
+        // (part, column within it) of each column of each run.
+        let owners: Vec<Vec<(usize, usize)>> = runs
+            .iter()
+            .map(|r| r.clone().flat_map(|i| (0..srcs[i].n).map(move |j| (i, j))).collect())
+            .collect();
+        let values: Vec<Box<dyn Fn(usize, usize) -> f32 + '_>> = owners
+            .iter()
+            .map(|o| {
+                Box::new(move |kk: usize, j: usize| {
+                    let (i, jj) = o[j];
+                    srcs[i].value(k, kk, jj)
+                }) as Box<dyn Fn(usize, usize) -> f32>
+            })
+            .collect();
+        let rows: Vec<Box<dyn Fn(usize) -> &'s [u8] + '_>> = owners
+            .iter()
+            .map(|o| {
+                Box::new(move |j: usize| {
+                    let (i, jj) = o[j];
+                    srcs[i].row(jj)
+                }) as Box<dyn Fn(usize) -> &'s [u8]>
+            })
+            .collect();
+        let parts: Vec<(usize, WeightDtype, Columns<'_, 's>)> = runs
+            .iter()
+            .enumerate()
+            .map(|(r, run)| {
+                let n = owners[r].len();
+                match srcs[run.start].kind() {
+                    None => (n, self.dtype, Columns::Values(&*values[r])),
+                    Some(d) => (n, WeightDtype::for_file(d), Columns::Blocks(d, &*rows[r])),
+                }
+            })
+            .collect();
+        let m = WeightMatrix::from_parts(self.gpu, label, k, &parts)?;
+        self.staged(m.bytes);
+        Ok(m)
+    }
+
+    /// One tensor as a whole matrix part.
+    fn src(&self, name: &str, k: usize, n: usize, conv1d: bool) -> Result<Src<'a>> {
+        Ok(Src {
+            data: self.matrix_data(name, k, n, conv1d)?,
+            n,
+            map: Box::new(|j| j),
+        })
     }
 
     /// Uploads f32 values as a storage buffer.
@@ -248,19 +439,6 @@ impl<'a> Uploader<'a> {
         let buf = self.gpu.storage_init(label, bytes)?;
         self.staged(bytes.len() as u64);
         Ok(buf)
-    }
-
-    /// W[k, n] = `at(k, n)`, a (K, N) matrix in the storage format.
-    pub fn matrix(
-        &mut self,
-        label: &str,
-        k: usize,
-        n: usize,
-        at: impl Fn(usize, usize) -> f32,
-    ) -> Result<WeightMatrix> {
-        let m = WeightMatrix::upload(self.gpu, label, k, n, self.dtype, at)?;
-        self.staged(m.bytes);
-        Ok(m)
     }
 
     /// Counts uploaded bytes and flushes staged writes regularly, so that at most ~64 MiB of
@@ -300,8 +478,8 @@ impl<'a> Uploader<'a> {
     /// A GPT-2 `Conv1D`: weight stored (K, N) like the matrix the kernels use, bias (N).
     pub fn conv1d(&mut self, prefix: &str, k: usize, n: usize) -> Result<Linear> {
         let name = format!("{prefix}.weight");
-        let w = self.get(&name, &[k, n])?;
-        let w = self.matrix(&name, k, n, |kk, nn| w[kk * n + nn])?;
+        let src = self.src(&name, k, n, true)?;
+        let w = self.upload_matrix(&name, k, &[src])?;
         let b = self.vector(&format!("{prefix}.bias"), n)?;
         Ok(Linear { w, b })
     }
@@ -321,10 +499,17 @@ impl<'a> Uploader<'a> {
         src_row: impl Fn(usize) -> usize,
     ) -> Result<Linear> {
         let (wname, bname) = (format!("{prefix}.weight"), format!("{prefix}.bias"));
-        let w = self.get(&wname, &[n, k])?;
         let b = self.get(&bname, &[n])?;
         let b: Vec<f32> = (0..n).map(|j| b[src_row(j)]).collect();
-        let w = self.matrix(&wname, k, n, |kk, nn| w[src_row(nn) * k + kk])?;
+        let src = Src {
+            data: self.matrix_data(&wname, k, n, false)?,
+            n,
+            map: {
+                let rows: Vec<usize> = (0..n).map(&src_row).collect();
+                Box::new(move |j| rows[j])
+            },
+        };
+        let w = self.upload_matrix(&wname, k, &[src])?;
         let b = self.upload(&bname, &b)?;
         Ok(Linear { w, b })
     }
@@ -332,8 +517,8 @@ impl<'a> Uploader<'a> {
     /// An `nn.Linear` without bias (a zero bias is bound in its place).
     pub fn linear_no_bias(&mut self, prefix: &str, k: usize, n: usize) -> Result<Linear> {
         let name = format!("{prefix}.weight");
-        let w = self.get(&name, &[n, k])?;
-        let w = self.matrix(&name, k, n, |kk, nn| w[nn * k + kk])?;
+        let src = self.src(&name, k, n, false)?;
+        let w = self.upload_matrix(&name, k, &[src])?;
         let b = self.upload(&format!("{prefix}.bias (zeros)"), &vec![0.0; n])?;
         Ok(Linear { w, b })
     }
@@ -347,24 +532,17 @@ impl<'a> Uploader<'a> {
         k: usize,
         bias: bool,
     ) -> Result<Linear> {
-        let mut ws = Vec::with_capacity(parts.len());
+        let mut srcs = Vec::with_capacity(parts.len());
         let mut b = Vec::new();
-        // (first column, part) of every output column's part.
-        let mut owner = Vec::new();
-        for (i, &(p, n)) in parts.iter().enumerate() {
-            ws.push(self.get(&format!("{p}.weight"), &[n, k])?);
+        for &(p, n) in parts {
+            srcs.push(self.src(&format!("{p}.weight"), k, n, false)?);
             match bias {
                 true => b.extend(self.get(&format!("{p}.bias"), &[n])?),
                 false => b.extend(std::iter::repeat_n(0.0, n)),
             }
-            owner.extend((0..n).map(|j| (j, i)));
         }
         let label = format!("{} (stacked)", parts[0].0);
-        let total = owner.len();
-        let w = self.matrix(&label, k, total, |kk, nn| {
-            let (j, i) = owner[nn];
-            ws[i][j * k + kk]
-        })?;
+        let w = self.upload_matrix(&label, k, &srcs)?;
         let b = self.upload(&label, &b)?;
         Ok(Linear { w, b })
     }
@@ -392,27 +570,37 @@ impl<'a> Uploader<'a> {
     /// of 8) so that no texture is taller than the device allows or larger than
     /// `max_chunk_bytes`.
     pub fn row_chunks(&mut self, name: &str, v: usize, c: usize) -> Result<RowChunks> {
-        let src = self.get(name, &[v, c])?;
+        let data = self.matrix_data(name, c, v, false)?;
+        let dtype = match &data {
+            MatrixData::Blocks { dtype, .. } => WeightDtype::for_file(*dtype),
+            MatrixData::Values { .. } => crate::kernels::storage_for(c, self.dtype),
+        };
         let max_dim = self.gpu.limits().max_texture_dimension_2d as usize;
         // No cap of its own: each texture is one more dispatch of the embedding and of the LM
         // head per step. (A cap of 8192 rows made no difference on lavapipe once texture rows
         // held one column group for every k; on an H200 the 7 textures of GPT-2 cost 12
         // dispatches per token.)
-        let by_height = max_dim * self.dtype.per_texel();
-        let by_bytes = (self.max_chunk_bytes / (c * self.dtype.size()) as u64) as usize;
+        let by_height = max_dim * dtype.per_texel();
+        let row_bytes = (matrix_bytes(c, 8, dtype) / 8).max(1);
+        let by_bytes = (self.max_chunk_bytes / row_bytes) as usize;
         let rows_per = (by_height.min(by_bytes) / 8 * 8).min(v);
         if rows_per == 0 {
             return Err(Error::DeviceLimits(format!(
                 "8 rows of `{name}` ({} bytes) exceed LoadOptions::max_chunk_bytes ({})",
-                8 * c * self.dtype.size(),
+                8 * row_bytes,
                 self.max_chunk_bytes
             )));
         }
+        let shared = std::rc::Rc::new(data);
         let mut chunks = Vec::new();
         let mut start = 0;
         while start < v {
             let end = (start + rows_per).min(v);
-            let m = self.matrix(name, c, end - start, |kk, nn| src[(start + nn) * c + kk])?;
+            let src = ChunkSrc {
+                data: shared.clone(),
+                start,
+            };
+            let m = self.upload_chunk(name, c, end - start, &src)?;
             chunks.push((m, start, end));
             start = end;
         }
@@ -423,6 +611,30 @@ impl<'a> Uploader<'a> {
             );
         }
         Ok(RowChunks { chunks })
+    }
+
+    /// Rows `start..start + n` of a (V, C) embedding as a (C, n) matrix.
+    fn upload_chunk(&mut self, name: &str, c: usize, n: usize, src: &ChunkSrc<'_>) -> Result<WeightMatrix> {
+        let (start, data) = (src.start, &*src.data);
+        let values = |kk: usize, j: usize| match data {
+            MatrixData::Values { v, .. } => v[(start + j) * c + kk],
+            MatrixData::Blocks { .. } => unreachable!("a values part"),
+        };
+        let rows = |j: usize| match data {
+            MatrixData::Blocks {
+                data, row_bytes, ..
+            } => &data[(start + j) * row_bytes..(start + j + 1) * row_bytes],
+            MatrixData::Values { .. } => unreachable!("a blocks part"),
+        };
+        let part = match data {
+            MatrixData::Values { .. } => (n, self.dtype, Columns::Values(&values)),
+            MatrixData::Blocks { dtype, .. } => {
+                (n, WeightDtype::for_file(*dtype), Columns::Blocks(*dtype, &rows))
+            }
+        };
+        let m = WeightMatrix::from_parts(self.gpu, name, c, &[part])?;
+        self.staged(m.bytes);
+        Ok(m)
     }
 
     /// Bytes uploaded so far; flushes the last staged writes and checks for device errors.

@@ -1,0 +1,79 @@
+// y = act(x·W + b) (+ y) for a single row with W in a ggml block format: the barrier-free
+// decode kernel of the block formats, with matvec.wgsl's division of work (each invocation owns
+// 8 adjacent columns and walks k; the lanes of a group share the loads of x). Within a block
+// the quants are multiplied by x as they are and the block's affine map is applied once:
+//   Σ_k x_k·(a·(q_k − off) + b) = a·(Σ_k x_k·q_k − off·Σ_k x_k) + b·Σ_k x_k
+// (Q6_K has one `a` per 16-weight half, applied after each half), so a weight costs a
+// shift, a mask, a conversion and an FMA; the prefill kernels dequantize each weight instead.
+// Needs common.wgsl, weights_quant.wgsl (binding 2, W: (K, np)), activations.wgsl,
+// matmul_params.wgsl (binding 1) and one lanes_*.wgsl. K is a multiple of 32.
+@group(0) @binding(3) var<storage, read> X: array<vec4<f32>>;  // (rows, K), one row used
+@group(0) @binding(4) var<storage, read> B: array<f32>;        // (N) bias, or zeros
+@group(0) @binding(5) var<storage, read_write> Y: array<f32>;  // (1, ld_y)
+
+var<private> row: u32;       // texture row: this invocation's 8 columns
+var<private> base: u32;      // first texel of the current block
+var<private> q: W8;          // Σ x·q over the current half or whole block, columns n0..n0+8
+var<private> sx: f32;        // Σ x over the same k
+
+// Rows 4·st..4·st+4 of the block times x[k..k+4] = v, into the partial sums.
+fn step4(v: vec4<f32>, st: u32) {
+    let w = quants(base, st, row);
+    q.lo += v.x * w.r0.lo + v.y * w.r1.lo + v.z * w.r2.lo + v.w * w.r3.lo;
+    q.hi += v.x * w.r0.hi + v.y * w.r1.hi + v.z * w.r2.hi + v.w * w.r3.hi;
+    sx += v.x + v.y + v.z + v.w;
+}
+
+// No early return: every invocation must reach the shared loads (columns past N are computed
+// from whatever the texture returns and not written).
+@compute @workgroup_size(8)
+fn main(ids: Ids) {
+    let n0 = (ids.wg.x * 8u + ids.lid.x) * 8u;
+    row = n0 >> 3u;
+    let k4 = p.k / 4u;
+    let xb = select(0u, step.row0, p.lm_rows == 1u) * k4;
+    let me = lane(ids);
+    var a0 = vec4<f32>(0.0); // y[n0..n0+4]
+    var a1 = vec4<f32>(0.0); // y[n0+4..n0+8]
+    let off = f32(QOFF);
+    for (var blk = 0u; blk < p.k / 32u; blk++) {
+        base = block_base(blk);
+        let c = coef(blk, row);
+        q = W8(vec4<f32>(0.0), vec4<f32>(0.0));
+        sx = 0.0;
+        var sum_x = 0.0;
+        let i = xb + 8u * blk; // x[32·blk..32·blk+32] as 8 vec4
+        let own = x_own(i + me);
+        step4(x_from0(own, i), 0u);
+        step4(x_from1(own, i + 1u), 1u);
+        step4(x_from2(own, i + 2u), 2u);
+        step4(x_from3(own, i + 3u), 3u);
+        if (QFMT == F_Q6_K) {
+            // The first half's own scale.
+            a0 += c.a0.lo * (q.lo - off * sx);
+            a1 += c.a0.hi * (q.hi - off * sx);
+            q = W8(vec4<f32>(0.0), vec4<f32>(0.0));
+            sum_x = sx;
+            sx = 0.0;
+        }
+        step4(x_from4(own, i + 4u), 4u);
+        step4(x_from5(own, i + 5u), 5u);
+        step4(x_from6(own, i + 6u), 6u);
+        step4(x_from7(own, i + 7u), 7u);
+        sum_x += sx;
+        a0 += c.a1.lo * (q.lo - off * sx) + c.b.lo * sum_x;
+        a1 += c.a1.hi * (q.hi - off * sx) + c.b.hi * sum_x;
+    }
+    let r = array<vec4<f32>, 2>(a0, a1);
+    for (var c = 0u; c < 8u; c++) {
+        let n = n0 + c;
+        if (n >= p.n) { break; }
+        let v = activate(r[c / 4u][c % 4u] + B[p.b0 + n], p.act);
+        let idx = p.y_col0 + n;
+        if (p.accumulate == 1u) {
+            Y[idx] = Y[idx] + v;
+        } else {
+            Y[idx] = v;
+        }
+    }
+}

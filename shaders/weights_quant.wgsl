@@ -1,0 +1,201 @@
+// Weight access, ggml block formats (Q8_0, Q4_0, Q4_1, Q5_0, Q5_1, Q4_K, Q5_K, Q6_K): the
+// kernels read the blocks themselves and dequantize in registers; arithmetic stays f32. The
+// host prepends the format's constants (src/quant/pack.rs, `Layout::wgsl_constants`):
+//   QFMT  format code (below)        QLOW  low-plane texels per block (8, or 16 for Q8_0)
+//   QHIGH high-plane bits (0, 1, 2)  QT    texels per 32-weight block of 8 columns
+//   QS    super-block texels (K formats: before each 8 blocks), else 0
+//   QOFF  ggml's offset subtracted from each quant
+// Layout of a texture row (one group of 8 columns, walking k): per 32-weight block the low
+// plane (u32 j of a texel = row k + j, bits 4c or 8c = column c), the high plane, then the
+// block's scale fields as the file stores them (f16 d / m; K formats' 6- or 8-bit sub-block
+// scales as bytes); see src/quant/pack.rs. Every weight is ggml's exactly: w = a·(q − QOFF) + b
+// with a = d (Q8_0, Q4_0, Q5_0), d·sc (K formats); b = m (Q4_1, Q5_1), −dmin·m (Q4_K, Q5_K),
+// else 0 — all products exact in f32, so the one rounding is ggml's.
+@group(0) @binding(2) var W: texture_2d<u32>; // (row texels, np / 8): one row per 8 columns
+
+const F_Q8_0: u32 = 0u;
+const F_Q4_0: u32 = 1u;
+const F_Q4_1: u32 = 2u;
+const F_Q5_0: u32 = 3u;
+const F_Q5_1: u32 = 4u;
+const F_Q4_K: u32 = 5u;
+const F_Q5_K: u32 = 6u;
+const F_Q6_K: u32 = 7u;
+
+// The affine map of 8 columns over one block: w = a·(q − QOFF) + b; `a1` is Q6_K's scale of the
+// block's second 16 weights (= a0 for the other formats).
+struct Coef {
+    a0: W8,
+    a1: W8,
+    b: W8,
+}
+
+// Eight f16 values of a texel.
+fn halves8(t: vec4<u32>) -> W8 {
+    return W8(vec4<f32>(unpack2x16float(t.x), unpack2x16float(t.y)), vec4<f32>(unpack2x16float(t.z), unpack2x16float(t.w)));
+}
+
+// Byte `i` (0..4) of each u32 of a texel pair, as 8 floats (columns 0..7: t.x low half, …).
+fn bytes8(t: vec4<u32>, shift: u32) -> W8 {
+    let s = vec4<u32>(shift, shift + 16u, shift, shift + 16u);
+    let lo = (vec4<u32>(t.x, t.x, t.y, t.y) >> s) & vec4<u32>(255u);
+    let hi = (vec4<u32>(t.z, t.z, t.w, t.w) >> s) & vec4<u32>(255u);
+    return W8(vec4<f32>(lo), vec4<f32>(hi));
+}
+
+// Signed byte `shift / 8` of each 16-bit half, as 8 floats (Q6_K's i8 scales).
+fn sbytes8(t: vec4<u32>, shift: u32) -> W8 {
+    let s = vec4<u32>(24u - shift, 8u - shift, 24u - shift, 8u - shift);
+    let lo = bitcast<vec4<i32>>(vec4<u32>(t.x, t.x, t.y, t.y) << s) >> vec4<u32>(24u);
+    let hi = bitcast<vec4<i32>>(vec4<u32>(t.z, t.z, t.w, t.w) << s) >> vec4<u32>(24u);
+    return W8(vec4<f32>(lo), vec4<f32>(hi));
+}
+
+// First texel of block b (32 weights) of a texture row.
+fn block_base(b: u32) -> u32 {
+    if (QS == 0u) {
+        return b * QT;
+    }
+    return (b >> 3u) * (QS + 8u * QT) + QS + (b & 7u) * QT;
+}
+
+// The block's affine maps for the 8 columns of texture row `row`.
+fn coef(b: u32, row: u32) -> Coef {
+    let base = block_base(b);
+    let sc = textureLoad(W, vec2<u32>(base + QLOW + 2u * QHIGH, row), 0);
+    let zero = W8(vec4<f32>(0.0), vec4<f32>(0.0));
+    if (QFMT == F_Q8_0 || QFMT == F_Q4_0 || QFMT == F_Q5_0) {
+        let d = halves8(sc);
+        return Coef(d, d, zero);
+    }
+    if (QFMT == F_Q4_1 || QFMT == F_Q5_1) {
+        let d = halves8(sc);
+        let m = halves8(textureLoad(W, vec2<u32>(base + QLOW + 2u * QHIGH + 1u, row), 0));
+        return Coef(d, d, m);
+    }
+    let sb = (b >> 3u) * (QS + 8u * QT);
+    let d = halves8(textureLoad(W, vec2<u32>(sb, row), 0));
+    if (QFMT == F_Q6_K) {
+        let s0 = sbytes8(sc, 0u);
+        let s1 = sbytes8(sc, 8u);
+        return Coef(W8(d.lo * s0.lo, d.hi * s0.hi), W8(d.lo * s1.lo, d.hi * s1.hi), zero);
+    }
+    // Q4_K, Q5_K
+    let dmin = halves8(textureLoad(W, vec2<u32>(sb + 1u, row), 0));
+    let s = bytes8(sc, 0u);
+    let m = bytes8(sc, 8u);
+    let a = W8(d.lo * s.lo, d.hi * s.hi);
+    return Coef(a, a, W8(-(dmin.lo * m.lo), -(dmin.hi * m.hi)));
+}
+
+// The 8 nibbles of u as floats, column c = bits 4c.
+fn nib8(u: u32) -> W8 {
+    let v = vec4<u32>(u);
+    return W8(vec4<f32>((v >> vec4<u32>(0u, 4u, 8u, 12u)) & vec4<u32>(15u)), vec4<f32>((v >> vec4<u32>(16u, 20u, 24u, 28u)) & vec4<u32>(15u)));
+}
+
+// The 8 signed bytes of (a, c) as floats: columns 0..3 from a, 4..7 from c.
+fn sbyte8(a: u32, c: u32) -> W8 {
+    let sh = vec4<u32>(24u, 16u, 8u, 0u);
+    return W8(vec4<f32>(bitcast<vec4<i32>>(vec4<u32>(a) << sh) >> vec4<u32>(24u)), vec4<f32>(bitcast<vec4<i32>>(vec4<u32>(c) << sh) >> vec4<u32>(24u)));
+}
+
+// Fifth bits (bit c of h) as 16·bit.
+fn bit8(h: u32) -> W8 {
+    let v = vec4<u32>(h);
+    return W8(vec4<f32>((v >> vec4<u32>(0u, 1u, 2u, 3u)) & vec4<u32>(1u)) * 16.0, vec4<f32>((v >> vec4<u32>(4u, 5u, 6u, 7u)) & vec4<u32>(1u)) * 16.0);
+}
+
+// Q6_K's top two bits (bits 2c of h) as 16·bits.
+fn two8(h: u32) -> W8 {
+    let v = vec4<u32>(h);
+    return W8(vec4<f32>((v >> vec4<u32>(0u, 2u, 4u, 6u)) & vec4<u32>(3u)) * 16.0, vec4<f32>((v >> vec4<u32>(8u, 10u, 12u, 14u)) & vec4<u32>(3u)) * 16.0);
+}
+
+fn add8(a: W8, b: W8) -> W8 {
+    return W8(a.lo + b.lo, a.hi + b.hi);
+}
+
+// The quants of rows 4·st..4·st+4 of the block at texel `base`, 8 columns, as floats (before
+// the offset): one texel of the low plane (two for Q8_0) and, for Q5 / Q6_K, one of the high.
+fn quants(base: u32, st: u32, row: u32) -> W4 {
+    if (QLOW == 16u) {
+        let t0 = textureLoad(W, vec2<u32>(base + 2u * st, row), 0);
+        let t1 = textureLoad(W, vec2<u32>(base + 2u * st + 1u, row), 0);
+        return W4(sbyte8(t0.x, t0.y), sbyte8(t0.z, t0.w), sbyte8(t1.x, t1.y), sbyte8(t1.z, t1.w));
+    }
+    let t = textureLoad(W, vec2<u32>(base + st, row), 0);
+    var r = W4(nib8(t.x), nib8(t.y), nib8(t.z), nib8(t.w));
+    if (QHIGH == 1u) {
+        // u32 st of the high plane: bit 8j + c.
+        let h = textureLoad(W, vec2<u32>(base + QLOW + (st >> 2u), row), 0)[st & 3u];
+        r = W4(add8(r.r0, bit8(h)), add8(r.r1, bit8(h >> 8u)), add8(r.r2, bit8(h >> 16u)), add8(r.r3, bit8(h >> 24u)));
+    }
+    if (QHIGH == 2u) {
+        // u32s 2·st and 2·st + 1: rows (0, 1) and (2, 3), bits 2·(8·(j mod 2) + c).
+        let ht = textureLoad(W, vec2<u32>(base + QLOW + (st >> 1u), row), 0);
+        let h = select(ht.xy, ht.zw, (st & 1u) == 1u);
+        r = W4(add8(r.r0, two8(h.x)), add8(r.r1, two8(h.x >> 16u)), add8(r.r2, two8(h.y)), add8(r.r3, two8(h.y >> 16u)));
+    }
+    return r;
+}
+
+// w = a·(q − QOFF) + b for one row (q − QOFF is exact in f32, so one rounding and one add).
+fn affine(q: W8, a: W8, b: W8) -> W8 {
+    let off = f32(QOFF);
+    return W8(a.lo * (q.lo - off) + b.lo, a.hi * (q.hi - off) + b.hi);
+}
+
+// The block whose affine maps `cached` holds, as (block, texture row); reloaded when it
+// changes (every 32 k on a walk along k).
+var<private> cached_at: vec2<u32> = vec2<u32>(0xffffffffu, 0xffffffffu);
+var<private> cached: Coef;
+
+// W[k..k+4, n..n+8], k a multiple of 4 and n of 8: one or two texel loads for 32 weights, plus
+// the block's scales once per 32 k.
+fn w4(k: u32, n: u32) -> W4 {
+    let b = k >> 5u;
+    let row = n >> 3u;
+    if (any(cached_at != vec2<u32>(b, row))) {
+        cached_at = vec2<u32>(b, row);
+        cached = coef(b, row);
+    }
+    let st = (k >> 2u) & 7u;
+    var a = cached.a0;
+    if (QFMT == F_Q6_K && st >= 4u) {
+        a = cached.a1;
+    }
+    let q = quants(block_base(b), st, row);
+    return W4(affine(q.r0, a, cached.b), affine(q.r1, a, cached.b), affine(q.r2, a, cached.b), affine(q.r3, a, cached.b));
+}
+
+// Eight consecutive weights W[k, n..n+8], n a multiple of 8.
+fn w8(k: u32, n: u32) -> W8 {
+    let b = k >> 5u;
+    let row = n >> 3u;
+    let c = coef(b, row);
+    let st = (k >> 2u) & 7u;
+    var a = c.a0;
+    if (QFMT == F_Q6_K && st >= 4u) {
+        a = c.a1;
+    }
+    let q = quants(block_base(b), st, row);
+    var r = q.r0;
+    switch (k & 3u) {
+        case 1u: { r = q.r1; }
+        case 2u: { r = q.r2; }
+        case 3u: { r = q.r3; }
+        default: {}
+    }
+    return affine(r, a, c.b);
+}
+
+// One weight W[k, n].
+fn w1(k: u32, n: u32) -> f32 {
+    let w = w8(k, n & ~7u);
+    let c = n & 7u;
+    if (c < 4u) {
+        return w.lo[c];
+    }
+    return w.hi[c - 4u];
+}
