@@ -279,11 +279,13 @@ fn compose(parts: &[&str], weights: Option<WeightDtype>) -> String {
     let quantized = weights.is_some_and(WeightDtype::is_quantized);
     [COMMON, reader.as_str()]
         .into_iter()
-        .chain(
-            parts
-                .iter()
-                .map(|&p| if quantized && p == MATVEC { MATVEC_QUANT } else { p }),
-        )
+        .chain(parts.iter().map(|&p| {
+            if quantized && p == MATVEC {
+                MATVEC_QUANT
+            } else {
+                p
+            }
+        }))
         .collect()
 }
 
@@ -345,7 +347,12 @@ fn programs(opts: ShaderOptions) -> Vec<(&'static str, bool, Vec<&'static str>)>
 }
 
 /// Compiles one composed program (the weight reader of `weights` where it reads weights).
-fn compile(gpu: &Gpu, opts: ShaderOptions, name: &str, weights: Option<WeightDtype>) -> wgpu::ComputePipeline {
+fn compile(
+    gpu: &Gpu,
+    opts: ShaderOptions,
+    name: &str,
+    weights: Option<WeightDtype>,
+) -> wgpu::ComputePipeline {
     let (_, _, parts) = programs(opts)
         .into_iter()
         .find(|p| p.0 == name)
@@ -424,7 +431,9 @@ impl Kernels {
     pub fn with_options(gpu: &Gpu, opts: ShaderOptions) -> Self {
         log::info!("shader options: {opts:?}");
         let make = |name: &str| {
-            gpu.pipeline(&format!("{name} {opts:?}"), || compile(gpu, opts, name, None))
+            gpu.pipeline(&format!("{name} {opts:?}"), || {
+                compile(gpu, opts, name, None)
+            })
         };
         let weighted = |op| WeightedPipelines {
             gpu: gpu.clone(),

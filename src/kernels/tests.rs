@@ -81,7 +81,13 @@ impl Harness {
         b
     }
 
-    pub(super) fn run_mm(&self, d: &MatmulDispatch, step: Step, out: &wgpu::Buffer, len: usize) -> Vec<f32> {
+    pub(super) fn run_mm(
+        &self,
+        d: &MatmulDispatch,
+        step: Step,
+        out: &wgpu::Buffer,
+        len: usize,
+    ) -> Vec<f32> {
         self.run_with(
             |pass| d.encode(pass, step.n_tokens, step.n_rows),
             step,

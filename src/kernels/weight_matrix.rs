@@ -63,7 +63,9 @@ impl WeightDtype {
 fn row_texels(k: usize, dtype: WeightDtype) -> Option<usize> {
     match Layout::of(dtype.file_dtype()) {
         None => Some(k),
-        Some(l) => k.is_multiple_of(dtype.file_dtype().block_len()).then(|| l.row_texels(k)),
+        Some(l) => k
+            .is_multiple_of(dtype.file_dtype().block_len())
+            .then(|| l.row_texels(k)),
     }
 }
 
@@ -198,7 +200,12 @@ impl WeightMatrix {
 
 /// f16 holds bf16 and f32 weights exactly (to its 11 significant bits) between 2^-24 and
 /// 65504 in magnitude; a finite weight beyond would become infinite.
-fn check_f16_range(label: &str, k: usize, n: usize, at: &dyn Fn(usize, usize) -> f32) -> Result<()> {
+fn check_f16_range(
+    label: &str,
+    k: usize,
+    n: usize,
+    at: &dyn Fn(usize, usize) -> f32,
+) -> Result<()> {
     let big = (0..k)
         .flat_map(|kk| (0..n).map(move |nn| (kk, nn)))
         .map(|(kk, nn)| at(kk, nn))

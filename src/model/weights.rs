@@ -206,7 +206,10 @@ impl Weights {
     pub fn storage_formats(&self) -> Vec<WeightDtype> {
         let mut seen = std::collections::HashSet::new();
         let mut add = |m: &WeightMatrix| seen.extend(m.parts.iter().map(|p| p.dtype));
-        for chunks in [Some(&self.wte), self.lm_head.as_ref()].into_iter().flatten() {
+        for chunks in [Some(&self.wte), self.lm_head.as_ref()]
+            .into_iter()
+            .flatten()
+        {
             chunks.chunks.iter().for_each(|c| add(&c.0));
         }
         for l in &self.layers {
@@ -388,7 +391,11 @@ impl<'a> Uploader<'a> {
         // (part, column within it) of each column of each run.
         let owners: Vec<Vec<(usize, usize)>> = runs
             .iter()
-            .map(|r| r.clone().flat_map(|i| (0..srcs[i].n).map(move |j| (i, j))).collect())
+            .map(|r| {
+                r.clone()
+                    .flat_map(|i| (0..srcs[i].n).map(move |j| (i, j)))
+                    .collect()
+            })
             .collect();
         let values: Vec<Box<dyn Fn(usize, usize) -> f32 + '_>> = owners
             .iter()
@@ -614,7 +621,13 @@ impl<'a> Uploader<'a> {
     }
 
     /// Rows `start..start + n` of a (V, C) embedding as a (C, n) matrix.
-    fn upload_chunk(&mut self, name: &str, c: usize, n: usize, src: &ChunkSrc<'_>) -> Result<WeightMatrix> {
+    fn upload_chunk(
+        &mut self,
+        name: &str,
+        c: usize,
+        n: usize,
+        src: &ChunkSrc<'_>,
+    ) -> Result<WeightMatrix> {
         let (start, data) = (src.start, &*src.data);
         let values = |kk: usize, j: usize| match data {
             MatrixData::Values { v, .. } => v[(start + j) * c + kk],
@@ -628,9 +641,11 @@ impl<'a> Uploader<'a> {
         };
         let part = match data {
             MatrixData::Values { .. } => (n, self.dtype, Columns::Values(&values)),
-            MatrixData::Blocks { dtype, .. } => {
-                (n, WeightDtype::for_file(*dtype), Columns::Blocks(*dtype, &rows))
-            }
+            MatrixData::Blocks { dtype, .. } => (
+                n,
+                WeightDtype::for_file(*dtype),
+                Columns::Blocks(*dtype, &rows),
+            ),
         };
         let m = WeightMatrix::from_parts(self.gpu, name, c, &[part])?;
         self.staged(m.bytes);

@@ -64,7 +64,10 @@ pub(crate) fn decode_block(dtype: DType, b: &[u8]) -> Decoded {
     let bit = |qh: u32, j: usize| -> u8 { ((qh >> j) & 1) as u8 };
     match dtype {
         DType::Q8_0 => Decoded {
-            q: b[2..34].iter().map(|&x| (x as i8 as i32 + 128) as u8).collect(),
+            q: b[2..34]
+                .iter()
+                .map(|&x| (x as i8 as i32 + 128) as u8)
+                .collect(),
             ab: vec![(f16_at(b, 0), 0.0)],
             group: 32,
             offset: 128,
@@ -84,7 +87,9 @@ pub(crate) fn decode_block(dtype: DType, b: &[u8]) -> Decoded {
         DType::Q5_0 => {
             let qh = u32::from_le_bytes([b[2], b[3], b[4], b[5]]);
             Decoded {
-                q: (0..32).map(|j| nib(&b[6..], j) | (bit(qh, j) << 4)).collect(),
+                q: (0..32)
+                    .map(|j| nib(&b[6..], j) | (bit(qh, j) << 4))
+                    .collect(),
                 ab: vec![(f16_at(b, 0), 0.0)],
                 group: 32,
                 offset: 16,
@@ -93,7 +98,9 @@ pub(crate) fn decode_block(dtype: DType, b: &[u8]) -> Decoded {
         DType::Q5_1 => {
             let qh = u32::from_le_bytes([b[4], b[5], b[6], b[7]]);
             Decoded {
-                q: (0..32).map(|j| nib(&b[8..], j) | (bit(qh, j) << 4)).collect(),
+                q: (0..32)
+                    .map(|j| nib(&b[8..], j) | (bit(qh, j) << 4))
+                    .collect(),
                 ab: vec![(f16_at(b, 0), f16_at(b, 2))],
                 group: 32,
                 offset: 0,

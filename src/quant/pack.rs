@@ -111,7 +111,12 @@ struct Scales {
 
 /// Quants (0 .. 2^bits, Q8_0: the signed byte as u8) and scale fields of block `b` (32 weights)
 /// of a file row.
-fn block32(dtype: DType, row: &[u8], b: usize, cache: &mut Option<(usize, Vec<u8>)>) -> ([u8; 32], Scales) {
+fn block32(
+    dtype: DType,
+    row: &[u8],
+    b: usize,
+    cache: &mut Option<(usize, Vec<u8>)>,
+) -> ([u8; 32], Scales) {
     let f16 = |x: &[u8], i: usize| u16::from_le_bytes([x[i], x[i + 1]]);
     let (len, size) = (dtype.block_len(), dtype.block_bytes());
     let sb = b * 32 / len;
@@ -164,7 +169,12 @@ fn block32(dtype: DType, row: &[u8], b: usize, cache: &mut Option<(usize, Vec<u8
 
 /// Packs a (K, N) matrix whose column `n` is file row `row(n)` (K weights of `dtype` blocks)
 /// into texture bytes: N/8 (rounded up) texture rows of `layout.row_texels(k)` texels.
-pub(crate) fn pack_rows<'r>(dtype: DType, k: usize, n: usize, row: impl Fn(usize) -> &'r [u8]) -> Vec<u8> {
+pub(crate) fn pack_rows<'r>(
+    dtype: DType,
+    k: usize,
+    n: usize,
+    row: impl Fn(usize) -> &'r [u8],
+) -> Vec<u8> {
     let layout = Layout::of(dtype).expect("a block format");
     let groups = n.div_ceil(8);
     let width = layout.row_texels(k);

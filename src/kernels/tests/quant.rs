@@ -48,7 +48,13 @@ const FORMATS: [DType; 8] = [
 ];
 
 /// An (n, k) matrix of random `dtype` blocks on the GPU, and its dequantized (n, k) values.
-fn blocks_matrix(h: &Harness, rng: &mut Rng, dtype: DType, n: usize, k: usize) -> (WeightMatrix, Vec<f32>) {
+fn blocks_matrix(
+    h: &Harness,
+    rng: &mut Rng,
+    dtype: DType,
+    n: usize,
+    k: usize,
+) -> (WeightMatrix, Vec<f32>) {
     let bytes = random_blocks(rng, dtype, n, k);
     let row = dtype.bytes_of(k).unwrap();
     let rows = |j: usize| &bytes[j * row..(j + 1) * row];
@@ -56,7 +62,11 @@ fn blocks_matrix(h: &Harness, rng: &mut Rng, dtype: DType, n: usize, k: usize) -
         &h.gpu,
         "test",
         k,
-        &[(n, WeightDtype::for_file(dtype), Columns::Blocks(dtype, &rows))],
+        &[(
+            n,
+            WeightDtype::for_file(dtype),
+            Columns::Blocks(dtype, &rows),
+        )],
     )
     .unwrap();
     (m, dequantize(dtype, &bytes))
@@ -95,7 +105,17 @@ fn batched_kernels_read_ggml_weights_bit_exactly() {
             let (m, w) = blocks_matrix(&h, &mut rng, dtype, n, k);
             let eye: Vec<f32> = (0..k * k).map(|i| (i / k == i % k) as u8 as f32).collect();
             let (xb, bb, yb) = (h.buf(&eye), h.buf(&vec![0.0; n]), h.buf(&vec![0.0; k * n]));
-            let d = matmul(&h.gpu, &h.k, &h.step, spec(k, n, k), &xb, &m, &bb, &yb, None);
+            let d = matmul(
+                &h.gpu,
+                &h.k,
+                &h.step,
+                spec(k, n, k),
+                &xb,
+                &m,
+                &bb,
+                &yb,
+                None,
+            );
             let got = h.run_mm(&d, step(k), &yb, k * n);
             for kk in 0..k {
                 for nn in 0..n {
@@ -131,7 +151,10 @@ fn quantized_matmul_matches_reference() {
         let qa = random_blocks(&mut rng, DType::Q4K, na, k);
         let qb = random_blocks(&mut rng, DType::Q6K, nb, k);
         let f = random(&mut rng, nf * k, 0.5);
-        let (ra, rb) = (DType::Q4K.bytes_of(k).unwrap(), DType::Q6K.bytes_of(k).unwrap());
+        let (ra, rb) = (
+            DType::Q4K.bytes_of(k).unwrap(),
+            DType::Q6K.bytes_of(k).unwrap(),
+        );
         let rows_a = |j: usize| &qa[j * ra..(j + 1) * ra];
         let rows_b = |j: usize| &qb[j * rb..(j + 1) * rb];
         let at = |kk: usize, j: usize| f[j * k + kk];
@@ -157,11 +180,30 @@ fn quantized_matmul_matches_reference() {
 }
 
 #[allow(clippy::too_many_arguments)]
-fn check(h: &Harness, rng: &mut Rng, m: &WeightMatrix, w: &[f32], k: usize, n: usize, rows: usize, what: &str) {
+fn check(
+    h: &Harness,
+    rng: &mut Rng,
+    m: &WeightMatrix,
+    w: &[f32],
+    k: usize,
+    n: usize,
+    rows: usize,
+    what: &str,
+) {
     let x = random(rng, rows * k, 1.0);
     let b = random(rng, n, 0.5);
     let (xb, bb, yb) = (h.buf(&x), h.buf(&b), h.buf(&vec![0.0; rows * n]));
-    let d = matmul(&h.gpu, &h.k, &h.step, spec(k, n, rows), &xb, m, &bb, &yb, None);
+    let d = matmul(
+        &h.gpu,
+        &h.k,
+        &h.step,
+        spec(k, n, rows),
+        &xb,
+        m,
+        &bb,
+        &yb,
+        None,
+    );
     let got = h.run_mm(&d, step(rows), &yb, rows * n);
     let want = reference::linear(&x, w, &b, k, n);
     assert_close(&got, &want, &format!("{what} rows={rows} {:?}", h.opts));
