@@ -459,3 +459,68 @@ pub(crate) fn finish_config(
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn row_orders_invert_the_converters_permutations() {
+        // LlamaModel.permute, 2 heads of 8 rows: stored row h·8 + 2i + j = row h·8 + 4j + i.
+        let (heads, rows) = (2, 16);
+        let stored: Vec<usize> = (0..rows)
+            .map(|r| {
+                let (h, w) = (r / 8, r % 8);
+                h * 8 + (w % 2) * 4 + w / 2
+            })
+            .collect();
+        let order = RowOrder::LlamaRope { heads };
+        assert!(order.fits(rows) && !order.fits(6));
+        for r in 0..rows {
+            assert_eq!(stored[order.source(r, rows)], r);
+        }
+        // GPT-NeoX: checkpoint rows [h: q k v] per head, stored q | k | v.
+        let (heads, hd) = (3, 2);
+        let rows = 3 * heads * hd;
+        let stored: Vec<usize> = (0..rows)
+            .map(|r| {
+                let (part, h, d) = (r / (heads * hd), (r % (heads * hd)) / hd, r % hd);
+                h * 3 * hd + part * hd + d
+            })
+            .collect();
+        let order = RowOrder::NeoxQkv { heads };
+        for r in 0..rows {
+            assert_eq!(stored[order.source(r, rows)], r);
+        }
+    }
+
+    #[test]
+    fn llama_cpp_names_map_to_the_families_names() {
+        let cfg = Config::preset("smollm2-135m").unwrap();
+        let m = map_name(Kind::Llama { permuted: true }, &cfg, "blk.3.attn_k.weight").unwrap();
+        assert_eq!(m.name, "model.layers.3.self_attn.k_proj.weight");
+        assert_eq!(m.rows, RowOrder::LlamaRope { heads: 3 });
+        let m = map_name(Kind::Llama { permuted: false }, &cfg, "blk.0.attn_q.bias").unwrap();
+        assert_eq!(
+            (m.name.as_str(), m.rows),
+            ("model.layers.0.self_attn.q_proj.bias", RowOrder::AsStored)
+        );
+        let gpt2 = Config::preset("gpt2").unwrap();
+        let m = map_name(Kind::Gpt2, &gpt2, "blk.1.ffn_up.weight").unwrap();
+        assert_eq!(
+            (m.name.as_str(), m.transposed),
+            ("h.1.mlp.c_fc.weight", true)
+        );
+        let m = map_name(Kind::Gpt2, &gpt2, "blk.1.attn_norm.weight").unwrap();
+        assert_eq!((m.name.as_str(), m.transposed), ("h.1.ln_1.weight", false));
+        assert_eq!(
+            map_name(Kind::Gpt2, &gpt2, "output.weight").unwrap().name,
+            "lm_head.weight"
+        );
+        let neox = Config::preset("pythia-160m").unwrap();
+        let m = map_name(Kind::NeoX, &neox, "output.weight").unwrap();
+        assert_eq!(m.name, "embed_out.weight");
+        assert!(map_name(Kind::NeoX, &neox, "rope_freqs.weight").is_none());
+        assert!(map_name(Kind::NeoX, &neox, "blk.x.attn_qkv.weight").is_none());
+    }
+}
