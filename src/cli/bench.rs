@@ -179,12 +179,7 @@ pub fn run(a: BenchArgs) -> anyhow::Result<()> {
         ]
     });
     // The storage formats of the weight matrices ("q4_k+q6_k" for a mixed GGUF file).
-    let dtype = info
-        .gpu_dtypes
-        .iter()
-        .map(|d| d.name())
-        .collect::<Vec<_>>()
-        .join("+");
+    let dtype = info.storage();
     let weights_mb = info.weight_bytes as f64 / 1e6;
     if a.json {
         let results: Vec<serde_json::Value> = rows

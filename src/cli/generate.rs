@@ -175,7 +175,7 @@ pub fn run(a: GenerateArgs) -> anyhow::Result<()> {
             "decode_tokens_per_s": gen.decode_tokens_per_s(),
             "adapter": adapter.name,
             "backend": adapter.backend,
-            "dtype": model.info().dtype.to_string(),
+            "dtype": model.info().storage(),
         });
         if a.echo {
             obj["prompt"] = echo.into();

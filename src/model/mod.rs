@@ -197,6 +197,15 @@ pub struct ModelInfo {
     pub kv_cache_bytes: u64,
 }
 
+impl ModelInfo {
+    /// The storage formats of the weight matrices as one name: `f16`, or `q4_k+q6_k` for a
+    /// GGUF file that mixes formats.
+    pub fn storage(&self) -> String {
+        let names: Vec<&str> = self.gpu_dtypes.iter().map(|d| d.name()).collect();
+        names.join("+")
+    }
+}
+
 /// A model on the GPU (any supported family, see [`Config::family`]).
 ///
 /// ```no_run
@@ -329,7 +338,7 @@ impl Model {
         let kernels = Kernels::with_options(gpu, shader_opts);
         let total = tensor_list(&config).gpu_bytes(dtype);
         let weights = crate::gpu::with_upload_progress(opts.progress.as_ref(), total, || {
-            let mut up = Uploader::new(gpu, &source, dtype, max_chunk);
+            let mut up = Uploader::new(gpu, &source, opts.dtype, max_chunk);
             // An explicit float format dequantizes block-format tensors; otherwise they stay as
             // the file stores them.
             up.dequantize_blocks = matches!(opts.dtype, Some(WeightDtype::F32 | WeightDtype::F16));
@@ -415,18 +424,17 @@ impl Model {
     }
 }
 
-/// The storage format of float matrices when `LoadOptions::dtype` is unset: f16 when every
-/// float tensor of the file is f16, else f32 (bf16 and f32 keep their values exactly in f32).
+/// The storage format that stands for the whole model in the fit check and in
+/// `ModelInfo::dtype` when `LoadOptions::dtype` is unset: the file's first block format if it
+/// has one, else f16 if it has f16 tensors (which stay f16; f32 and bf16 ones become f32), else
+/// f32. Each matrix is stored in its own tensor's format (see `Uploader::storage`).
 fn default_dtype(file_dtypes: &[DType]) -> WeightDtype {
-    let floats: Vec<DType> = file_dtypes
-        .iter()
-        .copied()
-        .filter(|d| !d.is_quantized())
-        .collect();
-    if floats == [DType::F16] {
-        WeightDtype::F16
-    } else {
-        WeightDtype::F32
+    if let Some(q) = file_dtypes.iter().find(|d| d.is_quantized()) {
+        return WeightDtype::for_file(*q);
+    }
+    match file_dtypes.contains(&DType::F16) {
+        true => WeightDtype::F16,
+        false => WeightDtype::F32,
     }
 }
 

@@ -242,8 +242,9 @@ struct ChunkSrc<'a> {
 pub(crate) struct Uploader<'a> {
     gpu: &'a Gpu,
     source: &'a Source,
-    /// The storage format of matrices read as values (f32, f16 or bf16 in the file).
-    pub dtype: WeightDtype,
+    /// The storage format of matrices read as values (f32, f16 or bf16 in the file); `None`:
+    /// the file's own (f16 stays f16, f32 and bf16 become f32).
+    pub dtype: Option<WeightDtype>,
     /// Matrices stored in a block format in the file are dequantized to `dtype` (which is then
     /// f32 or f16) instead of staying in their format.
     pub dequantize_blocks: bool,
@@ -254,8 +255,14 @@ pub(crate) struct Uploader<'a> {
 
 /// A matrix tensor as read from the source.
 enum MatrixData<'a> {
-    /// f32 values of the file's (N, K) rows, or of a `Conv1D`'s (K, N) when `kn`.
-    Values { v: Vec<f32>, kn: bool, n: usize },
+    /// f32 values of the file's (N, K) rows, or of a `Conv1D`'s (K, N) when `kn`; `file`:
+    /// the tensor's type in the file.
+    Values {
+        v: Vec<f32>,
+        kn: bool,
+        n: usize,
+        file: DType,
+    },
     /// N rows of K weights in a ggml block format, `row_bytes` each.
     Blocks {
         dtype: DType,
@@ -273,6 +280,7 @@ struct Src<'a> {
 }
 
 impl Src<'_> {
+    /// How the part is stored: `None` for values (in `storage`), else its block format.
     fn kind(&self) -> Option<DType> {
         match self.data {
             MatrixData::Values { .. } => None,
@@ -280,10 +288,18 @@ impl Src<'_> {
         }
     }
 
+    /// The file type of a values part.
+    fn file(&self) -> DType {
+        match self.data {
+            MatrixData::Values { file, .. } => file,
+            MatrixData::Blocks { dtype, .. } => dtype,
+        }
+    }
+
     /// W[kk, j] of a values part with K = `k`.
     fn value(&self, k: usize, kk: usize, j: usize) -> f32 {
         match &self.data {
-            MatrixData::Values { v, kn: true, n } => v[kk * n + (self.map)(j)],
+            MatrixData::Values { v, kn: true, n, .. } => v[kk * n + (self.map)(j)],
             MatrixData::Values { v, kn: false, .. } => v[(self.map)(j) * k + kk],
             MatrixData::Blocks { .. } => unreachable!("a values part"),
         }
@@ -304,7 +320,20 @@ impl Src<'_> {
 }
 
 impl<'a> Uploader<'a> {
-    pub fn new(gpu: &'a Gpu, source: &'a Source, dtype: WeightDtype, max_chunk: u64) -> Self {
+    /// The storage format of a matrix the file holds as `file` values.
+    fn storage(&self, file: DType) -> WeightDtype {
+        self.dtype.unwrap_or(match file {
+            DType::F16 => WeightDtype::F16,
+            _ => WeightDtype::F32,
+        })
+    }
+
+    pub fn new(
+        gpu: &'a Gpu,
+        source: &'a Source,
+        dtype: Option<WeightDtype>,
+        max_chunk: u64,
+    ) -> Self {
         Uploader {
             gpu,
             source,
@@ -366,9 +395,15 @@ impl<'a> Uploader<'a> {
                 row_bytes,
             });
         }
+        let file = t.dtype;
         drop(t);
         let v = self.get(name, &listed)?;
-        Ok(MatrixData::Values { v, kn: conv1d, n })
+        Ok(MatrixData::Values {
+            v,
+            kn: conv1d,
+            n,
+            file,
+        })
     }
 
     /// Uploads a (K, ΣN) matrix from parts; parts read as values, or in the same block
@@ -384,7 +419,12 @@ impl<'a> Uploader<'a> {
         let mut runs: Vec<std::ops::Range<usize>> = Vec::new();
         for i in 0..srcs.len() {
             match runs.last_mut() {
-                Some(r) if srcs[r.start].kind() == srcs[i].kind() => r.end = i + 1,
+                Some(r)
+                    if srcs[r.start].kind() == srcs[i].kind()
+                        && self.storage(srcs[r.start].file()) == self.storage(srcs[i].file()) =>
+                {
+                    r.end = i + 1
+                }
                 _ => runs.push(i..i + 1),
             }
         }
@@ -421,7 +461,11 @@ impl<'a> Uploader<'a> {
             .map(|(r, run)| {
                 let n = owners[r].len();
                 match srcs[run.start].kind() {
-                    None => (n, self.dtype, Columns::Values(&*values[r])),
+                    None => (
+                        n,
+                        self.storage(srcs[run.start].file()),
+                        Columns::Values(&*values[r]),
+                    ),
                     Some(d) => (n, WeightDtype::for_file(d), Columns::Blocks(d, &*rows[r])),
                 }
             })
@@ -580,7 +624,7 @@ impl<'a> Uploader<'a> {
         let data = self.matrix_data(name, c, v, false)?;
         let dtype = match &data {
             MatrixData::Blocks { dtype, .. } => WeightDtype::for_file(*dtype),
-            MatrixData::Values { .. } => crate::kernels::storage_for(c, self.dtype),
+            MatrixData::Values { file, .. } => crate::kernels::storage_for(c, self.storage(*file)),
         };
         let max_dim = self.gpu.limits().max_texture_dimension_2d as usize;
         // No cap of its own: each texture is one more dispatch of the embedding and of the LM
@@ -640,7 +684,7 @@ impl<'a> Uploader<'a> {
             MatrixData::Values { .. } => unreachable!("a blocks part"),
         };
         let part = match data {
-            MatrixData::Values { .. } => (n, self.dtype, Columns::Values(&values)),
+            MatrixData::Values { file, .. } => (n, self.storage(*file), Columns::Values(&values)),
             MatrixData::Blocks { dtype, .. } => (
                 n,
                 WeightDtype::for_file(*dtype),
