@@ -50,6 +50,8 @@ pub(crate) struct Decoded {
     pub ab: Vec<(f32, f32)>,
     pub group: usize,
     pub offset: i32,
+    /// w = a·(q − offset), no `b` (Q8_0, Q4_0, Q5_0, Q6_K).
+    pub offset_only: bool,
 }
 
 /// Decodes one block of `dtype` (a block format).
@@ -71,18 +73,21 @@ pub(crate) fn decode_block(dtype: DType, b: &[u8]) -> Decoded {
             ab: vec![(f16_at(b, 0), 0.0)],
             group: 32,
             offset: 128,
+            offset_only: true,
         },
         DType::Q4_0 => Decoded {
             q: (0..32).map(|j| nib(&b[2..], j)).collect(),
             ab: vec![(f16_at(b, 0), 0.0)],
             group: 32,
             offset: 8,
+            offset_only: true,
         },
         DType::Q4_1 => Decoded {
             q: (0..32).map(|j| nib(&b[4..], j)).collect(),
             ab: vec![(f16_at(b, 0), f16_at(b, 2))],
             group: 32,
             offset: 0,
+            offset_only: false,
         },
         DType::Q5_0 => {
             let qh = u32::from_le_bytes([b[2], b[3], b[4], b[5]]);
@@ -93,6 +98,7 @@ pub(crate) fn decode_block(dtype: DType, b: &[u8]) -> Decoded {
                 ab: vec![(f16_at(b, 0), 0.0)],
                 group: 32,
                 offset: 16,
+                offset_only: true,
             }
         }
         DType::Q5_1 => {
@@ -104,6 +110,7 @@ pub(crate) fn decode_block(dtype: DType, b: &[u8]) -> Decoded {
                 ab: vec![(f16_at(b, 0), f16_at(b, 2))],
                 group: 32,
                 offset: 0,
+                offset_only: false,
             }
         }
         DType::Q4K | DType::Q5K => {
@@ -133,6 +140,7 @@ pub(crate) fn decode_block(dtype: DType, b: &[u8]) -> Decoded {
                 ab,
                 group: 32,
                 offset: 0,
+                offset_only: false,
             }
         }
         DType::Q6K => {
@@ -150,6 +158,7 @@ pub(crate) fn decode_block(dtype: DType, b: &[u8]) -> Decoded {
                 ab: (0..16).map(|i| (d * sc[i] as i8 as f32, 0.0)).collect(),
                 group: 16,
                 offset: 32,
+                offset_only: true,
             }
         }
         DType::F32 | DType::F16 | DType::BF16 => unreachable!("not a block format"),
@@ -157,10 +166,15 @@ pub(crate) fn decode_block(dtype: DType, b: &[u8]) -> Decoded {
 }
 
 impl Decoded {
-    /// Weight `j` of the block, as ggml dequantizes it.
+    /// Weight `j` of the block, as ggml dequantizes it (formats without a `b` add nothing, so
+    /// that a negative scale times a zero quant stays −0 as in ggml).
     pub fn weight(&self, j: usize) -> f32 {
         let (a, b) = self.ab[j / self.group];
-        a * (self.q[j] as i32 - self.offset) as f32 + b
+        let w = a * (self.q[j] as i32 - self.offset) as f32;
+        match self.offset_only {
+            true => w,
+            false => w + b,
+        }
     }
 }
 
@@ -212,6 +226,9 @@ pub(crate) fn quantize_q4_0(x: &[f32]) -> Vec<u8> {
     }
     out
 }
+
+#[cfg(test)]
+mod fixtures;
 
 #[cfg(test)]
 mod tests {
