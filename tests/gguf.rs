@@ -123,7 +123,19 @@ fn gguf_fixtures() -> Vec<String> {
         })
         .collect();
     names.sort();
-    assert!(names.len() >= 4, "GGUF fixtures missing: {names:?}");
+    // The files users have: llama.cpp's F16 and Q8_0 conversions and llama-quantize's Q4_0
+    // and Q4_K_M (with their Q6_K / Q8_0 / Q5_0 tensors), of a Llama and a GPT-2.
+    for want in [
+        "tiny-llama-f16",
+        "tiny-llama-q8_0",
+        "tiny-llama-q4_0",
+        "tiny-llama-q4_k_m",
+        "tiny-gpt2-q8_0",
+        "tiny-gpt2-q4_0",
+        "tiny-gpt2-q4_k_m",
+    ] {
+        assert!(names.iter().any(|n| n == want), "GGUF fixture {want} missing: {names:?}");
+    }
     names
 }
 
