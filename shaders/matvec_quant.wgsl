@@ -2,7 +2,7 @@
 // decode kernel of the block formats, with matvec.wgsl's division of work (each invocation owns
 // 8 adjacent columns and walks k; the lanes of a group share the loads of x). Within a block
 // the quants are multiplied by x as they are and the block's affine map is applied once:
-//   Σ_k x_k·(a·(q_k − off) + b) = a·(Σ_k x_k·q_k − off·Σ_k x_k) + b·Σ_k x_k
+//   Σ_k x_k·(a·q_k + b) = a·Σ_k x_k·q_k + b·Σ_k x_k   (b includes −a·off; Q6_K: a·(Σ x·q − off·Σ x))
 // (Q6_K has one `a` per 16-weight half, applied after each half), so a weight costs a
 // shift, a mask, a conversion and an FMA; the prefill kernels dequantize each weight instead.
 // Needs common.wgsl, weights_quant.wgsl (binding 2, W: (K, np)), activations.wgsl,
@@ -35,7 +35,8 @@ fn main(ids: Ids) {
     let me = lane(ids);
     var a0 = vec4<f32>(0.0); // y[n0..n0+4]
     var a1 = vec4<f32>(0.0); // y[n0+4..n0+8]
-    let off = f32(QOFF);
+    // Q6_K's offset is applied here; the other formats' is part of `b` (see weights_quant.wgsl).
+    let off = select(0.0, f32(QOFF), QFMT == F_Q6_K);
     for (var blk = 0u; blk < p.k / 32u; blk++) {
         base = block_base(blk);
         let c = coef(blk, row);

@@ -22,8 +22,8 @@ const F_Q4_K: u32 = 5u;
 const F_Q5_K: u32 = 6u;
 const F_Q6_K: u32 = 7u;
 
-// The affine map of 8 columns over one block: w = a·(q − QOFF) + b; `a1` is Q6_K's scale of the
-// block's second 16 weights (= a0 for the other formats).
+// The affine map of 8 columns over one block: w = a·q + b (b includes −a·QOFF), and for Q6_K
+// w = a·(q − QOFF) with `a1` the scale of the block's second 16 weights (= a0 elsewhere).
 struct Coef {
     a0: W8,
     a1: W8,
@@ -65,8 +65,10 @@ fn coef(b: u32, row: u32) -> Coef {
     let sc = textureLoad(W, vec2<u32>(base + QLOW + 2u * QHIGH, row), 0);
     let zero = W8(vec4<f32>(0.0), vec4<f32>(0.0));
     if (QFMT == F_Q8_0 || QFMT == F_Q4_0 || QFMT == F_Q5_0) {
+        // b = −d·QOFF (exact: QOFF is 0, 8 or 16), see `affine`.
         let d = halves8(sc);
-        return Coef(d, d, zero);
+        let off = f32(QOFF);
+        return Coef(d, d, W8(-off * d.lo, -off * d.hi));
     }
     if (QFMT == F_Q4_1 || QFMT == F_Q5_1) {
         let d = halves8(sc);
@@ -140,10 +142,15 @@ fn quants(base: u32, st: u32, row: u32) -> W4 {
     return r;
 }
 
-// w = a·(q − QOFF) + b for one row (q − QOFF is exact in f32, so one rounding and one add).
+// w = a·(q − QOFF) + b for one row, as fma(a, q, b − a·QOFF) where a·q is exact (every format
+// but Q6_K, whose a·q can need 25 bits: there q − QOFF is formed first), so the one rounding
+// is ggml's.
 fn affine(q: W8, a: W8, b: W8) -> W8 {
-    let off = f32(QOFF);
-    return W8(a.lo * (q.lo - off) + b.lo, a.hi * (q.hi - off) + b.hi);
+    if (QFMT == F_Q6_K) {
+        let off = f32(QOFF);
+        return W8(a.lo * (q.lo - off), a.hi * (q.hi - off));
+    }
+    return W8(fma(a.lo, q.lo, b.lo), fma(a.hi, q.hi, b.hi));
 }
 
 // The block whose affine maps `cached` holds, as (block, texture row); reloaded when it
