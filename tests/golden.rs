@@ -222,3 +222,48 @@ fn perplexity_matches_hf() {
         );
     }
 }
+
+/// `--dtype q8_0|q4_0`: every matrix whose rows are whole 32-weight blocks is quantized at load
+/// (ggml's reference quantization), the others stay f16. The logits then differ from HF's on the
+/// unquantized weights by the quantization error alone, which is large on these fixtures'
+/// random weights (relative to the largest logit, prefill and decode, the same in both kernel
+/// families to the digits shown: Q8_0 2.0e-2 – 4.7e-2, Q4_0 0.32 – 0.60; the bounds leave
+/// a factor 2 and 1.5). That the quantized kernels are exact is shown elsewhere: the
+/// quantization is gguf's byte for byte (`src/quant/fixtures.rs`), the kernels read ggml's
+/// blocks bit-exactly (`src/kernels/tests/quant.rs`), and llama.cpp's Q4_0 / Q8_0 files match
+/// HF on their dequantized weights to 1e-3 (`tests/gguf.rs`).
+#[test]
+fn quantized_at_load_stays_near_hf() {
+    let Some(gpu) = test_gpu() else { return };
+    for (dtype, tol) in [(WeightDtype::Q8_0, 0.1), (WeightDtype::Q4_0, 0.9)] {
+        for m in ["tiny-orig-f32", "tiny-llama-gqa-f16", "tiny-neox-par-f32"] {
+            for family in KernelFamily::ALL {
+                let opts = LoadOptions::default()
+                    .with_dtype(dtype)
+                    .with_kernels(family);
+                let r = reference(m);
+                let model = Model::load(fixture(m), &gpu, &opts).unwrap();
+                assert!(
+                    model.info().gpu_dtypes.contains(&dtype),
+                    "{m}: {:?}",
+                    model.info().gpu_dtypes
+                );
+                let mut s = model.session().unwrap();
+                let mut worst = 0f64;
+                s.forward_each(&r.prompt_ids, |i, l| {
+                    worst = worst.max(rel_error(l, &r.logits[i]));
+                    Ok(())
+                })
+                .unwrap();
+                s.reset();
+                s.forward(&r.prompt_ids[..5]).unwrap();
+                for i in 5..r.prompt_ids.len() {
+                    let l = s.forward(&r.prompt_ids[i..i + 1]).unwrap();
+                    worst = worst.max(rel_error(&l, &r.logits[i]));
+                }
+                eprintln!("{m} {dtype} {family}: worst relative error {worst:.2e}");
+                assert!(worst < tol, "{m} {dtype} {family}: relative error {worst}");
+            }
+        }
+    }
+}
