@@ -134,7 +134,10 @@ fn gguf_fixtures() -> Vec<String> {
         "tiny-gpt2-q4_0",
         "tiny-gpt2-q4_k_m",
     ] {
-        assert!(names.iter().any(|n| n == want), "GGUF fixture {want} missing: {names:?}");
+        assert!(
+            names.iter().any(|n| n == want),
+            "GGUF fixture {want} missing: {names:?}"
+        );
     }
     names
 }

@@ -44,7 +44,11 @@ fn cases() -> Vec<serde_json::Value> {
 fn assert_bits(got: &[f32], want: &[f32], what: &str) {
     assert_eq!(got.len(), want.len(), "{what}: length");
     for (i, (g, w)) in got.iter().zip(want).enumerate() {
-        assert_eq!(g.to_bits(), w.to_bits(), "{what}: value {i}: wgpt {g}, gguf {w}");
+        assert_eq!(
+            g.to_bits(),
+            w.to_bits(),
+            "{what}: value {i}: wgpt {g}, gguf {w}"
+        );
     }
 }
 
@@ -61,7 +65,11 @@ fn quantization_matches_gguf_byte_for_byte() {
             other => panic!("no quantization to {other}"),
         };
         assert_eq!(got.len(), want.len());
-        for (i, (g, w)) in got.chunks(ty.block_bytes()).zip(want.chunks(ty.block_bytes())).enumerate() {
+        for (i, (g, w)) in got
+            .chunks(ty.block_bytes())
+            .zip(want.chunks(ty.block_bytes()))
+            .enumerate()
+        {
             assert_eq!(g, w, "{ty} block {i}: wgpt {g:?}, gguf {w:?}");
         }
         let round = floats(c["roundtrip"].as_str().unwrap());
