@@ -36,7 +36,7 @@ fn main(ids: Ids) {
     var a0 = vec4<f32>(0.0); // y[n0..n0+4]
     var a1 = vec4<f32>(0.0); // y[n0+4..n0+8]
     // Q6_K's offset is applied here; the other formats' is part of `b` (see weights_quant.wgsl).
-    let off = select(0.0, f32(QOFF), QFMT == F_Q6_K);
+    let off = select(0.0, f32(QOFF), QFMT == F_Q6_K) * QPOS;
     for (var blk = 0u; blk < p.k / 32u; blk++) {
         base = block_base(blk);
         let c = coef(blk, row);

@@ -5,6 +5,8 @@
 //   QHIGH high-plane bits (0, 1, 2)  QT    texels per 32-weight block of 8 columns
 //   QS    super-block texels (K formats: before each 8 blocks), else 0
 //   QOFF  ggml's offset subtracted from each quant
+//   QPOS  16^(c mod 4) per column of a vec4 for 4-bit formats (quants are read in place, see
+//         `nib8`), ones for Q8_0
 // Layout of a texture row (one group of 8 columns, walking k): per 32-weight block the low
 // plane (u32 j of a texel = row k + j, bits 4c or 8c = column c), the high plane, then the
 // block's scale fields as the file stores them (f16 d / m; K formats' 6- or 8-bit sub-block
@@ -59,8 +61,15 @@ fn block_base(b: u32) -> u32 {
     return (b >> 3u) * (QS + 8u * QT) + QS + (b & 7u) * QT;
 }
 
-// The block's affine maps for the 8 columns of texture row `row`.
+// The block's affine maps for the 8 columns of texture row `row`, for quants read as q·QPOS.
 fn coef(b: u32, row: u32) -> Coef {
+    let c = coef_q(b, row);
+    let s = 1.0 / QPOS; // exact: powers of two
+    return Coef(W8(c.a0.lo * s, c.a0.hi * s), W8(c.a1.lo * s, c.a1.hi * s), c.b);
+}
+
+// The block's affine maps for the quants q themselves.
+fn coef_q(b: u32, row: u32) -> Coef {
     let base = block_base(b);
     let sc = textureLoad(W, vec2<u32>(base + QLOW + 2u * QHIGH, row), 0);
     let zero = W8(vec4<f32>(0.0), vec4<f32>(0.0));
@@ -90,10 +99,12 @@ fn coef(b: u32, row: u32) -> Coef {
     return Coef(a, a, W8(-(dmin.lo * m.lo), -(dmin.hi * m.hi)));
 }
 
-// The 8 nibbles of u as floats, column c = bits 4c.
+// The 8 nibbles of u (column c = bits 4c) as floats q·QPOS: masked in place, not shifted down,
+// one AND and one conversion per weight (the factor 16^(c mod 4) is divided out of the
+// block's scale in `coef`, exactly: a power of two).
 fn nib8(u: u32) -> W8 {
-    let v = vec4<u32>(u);
-    return W8(vec4<f32>((v >> vec4<u32>(0u, 4u, 8u, 12u)) & vec4<u32>(15u)), vec4<f32>((v >> vec4<u32>(16u, 20u, 24u, 28u)) & vec4<u32>(15u)));
+    let m = vec4<u32>(0xfu, 0xf0u, 0xf00u, 0xf000u);
+    return W8(vec4<f32>(bitcast<vec4<i32>>(vec4<u32>(u) & m)), vec4<f32>(bitcast<vec4<i32>>(vec4<u32>(u >> 16u) & m)));
 }
 
 // The 8 signed bytes of (a, c) as floats: columns 0..3 from a, 4..7 from c.
@@ -102,24 +113,26 @@ fn sbyte8(a: u32, c: u32) -> W8 {
     return W8(vec4<f32>(bitcast<vec4<i32>>(vec4<u32>(a) << sh) >> vec4<u32>(24u)), vec4<f32>(bitcast<vec4<i32>>(vec4<u32>(c) << sh) >> vec4<u32>(24u)));
 }
 
-// Fifth bits (bit c of h) as 16·bit.
+// Fifth bits (bit c of h) as 16·bit·QPOS.
 fn bit8(h: u32) -> W8 {
     let v = vec4<u32>(h);
-    return W8(vec4<f32>((v >> vec4<u32>(0u, 1u, 2u, 3u)) & vec4<u32>(1u)) * 16.0, vec4<f32>((v >> vec4<u32>(4u, 5u, 6u, 7u)) & vec4<u32>(1u)) * 16.0);
+    let f = 16.0 * QPOS;
+    return W8(vec4<f32>((v >> vec4<u32>(0u, 1u, 2u, 3u)) & vec4<u32>(1u)) * f, vec4<f32>((v >> vec4<u32>(4u, 5u, 6u, 7u)) & vec4<u32>(1u)) * f);
 }
 
-// Q6_K's top two bits (bits 2c of h) as 16·bits.
+// Q6_K's top two bits (bits 2c of h) as 16·bits·QPOS.
 fn two8(h: u32) -> W8 {
     let v = vec4<u32>(h);
-    return W8(vec4<f32>((v >> vec4<u32>(0u, 2u, 4u, 6u)) & vec4<u32>(3u)) * 16.0, vec4<f32>((v >> vec4<u32>(8u, 10u, 12u, 14u)) & vec4<u32>(3u)) * 16.0);
+    let f = 16.0 * QPOS;
+    return W8(vec4<f32>((v >> vec4<u32>(0u, 2u, 4u, 6u)) & vec4<u32>(3u)) * f, vec4<f32>((v >> vec4<u32>(8u, 10u, 12u, 14u)) & vec4<u32>(3u)) * f);
 }
 
 fn add8(a: W8, b: W8) -> W8 {
     return W8(a.lo + b.lo, a.hi + b.hi);
 }
 
-// The quants of rows 4·st..4·st+4 of the block at texel `base`, 8 columns, as floats (before
-// the offset): one texel of the low plane (two for Q8_0) and, for Q5 / Q6_K, one of the high.
+// The quants of rows 4·st..4·st+4 of the block at texel `base`, 8 columns, as floats q·QPOS
+// (before the offset): one texel of the low plane (two for Q8_0) and, for Q5 / Q6_K, one of the high.
 fn quants(base: u32, st: u32, row: u32) -> W4 {
     if (QLOW == 16u) {
         let t0 = textureLoad(W, vec2<u32>(base + 2u * st, row), 0);
@@ -147,7 +160,7 @@ fn quants(base: u32, st: u32, row: u32) -> W4 {
 // is ggml's.
 fn affine(q: W8, a: W8, b: W8) -> W8 {
     if (QFMT == F_Q6_K) {
-        let off = f32(QOFF);
+        let off = f32(QOFF) * QPOS;
         return W8(a.lo * (q.lo - off), a.hi * (q.hi - off));
     }
     return W8(fma(a.lo, q.lo, b.lo), fma(a.hi, q.hi, b.hi));

@@ -87,13 +87,18 @@ impl Layout {
     pub fn wgsl_constants(self) -> String {
         format!(
             "const QFMT: u32 = {}u;\nconst QLOW: u32 = {}u;\nconst QHIGH: u32 = {}u;\n\
-             const QT: u32 = {}u;\nconst QS: u32 = {}u;\nconst QOFF: i32 = {};\n",
+             const QT: u32 = {}u;\nconst QS: u32 = {}u;\nconst QOFF: i32 = {};\n\
+             const QPOS: vec4<f32> = vec4<f32>({});\n",
             self.code,
             self.low_texels(),
             self.high_bits,
             self.block_texels(),
             self.super_texels,
-            self.offset
+            self.offset,
+            match self.low_bits {
+                4 => "1.0, 16.0, 256.0, 4096.0",
+                _ => "1.0, 1.0, 1.0, 1.0",
+            }
         )
     }
 }
