@@ -16,11 +16,21 @@ var<private> base: u32;      // first texel of the current block
 var<private> q: W8;          // Σ x·q over the current half or whole block, columns n0..n0+8
 var<private> sx: f32;        // Σ x over the same k
 
-// Rows 4·st..4·st+4 of the block times x[k..k+4] = v, into the partial sums.
+// x_k·q into the partial sums, for one row of 8 columns.
+fn acc_row(x: f32, w: W8) {
+    q.lo += x * w.lo;
+    q.hi += x * w.hi;
+}
+
+// Rows 4·st..4·st+4 of the block times x[k..k+4] = v, into the partial sums: one row at a time,
+// so that only 8 quants are live (llvmpipe holds each lane's float in an AVX2 register, of
+// which there are 16).
 fn step4(v: vec4<f32>, st: u32) {
-    let w = quants(base, st, row);
-    q.lo += v.x * w.r0.lo + v.y * w.r1.lo + v.z * w.r2.lo + v.w * w.r3.lo;
-    q.hi += v.x * w.r0.hi + v.y * w.r1.hi + v.z * w.r2.hi + v.w * w.r3.hi;
+    let s = step_texels(base, st, row);
+    acc_row(v.x, step_row(s, 0u));
+    acc_row(v.y, step_row(s, 1u));
+    acc_row(v.z, step_row(s, 2u));
+    acc_row(v.w, step_row(s, 3u));
     sx += v.x + v.y + v.z + v.w;
 }
 
@@ -39,7 +49,6 @@ fn main(ids: Ids) {
     let off = select(0.0, f32(QOFF), QFMT == F_Q6_K) * QPOS;
     for (var blk = 0u; blk < p.k / 32u; blk++) {
         base = block_base(blk);
-        let c = coef(blk, row);
         q = W8(vec4<f32>(0.0), vec4<f32>(0.0));
         sx = 0.0;
         var sum_x = 0.0;
@@ -51,6 +60,7 @@ fn main(ids: Ids) {
         step4(x_from3(own, i + 3u), 3u);
         if (QFMT == F_Q6_K) {
             // The first half's own scale.
+            let c = coef(blk, row);
             a0 += c.a0.lo * (q.lo - off * sx);
             a1 += c.a0.hi * (q.hi - off * sx);
             q = W8(vec4<f32>(0.0), vec4<f32>(0.0));
@@ -62,6 +72,8 @@ fn main(ids: Ids) {
         step4(x_from6(own, i + 6u), 6u);
         step4(x_from7(own, i + 7u), 7u);
         sum_x += sx;
+        // The scales are read after the quants, so they hold no registers during the steps.
+        let c = coef(blk, row);
         a0 += c.a1.lo * (q.lo - off * sx) + c.b.lo * sum_x;
         a1 += c.a1.hi * (q.hi - off * sx) + c.b.hi * sum_x;
     }

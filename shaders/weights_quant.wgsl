@@ -131,28 +131,58 @@ fn add8(a: W8, b: W8) -> W8 {
     return W8(a.lo + b.lo, a.hi + b.hi);
 }
 
-// The quants of rows 4·st..4·st+4 of the block at texel `base`, 8 columns, as floats q·QPOS
-// (before the offset): one texel of the low plane (two for Q8_0) and, for Q5 / Q6_K, one of the high.
-fn quants(base: u32, st: u32, row: u32) -> W4 {
+// The texels of one step (rows 4·st..4·st+4 of a block, 8 columns): the low plane (`t1`: Q8_0's
+// second texel) and the high bits of Q5 (`h`) or Q6_K (`h2`).
+struct Texels {
+    t0: vec4<u32>,
+    t1: vec4<u32>,
+    h: u32,
+    h2: vec2<u32>,
+}
+
+// Fetches the texels of step st of the block at texel `base`: one texel of the low plane (two
+// for Q8_0) and, for Q5 / Q6_K, one of the high plane.
+fn step_texels(base: u32, st: u32, row: u32) -> Texels {
+    var r: Texels;
     if (QLOW == 16u) {
-        let t0 = textureLoad(W, vec2<u32>(base + 2u * st, row), 0);
-        let t1 = textureLoad(W, vec2<u32>(base + 2u * st + 1u, row), 0);
-        return W4(sbyte8(t0.x, t0.y), sbyte8(t0.z, t0.w), sbyte8(t1.x, t1.y), sbyte8(t1.z, t1.w));
+        r.t0 = textureLoad(W, vec2<u32>(base + 2u * st, row), 0);
+        r.t1 = textureLoad(W, vec2<u32>(base + 2u * st + 1u, row), 0);
+        return r;
     }
-    let t = textureLoad(W, vec2<u32>(base + st, row), 0);
-    var r = W4(nib8(t.x), nib8(t.y), nib8(t.z), nib8(t.w));
+    r.t0 = textureLoad(W, vec2<u32>(base + st, row), 0);
     if (QHIGH == 1u) {
         // u32 st of the high plane: bit 8j + c.
-        let h = textureLoad(W, vec2<u32>(base + QLOW + (st >> 2u), row), 0)[st & 3u];
-        r = W4(add8(r.r0, bit8(h)), add8(r.r1, bit8(h >> 8u)), add8(r.r2, bit8(h >> 16u)), add8(r.r3, bit8(h >> 24u)));
+        r.h = textureLoad(W, vec2<u32>(base + QLOW + (st >> 2u), row), 0)[st & 3u];
     }
     if (QHIGH == 2u) {
         // u32s 2·st and 2·st + 1: rows (0, 1) and (2, 3), bits 2·(8·(j mod 2) + c).
         let ht = textureLoad(W, vec2<u32>(base + QLOW + (st >> 1u), row), 0);
-        let h = select(ht.xy, ht.zw, (st & 1u) == 1u);
-        r = W4(add8(r.r0, two8(h.x)), add8(r.r1, two8(h.x >> 16u)), add8(r.r2, two8(h.y)), add8(r.r3, two8(h.y >> 16u)));
+        r.h2 = select(ht.xy, ht.zw, (st & 1u) == 1u);
     }
     return r;
+}
+
+// Row j (0..4, a constant where called) of a step as floats q·QPOS (before the offset).
+fn step_row(s: Texels, j: u32) -> W8 {
+    if (QLOW == 16u) {
+        let t = select(s.t0, s.t1, j >= 2u);
+        let odd = (j & 1u) == 1u;
+        return sbyte8(select(t.x, t.z, odd), select(t.y, t.w, odd));
+    }
+    var r = nib8(s.t0[j]);
+    if (QHIGH == 1u) {
+        r = add8(r, bit8(s.h >> (8u * j)));
+    }
+    if (QHIGH == 2u) {
+        r = add8(r, two8(s.h2[j >> 1u] >> (16u * (j & 1u))));
+    }
+    return r;
+}
+
+// The quants of rows 4·st..4·st+4 of the block at texel `base`, 8 columns, as floats q·QPOS.
+fn quants(base: u32, st: u32, row: u32) -> W4 {
+    let s = step_texels(base, st, row);
+    return W4(step_row(s, 0u), step_row(s, 1u), step_row(s, 2u), step_row(s, 3u));
 }
 
 // w = a·(q − QOFF) + b for one row, as fma(a, q, b − a·QOFF) where a·q is exact (every format
