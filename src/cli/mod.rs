@@ -6,6 +6,7 @@ mod generate;
 mod info;
 mod perplexity;
 mod sampling;
+mod serve;
 
 use std::io::Write;
 use std::path::PathBuf;
@@ -48,6 +49,9 @@ enum Command {
     Info(info::InfoArgs),
     /// Prefill and decode speed (llama-bench style).
     Bench(bench::BenchArgs),
+    /// OpenAI-compatible HTTP server (completions, chat completions, streaming), decoding
+    /// concurrent requests together.
+    Serve(serve::ServeArgs),
     /// Print a shell completion script (bash, zsh, fish, elvish, powershell).
     Completions {
         /// The shell.
@@ -246,6 +250,7 @@ pub fn run() -> i32 {
         Command::Perplexity(a) => perplexity::run(a),
         Command::Info(a) => info::run(a),
         Command::Bench(a) => bench::run(a),
+        Command::Serve(a) => serve::run(a),
         Command::Completions { shell } => completions(shell),
     };
     match result {

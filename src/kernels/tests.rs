@@ -47,15 +47,7 @@ impl Harness {
 
     fn on(gpu: Gpu, opts: ShaderOptions) -> Self {
         let k = Kernels::with_options(&gpu, opts);
-        let step = gpu.uniform(
-            "step",
-            &Step {
-                n_tokens: 0,
-                pos: 0,
-                row0: 0,
-                n_rows: 0,
-            },
-        );
+        let step = crate::model::forward::step_uniform(&gpu);
         Harness { gpu, k, step, opts }
     }
 
