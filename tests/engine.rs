@@ -1,5 +1,5 @@
 //! The batched engine: a sequence's ids are the same alone or beside others (greedy, and
-//! sampled with its seed), in both kernel families, on learned positions (GPT-2, OPT-350m's
+//! sampled with its seed), in both kernel families, with learned positions (GPT-2, OPT-350m's
 //! projected embedding) and rotary ones with grouped-query attention (Llama); continuous
 //! batching (sequences joining and leaving between steps); slots freed by finishing and by
 //! cancelling; bad input refused.
@@ -18,11 +18,10 @@ use common::fixture;
 /// Runs `jobs` (prompt, params, the step before which it is added) through an engine with
 /// `max_batch` slots; returns each job's ids and stop reason, and the largest batch decoded.
 fn run(
-    model: &Model,
-    max_batch: usize,
+    engine: &mut Engine,
     jobs: &[(Vec<u32>, SequenceParams, usize)],
 ) -> (Vec<(Vec<u32>, StopReason)>, usize) {
-    let mut engine = Engine::new(model, max_batch).unwrap();
+    assert!(engine.is_empty());
     let mut ids: HashMap<SequenceId, usize> = HashMap::new();
     let mut out: Vec<(Vec<u32>, Option<StopReason>)> = vec![(Vec::new(), None); jobs.len()];
     let mut pending: Vec<usize> = (0..jobs.len()).collect();
@@ -74,12 +73,16 @@ fn prompts(vocab: usize, count: usize) -> Vec<Vec<u32>> {
 
 /// Each job alone, then all of them with `max_batch` slots, joining at different steps:
 /// the same ids and stop reasons.
-fn assert_batching_invariant(model: &Model, jobs: &[(Vec<u32>, SequenceParams, usize)], what: &str) {
+fn assert_batching_invariant(
+    engine: &mut Engine,
+    jobs: &[(Vec<u32>, SequenceParams, usize)],
+    what: &str,
+) {
     let solo: Vec<_> = jobs
         .iter()
-        .map(|(p, s, _)| run(model, 1, &[(p.clone(), s.clone(), 0)]).0.remove(0))
+        .map(|(p, s, _)| run(engine, &[(p.clone(), s.clone(), 0)]).0.remove(0))
         .collect();
-    let (batched, widest) = run(model, 8, jobs);
+    let (batched, widest) = run(engine, jobs);
     assert!(widest >= 4, "{what}: only {widest} sequences ran together");
     for (j, (a, b)) in solo.iter().zip(&batched).enumerate() {
         assert_eq!(a, b, "{what}: job {j} alone vs batched");
@@ -98,16 +101,21 @@ fn load(gpu: &Gpu, dir: Option<&str>, family: KernelFamily) -> Model {
 #[test]
 fn greedy_ids_are_the_same_alone_or_batched() {
     let Some(gpu) = test_gpu() else { return };
-    for family in KernelFamily::ALL {
+    // The cooperative family's batch kernels are slow on lavapipe: it runs on the fixtures
+    // only (`fixture_models_batch_the_same_in_both_kernel_families`).
+    {
+        let family = KernelFamily::BarrierFree;
         let model = load(&gpu, None, family);
         let v = model.config().vocab_size;
-        // Ten sequences, 8 slots: two wait for a slot; some join while others decode.
-        let jobs: Vec<_> = prompts(v, 10)
+        let mut engine = Engine::new(&model, 6).unwrap();
+        // Eight sequences, 6 slots: two wait for a slot; some join while others decode.
+        let jobs: Vec<_> = prompts(v, 8)
             .into_iter()
             .enumerate()
-            .map(|(i, p)| (p, greedy(12 + 3 * (i % 4)), [0, 0, 0, 1, 2, 2, 5, 9, 0, 3][i]))
+            .map(|(i, p)| (p, greedy(8 + 3 * (i % 3)), [0, 0, 0, 1, 2, 2, 5, 0][i]))
             .collect();
-        assert_batching_invariant(&model, &jobs, &format!("default model {family}"));
+        let what = format!("default model {family}");
+        assert_batching_invariant(&mut engine, &jobs, &what);
         // The engine's ids are the session's (greedy generation) in the barrier-free family,
         // whose one-row kernels sum in the batch kernels' order.
         if family == KernelFamily::BarrierFree {
@@ -118,7 +126,7 @@ fn greedy_ids_are_the_same_alone_or_batched() {
                     .unwrap()
                     .map(|t| t.unwrap().id)
                     .collect();
-                let got = run(&model, 2, &[(p.clone(), params.clone(), 0)]).0.remove(0);
+                let got = run(&mut engine, &[(p.clone(), params.clone(), 0)]).0.remove(0);
                 assert_eq!(got.0, want, "engine vs session");
             }
         }
@@ -126,18 +134,21 @@ fn greedy_ids_are_the_same_alone_or_batched() {
 }
 
 #[test]
-fn rotary_gqa_and_projected_models_batch_the_same() {
+fn fixture_models_batch_the_same_in_both_kernel_families() {
     let Some(gpu) = test_gpu() else { return };
-    for dir in ["tiny-llama-gqa-f16", "tiny-opt350-bf16"] {
+    // GPT-2 (learned positions in the embedding), Llama (rotary, grouped-query attention),
+    // OPT-350m (positions added after project_in).
+    for dir in ["tiny-hf-f16", "tiny-llama-gqa-f16", "tiny-opt350-bf16"] {
         for family in KernelFamily::ALL {
             let model = load(&gpu, Some(dir), family);
             let v = model.config().vocab_size;
-            let jobs: Vec<_> = prompts(v, 6)
+            let mut engine = Engine::new(&model, 4).unwrap();
+            let jobs: Vec<_> = prompts(v, 5)
                 .into_iter()
                 .enumerate()
-                .map(|(i, p)| (p, greedy(10), i / 3))
+                .map(|(i, p)| (p, greedy(8), i / 3))
                 .collect();
-            assert_batching_invariant(&model, &jobs, &format!("{dir} {family}"));
+            assert_batching_invariant(&mut engine, &jobs, &format!("{dir} {family}"));
         }
     }
 }
@@ -147,22 +158,23 @@ fn sampled_sequences_are_reproducible_from_their_seed() {
     let Some(gpu) = test_gpu() else { return };
     let model = load(&gpu, None, KernelFamily::BarrierFree);
     let v = model.config().vocab_size;
-    let jobs: Vec<_> = prompts(v, 6)
+    let mut engine = Engine::new(&model, 4).unwrap();
+    let jobs: Vec<_> = prompts(v, 5)
         .into_iter()
         .enumerate()
         .map(|(i, p)| {
             let s = SamplerConfig::default()
                 .with_seed(100 + i as u64 % 3)
                 .with_repeat_penalty(1.1);
-            (p, SequenceParams::new(s, 16), 0)
+            (p, SequenceParams::new(s, 12), 0)
         })
         .collect();
-    assert_batching_invariant(&model, &jobs, "sampled");
+    assert_batching_invariant(&mut engine, &jobs, "sampled");
     // Two different seeds give two different texts (for the same prompt).
     let p = jobs[0].0.clone();
     let a = SequenceParams::new(SamplerConfig::default().with_seed(1), 16);
     let b = SequenceParams::new(SamplerConfig::default().with_seed(2), 16);
-    let (out, _) = run(&model, 2, &[(p.clone(), a, 0), (p, b, 0)]);
+    let (out, _) = run(&mut engine, &[(p.clone(), a, 0), (p, b, 0)]);
     assert_ne!(out[0].0, out[1].0);
 }
 

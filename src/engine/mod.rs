@@ -23,6 +23,10 @@ use crate::model::Model;
 use sequence::Seq;
 pub use sequence::{Output, SequenceId, SequenceParams};
 
+/// Prompt tokens per prefill submit (fewer rows of activations and launches prepared than a
+/// session's 512; a prompt's results do not depend on how it is split).
+const PREFILL_ROWS: usize = 128;
+
 /// A model with `max_batch` sequence slots decoded together; see the module docs.
 ///
 /// ```no_run
@@ -74,7 +78,7 @@ impl<'m> Engine<'m> {
                 &model.kernels,
                 &model.config,
                 &model.weights,
-                model.max_batch().max(rows),
+                model.max_batch().min(PREFILL_ROWS).max(rows),
                 model.logit_rows().max(rows),
                 max_batch,
             )?;
