@@ -42,9 +42,9 @@ pub mod generation;
 pub mod gpu;
 mod kernels;
 mod loader;
-mod quant;
 pub mod model;
 pub mod perplexity;
+mod quant;
 #[cfg(test)]
 mod reference;
 pub mod sampler;

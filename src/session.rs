@@ -122,7 +122,7 @@ impl<'m> Session<'m> {
             &model.weights,
             model.max_batch(),
             model.logit_rows(),
-            1,
+            None,
         )?;
         model.gpu.check()?;
         Ok(Session {

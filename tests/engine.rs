@@ -14,7 +14,6 @@ mod common;
 
 use common::fixture;
 
-
 /// Runs `jobs` (prompt, params, the step before which it is added) through an engine with
 /// `max_batch` slots; returns each job's ids and stop reason, and the largest batch decoded.
 fn run(
@@ -126,7 +125,9 @@ fn greedy_ids_are_the_same_alone_or_batched() {
                     .unwrap()
                     .map(|t| t.unwrap().id)
                     .collect();
-                let got = run(&mut engine, &[(p.clone(), params.clone(), 0)]).0.remove(0);
+                let got = run(&mut engine, &[(p.clone(), params.clone(), 0)])
+                    .0
+                    .remove(0);
                 assert_eq!(got.0, want, "engine vs session");
             }
         }

@@ -51,7 +51,9 @@ impl Server {
             let _ = BufReader::new(stdout).read_line(&mut line);
             let _ = tx.send(line);
         });
-        let line = rx.recv_timeout(TIMEOUT).expect("the server prints its address");
+        let line = rx
+            .recv_timeout(TIMEOUT)
+            .expect("the server prints its address");
         let port = line
             .split("http://127.0.0.1:")
             .nth(1)
@@ -152,7 +154,11 @@ fn generate(args: &[&str]) -> Value {
         .env("RUST_LOG", "warn")
         .output()
         .unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     serde_json::from_slice(&out.stdout).unwrap()
 }
 
@@ -165,7 +171,11 @@ fn streamed(events: &[String], chat: bool) -> (String, String, Option<Value>) {
     let mut usage = None;
     for (i, e) in events[..events.len() - 1].iter().enumerate() {
         let v = json_of(e);
-        let object = if chat { "chat.completion.chunk" } else { "text_completion" };
+        let object = if chat {
+            "chat.completion.chunk"
+        } else {
+            "text_completion"
+        };
         assert_eq!(v["object"], object, "{e}");
         if v["choices"].as_array().unwrap().is_empty() {
             usage = Some(v["usage"].clone());
@@ -188,7 +198,9 @@ fn streamed(events: &[String], chat: bool) -> (String, String, Option<Value>) {
 
 #[test]
 fn completions_stream_or_not_equal_greedy_generate() {
-    let Some(server) = Server::start(&[]) else { return };
+    let Some(server) = Server::start(&[]) else {
+        return;
+    };
     let (status, health) = server.get("/health");
     assert_eq!((status, health["status"].as_str()), (200, Some("ok")));
     let (status, models) = server.get("/v1/models");
@@ -203,7 +215,10 @@ fn completions_stream_or_not_equal_greedy_generate() {
     assert_eq!(v["choices"][0]["finish_reason"], "length");
     assert_eq!(v["usage"]["prompt_tokens"], want["prompt_tokens"]);
     assert_eq!(v["usage"]["completion_tokens"], 24);
-    assert_eq!(v["usage"]["total_tokens"], want["prompt_tokens"].as_u64().unwrap() + 24);
+    assert_eq!(
+        v["usage"]["total_tokens"],
+        want["prompt_tokens"].as_u64().unwrap() + 24
+    );
     // Streamed: the same text in chunks, then the finish chunk, the usage chunk, [DONE].
     let mut s = req.clone();
     s["stream"] = true.into();
@@ -215,7 +230,13 @@ fn completions_stream_or_not_equal_greedy_generate() {
     assert_eq!(finish, "length");
     assert_eq!(usage.unwrap(), v["usage"]);
     // A stop string: the text before it, finish_reason "stop".
-    let first_line = want["text"].as_str().unwrap().split('\n').nth(1).unwrap().to_string();
+    let first_line = want["text"]
+        .as_str()
+        .unwrap()
+        .split('\n')
+        .nth(1)
+        .unwrap()
+        .to_string();
     assert!(!first_line.is_empty());
     let mut r = req.clone();
     r["stop"] = json!(["\n\n", first_line]);
@@ -227,7 +248,10 @@ fn completions_stream_or_not_equal_greedy_generate() {
     let chat = json!({"messages": [{"role": "user", "content": "Hi"}]});
     let (status, v) = server.post("/v1/chat/completions", &chat);
     assert_eq!(status, 400);
-    assert!(v["error"]["message"].as_str().unwrap().contains("no chat template"));
+    assert!(v["error"]["message"]
+        .as_str()
+        .unwrap()
+        .contains("no chat template"));
 }
 
 #[test]
@@ -237,12 +261,25 @@ fn chat_completions_use_the_template_like_generate_chat() {
     let dir = common::copy_fixture("tiny-qwen2-bf16");
     let cfg = dir.path().join("config.json");
     let text = std::fs::read_to_string(&cfg).unwrap();
-    let text = text.replace("\"max_position_embeddings\": 48", "\"max_position_embeddings\": 160");
+    let text = text.replace(
+        "\"max_position_embeddings\": 48",
+        "\"max_position_embeddings\": 160",
+    );
     std::fs::write(&cfg, text).unwrap();
     let model = dir.path().to_str().unwrap();
-    let Some(server) = Server::start(&["--model", model]) else { return };
+    let Some(server) = Server::start(&["--model", model]) else {
+        return;
+    };
     let want = generate(&[
-        "--model", model, "--chat", "--system", "Be brief.", "--prompt", "Hello there", "--max-tokens", "12",
+        "--model",
+        model,
+        "--chat",
+        "--system",
+        "Be brief.",
+        "--prompt",
+        "Hello there",
+        "--max-tokens",
+        "12",
     ]);
     let messages = json!([
         {"role": "system", "content": "Be brief."},
@@ -254,7 +291,11 @@ fn chat_completions_use_the_template_like_generate_chat() {
     assert_eq!(v["object"], "chat.completion");
     assert_eq!(v["choices"][0]["message"]["role"], "assistant");
     assert_eq!(v["choices"][0]["message"]["content"], want["text"]);
-    let reason = if want["stop_reason"] == "max_tokens" { "length" } else { "stop" };
+    let reason = if want["stop_reason"] == "max_tokens" {
+        "length"
+    } else {
+        "stop"
+    };
     assert_eq!(v["choices"][0]["finish_reason"], reason);
     assert_eq!(v["usage"]["prompt_tokens"], want["prompt_tokens"]);
     let mut s = req.clone();
@@ -278,9 +319,18 @@ fn chat_completions_use_the_template_like_generate_chat() {
 
 #[test]
 fn eight_concurrent_streams_equal_their_solo_runs() {
-    let Some(server) = Server::start(&["--max-batch", "8"]) else { return };
+    let Some(server) = Server::start(&["--max-batch", "8"]) else {
+        return;
+    };
     let prompts = [
-        "ROMEO:", "JULIET:\nO", "First Citizen:\nWe are", "KING", "To be", "Thou art", "MENENIUS:", "A",
+        "ROMEO:",
+        "JULIET:\nO",
+        "First Citizen:\nWe are",
+        "KING",
+        "To be",
+        "Thou art",
+        "MENENIUS:",
+        "A",
     ];
     let body = |i: usize| {
         let mut b = json!({"prompt": prompts[i], "max_tokens": 20 + i, "stream": true});
@@ -352,15 +402,18 @@ fn wait_idle(server: &Server) {
 
 #[test]
 fn a_disconnect_frees_the_slot_and_a_full_server_answers_503() {
-    let Some(server) =
-        Server::start(&["--max-batch", "1", "--max-queue", "0"])
-    else {
+    let Some(server) = Server::start(&["--max-batch", "1", "--max-queue", "0"]) else {
         return;
     };
     // A long stream; read its first chunk, so it is running.
     let long = json!({"prompt": "ROMEO:", "max_tokens": 240, "temperature": 0, "stream": true});
     let mut s = server.connect();
-    send(&mut s, "POST", "/v1/completions", long.to_string().as_bytes());
+    send(
+        &mut s,
+        "POST",
+        "/v1/completions",
+        long.to_string().as_bytes(),
+    );
     let mut first = [0u8; 256];
     let n = s.read(&mut first).unwrap();
     assert!(String::from_utf8_lossy(&first[..n]).starts_with("HTTP/1.1 200"));
@@ -381,7 +434,9 @@ fn a_disconnect_frees_the_slot_and_a_full_server_answers_503() {
 
 #[test]
 fn bad_requests_get_openai_errors_and_the_server_keeps_serving() {
-    let Some(server) = Server::start(&[]) else { return };
+    let Some(server) = Server::start(&[]) else {
+        return;
+    };
     let error = |status: u16, text: &str, want_status: u16, want_type: &str| {
         assert_eq!(status, want_status, "{text}");
         let v = json_of(text);
@@ -410,13 +465,21 @@ fn bad_requests_get_openai_errors_and_the_server_keeps_serving() {
     error(st, &t, 400, "invalid_request_error");
     // A prompt longer than the context (256 tokens).
     let long = "ROMEO: ".repeat(300);
-    let (st, t) = server.request("POST", "/v1/completions", json!({"prompt": long}).to_string().as_bytes());
+    let (st, t) = server.request(
+        "POST",
+        "/v1/completions",
+        json!({"prompt": long}).to_string().as_bytes(),
+    );
     let v = error(st, &t, 400, "invalid_request_error");
     assert_eq!(v["error"]["code"], "context_length_exceeded");
     // Unknown route and model: 404; wrong method: 405; a body over 1 MiB: 413.
     let (st, t) = server.request("GET", "/v1/nothing", b"");
     error(st, &t, 404, "not_found_error");
-    let (st, t) = server.request("POST", "/v1/completions", br#"{"prompt": "A", "model": "gpt-4"}"#);
+    let (st, t) = server.request(
+        "POST",
+        "/v1/completions",
+        br#"{"prompt": "A", "model": "gpt-4"}"#,
+    );
     error(st, &t, 404, "not_found_error");
     let (st, t) = server.request("GET", "/v1/completions", b"");
     error(st, &t, 405, "invalid_request_error");

@@ -1,6 +1,7 @@
 //! Argument parsing and dispatch to the subcommands; maps errors to exit codes.
 
 mod bench;
+mod bench_batch;
 mod chat;
 mod generate;
 mod info;

@@ -80,7 +80,7 @@ impl<'m> Engine<'m> {
                 &model.weights,
                 model.max_batch().min(PREFILL_ROWS).max(rows),
                 model.logit_rows().max(rows),
-                max_batch,
+                Some(max_batch),
             )?;
             model.gpu.check()?;
             Ok(plan)
@@ -239,8 +239,10 @@ impl<'m> Engine<'m> {
         {
             let mut rec = Recorder::new(&mut enc, None);
             self.plan.encode_layers(&mut rec, t as u32, per_row);
-            if rows > 0 {
-                self.plan.encode_head(&mut rec, rows as u32);
+            match rows {
+                0 => {}
+                _ if per_row => self.plan.encode_head_rows(&mut rec, t as u32),
+                _ => self.plan.encode_head(&mut rec, rows as u32),
             }
         }
         let len = (rows * self.model.config.vocab_size * 4) as u64;

@@ -7,8 +7,9 @@ use crate::config::{Activation, Config};
 use crate::error::Result;
 use crate::gpu::Gpu;
 use crate::kernels::{
-    add_positions, argmax, attention, attention_rows, embed, gated, kv_store, layer_norm, matmul, rope, Argmax,
-    Dispatch, FusedNorm, Kernels, MatmulDispatch, MatmulSpec, Recorder, ARGMAX_BYTES, X_WINDOW,
+    add_positions, argmax, attention, attention_rows, embed, gated, kv_store, layer_norm, matmul,
+    rope, Argmax, Dispatch, FusedNorm, Kernels, MatmulDispatch, MatmulSpec, Recorder, ARGMAX_BYTES,
+    X_WINDOW,
 };
 use crate::model::weights::{Linear, Norm, RowChunks, Weights};
 
@@ -257,6 +258,8 @@ pub(crate) struct Forward<'g> {
     max_batch: usize,
     decoder: Vec<Op>,
     head: Vec<Op>,
+    /// The LM head over every row of the batch (a batch of sequences), where wanted.
+    head_rows: Option<Vec<Op>>,
 }
 
 impl<'g> Forward<'g> {
@@ -275,6 +278,7 @@ impl<'g> Forward<'g> {
             max_batch,
             decoder: Vec::new(),
             head: Vec::new(),
+            head_rows: None,
         }
     }
 
@@ -482,6 +486,18 @@ impl<'g> Forward<'g> {
                 x.fused(),
             );
             self.head.push(Op::Linear(d));
+            // Every row of the batch, with the batch kernels (uniform-window blocks where the
+            // family has them): a batched decode step's logits.
+            if let Some(rows) = &mut self.head_rows {
+                let spec = MatmulSpec {
+                    lm_rows: false,
+                    max_rows: self.max_batch,
+                    ..spec
+                };
+                let (g, k, s) = (self.gpu, self.k, self.step);
+                let d = matmul(g, k, s, spec, x.rows(), m, zeros, logits, x.fused());
+                rows.push(Op::Linear(d));
+            }
         }
     }
 }
@@ -495,11 +511,14 @@ pub(crate) struct Plan {
     decoder: Vec<Op>,
     /// The LM head, over the rows being read back.
     head: Vec<Op>,
+    /// The LM head over all the batch's rows (engine plans only).
+    head_rows: Vec<Op>,
     argmax: Option<Argmax>, // where the kernels take the argmax on the GPU
 }
 
 impl Plan {
-    /// `slots`: sequences the KV cache holds (1 for a session).
+    /// `slots`: for an engine, the sequences its KV cache holds (a plan that also runs batches
+    /// of sequences); `None` for a session (one sequence).
     pub fn new(
         gpu: &Gpu,
         k: &Kernels,
@@ -507,12 +526,20 @@ impl Plan {
         w: &Weights,
         max_batch: usize,
         logit_rows: usize,
-        slots: usize,
+        slots: Option<usize>,
     ) -> Result<Self> {
-        let act = Activations::new(gpu, cfg, max_batch, logit_rows, slots)?;
+        let act = Activations::new(gpu, cfg, max_batch, logit_rows, slots.unwrap_or(1))?;
         let mut f = Forward::new(gpu, k, cfg, &act.step, max_batch);
+        if slots.is_some() {
+            f.head_rows = Some(Vec::new());
+        }
         crate::model::arch(cfg).forward(&mut f, cfg, &act, w);
-        let Forward { decoder, head, .. } = f;
+        let Forward {
+            decoder,
+            head,
+            head_rows,
+            ..
+        } = f;
         let v = cfg.vocab_size;
         let argmax = argmax(gpu, k, &act.step, v, &act.logits, &act.best, &act.tokens);
         Ok(Plan {
@@ -521,6 +548,7 @@ impl Plan {
             logit_rows,
             decoder,
             head,
+            head_rows: head_rows.unwrap_or_default(),
             argmax,
         })
     }
@@ -539,6 +567,14 @@ impl Plan {
     pub fn encode_head(&self, pass: &mut Recorder<'_>, n_rows: u32) {
         for op in &self.head {
             op.encode(pass, 0, n_rows, false);
+        }
+    }
+
+    /// Encodes the LM head over all `t` rows of the batch (logits (t, V)), with the batch
+    /// kernels: a batched decode step's. Engine plans only.
+    pub fn encode_head_rows(&self, pass: &mut Recorder<'_>, t: u32) {
+        for op in &self.head_rows {
+            op.encode(pass, t, 0, true);
         }
     }
 

@@ -74,7 +74,12 @@ pub struct Request {
 
 type Fields = Map<String, Value>;
 
-fn number(f: &Fields, key: &'static str, ok: impl Fn(f64) -> bool, rule: &str) -> Result<Option<f64>, ApiError> {
+fn number(
+    f: &Fields,
+    key: &'static str,
+    ok: impl Fn(f64) -> bool,
+    rule: &str,
+) -> Result<Option<f64>, ApiError> {
     match f.get(key) {
         None | Some(Value::Null) => Ok(None),
         Some(Value::Number(n)) if n.as_f64().is_some_and(&ok) => Ok(n.as_f64()),
@@ -133,10 +138,12 @@ fn content(v: &Value) -> Option<String> {
         Value::String(s) => Some(s.clone()),
         Value::Array(parts) => parts
             .iter()
-            .map(|p| match (p.get("type")?.as_str()?, p.get("text")?.as_str()) {
-                ("text", Some(t)) => Some(t.to_string()),
-                _ => None,
-            })
+            .map(
+                |p| match (p.get("type")?.as_str()?, p.get("text")?.as_str()) {
+                    ("text", Some(t)) => Some(t.to_string()),
+                    _ => None,
+                },
+            )
             .collect(),
         Value::Null => Some(String::new()),
         _ => None,
@@ -146,10 +153,14 @@ fn content(v: &Value) -> Option<String> {
 fn messages(f: &Fields) -> Result<Vec<Message>, ApiError> {
     let bad = |m: String| ApiError::bad_request(m, Some("messages"));
     let Some(Value::Array(list)) = f.get("messages") else {
-        return Err(bad("`messages` must be a non-empty array of messages".into()));
+        return Err(bad(
+            "`messages` must be a non-empty array of messages".into()
+        ));
     };
     if list.is_empty() {
-        return Err(bad("`messages` must be a non-empty array of messages".into()));
+        return Err(bad(
+            "`messages` must be a non-empty array of messages".into()
+        ));
     }
     list.iter()
         .enumerate()
@@ -169,11 +180,13 @@ fn messages(f: &Fields) -> Result<Vec<Message>, ApiError> {
 /// Checks the body of a completion (`chat` false) or chat completion request; `model` is the
 /// id this server serves (another `model` is a 404).
 pub fn parse(body: &[u8], chat: bool, model: &str) -> Result<Request, ApiError> {
-    let v: Value = serde_json::from_slice(body).map_err(|e| {
-        ApiError::bad_request(format!("the body is not valid JSON: {e}"), None)
-    })?;
+    let v: Value = serde_json::from_slice(body)
+        .map_err(|e| ApiError::bad_request(format!("the body is not valid JSON: {e}"), None))?;
     let Value::Object(f) = v else {
-        return Err(ApiError::bad_request("the body must be a JSON object", None));
+        return Err(ApiError::bad_request(
+            "the body must be a JSON object",
+            None,
+        ));
     };
     match f.get("model") {
         None | Some(Value::Null) => {}
@@ -188,7 +201,12 @@ pub fn parse(body: &[u8], chat: bool, model: &str) -> Result<Request, ApiError> 
                 )
             })
         }
-        Some(_) => return Err(ApiError::bad_request("`model` must be a string", Some("model"))),
+        Some(_) => {
+            return Err(ApiError::bad_request(
+                "`model` must be a string",
+                Some("model"),
+            ))
+        }
     }
     let input = if chat {
         Input::Chat(messages(&f)?)
@@ -207,14 +225,22 @@ pub fn parse(body: &[u8], chat: bool, model: &str) -> Result<Request, ApiError> 
         }
     };
     if integer(&f, "n", 1)?.is_some_and(|n| n != 1) {
-        return Err(ApiError::bad_request("only `n` = 1 is supported", Some("n")));
+        return Err(ApiError::bad_request(
+            "only `n` = 1 is supported",
+            Some("n"),
+        ));
     }
     let mut sampler = SamplerConfig::default();
     // OpenAI's defaults: temperature 1, top_p 1, no top-k.
     sampler.temperature = 1.0;
     sampler.top_p = 1.0;
     sampler.top_k = 0;
-    let temp = number(&f, "temperature", |t| (0.0..=2.0).contains(&t), "a number from 0 to 2")?;
+    let temp = number(
+        &f,
+        "temperature",
+        |t| (0.0..=2.0).contains(&t),
+        "a number from 0 to 2",
+    )?;
     if let Some(t) = temp {
         sampler.temperature = t as f32;
     }
@@ -224,7 +250,12 @@ pub fn parse(body: &[u8], chat: bool, model: &str) -> Result<Request, ApiError> 
     if let Some(k) = integer(&f, "top_k", 0)? {
         sampler.top_k = k as usize;
     }
-    let rp = number(&f, "repetition_penalty", |r| r > 0.0 && r.is_finite(), "a number > 0")?;
+    let rp = number(
+        &f,
+        "repetition_penalty",
+        |r| r > 0.0 && r.is_finite(),
+        "a number > 0",
+    )?;
     if let Some(r) = rp {
         sampler.repeat_penalty = r as f32;
     }
@@ -233,7 +264,12 @@ pub fn parse(body: &[u8], chat: bool, model: &str) -> Result<Request, ApiError> 
         Some(Value::Number(n)) if n.as_i64().is_some() || n.as_u64().is_some() => {
             sampler.seed = n.as_u64().unwrap_or_else(|| n.as_i64().unwrap_or(0) as u64);
         }
-        Some(_) => return Err(ApiError::bad_request("`seed` must be an integer", Some("seed"))),
+        Some(_) => {
+            return Err(ApiError::bad_request(
+                "`seed` must be an integer",
+                Some("seed"),
+            ))
+        }
     }
     let max_tokens = match integer(&f, "max_completion_tokens", 1)? {
         Some(n) => Some(n),

@@ -244,7 +244,13 @@ async fn handle(st: Arc<AppState>, body: Result<Bytes, BytesRejection>, chat: bo
     let sent = st
         .jobs
         .lock()
-        .map(|j| j.send(Job { request: req, reply: tx }).is_ok())
+        .map(|j| {
+            j.send(Job {
+                request: req,
+                reply: tx,
+            })
+            .is_ok()
+        })
         .unwrap_or(false);
     if !sent {
         st.shared.in_flight.fetch_sub(1, Ordering::SeqCst);
@@ -260,7 +266,11 @@ async fn handle(st: Arc<AppState>, body: Result<Bytes, BytesRejection>, chat: bo
         _ => return error(internal("the model worker stopped")),
     };
     let head = Head {
-        id: format!("{}-{:x}", if chat { "chatcmpl" } else { "cmpl" }, request_id()),
+        id: format!(
+            "{}-{:x}",
+            if chat { "chatcmpl" } else { "cmpl" },
+            request_id()
+        ),
         created: now(),
         model: st.model_id.clone(),
         chat,
@@ -328,7 +338,11 @@ fn sse(
                 reason,
                 completion_tokens,
             }) => {
-                let mut e = vec![data(head.chunk(None, Some(api::finish_reason(reason)), false))];
+                let mut e = vec![data(head.chunk(
+                    None,
+                    Some(api::finish_reason(reason)),
+                    false,
+                ))];
                 if include_usage {
                     let u = api::usage(prompt_tokens, completion_tokens);
                     e.push(data(head.usage_chunk(u)));

@@ -120,7 +120,11 @@ pub fn run(model: &Model, max_batch: usize, jobs: Receiver<Job>, shared: Arc<Sha
                 log::error!("a decode step failed: {e}");
                 for (id, r) in running.drain() {
                     engine.cancel(id);
-                    let err = ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "gpu_error", e.to_string());
+                    let err = ApiError::new(
+                        StatusCode::INTERNAL_SERVER_ERROR,
+                        "gpu_error",
+                        e.to_string(),
+                    );
                     let _ = r.reply.send(Event::Failed(err));
                     done(&shared);
                 }
@@ -152,7 +156,11 @@ pub fn run(model: &Model, max_batch: usize, jobs: Receiver<Job>, shared: Arc<Sha
 }
 
 /// The prompt's tokens (a chat rendered with the model's template) into a slot.
-fn admit(engine: &mut Engine, model: &Model, req: &Request) -> Result<(SequenceId, usize), ApiError> {
+fn admit(
+    engine: &mut Engine,
+    model: &Model,
+    req: &Request,
+) -> Result<(SequenceId, usize), ApiError> {
     let bad = |e: wgpt::Error| ApiError::bad_request(e.to_string(), None);
     let text = match &req.input {
         Input::Text(t) => t.clone(),
@@ -179,7 +187,11 @@ fn admit(engine: &mut Engine, model: &Model, req: &Request) -> Result<(SequenceI
                     "the prompt has {} tokens but the model's context holds {n_ctx}; shorten it",
                     ids.len()
                 ),
-                Some(if matches!(req.input, Input::Chat(_)) { "messages" } else { "prompt" }),
+                Some(if matches!(req.input, Input::Chat(_)) {
+                    "messages"
+                } else {
+                    "prompt"
+                }),
             )
         });
     }
