@@ -96,6 +96,9 @@ pub fn run(model: &Model, max_batch: usize, jobs: Receiver<Job>, shared: Arc<Sha
             };
             match admit(&mut engine, model, &job.request) {
                 Ok((id, prompt_tokens)) => {
+                    // Counted before the client hears of it (it may ask /health next).
+                    shared.active.store(engine.active(), Ordering::SeqCst);
+                    shared.queued.store(waiting.len(), Ordering::SeqCst);
                     let _ = job.reply.send(Event::Started { prompt_tokens });
                     let r = Running {
                         reply: job.reply,
