@@ -72,6 +72,14 @@ impl<'m> Engine<'m> {
         }
         // At least two rows: the cooperative family runs a lone sequence as two equal rows.
         let rows = max_batch.max(2);
+        let layer_cache = max_batch as u64 * crate::model::forward::kv_cache_bytes(&model.config)
+            / model.config.n_layer.max(1) as u64;
+        let limit = model.gpu.limits().max_storage_buffer_binding_size;
+        if layer_cache > limit {
+            return Err(Error::DeviceLimits(format!(
+                "the KV cache of {max_batch} sequences needs {layer_cache} bytes per layer; the adapter binds at most {limit}: run fewer at once"
+            )));
+        }
         let plan = model.gpu.scoped(|| {
             let plan = Plan::new(
                 &model.gpu,
