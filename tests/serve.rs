@@ -424,9 +424,11 @@ fn a_disconnect_frees_the_slot_and_a_full_server_answers_503() {
     let (status, v) = server.post("/v1/completions", &short);
     assert_eq!(status, 503, "{v}");
     assert_eq!(v["error"]["type"], "server_error");
-    // The client goes away mid-stream: its sequence is cancelled and the slot freed.
+    // The client goes away mid-stream: its sequence is cancelled (not run to its end) and the
+    // slot freed.
     drop(s);
     wait_idle(&server);
+    assert_eq!(server.get("/health").1["cancelled"], 1);
     let (status, v) = server.post("/v1/completions", &short);
     assert_eq!(status, 200, "{v}");
     assert_eq!(v["usage"]["completion_tokens"], 2);

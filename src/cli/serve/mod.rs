@@ -194,6 +194,7 @@ async fn health(State(st): State<Arc<AppState>>) -> Response {
         "slots": st.max_batch,
         "active": s.active.load(Ordering::SeqCst),
         "queued": s.queued.load(Ordering::SeqCst),
+        "cancelled": s.cancelled.load(Ordering::SeqCst),
     }))
     .into_response()
 }

@@ -35,12 +35,14 @@ pub struct Job {
     pub reply: UnboundedSender<Event>,
 }
 
-/// Counters the HTTP side reads: jobs not finished (running or queued), running, queued.
+/// Counters the HTTP side reads: jobs not finished (running or queued), running, queued,
+/// and sequences cancelled because their client went away.
 #[derive(Default)]
 pub struct Shared {
     pub in_flight: AtomicUsize,
     pub active: AtomicUsize,
     pub queued: AtomicUsize,
+    pub cancelled: AtomicUsize,
 }
 
 struct Running {
@@ -77,6 +79,7 @@ pub fn run(model: &Model, max_batch: usize, jobs: Receiver<Job>, shared: Arc<Sha
             if r.reply.is_closed() {
                 engine.cancel(*id);
                 log::info!("{id}: client disconnected; cancelled");
+                shared.cancelled.fetch_add(1, Ordering::SeqCst);
                 done(&shared);
                 false
             } else {
@@ -151,6 +154,7 @@ pub fn run(model: &Model, max_batch: usize, jobs: Receiver<Job>, shared: Arc<Sha
                 engine.cancel(out.id);
                 running.remove(&out.id);
                 log::info!("{}: client disconnected; cancelled", out.id);
+                shared.cancelled.fetch_add(1, Ordering::SeqCst);
                 done(&shared);
             }
         }
