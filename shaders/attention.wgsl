@@ -1,5 +1,6 @@
 // Causal multi-head attention over the KV cache: out = softmax(q·Kᵀ·scale) · V per head,
-// with keys 0..=pos+t for the query at batch row t. Query head h reads key/value head
+// with keys 0..=pos+t of cache slot `step.slot` for the query at batch row t: the batch is
+// one sequence's tokens (a batch of sequences uses attention_rows.wgsl). Query head h reads key/value head
 // h / group (grouped-query attention; group = 1 is plain multi-head attention). One invocation per (query, head), an
 // online (single-pass) softmax, no workgroup memory. head_dim must be a multiple of 4, ≤ 256.
 // The 8 invocations of a workgroup are 8 consecutive queries of one head: they read the same
@@ -19,7 +20,7 @@ struct Params {
 }
 @group(0) @binding(1) var<uniform> p: Params;
 @group(0) @binding(2) var<storage, read> QKV: array<vec4<f32>>;     // (T, q_c + 2·kv_c): q | k | v
-@group(0) @binding(3) var<storage, read> X: array<vec4<f32>>;       // (2, n_positions, kv_c): keys, values
+@group(0) @binding(3) var<storage, read> X: array<vec4<f32>>;       // (slots, 2, n_positions, kv_c): keys, values
 @group(0) @binding(4) var<storage, read_write> O: array<vec4<f32>>; // (T, q_c)
 
 // No early return: every invocation takes part in the shared loads; rows past the batch
@@ -33,7 +34,8 @@ fn main(ids: Ids) {
     let q4 = p.q_c / 4u;
     let kv4 = p.kv_c / 4u;
     let qbase = t * (q4 + 2u * kv4) + h * p.hd4;
-    let kvh = (h / p.group) * p.hd4; // group ≥ 1, checked on the host
+    // group ≥ 1, checked on the host; the slot's keys and values start at its base
+    let kvh = step.slot * 2u * p.v_offset + (h / p.group) * p.hd4;
     var q: array<vec4<f32>, MAX_HD4>;
     var acc: array<vec4<f32>, MAX_HD4>;
     for (var d = 0u; d < p.hd4; d++) {

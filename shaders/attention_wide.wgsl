@@ -1,6 +1,7 @@
 // Causal multi-head attention over the KV cache: the cooperative variant of attention.wgsl for
 // hardware GPUs. One workgroup of 64 per (head, query): workgroup_id.x is the head, .y the
-// batch row t, whose keys are 0..=pos+t. Keys go in chunks of up to 1024: each invocation
+// batch row t, whose keys are 0..=row_pos(t) of its cache slot
+// (row_slot(t)). Keys go in chunks of up to 1024: each invocation
 // scores every 64th key of the chunk into workgroup memory, the workgroup takes the chunk's
 // maximum and sum (online softmax across chunks), then invocation (g, d) accumulates
 // dimension quad d of the values of keys g, g + G, …, and the G partial outputs are summed at
@@ -27,7 +28,7 @@ struct Params {
 }
 @group(0) @binding(1) var<uniform> p: Params;
 @group(0) @binding(2) var<storage, read> QKV: array<vec4<f32>>;     // (T, q_c + 2·kv_c): q | k | v
-@group(0) @binding(3) var<storage, read_write> KV: array<vec4<f32>>; // (2, n_positions, kv_c): keys, values
+@group(0) @binding(3) var<storage, read_write> KV: array<vec4<f32>>; // (slots, 2, n_positions, kv_c): keys, values
 @group(0) @binding(4) var<storage, read_write> O: array<vec4<f32>>; // (T, q_c)
 
 var<workgroup> q: array<vec4<f32>, 64>;    // (head_dim / 4) this query, scaled
@@ -45,16 +46,17 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) l
     if (li < p.hd4) {
         q[li] = QKV[t * (q4 + 2u * kv4) + head + li] * p.scale;
     }
+    let base = row_slot(t) * 2u * p.v_offset; // this row's cache slot
     if (step.n_tokens == 1u) {
         if (li < p.hd4) {
-            let dst = step.pos * kv4 + kvh + li;
+            let dst = base + row_pos(0u) * kv4 + kvh + li;
             KV[dst] = QKV[q4 + kvh + li];
             KV[p.v_offset + dst] = QKV[q4 + kv4 + kvh + li];
         }
         storageBarrier();
     }
     workgroupBarrier();
-    let n_keys = step.pos + t + 1u;
+    let n_keys = row_pos(t) + 1u;
     let groups = 64u >> p.dq_bits;
     let g = li >> p.dq_bits;
     let d = li & ((1u << p.dq_bits) - 1u);
@@ -65,7 +67,7 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) l
         let len = min(CHUNK, n_keys - c0);
         var mx = -3.0e38;
         for (var j = li; j < len; j += 64u) {
-            let kb = (c0 + j) * kv4 + kvh;
+            let kb = base + (c0 + j) * kv4 + kvh;
             var s = 0.0;
             for (var e = 0u; e < p.hd4; e++) {
                 s += dot(q[e], KV[kb + e]);
@@ -86,7 +88,7 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) l
         acc *= corr;
         if (d < p.hd4) {
             // Four value rows in flight per step, then the remainder one at a time.
-            let vb = p.v_offset + c0 * kv4 + kvh + d;
+            let vb = base + p.v_offset + c0 * kv4 + kvh + d;
             var j = g;
             for (; j + 3u * groups < len; j += 4u * groups) {
                 let j1 = j + groups;

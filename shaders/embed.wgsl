@@ -1,4 +1,4 @@
-// X[t] = wte[token[t]] (+ wpe[pos + t]): token embedding gather, plus the learned position
+// X[t] = wte[token[t]] (+ wpe[pos_t], pos_t = row_pos(t)): token embedding gather, plus the learned position
 // where the model has one (`positions` = 1).
 // wte is stored transposed for the LM head, as a (C, V) weight matrix, possibly split by
 // vocabulary into several textures; each dispatch covers tokens [row_begin, row_end).
@@ -27,7 +27,7 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>) {
     }
     var v = w1(c, tok - p.row_begin);
     if (p.positions == 1u) {
-        v += wpe[(step.pos + t) * p.c + c];
+        v += wpe[row_pos(t) * p.c + c];
     }
     X[t * p.c + c] = v;
 }

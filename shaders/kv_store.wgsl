@@ -1,5 +1,6 @@
-// Appends this batch's keys and values to the layer's cache at positions pos..pos+T. The cache
-// holds only the key/value heads (grouped-query attention: fewer than the query heads).
+// Appends this batch's keys and values to the layer's cache at each row's position and slot
+// (positions pos..pos+T of one slot, or one token per sequence, see row_pos / row_slot). The
+// cache holds only the key/value heads (grouped-query attention: fewer than the query heads).
 // One invocation per 4 features of a key row (kv_c is a multiple of 4). Needs common.wgsl.
 struct Params {
     kv_c: u32,     // features of a key row: n_kv_heads · head_dim
@@ -9,7 +10,7 @@ struct Params {
 }
 @group(0) @binding(1) var<uniform> p: Params;
 @group(0) @binding(2) var<storage, read> QKV: array<vec4<f32>>;           // (T, row): q | k | v
-@group(0) @binding(3) var<storage, read_write> KV: array<vec4<f32>>;      // (2, n_positions, kv_c): keys, values
+@group(0) @binding(3) var<storage, read_write> KV: array<vec4<f32>>;      // (slots, 2, n_positions, kv_c): keys, values
 
 @compute @workgroup_size(64)
 fn main(@builtin(global_invocation_id) gid: vec3<u32>) {
@@ -20,7 +21,7 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>) {
         return;
     }
     let src = t * (p.row / 4u) + p.q_c / 4u;
-    let dst = (step.pos + t) * kv4 + c;
+    let dst = row_slot(t) * 2u * p.v_offset + row_pos(t) * kv4 + c;
     KV[dst] = QKV[src + c];
     KV[p.v_offset + dst] = QKV[src + kv4 + c];
 }

@@ -1,4 +1,4 @@
-// X[t] += wpe[pos + t]: adds learned position embeddings to rows that are already there
+// X[t] += wpe[row_pos(t)] (pos + t for one sequence): adds learned position embeddings to rows that are already there
 // (OPT's layout with project_in, where the token embedding is projected first).
 // Needs common.wgsl.
 struct Params {
@@ -15,5 +15,5 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>) {
     if (t >= step.n_tokens || c >= p.c) {
         return;
     }
-    X[t * p.c + c] += wpe[(step.pos + t) * p.c + c];
+    X[t * p.c + c] += wpe[row_pos(t) * p.c + c];
 }

@@ -1,6 +1,6 @@
 // Rotary position embedding, in place on the batch's queries and keys (GPT-NeoX, Llama: the
 // "half-split" pairing HF applies). In each head the first 2·half dimensions are rotated in
-// pairs (j, j + half) by the angle of position pos + t and frequency j:
+// pairs (j, j + half) by the angle of the row's position (pos + t for one sequence, see row_pos) and frequency j:
 //   x[j]        = x[j]·cos − x[j + half]·sin
 //   x[j + half] = x[j + half]·cos + x[j]·sin
 // The dimensions past 2·half (partial rotary) are left as they are. cos and sin come from a
@@ -35,7 +35,7 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) l
         return;
     }
     let row = t * p.ld;
-    let angles = (step.pos + t) * p.half;
+    let angles = row_pos(t) * p.half;
     for (var j = li; j < p.half; j += 64u) {
         let cs = table[angles + j];
         if (h < p.q_heads) {

@@ -176,15 +176,28 @@ impl<'m> Session<'m> {
 /// Stop strings over the generated text: text that could still be the start of one is held
 /// back until the next token decides.
 #[derive(Debug, Default)]
-struct StopText {
+pub(crate) struct StopText {
     strings: Vec<String>,
     held: String,
 }
 
 impl StopText {
+    /// Stop strings (empty ones are ignored).
+    pub(crate) fn new(strings: Vec<String>) -> Self {
+        StopText {
+            strings: strings.into_iter().filter(|s| !s.is_empty()).collect(),
+            held: String::new(),
+        }
+    }
+
+    /// The text held back, which belongs to the output once generation ended otherwise.
+    pub(crate) fn take_held(&mut self) -> String {
+        std::mem::take(&mut self.held)
+    }
+
     /// Adds a token's text; returns the text that can be shown and whether a stop string
     /// completed (the text before it is returned, the stop string and what follows are not).
-    fn push(&mut self, text: &str) -> (String, bool) {
+    pub(crate) fn push(&mut self, text: &str) -> (String, bool) {
         if self.strings.is_empty() {
             return (text.to_string(), false);
         }

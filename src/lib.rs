@@ -36,6 +36,7 @@
 
 pub mod chat;
 pub mod config;
+pub mod engine;
 pub mod error;
 pub mod generation;
 mod gguf;
@@ -58,6 +59,7 @@ pub use wgpu;
 pub use chat::{ChatTemplate, Conversation, Message};
 pub use config::{Activation, Config};
 pub use config::{Family, RopeScaling};
+pub use engine::{Engine, SequenceId, SequenceParams};
 pub use error::{BoxError, Error, Result};
 pub use generation::{GeneratedToken, Generation, StopReason};
 pub use gguf::inspect_gguf;

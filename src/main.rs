@@ -5,7 +5,10 @@
 mod cli;
 
 fn main() {
-    env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("warn")).init();
+    env_logger::Builder::from_env(
+        env_logger::Env::default().default_filter_or("warn,wgpt::cli::serve=info"),
+    )
+    .init();
     quiet_mesa();
     std::process::exit(cli::run());
 }

@@ -122,6 +122,7 @@ impl<'m> Session<'m> {
             &model.weights,
             model.max_batch(),
             model.logit_rows(),
+            None,
         )?;
         model.gpu.check()?;
         Ok(Session {
@@ -505,7 +506,7 @@ impl<'m> Session<'m> {
         {
             let mut rec = Recorder::new(&mut enc, self.profiler.as_mut());
             if layers {
-                self.plan.encode_layers(&mut rec, t as u32);
+                self.plan.encode_layers(&mut rec, t as u32, false);
             }
             if n_rows > 0 {
                 self.plan.encode_head(&mut rec, n_rows as u32);

@@ -35,6 +35,11 @@ pub struct BenchArgs {
     #[arg(short = 'r', long, default_value_t = 3, allow_negative_numbers = true,
           value_parser = count_at_least::<1>)]
     reps: usize,
+    /// Batch sizes to time aggregate decode (-n steps) over, comma-separated: B sequences
+    /// decoded together by the batched engine, as `serve` runs them (tokens/s of all B).
+    #[arg(long, value_delimiter = ',', allow_negative_numbers = true,
+          value_parser = count_at_least::<1>)]
+    batch: Vec<usize>,
     /// Print one JSON object with a `results` list (and no progress bar).
     #[arg(long)]
     json: bool,
@@ -88,7 +93,8 @@ pub fn run(a: BenchArgs) -> anyhow::Result<()> {
     let mut session = model.session()?;
     let mut rows = Vec::new();
     // Progress over the timed runs (and their warm-ups).
-    let runs = a.prompts.len() * (a.reps + 1) + if a.gen > 0 { a.reps + 1 } else { 0 };
+    let runs =
+        (a.prompts.len() + a.batch.len()) * (a.reps + 1) + if a.gen > 0 { a.reps + 1 } else { 0 };
     let bar = progress_bar(a.json, "benchmarking", "{msg} [{bar:30}] {pos}/{len} runs");
     bar.set_length(runs as u64);
     for &p in &a.prompts {
@@ -157,6 +163,20 @@ pub fn run(a: BenchArgs) -> anyhow::Result<()> {
             mean,
             sd,
         });
+    }
+    if a.gen > 0 && !a.batch.is_empty() {
+        let rate = |b: &[usize]| {
+            super::bench_batch::rows(&model, b, a.gen, a.reps, &tokens, stats, || bar.inc(1))
+        };
+        for (test, mean, sd) in rate(&a.batch)? {
+            let kind = "decode_tokens_per_s";
+            rows.push(Row {
+                test,
+                kind,
+                mean,
+                sd,
+            });
+        }
     }
     bar.finish_and_clear();
     let profile = if a.profile {

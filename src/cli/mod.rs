@@ -1,11 +1,13 @@
 //! Argument parsing and dispatch to the subcommands; maps errors to exit codes.
 
 mod bench;
+mod bench_batch;
 mod chat;
 mod generate;
 mod info;
 mod perplexity;
 mod sampling;
+mod serve;
 
 use std::io::Write;
 use std::path::PathBuf;
@@ -48,6 +50,9 @@ enum Command {
     Info(info::InfoArgs),
     /// Prefill and decode speed (llama-bench style).
     Bench(bench::BenchArgs),
+    /// OpenAI-compatible HTTP server (completions, chat completions, streaming), decoding
+    /// concurrent requests together.
+    Serve(serve::ServeArgs),
     /// Print a shell completion script (bash, zsh, fish, elvish, powershell).
     Completions {
         /// The shell.
@@ -251,6 +256,7 @@ pub fn run() -> i32 {
         Command::Perplexity(a) => perplexity::run(a),
         Command::Info(a) => info::run(a),
         Command::Bench(a) => bench::run(a),
+        Command::Serve(a) => serve::run(a),
         Command::Completions { shell } => completions(shell),
     };
     match result {

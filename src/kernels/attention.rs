@@ -45,8 +45,9 @@ impl Heads {
 }
 
 /// `out = softmax(q·Kᵀ·scale + causal mask)·V` per query head over its key/value head; qkv:
-/// (T, q_c + 2·kv_c), kv: the layer's (2, n_positions, kv_c) cache of keys then values, out:
-/// (T, q_c).
+/// (T, q_c + 2·kv_c), kv: the layer's (slots, 2, n_positions, kv_c) cache of keys then values,
+/// out: (T, q_c). The batch is one sequence's tokens; the cooperative kernel also serves a
+/// batch of sequences (`step.per_row`), the barrier-free family needs [`attention_rows`].
 #[allow(clippy::too_many_arguments)]
 pub(crate) fn attention(
     gpu: &Gpu,
@@ -59,17 +60,7 @@ pub(crate) fn attention(
     kv: &wgpu::Buffer,
     out: &wgpu::Buffer,
 ) -> Dispatch {
-    let hd4 = (heads.head_dim / 4) as u32;
-    let params = Params {
-        q_c: heads.q_c() as u32,
-        n_head: heads.n_head as u32,
-        hd4,
-        scale,
-        v_offset: (n_positions * heads.kv_c() / 4) as u32,
-        dq_bits: hd4.next_power_of_two().trailing_zeros(),
-        kv_c: heads.kv_c() as u32,
-        group: (heads.n_head / heads.n_kv_head.max(1)).max(1) as u32,
-    };
+    let params = params(heads, scale, n_positions);
     let n_head = heads.n_head as u32;
     Dispatch::new(
         gpu,
@@ -83,4 +74,48 @@ pub(crate) fn attention(
             KernelFamily::BarrierFree => Grid::QueryOctets { y: n_head },
         },
     )
+}
+
+/// Like [`attention`] for a batch of sequences (`step.per_row`: row t at its own position and
+/// cache slot) where the family needs a kernel of its own for that: `attention_rows.wgsl` in
+/// the barrier-free family, `None` in the cooperative one.
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn attention_rows(
+    gpu: &Gpu,
+    k: &Kernels,
+    step: &wgpu::Buffer,
+    heads: Heads,
+    scale: f32,
+    n_positions: usize,
+    qkv: &wgpu::Buffer,
+    kv: &wgpu::Buffer,
+    out: &wgpu::Buffer,
+) -> Option<Dispatch> {
+    let pipeline = k.attention_rows.as_ref()?;
+    let params = params(heads, scale, n_positions);
+    Some(Dispatch::new(
+        gpu,
+        "attention",
+        pipeline,
+        step,
+        &params,
+        &[qkv, kv, out],
+        Grid::PerToken {
+            x: (heads.n_head as u32).div_ceil(8),
+        },
+    ))
+}
+
+fn params(heads: Heads, scale: f32, n_positions: usize) -> Params {
+    let hd4 = (heads.head_dim / 4) as u32;
+    Params {
+        q_c: heads.q_c() as u32,
+        n_head: heads.n_head as u32,
+        hd4,
+        scale,
+        v_offset: (n_positions * heads.kv_c() / 4) as u32,
+        dq_bits: hd4.next_power_of_two().trailing_zeros(),
+        kv_c: heads.kv_c() as u32,
+        group: (heads.n_head / heads.n_kv_head.max(1)).max(1) as u32,
+    }
 }

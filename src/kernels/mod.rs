@@ -31,7 +31,7 @@ mod tests;
 mod weight_matrix;
 
 pub(crate) use argmax::{argmax, winner, Argmax, ARGMAX_BYTES};
-pub(crate) use attention::{attention, Heads};
+pub(crate) use attention::{attention, attention_rows, Heads};
 pub(crate) use embed::embed;
 pub(crate) use gated::gated;
 pub(crate) use kv_store::kv_store;
@@ -170,6 +170,7 @@ const LAYER_NORM: &str = include_str!("../../shaders/layer_norm.wgsl");
 const EMBED: &str = include_str!("../../shaders/embed.wgsl");
 const KV_STORE: &str = include_str!("../../shaders/kv_store.wgsl");
 const ATTENTION: &str = include_str!("../../shaders/attention.wgsl");
+const ATTENTION_ROWS: &str = include_str!("../../shaders/attention_rows.wgsl");
 const WORKGROUP_REDUCE: &str = include_str!("../../shaders/workgroup_reduce.wgsl");
 const MATMUL_WIDE: &str = include_str!("../../shaders/matmul_wide.wgsl");
 const MATVEC_WIDE: &str = include_str!("../../shaders/matvec_wide.wgsl");
@@ -254,8 +255,8 @@ impl ShaderOptions {
 
 /// Every composed shader program of the options' family as (name, WGSL source), e.g. for
 /// translation tests. Both families use the same names for the same operations (`embed` and
-/// `kv_store` serve both; `matmul_block` exists only in the barrier-free family, `argmax` and
-/// `argmax_pick` only in the cooperative one). A program that reads a weight matrix exists once
+/// `kv_store` serve both; `matmul_block` and `attention_rows` exist only in the barrier-free
+/// family, `argmax` and `argmax_pick` only in the cooperative one). A program that reads a weight matrix exists once
 /// per storage format, named `{op}_{format}`.
 #[cfg(test)]
 pub(crate) fn shader_sources(opts: ShaderOptions) -> Vec<(String, String)> {
@@ -339,6 +340,7 @@ fn programs(opts: ShaderOptions) -> Vec<(&'static str, bool, Vec<&'static str>)>
             ("layer_norm", false, vec![LAYER_NORM]),
             ("kv_store", false, vec![KV_STORE]),
             ("attention", false, vec![lanes, ATTENTION]),
+            ("attention_rows", false, vec![ATTENTION_ROWS]),
             ("rope", false, vec![ROPE]),
             ("positions", false, vec![POSITIONS]),
             ("gated", false, vec![ACTIVATIONS, GATED]),
@@ -417,6 +419,9 @@ pub(crate) struct Kernels {
     pub layer_norm: wgpu::ComputePipeline,
     pub kv_store: wgpu::ComputePipeline,
     pub attention: wgpu::ComputePipeline,
+    /// The barrier-free family's attention for a batch of sequences (`None` when cooperative:
+    /// `attention_wide` serves both).
+    pub attention_rows: Option<wgpu::ComputePipeline>,
     pub rope: wgpu::ComputePipeline,
     pub positions: wgpu::ComputePipeline,
     pub gated: wgpu::ComputePipeline,
@@ -450,6 +455,7 @@ impl Kernels {
             layer_norm: make("layer_norm"),
             kv_store: make("kv_store"),
             attention: make("attention"),
+            attention_rows: (!cooperative).then(|| make("attention_rows")),
             rope: make("rope"),
             positions: make("positions"),
             gated: make("gated"),

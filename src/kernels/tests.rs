@@ -49,15 +49,7 @@ impl Harness {
 
     fn on(gpu: Gpu, opts: ShaderOptions) -> Self {
         let k = Kernels::with_options(&gpu, opts);
-        let step = gpu.uniform(
-            "step",
-            &Step {
-                n_tokens: 0,
-                pos: 0,
-                row0: 0,
-                n_rows: 0,
-            },
-        );
+        let step = crate::model::forward::step_uniform(&gpu);
         Harness { gpu, k, step, opts }
     }
 
@@ -794,4 +786,89 @@ fn add_positions_adds_rows_from_pos() {
     let got = h.run(&[&d], step, &xb, t * c);
     let want: Vec<f32> = (0..t * c).map(|i| x[i] + wpe[pos * c + i]).collect();
     assert_close(&got, &want, "add_positions");
+}
+
+#[test]
+fn batch_of_sequences_stores_and_attends_per_row() {
+    for h in Harness::variants() {
+        batch_of_sequences_stores_and_attends_per_row_on(&h);
+    }
+}
+
+/// A batched decode step: each row is one token of its own sequence, at its own position and
+/// KV-cache slot (`RowMap`); kv_store writes there and attention reads that slot only.
+fn batch_of_sequences_stores_and_attends_per_row_on(h: &Harness) {
+    use crate::model::forward::RowMap;
+    let mut rng = Rng::new(21);
+    let (slots, n_pos) = (3, 20);
+    // (n_head, n_kv_head, head_dim), rows as (position, slot).
+    for (n_head, n_kv, hd) in [(6, 2, 16), (12, 12, 64), (3, 3, 36)] {
+        let heads = Heads {
+            n_head,
+            n_kv_head: n_kv,
+            head_dim: hd,
+        };
+        let rows = [(5usize, 0usize), (0, 2), (19, 1)];
+        let (c, ckv, row) = (heads.q_c(), heads.kv_c(), heads.qkv_c());
+        let t = rows.len();
+        let qkv = random(&mut rng, t * row, 2.0);
+        let mut kv = random(&mut rng, slots * 2 * n_pos * ckv, 2.0);
+        let (qb, kvb, ob) = (h.buf(&qkv), h.buf(&kv), h.buf(&vec![0f32; t * c]));
+        let scale = 1.0 / (hd as f32).sqrt();
+        let store = kv_store(&h.gpu, &h.k, &h.step, heads, n_pos, &qb, &kvb, false);
+        let (s, k) = (&h.step, &h.k);
+        let att = match attention_rows(&h.gpu, k, s, heads, scale, n_pos, &qb, &kvb, &ob) {
+            Some(d) => d,
+            None => attention(&h.gpu, k, s, heads, scale, n_pos, &qb, &kvb, &ob),
+        };
+        let mut map: RowMap = bytemuck::Zeroable::zeroed();
+        map.per_row = 1;
+        for (i, &(p, s)) in rows.iter().enumerate() {
+            map.rows[i] = [p as u32, s as u32, 0, 0];
+        }
+        h.gpu
+            .queue
+            .write_buffer(&h.step, 16, bytemuck::bytes_of(&map));
+        let step = Step {
+            n_tokens: t as u32,
+            pos: 0,
+            row0: 0,
+            n_rows: 0,
+        };
+        let got = h.run(&[&store, &att], step, &ob, t * c);
+        let mut want = Vec::new();
+        for (i, &(p, s)) in rows.iter().enumerate() {
+            let r = &qkv[i * row..(i + 1) * row];
+            let keys = s * 2 * n_pos * ckv;
+            let values = keys + n_pos * ckv;
+            kv[keys + p * ckv..keys + (p + 1) * ckv].copy_from_slice(&r[c..c + ckv]);
+            kv[values + p * ckv..values + (p + 1) * ckv].copy_from_slice(&r[c + ckv..]);
+            let (kc, vc) = (
+                &kv[keys..keys + (p + 1) * ckv],
+                &kv[values..values + (p + 1) * ckv],
+            );
+            let q = &r[..c];
+            want.extend(reference::attention(
+                q, kc, vc, 1, p, n_head, n_kv, hd, scale,
+            ));
+        }
+        let what = format!(
+            "per-row attention heads={n_head}/{n_kv} hd={hd} {:?}",
+            h.opts
+        );
+        assert_close(&got, &want, &what);
+        // The cache holds each row's key and value in its slot, the rest untouched.
+        let none = Step {
+            n_tokens: 0,
+            pos: 0,
+            row0: 0,
+            n_rows: 0,
+        };
+        let cache = h.run(&[], none, &kvb, kv.len());
+        assert_close(&cache, &kv, &format!("{what}: cache"));
+        map.per_row = 0;
+        h.gpu
+            .queue
+            .write_buffer(&h.step, 16, bytemuck::bytes_of(&map));
+    }
 }

@@ -7,8 +7,9 @@ use crate::config::{Activation, Config};
 use crate::error::Result;
 use crate::gpu::Gpu;
 use crate::kernels::{
-    add_positions, argmax, attention, embed, gated, kv_store, layer_norm, matmul, rope, Argmax,
-    Dispatch, FusedNorm, Kernels, MatmulDispatch, MatmulSpec, Recorder, ARGMAX_BYTES, X_WINDOW,
+    add_positions, argmax, attention, attention_rows, embed, gated, kv_store, layer_norm, matmul,
+    rope, Argmax, Dispatch, FusedNorm, Kernels, MatmulDispatch, MatmulSpec, Recorder, ARGMAX_BYTES,
+    X_WINDOW,
 };
 use crate::model::weights::{Linear, Norm, RowChunks, Weights};
 
@@ -22,7 +23,37 @@ pub(crate) struct Step {
     pub n_rows: u32,
 }
 
-/// GPU buffers of one session. B = max batch, C = hidden size, F = feed-forward size,
+/// Rows of a batch of sequences (`per_row` steps): `MAX_ROWS` in `shaders/common.wgsl`.
+pub(crate) const MAX_ROWS: usize = 64;
+
+/// What follows [`Step`] in the step uniform: how the batch's rows map to positions and KV
+/// cache slots (`Step` in `shaders/common.wgsl`, after `n_rows`).
+#[repr(C)]
+#[derive(Clone, Copy, bytemuck::Pod, bytemuck::Zeroable)]
+pub(crate) struct RowMap {
+    /// 0: the batch is one sequence's tokens at `pos..pos + T` of cache slot `slot`; 1: row t
+    /// is one token at position `rows[t][0]` of slot `rows[t][1]`.
+    pub per_row: u32,
+    pub slot: u32,
+    pub _pad: [u32; 2],
+    pub rows: [[u32; 4]; MAX_ROWS],
+}
+
+/// The step uniform: [`Step`], then the [`RowMap`]; zeroed (one sequence in slot 0).
+pub(crate) fn step_uniform(gpu: &Gpu) -> wgpu::Buffer {
+    let bytes = std::mem::size_of::<Step>() + std::mem::size_of::<RowMap>();
+    let zeros = vec![0u8; bytes];
+    let buf = gpu.device.create_buffer(&wgpu::BufferDescriptor {
+        label: Some("step"),
+        size: bytes as u64,
+        usage: wgpu::BufferUsages::UNIFORM | wgpu::BufferUsages::COPY_DST,
+        mapped_at_creation: false,
+    });
+    gpu.queue.write_buffer(&buf, 0, &zeros);
+    buf
+}
+
+/// GPU buffers of one session (or engine). S = KV-cache slots (sequences), B = max batch, C = hidden size, F = feed-forward size,
 /// E = embedding width, R = logits rows per read-back; Q = n_head · head_dim and
 /// K = n_kv_head · head_dim (Q = K = C without grouped-query attention).
 pub(crate) struct Activations {
@@ -36,7 +67,7 @@ pub(crate) struct Activations {
     pub fc: wgpu::Buffer,            // (B, F) MLP hidden
     pub gate_up: wgpu::Buffer,       // (B, 2F) a gated MLP's [gate | up] (gated families only)
     pub emb: wgpu::Buffer,           // (B, E) rows of embedding width (project_in / _out)
-    pub kv_cache: Vec<wgpu::Buffer>, // n_layer × (2, n_positions, K): keys, then values
+    pub kv_cache: Vec<wgpu::Buffer>, // n_layer × (S, 2, n_positions, K): per slot keys, then values
     pub logits: wgpu::Buffer,        // (R, V)
     pub best: wgpu::Buffer,          // (L + 1, 2) u32 argmax candidates, then the winner
     pub staging: wgpu::Buffer,       // (R, V) mappable copy of logits
@@ -103,7 +134,7 @@ fn winner(gpu: &Gpu) -> Result<wgpu::Buffer> {
 }
 
 impl Activations {
-    fn new(gpu: &Gpu, cfg: &Config, b: usize, logit_rows: usize) -> Result<Self> {
+    fn new(gpu: &Gpu, cfg: &Config, b: usize, logit_rows: usize, slots: usize) -> Result<Self> {
         let (c, f, v, e) = (
             cfg.n_embd,
             cfg.n_inner,
@@ -114,17 +145,11 @@ impl Activations {
         let f32s = 4;
         let mut kv_cache = Vec::with_capacity(cfg.n_layer);
         for l in 0..cfg.n_layer {
-            let bytes = 2 * cfg.n_positions * h.kv_c() * f32s;
+            let bytes = slots * 2 * cfg.n_positions * h.kv_c() * f32s;
             kv_cache.push(storage(gpu, &format!("kv_cache.{l}"), bytes)?);
         }
-        let step = Step {
-            n_tokens: 0,
-            pos: 0,
-            row0: 0,
-            n_rows: 0,
-        };
         Ok(Activations {
-            step: gpu.uniform("step", &step),
+            step: step_uniform(gpu),
             tokens: storage(gpu, "tokens", b * 4)?,
             x: matmul_input(gpu, "x", b * c * f32s)?,
             ln: matmul_input(gpu, "ln", b * c * f32s)?,
@@ -204,13 +229,20 @@ impl<'b> Input<'b> {
 enum Op {
     Kernel(Dispatch),
     Linear(MatmulDispatch),
+    /// Attention: the kernel for one sequence's tokens, and the one for a batch of sequences
+    /// where the family has a separate one.
+    Attention(Dispatch, Option<Dispatch>),
 }
 
 impl Op {
-    fn encode(&self, rec: &mut Recorder<'_>, n_tokens: u32, n_rows: u32) {
+    /// Records the launch for `n_tokens` rows (`per_row`: of different sequences) and
+    /// `n_rows` LM-head rows.
+    fn encode(&self, rec: &mut Recorder<'_>, n_tokens: u32, n_rows: u32, per_row: bool) {
         match self {
             Op::Kernel(d) => d.encode(rec, n_tokens, n_rows),
             Op::Linear(m) => m.encode(rec, n_tokens, n_rows),
+            Op::Attention(_, Some(rows)) if per_row => rows.encode(rec, n_tokens, n_rows),
+            Op::Attention(one, _) => one.encode(rec, n_tokens, n_rows),
         }
     }
 }
@@ -226,6 +258,8 @@ pub(crate) struct Forward<'g> {
     max_batch: usize,
     decoder: Vec<Op>,
     head: Vec<Op>,
+    /// The LM head over every row of the batch (a batch of sequences), where wanted.
+    head_rows: Option<Vec<Op>>,
 }
 
 impl<'g> Forward<'g> {
@@ -244,6 +278,7 @@ impl<'g> Forward<'g> {
             max_batch,
             decoder: Vec::new(),
             head: Vec::new(),
+            head_rows: None,
         }
     }
 
@@ -403,7 +438,7 @@ impl<'g> Forward<'g> {
     }
 
     /// `out = softmax(q·Kᵀ·scale + causal mask)·V` per query head over its key/value head's
-    /// cache.  (T, Q)
+    /// cache (each row's own slot and position in a batch of sequences).  (T, Q)
     pub fn attention(&mut self, out: &wgpu::Buffer, qkv: &wgpu::Buffer, cache: &wgpu::Buffer) {
         let cfg = self.cfg;
         let scale = if cfg.scale_attn_weights {
@@ -413,7 +448,8 @@ impl<'g> Forward<'g> {
         };
         let (h, p) = (cfg.heads(), cfg.n_positions);
         let d = attention(self.gpu, self.k, self.step, h, scale, p, qkv, cache, out);
-        self.decoder.push(Op::Kernel(d));
+        let rows = attention_rows(self.gpu, self.k, self.step, h, scale, p, qkv, cache, out);
+        self.decoder.push(Op::Attention(d, rows));
     }
 
     /// `logits = x·headᵀ` for the rows being read back (the step's LM-head window), one
@@ -450,6 +486,18 @@ impl<'g> Forward<'g> {
                 x.fused(),
             );
             self.head.push(Op::Linear(d));
+            // Every row of the batch, with the batch kernels (uniform-window blocks where the
+            // family has them): a batched decode step's logits.
+            if let Some(rows) = &mut self.head_rows {
+                let spec = MatmulSpec {
+                    lm_rows: false,
+                    max_rows: self.max_batch,
+                    ..spec
+                };
+                let (g, k, s) = (self.gpu, self.k, self.step);
+                let d = matmul(g, k, s, spec, x.rows(), m, zeros, logits, x.fused());
+                rows.push(Op::Linear(d));
+            }
         }
     }
 }
@@ -463,10 +511,14 @@ pub(crate) struct Plan {
     decoder: Vec<Op>,
     /// The LM head, over the rows being read back.
     head: Vec<Op>,
+    /// The LM head over all the batch's rows (engine plans only).
+    head_rows: Vec<Op>,
     argmax: Option<Argmax>, // where the kernels take the argmax on the GPU
 }
 
 impl Plan {
+    /// `slots`: for an engine, the sequences its KV cache holds (a plan that also runs batches
+    /// of sequences); `None` for a session (one sequence).
     pub fn new(
         gpu: &Gpu,
         k: &Kernels,
@@ -474,11 +526,20 @@ impl Plan {
         w: &Weights,
         max_batch: usize,
         logit_rows: usize,
+        slots: Option<usize>,
     ) -> Result<Self> {
-        let act = Activations::new(gpu, cfg, max_batch, logit_rows)?;
+        let act = Activations::new(gpu, cfg, max_batch, logit_rows, slots.unwrap_or(1))?;
         let mut f = Forward::new(gpu, k, cfg, &act.step, max_batch);
+        if slots.is_some() {
+            f.head_rows = Some(Vec::new());
+        }
         crate::model::arch(cfg).forward(&mut f, cfg, &act, w);
-        let Forward { decoder, head, .. } = f;
+        let Forward {
+            decoder,
+            head,
+            head_rows,
+            ..
+        } = f;
         let v = cfg.vocab_size;
         let argmax = argmax(gpu, k, &act.step, v, &act.logits, &act.best, &act.tokens);
         Ok(Plan {
@@ -487,23 +548,33 @@ impl Plan {
             logit_rows,
             decoder,
             head,
+            head_rows: head_rows.unwrap_or_default(),
             argmax,
         })
     }
 
-    /// Encodes the decoder for a batch of `t` tokens: embeddings, every layer, final norm.
+    /// Encodes the decoder for a batch of `t` tokens: embeddings, every layer, final norm;
+    /// `per_row`: the rows are tokens of different sequences (the step's [`RowMap`]).
     /// (With the cooperative kernels a single-token step launches no `pre_norm` LayerNorm or
     /// `kv_store`; the next kernel does that work, see `Kernels::fuses_decode`.)
-    pub fn encode_layers(&self, pass: &mut Recorder<'_>, t: u32) {
+    pub fn encode_layers(&self, pass: &mut Recorder<'_>, t: u32, per_row: bool) {
         for op in &self.decoder {
-            op.encode(pass, t, 0);
+            op.encode(pass, t, 0, per_row);
         }
     }
 
     /// Encodes the LM head for `n_rows` rows starting at `step.row0`: logits (R, V).
     pub fn encode_head(&self, pass: &mut Recorder<'_>, n_rows: u32) {
         for op in &self.head {
-            op.encode(pass, 0, n_rows);
+            op.encode(pass, 0, n_rows, false);
+        }
+    }
+
+    /// Encodes the LM head over all `t` rows of the batch (logits (t, V)), with the batch
+    /// kernels: a batched decode step's. Engine plans only.
+    pub fn encode_head_rows(&self, pass: &mut Recorder<'_>, t: u32) {
+        for op in &self.head_rows {
+            op.encode(pass, t, 0, true);
         }
     }
 

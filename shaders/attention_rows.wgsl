@@ -1,0 +1,88 @@
+// Causal multi-head attention for a batch of sequences (batched decode, `step.per_row` = 1):
+// the barrier-free kernel for rows that belong to different sequences, each with its own
+// cache slot and position, so the rows share no keys (attention.wgsl shares the loads of 8
+// queries of one sequence). Row t's query attends to keys 0..=row_pos(t) of slot row_slot(t).
+// One invocation per (row, query head): workgroup_id.y is the row, the 8 invocations of a
+// workgroup are 8 consecutive heads of it; an online (single-pass) softmax, no workgroup
+// memory. Query head h reads key/value head h / group. The arithmetic is attention.wgsl's, in
+// the same order, so a sequence's decode gives the same bits on either kernel.
+// head_dim must be a multiple of 4, ≤ 256. Needs common.wgsl.
+const MAX_HD4: u32 = 64u;
+struct Params {
+    q_c: u32,      // query features: n_head · head_dim
+    n_head: u32,   // query heads
+    hd4: u32,      // head_dim / 4
+    scale: f32,    // 1/sqrt(head_dim), or 1 when the model does not scale
+    v_offset: u32, // where the values start in a slot, in vec4 units (n_positions · kv_c / 4)
+    dq_bits: u32,  // unused here (attention_wide.wgsl's)
+    kv_c: u32,     // key/value features: n_kv_heads · head_dim
+    group: u32,    // query heads per key/value head (1 without grouped-query attention)
+}
+@group(0) @binding(1) var<uniform> p: Params;
+@group(0) @binding(2) var<storage, read> QKV: array<vec4<f32>>;     // (T, q_c + 2·kv_c): q | k | v
+@group(0) @binding(3) var<storage, read> X: array<vec4<f32>>;       // (slots, 2, n_positions, kv_c): keys, values
+@group(0) @binding(4) var<storage, read_write> O: array<vec4<f32>>; // (T, q_c)
+
+@compute @workgroup_size(8)
+fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>) {
+    let h = wg.x * 8u + lid.x;
+    let t = wg.y;
+    if (h >= p.n_head || t >= step.n_tokens) {
+        return;
+    }
+    let q4 = p.q_c / 4u;
+    let kv4 = p.kv_c / 4u;
+    let qbase = t * (q4 + 2u * kv4) + h * p.hd4;
+    // group ≥ 1, checked on the host; the slot's keys and values start at its base
+    let kvh = row_slot(t) * 2u * p.v_offset + (h / p.group) * p.hd4;
+    var q: array<vec4<f32>, MAX_HD4>;
+    var acc: array<vec4<f32>, MAX_HD4>;
+    for (var d = 0u; d < p.hd4; d++) {
+        q[d] = QKV[qbase + d] * p.scale;
+        acc[d] = vec4<f32>(0.0);
+    }
+    var m = -3.0e38; // running max of the scores
+    var l = 0.0;     // running sum of exp(score - m)
+    let last = row_pos(t);
+    let hd8 = p.hd4 / 8u * 8u; // dimensions summed 8 vec4 at a time, as attention.wgsl
+    for (var j = 0u; j <= last; j++) {
+        let kb = j * kv4 + kvh;
+        var s = 0.0;
+        for (var d = 0u; d < hd8; d += 8u) {
+            let i = kb + d;
+            s += dot(q[d], X[i]) + dot(q[d + 1u], X[i + 1u])
+                + dot(q[d + 2u], X[i + 2u]) + dot(q[d + 3u], X[i + 3u])
+                + dot(q[d + 4u], X[i + 4u]) + dot(q[d + 5u], X[i + 5u])
+                + dot(q[d + 6u], X[i + 6u]) + dot(q[d + 7u], X[i + 7u]);
+        }
+        for (var d = hd8; d < p.hd4; d++) {
+            s += dot(q[d], X[kb + d]);
+        }
+        let valid = j <= last;
+        let m_new = select(m, max(m, s), valid);
+        let corr = exp(m - m_new);
+        let e = select(0.0, exp(s - m_new), valid);
+        l = l * corr + e;
+        m = m_new;
+        let vb = p.v_offset + kb;
+        for (var d = 0u; d < hd8; d += 8u) {
+            let i = vb + d;
+            acc[d] = acc[d] * corr + e * X[i];
+            acc[d + 1u] = acc[d + 1u] * corr + e * X[i + 1u];
+            acc[d + 2u] = acc[d + 2u] * corr + e * X[i + 2u];
+            acc[d + 3u] = acc[d + 3u] * corr + e * X[i + 3u];
+            acc[d + 4u] = acc[d + 4u] * corr + e * X[i + 4u];
+            acc[d + 5u] = acc[d + 5u] * corr + e * X[i + 5u];
+            acc[d + 6u] = acc[d + 6u] * corr + e * X[i + 6u];
+            acc[d + 7u] = acc[d + 7u] * corr + e * X[i + 7u];
+        }
+        for (var d = hd8; d < p.hd4; d++) {
+            acc[d] = acc[d] * corr + e * X[vb + d];
+        }
+    }
+    let obase = t * q4 + h * p.hd4;
+    let inv = 1.0 / l;
+    for (var d = 0u; d < p.hd4; d++) {
+        O[obase + d] = acc[d] * inv;
+    }
+}

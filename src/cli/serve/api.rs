@@ -1,0 +1,397 @@
+//! The OpenAI request fields `wgpt serve` reads, checked into a [`Request`], and the JSON shapes
+//! of its answers: errors, completions, chat completions and their streamed chunks.
+
+use axum::http::StatusCode;
+use serde_json::{json, Map, Value};
+use wgpt::{Message, SamplerConfig, StopReason};
+
+/// An error answered as OpenAI's `{"error": {message, type, param, code}}`.
+#[derive(Debug)]
+pub struct ApiError {
+    pub status: StatusCode,
+    pub message: String,
+    pub param: Option<&'static str>,
+    pub code: Option<&'static str>,
+}
+
+impl ApiError {
+    pub fn bad_request(message: impl Into<String>, param: Option<&'static str>) -> Self {
+        ApiError {
+            status: StatusCode::BAD_REQUEST,
+            message: message.into(),
+            param,
+            code: None,
+        }
+    }
+
+    pub fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> Self {
+        ApiError {
+            status,
+            message: message.into(),
+            param: None,
+            code: Some(code),
+        }
+    }
+
+    /// The error object.
+    pub fn body(&self) -> Value {
+        let kind = match self.status.as_u16() {
+            404 => "not_found_error",
+            429 => "rate_limit_error",
+            400..=499 => "invalid_request_error",
+            _ => "server_error",
+        };
+        json!({"error": {
+            "message": self.message,
+            "type": kind,
+            "param": self.param,
+            "code": self.code,
+        }})
+    }
+}
+
+/// What the two endpoints ask for.
+#[derive(Debug)]
+pub enum Input {
+    /// `/v1/completions`: the prompt text, continued as it is.
+    Text(String),
+    /// `/v1/chat/completions`: messages rendered with the model's chat template.
+    Chat(Vec<Message>),
+}
+
+/// A checked request.
+#[derive(Debug)]
+pub struct Request {
+    pub input: Input,
+    pub sampler: SamplerConfig,
+    /// None: until the context is full.
+    pub max_tokens: Option<usize>,
+    pub stop: Vec<String>,
+    pub stream: bool,
+    /// `stream_options.include_usage`: a last chunk with the token counts.
+    pub include_usage: bool,
+}
+
+type Fields = Map<String, Value>;
+
+fn number(
+    f: &Fields,
+    key: &'static str,
+    ok: impl Fn(f64) -> bool,
+    rule: &str,
+) -> Result<Option<f64>, ApiError> {
+    match f.get(key) {
+        None | Some(Value::Null) => Ok(None),
+        Some(Value::Number(n)) if n.as_f64().is_some_and(&ok) => Ok(n.as_f64()),
+        Some(_) => Err(ApiError::bad_request(
+            format!("`{key}` must be {rule}"),
+            Some(key),
+        )),
+    }
+}
+
+fn integer(f: &Fields, key: &'static str, min: i64) -> Result<Option<i64>, ApiError> {
+    match f.get(key) {
+        None | Some(Value::Null) => Ok(None),
+        Some(Value::Number(n)) if n.as_i64().is_some_and(|v| v >= min) => Ok(n.as_i64()),
+        Some(_) => Err(ApiError::bad_request(
+            format!("`{key}` must be an integer ≥ {min}"),
+            Some(key),
+        )),
+    }
+}
+
+fn boolean(f: &Fields, key: &'static str) -> Result<bool, ApiError> {
+    match f.get(key) {
+        None | Some(Value::Null) => Ok(false),
+        Some(Value::Bool(b)) => Ok(*b),
+        Some(_) => Err(ApiError::bad_request(
+            format!("`{key}` must be true or false"),
+            Some(key),
+        )),
+    }
+}
+
+/// A string, or an array of strings (at most `max`).
+fn strings(f: &Fields, key: &'static str, max: usize) -> Result<Vec<String>, ApiError> {
+    let bad = || {
+        ApiError::bad_request(
+            format!("`{key}` must be a string or an array of at most {max} strings"),
+            Some(key),
+        )
+    };
+    match f.get(key) {
+        None | Some(Value::Null) => Ok(Vec::new()),
+        Some(Value::String(s)) => Ok(vec![s.clone()]),
+        Some(Value::Array(a)) if a.len() <= max => a
+            .iter()
+            .map(|v| v.as_str().map(str::to_string).ok_or_else(bad))
+            .collect(),
+        Some(_) => Err(bad()),
+    }
+}
+
+/// The text of a message's `content`: a string, or an array of `{"type": "text", "text"}`
+/// parts (joined).
+fn content(v: &Value) -> Option<String> {
+    match v {
+        Value::String(s) => Some(s.clone()),
+        Value::Array(parts) => parts
+            .iter()
+            .map(
+                |p| match (p.get("type")?.as_str()?, p.get("text")?.as_str()) {
+                    ("text", Some(t)) => Some(t.to_string()),
+                    _ => None,
+                },
+            )
+            .collect(),
+        Value::Null => Some(String::new()),
+        _ => None,
+    }
+}
+
+fn messages(f: &Fields) -> Result<Vec<Message>, ApiError> {
+    let bad = |m: String| ApiError::bad_request(m, Some("messages"));
+    let Some(Value::Array(list)) = f.get("messages") else {
+        return Err(bad(
+            "`messages` must be a non-empty array of messages".into()
+        ));
+    };
+    if list.is_empty() {
+        return Err(bad(
+            "`messages` must be a non-empty array of messages".into()
+        ));
+    }
+    list.iter()
+        .enumerate()
+        .map(|(i, m)| {
+            let role = m.get("role").and_then(Value::as_str);
+            let text = m.get("content").and_then(content);
+            match (role, text) {
+                (Some(r), Some(t)) => Ok(Message::new(r, t)),
+                _ => Err(bad(format!(
+                    "`messages[{i}]` needs a string `role` and a text `content`"
+                ))),
+            }
+        })
+        .collect()
+}
+
+/// Checks the body of a completion (`chat` false) or chat completion request; `model` is the
+/// id this server serves (another `model` is a 404).
+pub fn parse(body: &[u8], chat: bool, model: &str) -> Result<Request, ApiError> {
+    let v: Value = serde_json::from_slice(body)
+        .map_err(|e| ApiError::bad_request(format!("the body is not valid JSON: {e}"), None))?;
+    let Value::Object(f) = v else {
+        return Err(ApiError::bad_request(
+            "the body must be a JSON object",
+            None,
+        ));
+    };
+    match f.get("model") {
+        None | Some(Value::Null) => {}
+        Some(Value::String(m)) if m == model => {}
+        Some(Value::String(m)) => {
+            return Err(ApiError {
+                param: Some("model"),
+                ..ApiError::new(
+                    StatusCode::NOT_FOUND,
+                    "model_not_found",
+                    format!("the model `{m}` does not exist; this server has `{model}`"),
+                )
+            })
+        }
+        Some(_) => {
+            return Err(ApiError::bad_request(
+                "`model` must be a string",
+                Some("model"),
+            ))
+        }
+    }
+    let input = if chat {
+        Input::Chat(messages(&f)?)
+    } else {
+        match f.get("prompt") {
+            Some(Value::String(s)) => Input::Text(s.clone()),
+            Some(Value::Array(a)) if a.len() == 1 && a[0].is_string() => {
+                Input::Text(a[0].as_str().unwrap_or_default().to_string())
+            }
+            _ => {
+                return Err(ApiError::bad_request(
+                    "`prompt` must be a string (or an array of one string)",
+                    Some("prompt"),
+                ))
+            }
+        }
+    };
+    if integer(&f, "n", 1)?.is_some_and(|n| n != 1) {
+        return Err(ApiError::bad_request(
+            "only `n` = 1 is supported",
+            Some("n"),
+        ));
+    }
+    let mut sampler = SamplerConfig::default();
+    // OpenAI's defaults: temperature 1, top_p 1, no top-k.
+    sampler.temperature = 1.0;
+    sampler.top_p = 1.0;
+    sampler.top_k = 0;
+    let temp = number(
+        &f,
+        "temperature",
+        |t| (0.0..=2.0).contains(&t),
+        "a number from 0 to 2",
+    )?;
+    if let Some(t) = temp {
+        sampler.temperature = t as f32;
+    }
+    if let Some(p) = number(&f, "top_p", |p| p > 0.0 && p <= 1.0, "a number in (0, 1]")? {
+        sampler.top_p = p as f32;
+    }
+    if let Some(k) = integer(&f, "top_k", 0)? {
+        sampler.top_k = k as usize;
+    }
+    let rp = number(
+        &f,
+        "repetition_penalty",
+        |r| r > 0.0 && r.is_finite(),
+        "a number > 0",
+    )?;
+    if let Some(r) = rp {
+        sampler.repeat_penalty = r as f32;
+    }
+    match f.get("seed") {
+        None | Some(Value::Null) => {}
+        Some(Value::Number(n)) if n.as_i64().is_some() || n.as_u64().is_some() => {
+            sampler.seed = n.as_u64().unwrap_or_else(|| n.as_i64().unwrap_or(0) as u64);
+        }
+        Some(_) => {
+            return Err(ApiError::bad_request(
+                "`seed` must be an integer",
+                Some("seed"),
+            ))
+        }
+    }
+    let max_tokens = match integer(&f, "max_completion_tokens", 1)? {
+        Some(n) => Some(n),
+        None => integer(&f, "max_tokens", 1)?,
+    };
+    // OpenAI's completions default to 16 tokens; chat goes on until the context is full.
+    let max_tokens = max_tokens
+        .map(|n| n as usize)
+        .or(if chat { None } else { Some(16) });
+    let include_usage = match f.get("stream_options") {
+        None | Some(Value::Null) => false,
+        Some(Value::Object(o)) => boolean(o, "include_usage")?,
+        Some(_) => {
+            return Err(ApiError::bad_request(
+                "`stream_options` must be an object",
+                Some("stream_options"),
+            ))
+        }
+    };
+    Ok(Request {
+        input,
+        sampler,
+        max_tokens,
+        stop: strings(&f, "stop", 4)?,
+        stream: boolean(&f, "stream")?,
+        include_usage,
+    })
+}
+
+/// OpenAI's `finish_reason`.
+pub fn finish_reason(r: StopReason) -> &'static str {
+    match r {
+        StopReason::MaxTokens | StopReason::Context => "length",
+        _ => "stop",
+    }
+}
+
+pub fn usage(prompt: usize, completion: usize) -> Value {
+    json!({
+        "prompt_tokens": prompt,
+        "completion_tokens": completion,
+        "total_tokens": prompt + completion,
+    })
+}
+
+/// Identifies one response: `id`, `created`, `model`, and which endpoint.
+pub struct Head {
+    pub id: String,
+    pub created: u64,
+    pub model: String,
+    pub chat: bool,
+}
+
+impl Head {
+    fn base(&self, object: &str, choices: Value) -> Value {
+        json!({
+            "id": self.id,
+            "object": object,
+            "created": self.created,
+            "model": self.model,
+            "choices": choices,
+        })
+    }
+
+    /// The whole answer of a non-streaming request.
+    pub fn response(&self, text: &str, finish: &str, usage: Value) -> Value {
+        let mut v = if self.chat {
+            self.base(
+                "chat.completion",
+                json!([{
+                    "index": 0,
+                    "message": {"role": "assistant", "content": text},
+                    "finish_reason": finish,
+                }]),
+            )
+        } else {
+            self.base(
+                "text_completion",
+                json!([{"text": text, "index": 0, "logprobs": null, "finish_reason": finish}]),
+            )
+        };
+        v["usage"] = usage;
+        v
+    }
+
+    /// A streamed chunk: new text, or (with `finish`) the last one. Chat's first chunk
+    /// carries the role (`role`).
+    pub fn chunk(&self, text: Option<&str>, finish: Option<&str>, role: bool) -> Value {
+        if self.chat {
+            let mut delta = Map::new();
+            if role {
+                delta.insert("role".into(), "assistant".into());
+            }
+            if let Some(t) = text {
+                delta.insert("content".into(), t.into());
+            }
+            self.base(
+                "chat.completion.chunk",
+                json!([{"index": 0, "delta": delta, "finish_reason": finish}]),
+            )
+        } else {
+            self.base(
+                "text_completion",
+                json!([{
+                    "text": text.unwrap_or(""),
+                    "index": 0,
+                    "logprobs": null,
+                    "finish_reason": finish,
+                }]),
+            )
+        }
+    }
+
+    /// The usage chunk (`stream_options.include_usage`): no choices.
+    pub fn usage_chunk(&self, usage: Value) -> Value {
+        let object = if self.chat {
+            "chat.completion.chunk"
+        } else {
+            "text_completion"
+        };
+        let mut v = self.base(object, json!([]));
+        v["usage"] = usage;
+        v
+    }
+}

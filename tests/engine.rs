@@ -1,0 +1,226 @@
+//! The batched engine: a sequence's ids are the same alone or beside others (greedy, and
+//! sampled with its seed), in both kernel families, with learned positions (GPT-2, OPT-350m's
+//! projected embedding) and rotary ones with grouped-query attention (Llama); continuous
+//! batching (sequences joining and leaving between steps); slots freed by finishing and by
+//! cancelling; bad input refused.
+
+use std::collections::HashMap;
+
+use wgpt::engine::Output;
+use wgpt::{gpu::test_gpu, Engine, Gpu, KernelFamily, LoadOptions, Model};
+use wgpt::{SamplerConfig, SequenceId, SequenceParams, StopReason};
+
+mod common;
+
+use common::fixture;
+
+/// Runs `jobs` (prompt, params, the step before which it is added) through an engine with
+/// `max_batch` slots; returns each job's ids and stop reason, and the largest batch decoded.
+fn run(
+    engine: &mut Engine,
+    jobs: &[(Vec<u32>, SequenceParams, usize)],
+) -> (Vec<(Vec<u32>, StopReason)>, usize) {
+    assert!(engine.is_empty());
+    let mut ids: HashMap<SequenceId, usize> = HashMap::new();
+    let mut out: Vec<(Vec<u32>, Option<StopReason>)> = vec![(Vec::new(), None); jobs.len()];
+    let mut pending: Vec<usize> = (0..jobs.len()).collect();
+    let mut widest = 0;
+    for step in 0..10_000 {
+        pending.retain(|&j| {
+            if jobs[j].2 <= step && engine.has_free_slot() {
+                let id = engine.add(&jobs[j].0, jobs[j].1.clone()).unwrap();
+                ids.insert(id, j);
+                false
+            } else {
+                true
+            }
+        });
+        if engine.is_empty() && pending.is_empty() {
+            break;
+        }
+        widest = widest.max(engine.active());
+        for Output {
+            id, token, finish, ..
+        } in engine.step().unwrap()
+        {
+            let j = ids[&id];
+            out[j].0.extend(token);
+            if let Some(r) = finish {
+                assert!(!engine.contains(id), "a finished sequence leaves its slot");
+                out[j].1 = Some(r);
+            }
+        }
+    }
+    let out = out.into_iter().map(|(i, r)| (i, r.unwrap())).collect();
+    (out, widest)
+}
+
+fn greedy(n: usize) -> SequenceParams {
+    SequenceParams::new(SamplerConfig::greedy(), n)
+}
+
+/// Prompts of different lengths from the model's vocabulary.
+fn prompts(vocab: usize, count: usize) -> Vec<Vec<u32>> {
+    (0..count)
+        .map(|i| {
+            (0..1 + (i * 5) % 11)
+                .map(|j| ((i * 131 + j * 17 + 3) % vocab) as u32)
+                .collect()
+        })
+        .collect()
+}
+
+/// Each job alone, then all of them with `max_batch` slots, joining at different steps:
+/// the same ids and stop reasons.
+fn assert_batching_invariant(
+    engine: &mut Engine,
+    jobs: &[(Vec<u32>, SequenceParams, usize)],
+    what: &str,
+) {
+    let solo: Vec<_> = jobs
+        .iter()
+        .map(|(p, s, _)| run(engine, &[(p.clone(), s.clone(), 0)]).0.remove(0))
+        .collect();
+    let (batched, widest) = run(engine, jobs);
+    assert!(widest >= 4, "{what}: only {widest} sequences ran together");
+    for (j, (a, b)) in solo.iter().zip(&batched).enumerate() {
+        assert_eq!(a, b, "{what}: job {j} alone vs batched");
+        assert!(!a.0.is_empty(), "{what}: job {j} generated nothing");
+    }
+}
+
+fn load(gpu: &Gpu, dir: Option<&str>, family: KernelFamily) -> Model {
+    let opts = LoadOptions::default().with_kernels(family);
+    match dir {
+        None => Model::load_default(gpu, &opts).unwrap(),
+        Some(d) => Model::load(fixture(d), gpu, &opts).unwrap(),
+    }
+}
+
+#[test]
+fn greedy_ids_are_the_same_alone_or_batched() {
+    let Some(gpu) = test_gpu() else { return };
+    // The cooperative family's batch kernels are slow on lavapipe: it runs on the fixtures
+    // only (`fixture_models_batch_the_same_in_both_kernel_families`).
+    {
+        let family = KernelFamily::BarrierFree;
+        let model = load(&gpu, None, family);
+        let v = model.config().vocab_size;
+        let mut engine = Engine::new(&model, 6).unwrap();
+        // Eight sequences, 6 slots: two wait for a slot; some join while others decode.
+        let jobs: Vec<_> = prompts(v, 8)
+            .into_iter()
+            .enumerate()
+            .map(|(i, p)| (p, greedy(8 + 3 * (i % 3)), [0, 0, 0, 1, 2, 2, 5, 0][i]))
+            .collect();
+        let what = format!("default model {family}");
+        assert_batching_invariant(&mut engine, &jobs, &what);
+        // The engine's ids are the session's (greedy generation) in the barrier-free family,
+        // whose one-row kernels sum in the batch kernels' order.
+        if family == KernelFamily::BarrierFree {
+            let mut session = model.session().unwrap();
+            for (p, params, _) in &jobs[..3] {
+                let want: Vec<u32> = session
+                    .generate_ids(p, SamplerConfig::greedy(), params.max_tokens)
+                    .unwrap()
+                    .map(|t| t.unwrap().id)
+                    .collect();
+                let got = run(&mut engine, &[(p.clone(), params.clone(), 0)])
+                    .0
+                    .remove(0);
+                assert_eq!(got.0, want, "engine vs session");
+            }
+        }
+    }
+}
+
+#[test]
+fn fixture_models_batch_the_same_in_both_kernel_families() {
+    let Some(gpu) = test_gpu() else { return };
+    // GPT-2 (learned positions in the embedding), Llama (rotary, grouped-query attention),
+    // OPT-350m (positions added after project_in).
+    for dir in ["tiny-hf-f16", "tiny-llama-gqa-f16", "tiny-opt350-bf16"] {
+        for family in KernelFamily::ALL {
+            let model = load(&gpu, Some(dir), family);
+            let v = model.config().vocab_size;
+            let mut engine = Engine::new(&model, 4).unwrap();
+            let jobs: Vec<_> = prompts(v, 5)
+                .into_iter()
+                .enumerate()
+                .map(|(i, p)| (p, greedy(8), i / 3))
+                .collect();
+            assert_batching_invariant(&mut engine, &jobs, &format!("{dir} {family}"));
+        }
+    }
+}
+
+#[test]
+fn sampled_sequences_are_reproducible_from_their_seed() {
+    let Some(gpu) = test_gpu() else { return };
+    let model = load(&gpu, None, KernelFamily::BarrierFree);
+    let v = model.config().vocab_size;
+    let mut engine = Engine::new(&model, 4).unwrap();
+    let jobs: Vec<_> = prompts(v, 5)
+        .into_iter()
+        .enumerate()
+        .map(|(i, p)| {
+            let s = SamplerConfig::default()
+                .with_seed(100 + i as u64 % 3)
+                .with_repeat_penalty(1.1);
+            (p, SequenceParams::new(s, 12), 0)
+        })
+        .collect();
+    assert_batching_invariant(&mut engine, &jobs, "sampled");
+    // Two different seeds give two different texts (for the same prompt).
+    let p = jobs[0].0.clone();
+    let a = SequenceParams::new(SamplerConfig::default().with_seed(1), 16);
+    let b = SequenceParams::new(SamplerConfig::default().with_seed(2), 16);
+    let (out, _) = run(&mut engine, &[(p.clone(), a, 0), (p, b, 0)]);
+    assert_ne!(out[0].0, out[1].0);
+}
+
+#[test]
+fn slots_free_on_finish_and_cancel_and_bad_input_is_refused() {
+    let Some(gpu) = test_gpu() else { return };
+    // 16 positions, 50 tokens, no eos token.
+    let opts = LoadOptions::default().with_kernels(KernelFamily::BarrierFree);
+    let model = Model::synthetic(common::tiny_config(None), 1, &gpu, &opts).unwrap();
+    let n_ctx = model.config().n_positions;
+    let mut e = Engine::new(&model, 2).unwrap();
+    assert!(Engine::new(&model, 0).is_err());
+    assert!(Engine::new(&model, Engine::MAX_BATCH + 1).is_err());
+    let err = |r: wgpt::Result<SequenceId>| r.unwrap_err().to_string();
+    assert!(err(e.add(&[], greedy(4))).contains("empty"));
+    assert!(err(e.add(&vec![1; n_ctx + 1], greedy(4))).contains("context"));
+    assert!(err(e.add(&[u32::MAX], greedy(4))).contains("vocabulary"));
+    assert!(err(e.add(&[1], greedy(0))).contains("at least one"));
+    let a = e.add(&[1, 2, 3], greedy(100)).unwrap();
+    let b = e.add(&[4], greedy(2)).unwrap();
+    assert!(err(e.add(&[5], greedy(4))).contains("slots"));
+    // b: first token from its prefill, the second ends it at max_tokens.
+    e.step().unwrap();
+    let outs = e.step().unwrap();
+    let ended: Vec<_> = outs.iter().filter(|o| o.finish.is_some()).collect();
+    assert_eq!(ended.len(), 1);
+    assert_eq!(ended[0].id, b);
+    assert_eq!(ended[0].finish, Some(StopReason::MaxTokens));
+    assert!(e.has_free_slot());
+    let c = e.add(&[5, 6], greedy(1000)).unwrap();
+    assert!(e.cancel(a));
+    assert!(!e.cancel(a));
+    assert_eq!(e.active(), 1);
+    // c runs on, alone, until the context is full.
+    let mut n = 0;
+    while e.contains(c) && n < n_ctx + 5 {
+        for o in e.step().unwrap() {
+            assert_eq!(o.id, c);
+            if let Some(r) = o.finish {
+                assert_eq!(r, StopReason::Context);
+            }
+        }
+        n += 1;
+    }
+    assert!(e.is_empty());
+    // 2 prompt tokens and n_ctx - 2 fed back: n_ctx - 1 generated, as a session.
+    assert_eq!(n, n_ctx - 1);
+}
