@@ -5,8 +5,8 @@
 //   QHIGH high-plane bits (0, 1, 2)  QT    texels per 32-weight block of 8 columns
 //   QS    super-block texels (K formats: before each 8 blocks), else 0
 //   QOFF  ggml's offset subtracted from each quant
-//   QPOS  16^(c mod 4) per column of a vec4 for 4-bit formats (quants are read in place, see
-//         `nib8`), ones for Q8_0
+//   QPOS  the factor a quant is read with, per column of a vec4 (quants are read in place, see
+//         `nib8` and `byte8`): 16^(c mod 4) for 4-bit formats, (1, 256, 65536, 1) for Q8_0
 // Layout of a texture row (one group of 8 columns, walking k): per 32-weight block the low
 // plane (u32 j of a texel = row k + j, bits 4c or 8c = column c), the high plane, then the
 // block's scale fields as the file stores them (f16 d / m; K formats' 6- or 8-bit sub-block
@@ -74,7 +74,7 @@ fn coef_q(b: u32, row: u32) -> Coef {
     let sc = textureLoad(W, vec2<u32>(base + QLOW + 2u * QHIGH, row), 0);
     let zero = W8(vec4<f32>(0.0), vec4<f32>(0.0));
     if (QFMT == F_Q8_0 || QFMT == F_Q4_0 || QFMT == F_Q5_0) {
-        // b = −d·QOFF (exact: QOFF is 0, 8 or 16), see `affine`.
+        // b = −d·QOFF (exact: QOFF is 8, 16 or 128), see `affine`.
         let d = halves8(sc);
         let off = f32(QOFF);
         return Coef(d, d, W8(-off * d.lo, -off * d.hi));
@@ -107,10 +107,14 @@ fn nib8(u: u32) -> W8 {
     return W8(vec4<f32>(bitcast<vec4<i32>>(vec4<u32>(u) & m)), vec4<f32>(bitcast<vec4<i32>>(vec4<u32>(u >> 16u) & m)));
 }
 
-// The 8 signed bytes of (a, c) as floats: columns 0..3 from a, 4..7 from c.
-fn sbyte8(a: u32, c: u32) -> W8 {
-    let sh = vec4<u32>(24u, 16u, 8u, 0u);
-    return W8(vec4<f32>(bitcast<vec4<i32>>(vec4<u32>(a) << sh) >> vec4<u32>(24u)), vec4<f32>(bitcast<vec4<i32>>(vec4<u32>(c) << sh) >> vec4<u32>(24u)));
+// The 8 bytes of (a, c) as floats q·QPOS (Q8_0, stored as q + 128): columns 0..3 from a,
+// 4..7 from c; bytes 0..2 masked in place, byte 3 shifted down, so one integer operation and
+// one conversion per weight (the factors 256^c are divided out of the block's scale in
+// `coef`, exactly).
+fn byte8(a: u32, c: u32) -> W8 {
+    let m = vec4<u32>(0xffu, 0xff00u, 0xff0000u, 0xffffffffu);
+    let s = vec4<u32>(0u, 0u, 0u, 24u);
+    return W8(vec4<f32>(bitcast<vec4<i32>>((vec4<u32>(a) >> s) & m)), vec4<f32>(bitcast<vec4<i32>>((vec4<u32>(c) >> s) & m)));
 }
 
 // Fifth bits (bit c of h) as 16·bit·QPOS.
@@ -167,7 +171,7 @@ fn step_row(s: Texels, j: u32) -> W8 {
     if (QLOW == 16u) {
         let t = select(s.t0, s.t1, j >= 2u);
         let odd = (j & 1u) == 1u;
-        return sbyte8(select(t.x, t.z, odd), select(t.y, t.w, odd));
+        return byte8(select(t.x, t.z, odd), select(t.y, t.w, odd));
     }
     var r = nib8(s.t0[j]);
     if (QHIGH == 1u) {

@@ -6,7 +6,7 @@
 //! each 32-weight block of the 8 columns of a group is regrouped at upload into whole 16-byte
 //! texels, in this order along the texture row:
 //!
-//! - **low plane** — the low 4 bits of each quant (8-bit formats: the whole signed byte): one
+//! - **low plane** — the low 4 bits of each quant (Q8_0: the whole byte, as q + 128): one
 //!   texel per 4 k (two for 8-bit), u32 j = row k + j, bits 4c (8c) = column c. One texel
 //!   load gives the kernel 4 rows × 8 columns, where f16 needs four.
 //! - **high plane** — Q5 formats: the fifth bit of each quant, u32 s of 8 = rows 4s..4s+4, bit
@@ -56,7 +56,7 @@ impl Layout {
             code,
         };
         Some(match dtype {
-            DType::Q8_0 => l(8, 0, 1, 0, 0, 0),
+            DType::Q8_0 => l(8, 0, 1, 0, 128, 0),
             DType::Q4_0 => l(4, 0, 1, 0, 8, 1),
             DType::Q4_1 => l(4, 0, 2, 0, 0, 2),
             DType::Q5_0 => l(4, 1, 1, 0, 16, 3),
@@ -97,7 +97,7 @@ impl Layout {
             self.offset,
             match self.low_bits {
                 4 => "1.0, 16.0, 256.0, 4096.0",
-                _ => "1.0, 1.0, 1.0, 1.0",
+                _ => "1.0, 256.0, 65536.0, 1.0",
             }
         )
     }
@@ -114,7 +114,7 @@ struct Scales {
     sub: u16,
 }
 
-/// Quants (0 .. 2^bits, Q8_0: the signed byte as u8) and scale fields of block `b` (32 weights)
+/// Quants (0 .. 2^bits; Q8_0: q + 128) and scale fields of block `b` (32 weights)
 /// of a file row.
 fn block32(
     dtype: DType,
@@ -135,17 +135,9 @@ fn block32(
     q.copy_from_slice(&q_all[first..first + 32]);
     let i = b % 8; // sub-block within a super-block
     let s = match dtype {
-        DType::Q8_0 => {
-            // decode_block shifts Q8_0 to 0..256; the GPU reads the signed byte.
-            for v in &mut q {
-                *v = v.wrapping_sub(128);
-            }
-            Scales {
-                d: f16(bytes, 0),
-                ..Default::default()
-            }
-        }
-        DType::Q4_0 | DType::Q5_0 => Scales {
+        // decode_block shifts Q8_0 to 0..256, which the GPU reads (unsigned, like the nibbles:
+        // fewer instructions than a sign extension); QOFF = 128 takes the offset back.
+        DType::Q8_0 | DType::Q4_0 | DType::Q5_0 => Scales {
             d: f16(bytes, 0),
             ..Default::default()
         },
