@@ -6,6 +6,9 @@
 // The 8 invocations of a workgroup are 8 consecutive queries of one head: they read the same
 // keys and values, so each loads an eighth of every row and shares it (lanes_*.wgsl); they
 // all walk to the last key of the group and ignore the keys past their own.
+// A single-token step (decode) stores its own key and value in the cache here, so the forward
+// pass launches no kv_store then (`Kernels::fuses_kv_store`): with no barriers, nothing in this
+// dispatch reads the entry it writes; every query head takes that last key and value from QKV.
 // Needs common.wgsl and one lanes_*.wgsl.
 const MAX_HD4: u32 = 64u;
 struct Params {
@@ -19,9 +22,25 @@ struct Params {
     group: u32,    // query heads per key/value head (1 without grouped-query attention)
 }
 @group(0) @binding(1) var<uniform> p: Params;
-@group(0) @binding(2) var<storage, read> QKV: array<vec4<f32>>;     // (T, q_c + 2·kv_c): q | k | v
-@group(0) @binding(3) var<storage, read> X: array<vec4<f32>>;       // (slots, 2, n_positions, kv_c): keys, values
-@group(0) @binding(4) var<storage, read_write> O: array<vec4<f32>>; // (T, q_c)
+@group(0) @binding(2) var<storage, read> QKV: array<vec4<f32>>;           // (T, q_c + 2·kv_c): q | k | v
+@group(0) @binding(3) var<storage, read_write> X: array<vec4<f32>>;       // (slots, 2, n_positions, kv_c): keys, values
+@group(0) @binding(4) var<storage, read_write> O: array<vec4<f32>>;       // (T, q_c)
+
+var<private> q: array<vec4<f32>, MAX_HD4>;   // the query, scaled
+var<private> acc: array<vec4<f32>, MAX_HD4>; // Σ e·v over the keys so far
+var<private> m: f32;                         // running max of the scores
+var<private> l: f32;                         // running sum of exp(score - m)
+
+// One key of the online softmax: returns (corr, e), the factor the sums so far are rescaled
+// by and the key's weight; keys past this query's own last weigh 0.
+fn softmax_step(s: f32, valid: bool) -> vec2<f32> {
+    let m_new = select(m, max(m, s), valid);
+    let corr = exp(m - m_new);
+    let e = select(0.0, exp(s - m_new), valid);
+    l = l * corr + e;
+    m = m_new;
+    return vec2<f32>(corr, e);
+}
 
 // No early return: every invocation takes part in the shared loads; rows past the batch
 // repeat the last query and are not written.
@@ -36,18 +55,28 @@ fn main(ids: Ids) {
     let qbase = t * (q4 + 2u * kv4) + h * p.hd4;
     // group ≥ 1, checked on the host; the slot's keys and values start at its base
     let kvh = step.slot * 2u * p.v_offset + (h / p.group) * p.hd4;
-    var q: array<vec4<f32>, MAX_HD4>;
-    var acc: array<vec4<f32>, MAX_HD4>;
     for (var d = 0u; d < p.hd4; d++) {
         q[d] = QKV[qbase + d] * p.scale;
         acc[d] = vec4<f32>(0.0);
     }
-    var m = -3.0e38; // running max of the scores
-    var l = 0.0;     // running sum of exp(score - m)
+    m = -3.0e38;
+    l = 0.0;
     let last = step.pos + t;
     let group_last = step.pos + min(ids.wg.x * 8u + 7u, step.n_tokens - 1u);
     let hd8 = p.hd4 / 8u * 8u; // dimensions loaded 8 vec4 at a time; the rest one by one
-    for (var j = 0u; j <= group_last; j++) {
+    // Decode: the token's key and value (key/value head h / group) from QKV, stored once per
+    // key/value head; the cache is read for the keys before it only.
+    let single = step.n_tokens == 1u;
+    let kq = t * (q4 + 2u * kv4) + q4 + (h / p.group) * p.hd4;
+    if (single && ids.lid.x == 0u && h % p.group == 0u) {
+        let dst = step.pos * kv4 + kvh;
+        for (var d = 0u; d < p.hd4; d++) {
+            X[dst + d] = QKV[kq + d];
+            X[p.v_offset + dst + d] = QKV[kq + kv4 + d];
+        }
+    }
+    let cached = group_last + 1u - u32(single); // keys read from the cache
+    for (var j = 0u; j < cached; j++) {
         let kb = j * kv4 + kvh;
         var s = 0.0;
         for (var d = 0u; d < hd8; d += 8u) {
@@ -61,28 +90,40 @@ fn main(ids: Ids) {
         for (var d = hd8; d < p.hd4; d++) {
             s += dot(q[d], X[kb + d]);
         }
-        // Branch-free online softmax; keys past this query's own last weigh 0.
-        let valid = j <= last;
-        let m_new = select(m, max(m, s), valid);
-        let corr = exp(m - m_new);
-        let e = select(0.0, exp(s - m_new), valid);
-        l = l * corr + e;
-        m = m_new;
+        let w = softmax_step(s, j <= last);
         let vb = p.v_offset + kb;
         for (var d = 0u; d < hd8; d += 8u) {
             let i = vb + d;
             let own = x_own(i + me);
-            acc[d] = acc[d] * corr + e * x_from0(own, i);
-            acc[d + 1u] = acc[d + 1u] * corr + e * x_from1(own, i + 1u);
-            acc[d + 2u] = acc[d + 2u] * corr + e * x_from2(own, i + 2u);
-            acc[d + 3u] = acc[d + 3u] * corr + e * x_from3(own, i + 3u);
-            acc[d + 4u] = acc[d + 4u] * corr + e * x_from4(own, i + 4u);
-            acc[d + 5u] = acc[d + 5u] * corr + e * x_from5(own, i + 5u);
-            acc[d + 6u] = acc[d + 6u] * corr + e * x_from6(own, i + 6u);
-            acc[d + 7u] = acc[d + 7u] * corr + e * x_from7(own, i + 7u);
+            acc[d] = acc[d] * w.x + w.y * x_from0(own, i);
+            acc[d + 1u] = acc[d + 1u] * w.x + w.y * x_from1(own, i + 1u);
+            acc[d + 2u] = acc[d + 2u] * w.x + w.y * x_from2(own, i + 2u);
+            acc[d + 3u] = acc[d + 3u] * w.x + w.y * x_from3(own, i + 3u);
+            acc[d + 4u] = acc[d + 4u] * w.x + w.y * x_from4(own, i + 4u);
+            acc[d + 5u] = acc[d + 5u] * w.x + w.y * x_from5(own, i + 5u);
+            acc[d + 6u] = acc[d + 6u] * w.x + w.y * x_from6(own, i + 6u);
+            acc[d + 7u] = acc[d + 7u] * w.x + w.y * x_from7(own, i + 7u);
         }
         for (var d = hd8; d < p.hd4; d++) {
-            acc[d] = acc[d] * corr + e * X[vb + d];
+            acc[d] = acc[d] * w.x + w.y * X[vb + d];
+        }
+    }
+    if (single) {
+        // The same arithmetic, in the same order, on the token's own key and value.
+        var s = 0.0;
+        for (var d = 0u; d < hd8; d += 8u) {
+            let i = kq + d;
+            s += dot(q[d], QKV[i]) + dot(q[d + 1u], QKV[i + 1u])
+                + dot(q[d + 2u], QKV[i + 2u]) + dot(q[d + 3u], QKV[i + 3u])
+                + dot(q[d + 4u], QKV[i + 4u]) + dot(q[d + 5u], QKV[i + 5u])
+                + dot(q[d + 6u], QKV[i + 6u]) + dot(q[d + 7u], QKV[i + 7u]);
+        }
+        for (var d = hd8; d < p.hd4; d++) {
+            s += dot(q[d], QKV[kq + d]);
+        }
+        let w = softmax_step(s, true);
+        for (var d = 0u; d < p.hd4; d++) {
+            acc[d] = acc[d] * w.x + w.y * QKV[kq + kv4 + d];
         }
     }
     if (row < step.n_tokens) {

@@ -6,6 +6,8 @@
 // workgroup are 8 consecutive heads of it; an online (single-pass) softmax, no workgroup
 // memory. Query head h reads key/value head h / group. The arithmetic is attention.wgsl's, in
 // the same order, so a sequence's decode gives the same bits on either kernel.
+// A single-row step stores its key and value in the cache here, as attention.wgsl does (the
+// forward pass launches no kv_store then), and reads that last key and value from QKV.
 // head_dim must be a multiple of 4, ≤ 256. Needs common.wgsl.
 const MAX_HD4: u32 = 64u;
 struct Params {
@@ -20,8 +22,24 @@ struct Params {
 }
 @group(0) @binding(1) var<uniform> p: Params;
 @group(0) @binding(2) var<storage, read> QKV: array<vec4<f32>>;     // (T, q_c + 2·kv_c): q | k | v
-@group(0) @binding(3) var<storage, read> X: array<vec4<f32>>;       // (slots, 2, n_positions, kv_c): keys, values
+@group(0) @binding(3) var<storage, read_write> X: array<vec4<f32>>; // (slots, 2, n_positions, kv_c): keys, values
 @group(0) @binding(4) var<storage, read_write> O: array<vec4<f32>>; // (T, q_c)
+
+var<private> q: array<vec4<f32>, MAX_HD4>;   // the query, scaled
+var<private> acc: array<vec4<f32>, MAX_HD4>; // Σ e·v over the keys so far
+var<private> m: f32;                         // running max of the scores
+var<private> l: f32;                         // running sum of exp(score - m)
+
+// One key of the online softmax (attention.wgsl's): returns (corr, e), the factor the sums so
+// far are rescaled by and the key's weight.
+fn softmax_step(s: f32, valid: bool) -> vec2<f32> {
+    let m_new = select(m, max(m, s), valid);
+    let corr = exp(m - m_new);
+    let e = select(0.0, exp(s - m_new), valid);
+    l = l * corr + e;
+    m = m_new;
+    return vec2<f32>(corr, e);
+}
 
 @compute @workgroup_size(8)
 fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>) {
@@ -35,17 +53,27 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_id) lid:
     let qbase = t * (q4 + 2u * kv4) + h * p.hd4;
     // group ≥ 1, checked on the host; the slot's keys and values start at its base
     let kvh = row_slot(t) * 2u * p.v_offset + (h / p.group) * p.hd4;
-    var q: array<vec4<f32>, MAX_HD4>;
-    var acc: array<vec4<f32>, MAX_HD4>;
     for (var d = 0u; d < p.hd4; d++) {
         q[d] = QKV[qbase + d] * p.scale;
         acc[d] = vec4<f32>(0.0);
     }
-    var m = -3.0e38; // running max of the scores
-    var l = 0.0;     // running sum of exp(score - m)
+    m = -3.0e38;
+    l = 0.0;
     let last = row_pos(t);
     let hd8 = p.hd4 / 8u * 8u; // dimensions summed 8 vec4 at a time, as attention.wgsl
-    for (var j = 0u; j <= last; j++) {
+    // A single row: its key and value from QKV (stored once per key/value head), the cache
+    // for the keys before it.
+    let single = step.n_tokens == 1u;
+    let kq = t * (q4 + 2u * kv4) + q4 + (h / p.group) * p.hd4;
+    if (single && h % p.group == 0u) {
+        let dst = last * kv4 + kvh;
+        for (var d = 0u; d < p.hd4; d++) {
+            X[dst + d] = QKV[kq + d];
+            X[p.v_offset + dst + d] = QKV[kq + kv4 + d];
+        }
+    }
+    let cached = last + 1u - u32(single);
+    for (var j = 0u; j < cached; j++) {
         let kb = j * kv4 + kvh;
         var s = 0.0;
         for (var d = 0u; d < hd8; d += 8u) {
@@ -58,26 +86,39 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_id) lid:
         for (var d = hd8; d < p.hd4; d++) {
             s += dot(q[d], X[kb + d]);
         }
-        let valid = j <= last;
-        let m_new = select(m, max(m, s), valid);
-        let corr = exp(m - m_new);
-        let e = select(0.0, exp(s - m_new), valid);
-        l = l * corr + e;
-        m = m_new;
+        let w = softmax_step(s, j <= last);
         let vb = p.v_offset + kb;
         for (var d = 0u; d < hd8; d += 8u) {
             let i = vb + d;
-            acc[d] = acc[d] * corr + e * X[i];
-            acc[d + 1u] = acc[d + 1u] * corr + e * X[i + 1u];
-            acc[d + 2u] = acc[d + 2u] * corr + e * X[i + 2u];
-            acc[d + 3u] = acc[d + 3u] * corr + e * X[i + 3u];
-            acc[d + 4u] = acc[d + 4u] * corr + e * X[i + 4u];
-            acc[d + 5u] = acc[d + 5u] * corr + e * X[i + 5u];
-            acc[d + 6u] = acc[d + 6u] * corr + e * X[i + 6u];
-            acc[d + 7u] = acc[d + 7u] * corr + e * X[i + 7u];
+            acc[d] = acc[d] * w.x + w.y * X[i];
+            acc[d + 1u] = acc[d + 1u] * w.x + w.y * X[i + 1u];
+            acc[d + 2u] = acc[d + 2u] * w.x + w.y * X[i + 2u];
+            acc[d + 3u] = acc[d + 3u] * w.x + w.y * X[i + 3u];
+            acc[d + 4u] = acc[d + 4u] * w.x + w.y * X[i + 4u];
+            acc[d + 5u] = acc[d + 5u] * w.x + w.y * X[i + 5u];
+            acc[d + 6u] = acc[d + 6u] * w.x + w.y * X[i + 6u];
+            acc[d + 7u] = acc[d + 7u] * w.x + w.y * X[i + 7u];
         }
         for (var d = hd8; d < p.hd4; d++) {
-            acc[d] = acc[d] * corr + e * X[vb + d];
+            acc[d] = acc[d] * w.x + w.y * X[vb + d];
+        }
+    }
+    if (single) {
+        // The same arithmetic, in the same order, on the row's own key and value.
+        var s = 0.0;
+        for (var d = 0u; d < hd8; d += 8u) {
+            let i = kq + d;
+            s += dot(q[d], QKV[i]) + dot(q[d + 1u], QKV[i + 1u])
+                + dot(q[d + 2u], QKV[i + 2u]) + dot(q[d + 3u], QKV[i + 3u])
+                + dot(q[d + 4u], QKV[i + 4u]) + dot(q[d + 5u], QKV[i + 5u])
+                + dot(q[d + 6u], QKV[i + 6u]) + dot(q[d + 7u], QKV[i + 7u]);
+        }
+        for (var d = hd8; d < p.hd4; d++) {
+            s += dot(q[d], QKV[kq + d]);
+        }
+        let w = softmax_step(s, true);
+        for (var d = 0u; d < p.hd4; d++) {
+            acc[d] = acc[d] * w.x + w.y * QKV[kq + kv4 + d];
         }
     }
     let obase = t * q4 + h * p.hd4;

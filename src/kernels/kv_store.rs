@@ -13,10 +13,8 @@ struct Params {
 }
 
 /// `kv[0, pos..pos+T] = k`, `kv[1, pos..pos+T] = v` from qkv (T, q_c + 2·kv_c); kv: the
-/// layer's (2, n_positions, kv_c) cache. `batches_only`: launch nothing for single-token
-/// steps, whose attention stores the token's key and value itself (only where
-/// `Kernels::fuses_decode`).
-#[allow(clippy::too_many_arguments)]
+/// layer's (2, n_positions, kv_c) cache. Launches nothing for single-token steps: attention
+/// stores the token's key and value itself then (in both kernel families).
 pub(crate) fn kv_store(
     gpu: &Gpu,
     k: &Kernels,
@@ -25,7 +23,6 @@ pub(crate) fn kv_store(
     n_positions: usize,
     qkv: &wgpu::Buffer,
     kv: &wgpu::Buffer,
-    batches_only: bool,
 ) -> Dispatch {
     let params = Params {
         kv_c: heads.kv_c() as u32,
@@ -41,10 +38,6 @@ pub(crate) fn kv_store(
         step,
         &params,
         &[qkv, kv],
-        if batches_only && k.fuses_decode() {
-            Grid::BatchTokens { x }
-        } else {
-            Grid::PerToken { x }
-        },
+        Grid::BatchTokens { x },
     )
 }

@@ -15,7 +15,7 @@ struct Params {
 
 /// `y = LN(x)·gamma + beta` (or with `rms`, `y = x / rms(x)·gamma`), x and y: (T, C).
 /// `batches_only`: launch nothing for single-token
-/// steps, whose next matmul applies the LayerNorm itself (only where `Kernels::fuses_decode`).
+/// steps, whose next matmul applies the LayerNorm itself (only where `Kernels::fuses_decode_norm`).
 #[allow(clippy::too_many_arguments)]
 pub(crate) fn layer_norm(
     gpu: &Gpu,
@@ -44,7 +44,7 @@ pub(crate) fn layer_norm(
         &params,
         &[x, gamma, beta, y],
         match k.family {
-            _ if batches_only && k.fuses_decode() => Grid::BatchTokens { x: 1 },
+            _ if batches_only && k.fuses_decode_norm() => Grid::BatchTokens { x: 1 },
             KernelFamily::Cooperative => Grid::PerToken { x: 1 },
             KernelFamily::BarrierFree => Grid::TokenGroups { y: 1 },
         },

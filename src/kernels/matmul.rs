@@ -28,7 +28,7 @@ struct Params {
 
 /// The LayerNorm whose output is a matmul's x: `x = LN(src)·gamma + beta`, per row. The
 /// cooperative one-row kernel reads `src` and normalizes it itself, so a single-token step
-/// needs no LayerNorm dispatch (see `Kernels::fuses_decode`); the batched kernels read x.
+/// needs no LayerNorm dispatch (see `Kernels::fuses_decode_norm`); the batched kernels read x.
 #[derive(Clone, Copy)]
 pub(crate) struct FusedNorm<'a> {
     pub src: &'a wgpu::Buffer,
@@ -208,7 +208,7 @@ fn part_dispatch(
     };
     // The cooperative one-row kernel also binds gamma and beta (6, 7): the fused LayerNorm's,
     // or the bias as a placeholder it never reads.
-    let (one_params, one_bindings) = match (cooperative, norm.filter(|_| k.fuses_decode())) {
+    let (one_params, one_bindings) = match (cooperative, norm.filter(|_| k.fuses_decode_norm())) {
         (false, _) => (params, bindings()),
         (true, None) => {
             let mut r = bindings();

@@ -463,10 +463,10 @@ impl Kernels {
         }
     }
 
-    /// Whether single-token steps skip the LayerNorm and kv_store dispatches: the one-row
-    /// matmul applies the LayerNorm ([`FusedNorm`]) and attention stores the token's key and
-    /// value itself (the cooperative family).
-    pub fn fuses_decode(&self) -> bool {
+    /// Whether single-token steps skip the LayerNorm dispatch before a linear layer: the
+    /// one-row matmul applies the LayerNorm itself ([`FusedNorm`]; the cooperative family).
+    /// (Both families skip kv_store then: attention stores the token's key and value.)
+    pub fn fuses_decode_norm(&self) -> bool {
         self.family == KernelFamily::Cooperative
     }
 
@@ -488,7 +488,7 @@ pub(crate) enum Grid {
     /// (x, T).
     PerToken { x: u32 },
     /// (x, T) for batches of more than one token, nothing for a single token (a step whose
-    /// work the following kernels do themselves, see `Kernels::fuses_decode`).
+    /// work the following kernels do themselves, see `Kernels::fuses_decode_norm`).
     BatchTokens { x: u32 },
     /// (x, ceil(T / 64)): cooperative matmul tiles over the batch's tokens.
     TokenTiles { x: u32 },

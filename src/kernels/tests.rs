@@ -569,8 +569,8 @@ fn attention_with_cache_matches_reference_on(h: &Harness) {
         let kv = [kc.as_slice(), vc.as_slice()].concat();
         let (qb, kvb, ob) = (h.buf(&qkv), h.buf(&kv), h.buf(&vec![0f32; t * c]));
         let scale = 1.0 / (hd as f32).sqrt();
-        // Single-token steps leave the store to attention where the family fuses it.
-        let store = kv_store(&h.gpu, &h.k, &h.step, heads, n_pos, &qb, &kvb, t == 1);
+        // Single-token steps leave the store to attention (kv_store launches nothing).
+        let store = kv_store(&h.gpu, &h.k, &h.step, heads, n_pos, &qb, &kvb);
         let att = attention(&h.gpu, &h.k, &h.step, heads, scale, n_pos, &qb, &kvb, &ob);
         let step = Step {
             n_tokens: t as u32,
@@ -801,21 +801,25 @@ fn batch_of_sequences_stores_and_attends_per_row_on(h: &Harness) {
     use crate::model::forward::RowMap;
     let mut rng = Rng::new(21);
     let (slots, n_pos) = (3, 20);
-    // (n_head, n_kv_head, head_dim), rows as (position, slot).
-    for (n_head, n_kv, hd) in [(6, 2, 16), (12, 12, 64), (3, 3, 36)] {
+    // (n_head, n_kv_head, head_dim), rows as (position, slot); a single row is stored by
+    // attention itself (kv_store launches nothing for it).
+    let batches: [&[(usize, usize)]; 2] = [&[(5, 0), (0, 2), (19, 1)], &[(11, 2)]];
+    for ((n_head, n_kv, hd), rows) in [(6, 2, 16), (12, 12, 64), (3, 3, 36)]
+        .into_iter()
+        .flat_map(|h| batches.map(|b| (h, b)))
+    {
         let heads = Heads {
             n_head,
             n_kv_head: n_kv,
             head_dim: hd,
         };
-        let rows = [(5usize, 0usize), (0, 2), (19, 1)];
         let (c, ckv, row) = (heads.q_c(), heads.kv_c(), heads.qkv_c());
         let t = rows.len();
         let qkv = random(&mut rng, t * row, 2.0);
         let mut kv = random(&mut rng, slots * 2 * n_pos * ckv, 2.0);
         let (qb, kvb, ob) = (h.buf(&qkv), h.buf(&kv), h.buf(&vec![0f32; t * c]));
         let scale = 1.0 / (hd as f32).sqrt();
-        let store = kv_store(&h.gpu, &h.k, &h.step, heads, n_pos, &qb, &kvb, false);
+        let store = kv_store(&h.gpu, &h.k, &h.step, heads, n_pos, &qb, &kvb);
         let (s, k) = (&h.step, &h.k);
         let att = match attention_rows(&h.gpu, k, s, heads, scale, n_pos, &qb, &kvb, &ob) {
             Some(d) => d,
@@ -853,7 +857,8 @@ fn batch_of_sequences_stores_and_attends_per_row_on(h: &Harness) {
             ));
         }
         let what = format!(
-            "per-row attention heads={n_head}/{n_kv} hd={hd} {:?}",
+            "per-row attention rows={} heads={n_head}/{n_kv} hd={hd} {:?}",
+            rows.len(),
             h.opts
         );
         assert_close(&got, &want, &what);

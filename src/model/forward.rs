@@ -429,11 +429,10 @@ impl<'g> Forward<'g> {
     }
 
     /// Appends the batch's keys and values (the k and v columns of qkv) to the layer's cache.
-    /// Where the kernel family fuses single-token steps, attention stores them itself then.
+    /// A single-token step launches nothing here: attention stores them itself then.
     pub fn kv_store(&mut self, qkv: &wgpu::Buffer, cache: &wgpu::Buffer) {
         let (h, p) = (self.cfg.heads(), self.cfg.n_positions);
-        let fused = self.k.fuses_decode();
-        let d = kv_store(self.gpu, self.k, self.step, h, p, qkv, cache, fused);
+        let d = kv_store(self.gpu, self.k, self.step, h, p, qkv, cache);
         self.decoder.push(Op::Kernel(d));
     }
 
@@ -555,8 +554,8 @@ impl Plan {
 
     /// Encodes the decoder for a batch of `t` tokens: embeddings, every layer, final norm;
     /// `per_row`: the rows are tokens of different sequences (the step's [`RowMap`]).
-    /// (With the cooperative kernels a single-token step launches no `pre_norm` LayerNorm or
-    /// `kv_store`; the next kernel does that work, see `Kernels::fuses_decode`.)
+    /// (A single-token step launches no `kv_store`, and with the cooperative kernels no
+    /// `pre_norm` LayerNorm; the next kernel does that work, see `Kernels::fuses_decode_norm`.)
     pub fn encode_layers(&self, pass: &mut Recorder<'_>, t: u32, per_row: bool) {
         for op in &self.decoder {
             op.encode(pass, t, 0, per_row);
