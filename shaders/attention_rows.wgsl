@@ -8,8 +8,7 @@
 // the same order, so a sequence's decode gives the same bits on either kernel.
 // A single-row step stores its key and value in the cache here, as attention.wgsl does (the
 // forward pass launches no kv_store then), and reads that last key and value from QKV.
-// head_dim must be a multiple of 4, ≤ 256. Needs common.wgsl.
-const MAX_HD4: u32 = 64u;
+// head_dim must be a multiple of 4, ≤ 256. Needs common.wgsl and online_softmax.wgsl.
 struct Params {
     q_c: u32,      // query features: n_head · head_dim
     n_head: u32,   // query heads
@@ -24,22 +23,6 @@ struct Params {
 @group(0) @binding(2) var<storage, read> QKV: array<vec4<f32>>;     // (T, q_c + 2·kv_c): q | k | v
 @group(0) @binding(3) var<storage, read_write> X: array<vec4<f32>>; // (slots, 2, n_positions, kv_c): keys, values
 @group(0) @binding(4) var<storage, read_write> O: array<vec4<f32>>; // (T, q_c)
-
-var<private> q: array<vec4<f32>, MAX_HD4>;   // the query, scaled
-var<private> acc: array<vec4<f32>, MAX_HD4>; // Σ e·v over the keys so far
-var<private> m: f32;                         // running max of the scores
-var<private> l: f32;                         // running sum of exp(score - m)
-
-// One key of the online softmax (attention.wgsl's): returns (corr, e), the factor the sums so
-// far are rescaled by and the key's weight.
-fn softmax_step(s: f32, valid: bool) -> vec2<f32> {
-    let m_new = select(m, max(m, s), valid);
-    let corr = exp(m - m_new);
-    let e = select(0.0, exp(s - m_new), valid);
-    l = l * corr + e;
-    m = m_new;
-    return vec2<f32>(corr, e);
-}
 
 @compute @workgroup_size(8)
 fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>) {
@@ -104,22 +87,7 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_id) lid:
         }
     }
     if (single) {
-        // The same arithmetic, in the same order, on the row's own key and value.
-        var s = 0.0;
-        for (var d = 0u; d < hd8; d += 8u) {
-            let i = kq + d;
-            s += dot(q[d], QKV[i]) + dot(q[d + 1u], QKV[i + 1u])
-                + dot(q[d + 2u], QKV[i + 2u]) + dot(q[d + 3u], QKV[i + 3u])
-                + dot(q[d + 4u], QKV[i + 4u]) + dot(q[d + 5u], QKV[i + 5u])
-                + dot(q[d + 6u], QKV[i + 6u]) + dot(q[d + 7u], QKV[i + 7u]);
-        }
-        for (var d = hd8; d < p.hd4; d++) {
-            s += dot(q[d], QKV[kq + d]);
-        }
-        let w = softmax_step(s, true);
-        for (var d = 0u; d < p.hd4; d++) {
-            acc[d] = acc[d] * w.x + w.y * QKV[kq + kv4 + d];
-        }
+        attend_own(kq, kv4);
     }
     let obase = t * q4 + h * p.hd4;
     let inv = 1.0 / l;

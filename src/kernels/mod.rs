@@ -171,6 +171,7 @@ const EMBED: &str = include_str!("../../shaders/embed.wgsl");
 const KV_STORE: &str = include_str!("../../shaders/kv_store.wgsl");
 const ATTENTION: &str = include_str!("../../shaders/attention.wgsl");
 const ATTENTION_ROWS: &str = include_str!("../../shaders/attention_rows.wgsl");
+const ONLINE_SOFTMAX: &str = include_str!("../../shaders/online_softmax.wgsl");
 const WORKGROUP_REDUCE: &str = include_str!("../../shaders/workgroup_reduce.wgsl");
 const MATMUL_WIDE: &str = include_str!("../../shaders/matmul_wide.wgsl");
 const MATVEC_WIDE: &str = include_str!("../../shaders/matvec_wide.wgsl");
@@ -339,8 +340,12 @@ fn programs(opts: ShaderOptions) -> Vec<(&'static str, bool, Vec<&'static str>)>
             ("embed", true, vec![EMBED]),
             ("layer_norm", false, vec![LAYER_NORM]),
             ("kv_store", false, vec![KV_STORE]),
-            ("attention", false, vec![lanes, ATTENTION]),
-            ("attention_rows", false, vec![ATTENTION_ROWS]),
+            ("attention", false, vec![lanes, ONLINE_SOFTMAX, ATTENTION]),
+            (
+                "attention_rows",
+                false,
+                vec![ONLINE_SOFTMAX, ATTENTION_ROWS],
+            ),
             ("rope", false, vec![ROPE]),
             ("positions", false, vec![POSITIONS]),
             ("gated", false, vec![ACTIVATIONS, GATED]),
