@@ -1,6 +1,6 @@
 // Y = act(X·W + b) (+ Y when accumulating) for batches of rows (prefill, perplexity).
 // Needs common.wgsl, activations.wgsl, matmul_params.wgsl (binding 1), one weights_*.wgsl
-// (binding 2, W: (K, np)), one lanes_*.wgsl and matmul_tile.wgsl. Each invocation computes an
+// (binding 2, W: (K, np)), one lanes_*.wgsl, epilogue.wgsl and matmul_tile.wgsl. Each invocation computes an
 // 8×8 block: 8 rows (the same for the whole workgroup) × 8 adjacent columns (adjacent across
 // invocations). No workgroup memory or barriers. K must be a multiple of 4.
 @group(0) @binding(3) var<storage, read> X: array<vec4<f32>>;  // (rows, K)

@@ -1,5 +1,5 @@
 // y = act(x·W + b) (+ y) for a single row: the decode path, bound by reading W once.
-// Needs common.wgsl, activations.wgsl, matmul_params.wgsl (binding 1), one weights_*.wgsl
+// Needs common.wgsl, activations.wgsl, matmul_params.wgsl (binding 1), epilogue.wgsl, one weights_*.wgsl
 // (binding 2, W: (K, np)) and one lanes_*.wgsl. Each invocation owns 8 adjacent columns and walks k; x is the same for every
 // invocation, so each invocation of a lane group loads one vec4 of every 8 and shares it.
 @group(0) @binding(3) var<storage, read> X: array<vec4<f32>>;  // (rows, K), one row used
@@ -42,16 +42,5 @@ fn main(ids: Ids) {
     for (var j = 8u * chunks; j < k4; j++) {
         step4(X[xb + j], 4u * j);
     }
-    let r = array<vec4<f32>, 2>(a0, a1);
-    for (var c = 0u; c < 8u; c++) {
-        let n = n0 + c;
-        if (n >= p.n) { break; }
-        let v = activate(r[c / 4u][c % 4u] + B[p.b0 + n], p.act);
-        let idx = p.y_col0 + n;
-        if (p.accumulate == 1u) {
-            Y[idx] = Y[idx] + v;
-        } else {
-            Y[idx] = v;
-        }
-    }
+    store8(0u, n0, a0, a1);
 }

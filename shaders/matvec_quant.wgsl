@@ -6,7 +6,7 @@
 // (Q6_K has one `a` per 16-weight half, applied after each half), so a weight costs a
 // shift, a mask, a conversion and an FMA; the prefill kernels dequantize each weight instead.
 // Needs common.wgsl, weights_quant.wgsl (binding 2, W: (K, np)), activations.wgsl,
-// matmul_params.wgsl (binding 1) and one lanes_*.wgsl. K is a multiple of 32.
+// matmul_params.wgsl (binding 1), epilogue.wgsl and one lanes_*.wgsl. K is a multiple of 32.
 @group(0) @binding(3) var<storage, read> X: array<vec4<f32>>;  // (rows, K), one row used
 @group(0) @binding(4) var<storage, read> B: array<f32>;        // (N) bias, or zeros
 @group(0) @binding(5) var<storage, read_write> Y: array<f32>;  // (1, ld_y)
@@ -77,16 +77,5 @@ fn main(ids: Ids) {
         a0 += c.a1.lo * (q.lo - off * sx) + c.b.lo * sum_x;
         a1 += c.a1.hi * (q.hi - off * sx) + c.b.hi * sum_x;
     }
-    let r = array<vec4<f32>, 2>(a0, a1);
-    for (var c = 0u; c < 8u; c++) {
-        let n = n0 + c;
-        if (n >= p.n) { break; }
-        let v = activate(r[c / 4u][c % 4u] + B[p.b0 + n], p.act);
-        let idx = p.y_col0 + n;
-        if (p.accumulate == 1u) {
-            Y[idx] = Y[idx] + v;
-        } else {
-            Y[idx] = v;
-        }
-    }
+    store8(0u, n0, a0, a1);
 }

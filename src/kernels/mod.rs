@@ -163,6 +163,7 @@ const MATVEC: &str = include_str!("../../shaders/matvec.wgsl");
 const MATVEC_QUANT: &str = include_str!("../../shaders/matvec_quant.wgsl");
 const MATMUL_BLOCK: &str = include_str!("../../shaders/matmul_block.wgsl");
 const MATMUL_TILE: &str = include_str!("../../shaders/matmul_tile.wgsl");
+const EPILOGUE: &str = include_str!("../../shaders/epilogue.wgsl");
 const MATMUL_PARAMS: &str = include_str!("../../shaders/matmul_params.wgsl");
 const LANES_SUBGROUP: &str = include_str!("../../shaders/lanes_subgroup.wgsl");
 const LANES_PLAIN: &str = include_str!("../../shaders/lanes_plain.wgsl");
@@ -298,7 +299,7 @@ fn programs(opts: ShaderOptions) -> Vec<(&'static str, bool, Vec<&'static str>)>
     } else {
         LANES_PLAIN
     };
-    let tile = |op, lanes| vec![ACTIVATIONS, MATMUL_PARAMS, lanes, MATMUL_TILE, op];
+    let tile = |op, lanes| vec![ACTIVATIONS, MATMUL_PARAMS, EPILOGUE, lanes, MATMUL_TILE, op];
     match opts.family {
         KernelFamily::Cooperative => vec![
             (
@@ -335,7 +336,7 @@ fn programs(opts: ShaderOptions) -> Vec<(&'static str, bool, Vec<&'static str>)>
             (
                 "matvec",
                 true,
-                vec![ACTIVATIONS, MATMUL_PARAMS, lanes, MATVEC],
+                vec![ACTIVATIONS, MATMUL_PARAMS, EPILOGUE, lanes, MATVEC],
             ),
             ("embed", true, vec![EMBED]),
             ("layer_norm", false, vec![LAYER_NORM]),
