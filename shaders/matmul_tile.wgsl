@@ -48,9 +48,10 @@ fn matmul_tile(xo: array<u32, 8>, own_xo: u32, m0: u32, n0: u32, rows: u32) {
         b7 += v7.x * w0.hi + v7.y * w1.hi + v7.z * w2.hi + v7.w * w3.hi;
     }
     let acc = array<vec4<f32>, 16>(a0, b0, a1, b1, a2, b2, a3, b3, a4, b4, a5, b5, a6, b6, a7, b7);
+    let bias = bias8(n0);
     for (var i = 0u; i < 8u; i++) {
         let m = m0 + i;
         if (m >= rows) { break; }
-        store8(m * p.ld_y, n0, acc[2u * i], acc[2u * i + 1u]);
+        store8(m * p.ld_y, n0, acc[2u * i], acc[2u * i + 1u], bias);
     }
 }

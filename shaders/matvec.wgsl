@@ -42,5 +42,5 @@ fn main(ids: Ids) {
     for (var j = 8u * chunks; j < k4; j++) {
         step4(X[xb + j], 4u * j);
     }
-    store8(0u, n0, a0, a1);
+    store8(0u, n0, a0, a1, bias8(n0));
 }

@@ -77,5 +77,5 @@ fn main(ids: Ids) {
         a0 += c.a1.lo * (q.lo - off * sx) + c.b.lo * sum_x;
         a1 += c.a1.hi * (q.hi - off * sx) + c.b.hi * sum_x;
     }
-    store8(0u, n0, a0, a1);
+    store8(0u, n0, a0, a1, bias8(n0));
 }
