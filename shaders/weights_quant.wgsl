@@ -4,7 +4,7 @@
 //   QFMT  format code (below)        QLOW  low-plane texels per block (8, or 16 for Q8_0)
 //   QHIGH high-plane bits (0, 1, 2)  QT    texels per 32-weight block of 8 columns
 //   QS    super-block texels (K formats: before each 8 blocks), else 0
-//   QOFF  ggml's offset subtracted from each quant
+//   QOFF  the offset subtracted from each quant (ggml's; Q8_0: the 128 added at upload)
 //   QPOS  the factor a quant is read with, per column of a vec4 (quants are read in place, see
 //         `nib8` and `byte8`): 16^(c mod 4) for 4-bit formats, (1, 256, 65536, 1) for Q8_0
 // Layout of a texture row (one group of 8 columns, walking k): per 32-weight block the low

@@ -38,7 +38,8 @@ pub(crate) struct Layout {
     pub scale_texels: u32,
     /// Texels per 256-weight super-block before its blocks (K formats), else 0.
     pub super_texels: u32,
-    /// Subtracted from each quant before scaling (ggml's signed offset).
+    /// Subtracted from each quant before scaling: ggml's signed offset (Q8_0: the 128 added
+    /// at upload).
     pub offset: i32,
     /// The format's code in `weights_quant.wgsl`.
     pub code: u32,
