@@ -41,7 +41,11 @@ pub(crate) trait Arch: Sync {
     fn tensors(&self, cfg: &Config) -> TensorList;
     /// Uploads the tensors (transposing, fusing and reordering as the family needs).
     fn upload(&self, up: &mut Uploader<'_>, cfg: &Config) -> Result<Weights>;
-    /// Records the forward pass: embedding, every layer, final norm, LM head.
+    /// Records the forward pass: embedding, every layer, final norm, LM head. The families
+    /// write one op per line with its math and output shape beside it; ⁽ᶠ⁾ marks a step that a
+    /// single-token step leaves to the next kernel (`kv_store` to attention in both kernel
+    /// families; a LayerNorm before a linear layer to the matrix-vector kernel, cooperative
+    /// family only, see `Kernels::fuses_decode_norm`).
     fn forward(&self, f: &mut Forward<'_>, cfg: &Config, a: &Activations, w: &Weights);
 }
 
