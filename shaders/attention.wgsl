@@ -52,11 +52,7 @@ fn main(ids: Ids) {
     let single = step.n_tokens == 1u;
     let kq = t * (q4 + 2u * kv4) + q4 + (h / p.group) * p.hd4;
     if (single && ids.lid.x == 0u && h % p.group == 0u) {
-        let dst = step.pos * kv4 + kvh;
-        for (var d = 0u; d < p.hd4; d++) {
-            X[dst + d] = QKV[kq + d];
-            X[p.v_offset + dst + d] = QKV[kq + kv4 + d];
-        }
+        store_own(step.pos * kv4 + kvh, kq, kv4);
     }
     let cached = group_last + 1u - u32(single); // keys read from the cache
     for (var j = 0u; j < cached; j++) {

@@ -49,11 +49,7 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_id) lid:
     let single = step.n_tokens == 1u;
     let kq = t * (q4 + 2u * kv4) + q4 + (h / p.group) * p.hd4;
     if (single && h % p.group == 0u) {
-        let dst = last * kv4 + kvh;
-        for (var d = 0u; d < p.hd4; d++) {
-            X[dst + d] = QKV[kq + d];
-            X[p.v_offset + dst + d] = QKV[kq + kv4 + d];
-        }
+        store_own(last * kv4 + kvh, kq, kv4);
     }
     let cached = last + 1u - u32(single);
     for (var j = 0u; j < cached; j++) {

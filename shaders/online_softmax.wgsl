@@ -1,7 +1,7 @@
 // The state of one query's online (single-pass) softmax over its keys, shared by attention.wgsl
 // and attention_rows.wgsl, and the step for a single-token step's own key and value, which
 // those kernels read from QKV (the cache entry they write is not read back in the same
-// dispatch). Needs the kernel's `p` (hd4) and `QKV`.
+// dispatch). Needs the kernel's `p` (hd4, v_offset), `QKV` and `X` (the cache).
 const MAX_HD4: u32 = 64u;
 
 var<private> q: array<vec4<f32>, MAX_HD4>;   // the query, scaled
@@ -18,6 +18,15 @@ fn softmax_step(s: f32, valid: bool) -> vec2<f32> {
     l = l * corr + e;
     m = m_new;
     return vec2<f32>(corr, e);
+}
+
+// Stores the token's own key (QKV[kq..kq + hd4]) and value (kv4 vec4 further) at cache entry
+// `dst` (its keys; the values are v_offset further).
+fn store_own(dst: u32, kq: u32, kv4: u32) {
+    for (var d = 0u; d < p.hd4; d++) {
+        X[dst + d] = QKV[kq + d];
+        X[p.v_offset + dst + d] = QKV[kq + kv4 + d];
+    }
 }
 
 // The token's own key (QKV[kq..kq + hd4]) and value (kv4 vec4 further), after the cached
