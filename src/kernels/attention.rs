@@ -77,8 +77,9 @@ pub(crate) fn attention(
 }
 
 /// Like [`attention`] for a batch of sequences (`step.per_row`: row t at its own position and
-/// cache slot) where the family needs a kernel of its own for that: `attention_rows.wgsl` in
-/// the barrier-free family, `None` in the cooperative one.
+/// cache slot) where the family needs a kernel of its own for that: in the barrier-free family
+/// `attention_decode.wgsl` (with subgroups; it also serves one sequence's single-token steps,
+/// see `Kernels::attention_decode`) or `attention_rows.wgsl`; `None` in the cooperative one.
 #[allow(clippy::too_many_arguments)]
 pub(crate) fn attention_rows(
     gpu: &Gpu,
@@ -101,7 +102,11 @@ pub(crate) fn attention_rows(
         &params,
         &[qkv, kv, out],
         Grid::PerToken {
-            x: (heads.n_head as u32).div_ceil(8),
+            x: if k.attention_decode {
+                heads.n_head as u32
+            } else {
+                (heads.n_head as u32).div_ceil(8)
+            },
         },
     ))
 }

@@ -172,6 +172,7 @@ const EMBED: &str = include_str!("../../shaders/embed.wgsl");
 const KV_STORE: &str = include_str!("../../shaders/kv_store.wgsl");
 const ATTENTION: &str = include_str!("../../shaders/attention.wgsl");
 const ATTENTION_ROWS: &str = include_str!("../../shaders/attention_rows.wgsl");
+const ATTENTION_DECODE: &str = include_str!("../../shaders/attention_decode.wgsl");
 const ONLINE_SOFTMAX: &str = include_str!("../../shaders/online_softmax.wgsl");
 const WORKGROUP_REDUCE: &str = include_str!("../../shaders/workgroup_reduce.wgsl");
 const MATMUL_WIDE: &str = include_str!("../../shaders/matmul_wide.wgsl");
@@ -342,10 +343,15 @@ fn programs(opts: ShaderOptions) -> Vec<(&'static str, bool, Vec<&'static str>)>
             ("layer_norm", false, vec![LAYER_NORM]),
             ("kv_store", false, vec![KV_STORE]),
             ("attention", false, vec![lanes, ONLINE_SOFTMAX, ATTENTION]),
+            // With subgroups, attention_decode.wgsl: it serves single-token steps too.
             (
                 "attention_rows",
                 false,
-                vec![ONLINE_SOFTMAX, ATTENTION_ROWS],
+                if opts.subgroups {
+                    vec![ONLINE_SOFTMAX, ATTENTION_DECODE]
+                } else {
+                    vec![ONLINE_SOFTMAX, ATTENTION_ROWS]
+                },
             ),
             ("rope", false, vec![ROPE]),
             ("positions", false, vec![POSITIONS]),
@@ -428,6 +434,10 @@ pub(crate) struct Kernels {
     /// The barrier-free family's attention for a batch of sequences (`None` when cooperative:
     /// `attention_wide` serves both).
     pub attention_rows: Option<wgpu::ComputePipeline>,
+    /// Whether `attention_rows` is `attention_decode.wgsl` (a workgroup per row and head, the
+    /// barrier-free family with subgroups), which also serves one sequence's single-token
+    /// steps.
+    pub attention_decode: bool,
     pub rope: wgpu::ComputePipeline,
     pub positions: wgpu::ComputePipeline,
     pub gated: wgpu::ComputePipeline,
@@ -462,6 +472,7 @@ impl Kernels {
             kv_store: make("kv_store"),
             attention: make("attention"),
             attention_rows: (!cooperative).then(|| make("attention_rows")),
+            attention_decode: !cooperative && opts.subgroups,
             rope: make("rope"),
             positions: make("positions"),
             gated: make("gated"),

@@ -571,7 +571,13 @@ fn attention_with_cache_matches_reference_on(h: &Harness) {
         let scale = 1.0 / (hd as f32).sqrt();
         // Single-token steps leave the store to attention (kv_store launches nothing).
         let store = kv_store(&h.gpu, &h.k, &h.step, heads, n_pos, &qb, &kvb);
-        let att = attention(&h.gpu, &h.k, &h.step, heads, scale, n_pos, &qb, &kvb, &ob);
+        // The kernel the forward pass launches: single-token steps take the decode kernel
+        // where the family has one (`Kernels::attention_decode`).
+        let (s, k) = (&h.step, &h.k);
+        let att = match attention_rows(&h.gpu, k, s, heads, scale, n_pos, &qb, &kvb, &ob) {
+            Some(d) if t == 1 && k.attention_decode => d,
+            _ => attention(&h.gpu, k, s, heads, scale, n_pos, &qb, &kvb, &ob),
+        };
         let step = Step {
             n_tokens: t as u32,
             pos: pos as u32,

@@ -229,9 +229,10 @@ impl<'b> Input<'b> {
 enum Op {
     Kernel(Dispatch),
     Linear(MatmulDispatch),
-    /// Attention: the kernel for one sequence's tokens, and the one for a batch of sequences
-    /// where the family has a separate one.
-    Attention(Dispatch, Option<Dispatch>),
+    /// Attention: the kernel for one sequence's tokens, the one for a batch of sequences where
+    /// the family has a separate one, and whether that one also takes single-token steps
+    /// (`Kernels::attention_decode`).
+    Attention(Dispatch, Option<Dispatch>, bool),
 }
 
 impl Op {
@@ -241,8 +242,10 @@ impl Op {
         match self {
             Op::Kernel(d) => d.encode(rec, n_tokens, n_rows),
             Op::Linear(m) => m.encode(rec, n_tokens, n_rows),
-            Op::Attention(_, Some(rows)) if per_row => rows.encode(rec, n_tokens, n_rows),
-            Op::Attention(one, _) => one.encode(rec, n_tokens, n_rows),
+            Op::Attention(_, Some(rows), decode) if per_row || (*decode && n_tokens == 1) => {
+                rows.encode(rec, n_tokens, n_rows)
+            }
+            Op::Attention(one, ..) => one.encode(rec, n_tokens, n_rows),
         }
     }
 }
@@ -448,7 +451,8 @@ impl<'g> Forward<'g> {
         let (h, p) = (cfg.heads(), cfg.n_positions);
         let d = attention(self.gpu, self.k, self.step, h, scale, p, qkv, cache, out);
         let rows = attention_rows(self.gpu, self.k, self.step, h, scale, p, qkv, cache, out);
-        self.decoder.push(Op::Attention(d, rows));
+        let decode = self.k.attention_decode;
+        self.decoder.push(Op::Attention(d, rows, decode));
     }
 
     /// `logits = x·headᵀ` for the rows being read back (the step's LM-head window), one
