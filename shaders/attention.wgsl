@@ -25,6 +25,9 @@ struct Params {
 @group(0) @binding(3) var<storage, read_write> X: array<vec4<f32>>;       // (slots, 2, n_positions, kv_c): keys, values
 @group(0) @binding(4) var<storage, read_write> O: array<vec4<f32>>;       // (T, q_c)
 
+// The values the lanes share (lanes_*.wgsl).
+fn x_value(i: u32) -> vec4<f32> { return X[i]; }
+
 // No early return: every invocation takes part in the shared loads; rows past the batch
 // repeat the last query and are not written.
 @compute @workgroup_size(8)

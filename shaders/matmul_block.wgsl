@@ -8,6 +8,9 @@
 @group(0) @binding(4) var<storage, read> B: array<f32>;        // (N) bias, or zeros
 @group(0) @binding(5) var<storage, read_write> Y: array<f32>;  // (rows, ld_y)
 
+// The values the lanes share (lanes_*.wgsl).
+fn x_value(i: u32) -> vec4<f32> { return X[i]; }
+
 // The only early return is uniform across the workgroup: the lanes share loads.
 @compute @workgroup_size(16)
 fn main(ids: Ids) {

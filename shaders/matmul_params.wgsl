@@ -9,8 +9,8 @@ struct Params {
     accumulate: u32, // 1: Y += result (residual), 0: Y = result
     lm_rows: u32,    // 1: rows come from step.row0 / step.n_rows (LM head), 0: rows = step.n_tokens
     m0: u32,         // matmul_block.wgsl: first batch row of this block
-    ln: u32,         // matvec_wide.wgsl: 1 = x is LN(X row)·gamma + beta, 2 = RMSNorm, 0 = the X row
-    eps: f32,        // matvec_wide.wgsl: layer_norm_epsilon when ln = 1
+    ln: u32,         // one-row kernels: 1 = x is LN(X row)·gamma + beta, 2 = RMSNorm, 0 = the X row
+    eps: f32,        // one-row kernels: the norm's epsilon when ln ≠ 0
     b0: u32,         // first bias element of this launch's columns (a part of a stacked matrix)
 }
 @group(0) @binding(1) var<uniform> p: Params;

@@ -1,10 +1,18 @@
 // y = act(x·W + b) (+ y) for a single row: the decode path, bound by reading W once.
 // Needs common.wgsl, activations.wgsl, matmul_params.wgsl (binding 1), epilogue.wgsl, one weights_*.wgsl
-// (binding 2, W: (K, np)) and one lanes_*.wgsl. Each invocation owns 8 adjacent columns and walks k; x is the same for every
+// (binding 2, W: (K, np)), one lanes_*.wgsl and fused_norm.wgsl (bindings 6, 7). Each invocation owns 8 adjacent columns and walks k; x is the same for every
 // invocation, so each invocation of a lane group loads one vec4 of every 8 and shares it.
+// With p.ln set, x is the raw row and the kernel applies the preceding norm (fused_norm.wgsl).
 @group(0) @binding(3) var<storage, read> X: array<vec4<f32>>;  // (rows, K), one row used
 @group(0) @binding(4) var<storage, read> B: array<f32>;        // (N) bias, or zeros
 @group(0) @binding(5) var<storage, read_write> Y: array<f32>;  // (1, ld_y)
+
+var<private> xb: u32; // the row's first vec4 in X
+
+// The values the lanes share (lanes_*.wgsl): x, normalized where the norm is fused.
+fn x_value(i: u32) -> vec4<f32> {
+    return x_norm(X[i], i - xb);
+}
 
 var<private> n0: u32;         // first of this invocation's 8 columns
 var<private> a0: vec4<f32>;   // y[n0..n0+4]
@@ -23,8 +31,9 @@ fn step4(v: vec4<f32>, k: u32) {
 fn main(ids: Ids) {
     n0 = (ids.wg.x * 8u + ids.lid.x) * 8u;
     let k4 = p.k / 4u;
-    let xb = select(0u, step.row0, p.lm_rows == 1u) * k4;
+    xb = select(0u, step.row0, p.lm_rows == 1u) * k4;
     let me = lane(ids);
+    norm_stats(xb, k4, me);
     let chunks = k4 / 8u;
     for (var j = 0u; j < chunks; j++) {
         let i = xb + 8u * j; // x[32j..32j+32] as 8 vec4
@@ -40,7 +49,7 @@ fn main(ids: Ids) {
         step4(x_from7(own, i + 7u), k + 28u);
     }
     for (var j = 8u * chunks; j < k4; j++) {
-        step4(X[xb + j], 4u * j);
+        step4(x_value(xb + j), 4u * j);
     }
     store8(0u, n0, a0, a1, bias8(n0));
 }

@@ -43,10 +43,11 @@ pub(crate) fn layer_norm(
         step,
         &params,
         &[x, gamma, beta, y],
-        match k.family {
-            _ if batches_only && k.fuses_decode_norm() => Grid::BatchTokens { x: 1 },
-            KernelFamily::Cooperative => Grid::PerToken { x: 1 },
-            KernelFamily::BarrierFree => Grid::TokenGroups { y: 1 },
+        match (k.family, batches_only && k.fuses_decode_norm()) {
+            (KernelFamily::Cooperative, true) => Grid::BatchTokens { x: 1 },
+            (KernelFamily::Cooperative, false) => Grid::PerToken { x: 1 },
+            (KernelFamily::BarrierFree, true) => Grid::BatchTokenGroups { y: 1 },
+            (KernelFamily::BarrierFree, false) => Grid::TokenGroups { y: 1 },
         },
     )
 }

@@ -206,16 +206,15 @@ fn part_dispatch(
             groups.div_ceil(8)
         },
     };
-    // The cooperative one-row kernel also binds gamma and beta (6, 7): the fused LayerNorm's,
-    // or the bias as a placeholder it never reads.
-    let (one_params, one_bindings) = match (cooperative, norm.filter(|_| k.fuses_decode_norm())) {
-        (false, _) => (params, bindings()),
-        (true, None) => {
+    // The one-row kernels also bind gamma and beta (6, 7): the fused LayerNorm's, or the bias
+    // as a placeholder they never read.
+    let (one_params, one_bindings) = match norm.filter(|_| k.fuses_decode_norm()) {
+        None => {
             let mut r = bindings();
             r.extend([b.as_entire_binding(), b.as_entire_binding()]);
             (params, r)
         }
-        (true, Some(f)) => {
+        Some(f) => {
             let mut r = bindings();
             r[1] = f.src.as_entire_binding();
             r.extend([f.gamma.as_entire_binding(), f.beta.as_entire_binding()]);

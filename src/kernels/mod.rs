@@ -164,6 +164,7 @@ const MATVEC_QUANT: &str = include_str!("../../shaders/matvec_quant.wgsl");
 const MATMUL_BLOCK: &str = include_str!("../../shaders/matmul_block.wgsl");
 const MATMUL_TILE: &str = include_str!("../../shaders/matmul_tile.wgsl");
 const EPILOGUE: &str = include_str!("../../shaders/epilogue.wgsl");
+const FUSED_NORM: &str = include_str!("../../shaders/fused_norm.wgsl");
 const MATMUL_PARAMS: &str = include_str!("../../shaders/matmul_params.wgsl");
 const LANES_SUBGROUP: &str = include_str!("../../shaders/lanes_subgroup.wgsl");
 const LANES_PLAIN: &str = include_str!("../../shaders/lanes_plain.wgsl");
@@ -337,7 +338,14 @@ fn programs(opts: ShaderOptions) -> Vec<(&'static str, bool, Vec<&'static str>)>
             (
                 "matvec",
                 true,
-                vec![ACTIVATIONS, MATMUL_PARAMS, EPILOGUE, lanes, MATVEC],
+                vec![
+                    ACTIVATIONS,
+                    MATMUL_PARAMS,
+                    EPILOGUE,
+                    lanes,
+                    FUSED_NORM,
+                    MATVEC,
+                ],
             ),
             ("embed", true, vec![EMBED]),
             ("layer_norm", false, vec![LAYER_NORM]),
@@ -441,6 +449,8 @@ pub(crate) struct Kernels {
     pub rope: wgpu::ComputePipeline,
     pub positions: wgpu::ComputePipeline,
     pub gated: wgpu::ComputePipeline,
+    /// The barrier-free kernels share loads through subgroup operations (`lanes_subgroup.wgsl`).
+    subgroups: bool,
     /// Greedy decoding's argmax: candidates, then the winner (`None` when barrier-free).
     pub argmax: Option<[wgpu::ComputePipeline; 2]>,
 }
@@ -476,14 +486,27 @@ impl Kernels {
             rope: make("rope"),
             positions: make("positions"),
             gated: make("gated"),
+            subgroups: opts.subgroups,
             argmax: cooperative.then(|| [make("argmax"), make("argmax_pick")]),
         }
     }
 
     /// Whether single-token steps skip the LayerNorm dispatch before a linear layer: the
-    /// one-row matmul applies the LayerNorm itself ([`FusedNorm`]; the cooperative family).
-    /// (Both families skip kv_store then: attention stores the token's key and value.)
+    /// one-row matmul applies the LayerNorm itself ([`FusedNorm`]). The cooperative family
+    /// always does; the barrier-free one where its lanes share loads through subgroups (every
+    /// workgroup of 8 then recomputes the row's statistics for ~1/8 of a row's loads per
+    /// invocation, less than a dispatch costs on lavapipe; without subgroups every invocation
+    /// would load the whole row, twice). (Both families skip kv_store then: attention stores
+    /// the token's key and value.)
     pub fn fuses_decode_norm(&self) -> bool {
+        self.family == KernelFamily::Cooperative || self.subgroups
+    }
+
+    /// Whether the LM head's one-row kernel also applies the final norm (see
+    /// [`Kernels::fuses_decode_norm`]): the cooperative family's. The barrier-free head has
+    /// hundreds of workgroups (8 columns per invocation), each of which would recompute the
+    /// statistics, so the final norm stays a dispatch there.
+    pub fn fuses_head_norm(&self) -> bool {
         self.family == KernelFamily::Cooperative
     }
 
@@ -513,6 +536,9 @@ pub(crate) enum Grid {
     RowTiles { x: u32 },
     /// (ceil(T / 64), y).
     TokenGroups { y: u32 },
+    /// (ceil(T / 64), y) for batches of more than one token, nothing for a single token (as
+    /// `BatchTokens`).
+    BatchTokenGroups { y: u32 },
     /// (ceil(T / 8), y).
     QueryOctets { y: u32 },
     /// (x, 1, 1) whatever the batch.
@@ -529,6 +555,10 @@ impl Grid {
             Grid::TokenTiles { x } => (x, n_tokens.div_ceil(64), 1),
             Grid::RowTiles { x } => (x, n_rows.div_ceil(64), 1),
             Grid::TokenGroups { y } => (n_tokens.div_ceil(64), y, 1),
+            Grid::BatchTokenGroups { y } => match n_tokens {
+                0 | 1 => (0, y, 1),
+                t => (t.div_ceil(64), y, 1),
+            },
             Grid::QueryOctets { y } => (n_tokens.div_ceil(8), y, 1),
             Grid::Fixed { x } => (x, 1, 1),
         }

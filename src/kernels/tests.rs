@@ -445,15 +445,35 @@ fn layer_norm_matches_reference_on(h: &Harness) {
             row0: 0,
             n_rows: 0,
         };
-        let d = layer_norm(
-            &h.gpu, &h.k, &h.step, c, 1e-5, false, &xb, &gb, &bb, &yb, false,
-        );
-        let got = h.run(&[&d], step, &yb, rows * c);
-        assert_close(
-            &got,
-            &reference::layer_norm(&x, &g, &b, c, 1e-5),
-            &format!("layer_norm rows={rows} c={c} {:?}", h.opts),
-        );
+        // A pre-norm (`batches_only`) launches for batches only where the next kernel fuses
+        // single-token steps, and then normalizes every row of the batch.
+        for batches_only in [false, true] {
+            let y0 = h.buf(&vec![0f32; rows * c]);
+            let d = layer_norm(
+                &h.gpu,
+                &h.k,
+                &h.step,
+                c,
+                1e-5,
+                false,
+                &xb,
+                &gb,
+                &bb,
+                &y0,
+                batches_only,
+            );
+            let got = h.run(&[&d], step, &y0, rows * c);
+            let want = if batches_only && rows == 1 && h.k.fuses_decode_norm() {
+                vec![0f32; c]
+            } else {
+                reference::layer_norm(&x, &g, &b, c, 1e-5)
+            };
+            let what = format!(
+                "layer_norm rows={rows} c={c} pre={batches_only} {:?}",
+                h.opts
+            );
+            assert_close(&got, &want, &what);
+        }
         // RMSNorm: no centring, zeros bound as beta.
         let zb = h.buf(&vec![0f32; c]);
         let d = layer_norm(

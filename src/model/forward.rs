@@ -338,8 +338,9 @@ impl<'g> Forward<'g> {
         }
     }
 
-    /// The family's final LayerNorm as a [`Forward::pre_norm`] where the model has one;
-    /// otherwise x itself goes on to the head.
+    /// The family's final LayerNorm where the model has one: a [`Forward::pre_norm`] where the
+    /// head's kernel fuses it (`Kernels::fuses_head_norm`), else a launch for every batch;
+    /// without one x itself goes on to the head.
     pub fn final_norm<'b>(
         &mut self,
         y: &'b wgpu::Buffer,
@@ -347,7 +348,11 @@ impl<'g> Forward<'g> {
         w: &'b Weights,
     ) -> Input<'b> {
         match &w.final_norm {
-            Some(n) => self.pre_norm(y, x, n),
+            Some(n) if self.k.fuses_head_norm() => self.pre_norm(y, x, n),
+            Some(n) => {
+                self.layer_norm(y, x, n);
+                Input::Rows(y)
+            }
             None => Input::Rows(x),
         }
     }

@@ -208,3 +208,64 @@ fn check(
     let want = reference::linear(&x, w, &b, k, n);
     assert_close(&got, &want, &format!("{what} rows={rows} {:?}", h.opts));
 }
+
+/// The one-row kernels' fused LayerNorm over block formats (matvec_quant.wgsl with
+/// fused_norm.wgsl, matvec_wide.wgsl): where a family fuses, x is a zeros buffer, so only the
+/// kernel's own normalization of `src` can give linear(LN(src)).
+#[test]
+fn quantized_matvec_applies_fused_layer_norm() {
+    let mut rng = Rng::new(13);
+    let fusing = Harness::variants()
+        .into_iter()
+        .filter(|h| h.k.fuses_decode_norm());
+    for h in fusing {
+        for (dtype, rms) in [
+            (DType::Q8_0, false),
+            (DType::Q4_0, false),
+            (DType::Q6K, true),
+        ] {
+            let (k, n) = (768, 40);
+            let (m, w) = blocks_matrix(&h, &mut rng, dtype, n, k);
+            let src: Vec<f32> = random(&mut rng, k, 2.0).iter().map(|v| v + 0.7).collect();
+            let g = random(&mut rng, k, 1.0);
+            let be = if rms {
+                vec![0.0; k]
+            } else {
+                random(&mut rng, k, 1.0)
+            };
+            let x = if rms {
+                reference::rms_norm(&src, &g, k, 1e-5)
+            } else {
+                reference::layer_norm(&src, &g, &be, k, 1e-5)
+            };
+            let b = random(&mut rng, n, 0.5);
+            let (srcb, gb, beb) = (h.buf(&src), h.buf(&g), h.buf(&be));
+            let (zeros, bb, yb) = (h.buf(&vec![0.0; k]), h.buf(&b), h.buf(&vec![0.0; n]));
+            let norm = FusedNorm {
+                src: &srcb,
+                gamma: &gb,
+                beta: &beb,
+                eps: 1e-5,
+                rms,
+            };
+            let d = matmul(
+                &h.gpu,
+                &h.k,
+                &h.step,
+                spec(k, n, 1),
+                &zeros,
+                &m,
+                &bb,
+                &yb,
+                Some(norm),
+            );
+            let got = h.run_mm(&d, step(1), &yb, n);
+            let want = reference::linear(&x, &w, &b, k, n);
+            assert_close(
+                &got,
+                &want,
+                &format!("fused norm {dtype} rms={rms} {:?}", h.opts),
+            );
+        }
+    }
+}
