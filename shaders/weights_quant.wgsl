@@ -13,7 +13,7 @@
 // scales as bytes); see src/quant/pack.rs. Every weight is ggml's exactly: w = a·(q − QOFF) + b
 // with a = d (Q8_0, Q4_0, Q5_0), d·sc (K formats); b = m (Q4_1, Q5_1), −dmin·m (Q4_K, Q5_K),
 // else 0 — all products exact in f32, so the one rounding is ggml's.
-@group(0) @binding(2) var W: texture_2d<u32>; // (row texels, np / 8): one row per 8 columns
+// W: (row texels, np / 8) texels, one row per 8 columns, read with `texel` (texel_*.wgsl).
 
 const F_Q8_0: u32 = 0u;
 const F_Q4_0: u32 = 1u;
@@ -71,7 +71,7 @@ fn coef(b: u32, row: u32) -> Coef {
 // The block's affine maps for the quants q themselves.
 fn coef_q(b: u32, row: u32) -> Coef {
     let base = block_base(b);
-    let sc = textureLoad(W, vec2<u32>(base + QLOW + 2u * QHIGH, row), 0);
+    let sc = texel(base + QLOW + 2u * QHIGH, row);
     let zero = W8(vec4<f32>(0.0), vec4<f32>(0.0));
     if (QFMT == F_Q8_0 || QFMT == F_Q4_0 || QFMT == F_Q5_0) {
         // b = −d·QOFF (exact: QOFF is 8, 16 or 128), see `affine`.
@@ -81,18 +81,18 @@ fn coef_q(b: u32, row: u32) -> Coef {
     }
     if (QFMT == F_Q4_1 || QFMT == F_Q5_1) {
         let d = halves8(sc);
-        let m = halves8(textureLoad(W, vec2<u32>(base + QLOW + 2u * QHIGH + 1u, row), 0));
+        let m = halves8(texel(base + QLOW + 2u * QHIGH + 1u, row));
         return Coef(d, d, m);
     }
     let sb = (b >> 3u) * (QS + 8u * QT);
-    let d = halves8(textureLoad(W, vec2<u32>(sb, row), 0));
+    let d = halves8(texel(sb, row));
     if (QFMT == F_Q6_K) {
         let s0 = sbytes8(sc, 0u);
         let s1 = sbytes8(sc, 8u);
         return Coef(W8(d.lo * s0.lo, d.hi * s0.hi), W8(d.lo * s1.lo, d.hi * s1.hi), zero);
     }
     // Q4_K, Q5_K
-    let dmin = halves8(textureLoad(W, vec2<u32>(sb + 1u, row), 0));
+    let dmin = halves8(texel(sb + 1u, row));
     let s = bytes8(sc, 0u);
     let m = bytes8(sc, 8u);
     let a = W8(d.lo * s.lo, d.hi * s.hi);
@@ -149,18 +149,18 @@ struct Texels {
 fn step_texels(base: u32, st: u32, row: u32) -> Texels {
     var r: Texels;
     if (QLOW == 16u) {
-        r.t0 = textureLoad(W, vec2<u32>(base + 2u * st, row), 0);
-        r.t1 = textureLoad(W, vec2<u32>(base + 2u * st + 1u, row), 0);
+        r.t0 = texel(base + 2u * st, row);
+        r.t1 = texel(base + 2u * st + 1u, row);
         return r;
     }
-    r.t0 = textureLoad(W, vec2<u32>(base + st, row), 0);
+    r.t0 = texel(base + st, row);
     if (QHIGH == 1u) {
         // u32 st of the high plane: bit 8j + c.
-        r.h = textureLoad(W, vec2<u32>(base + QLOW + (st >> 2u), row), 0)[st & 3u];
+        r.h = texel(base + QLOW + (st >> 2u), row)[st & 3u];
     }
     if (QHIGH == 2u) {
         // u32s 2·st and 2·st + 1: rows (0, 1) and (2, 3), bits 2·(8·(j mod 2) + c).
-        let ht = textureLoad(W, vec2<u32>(base + QLOW + (st >> 1u), row), 0);
+        let ht = texel(base + QLOW + (st >> 1u), row);
         r.h2 = select(ht.xy, ht.zw, (st & 1u) == 1u);
     }
     return r;

@@ -523,7 +523,9 @@ impl Gpu {
     }
 
     /// A read-only `rgba32uint` texture of `width` × `height` texels (16 bytes each), filled
-    /// with `data` (row-major, `width * 16` bytes per row). Weight matrices live in these.
+    /// with `data` (row-major, `width * 16` bytes per row). Weight matrices live in these; the
+    /// kernels bind them as sampled textures (cooperative family) or read-only storage textures
+    /// (barrier-free family), see `shaders/texel_*.wgsl`.
     pub(crate) fn texture_init(
         &self,
         label: &str,
@@ -552,7 +554,9 @@ impl Gpu {
             sample_count: 1,
             dimension: wgpu::TextureDimension::D2,
             format: wgpu::TextureFormat::Rgba32Uint,
-            usage: wgpu::TextureUsages::TEXTURE_BINDING | wgpu::TextureUsages::COPY_DST,
+            usage: wgpu::TextureUsages::TEXTURE_BINDING
+                | wgpu::TextureUsages::STORAGE_BINDING
+                | wgpu::TextureUsages::COPY_DST,
             view_formats: &[],
         });
         if let Some(e) = pollster::block_on(scope.pop()) {

@@ -158,6 +158,8 @@ const ACTIVATIONS: &str = include_str!("../../shaders/activations.wgsl");
 const WEIGHTS_F32: &str = include_str!("../../shaders/weights_f32.wgsl");
 const WEIGHTS_F16: &str = include_str!("../../shaders/weights_f16.wgsl");
 const WEIGHTS_QUANT: &str = include_str!("../../shaders/weights_quant.wgsl");
+const TEXEL_SAMPLED: &str = include_str!("../../shaders/texel_sampled.wgsl");
+const TEXEL_STORAGE: &str = include_str!("../../shaders/texel_storage.wgsl");
 const MATMUL: &str = include_str!("../../shaders/matmul.wgsl");
 const MATVEC: &str = include_str!("../../shaders/matvec.wgsl");
 const MATVEC_QUANT: &str = include_str!("../../shaders/matvec_quant.wgsl");
@@ -268,21 +270,27 @@ pub(crate) fn shader_sources(opts: ShaderOptions) -> Vec<(String, String)> {
     for (name, weights, parts) in programs(opts) {
         if weights {
             for dt in WeightDtype::ALL {
-                out.push((format!("{name}_{dt}"), compose(&parts, Some(dt))));
+                out.push((format!("{name}_{dt}"), compose(opts, &parts, Some(dt))));
             }
         } else {
-            out.push((name.to_string(), compose(&parts, None)));
+            out.push((name.to_string(), compose(opts, &parts, None)));
         }
     }
     out
 }
 
-/// One program's source: common.wgsl, the format's weight reader if it reads weights, `parts`
-/// (the barrier-free decode kernel of the block formats is `matvec_quant.wgsl`).
-fn compose(parts: &[&str], weights: Option<WeightDtype>) -> String {
+/// One program's source: common.wgsl, the family's weight-texture binding and the format's
+/// weight reader if it reads weights, `parts` (the barrier-free decode kernel of the block
+/// formats is `matvec_quant.wgsl`).
+fn compose(opts: ShaderOptions, parts: &[&str], weights: Option<WeightDtype>) -> String {
+    let texels = match (weights, opts.family) {
+        (None, _) => "",
+        (Some(_), KernelFamily::Cooperative) => TEXEL_SAMPLED,
+        (Some(_), KernelFamily::BarrierFree) => TEXEL_STORAGE,
+    };
     let reader = weights.map(WeightDtype::reader).unwrap_or_default();
     let quantized = weights.is_some_and(WeightDtype::is_quantized);
-    [COMMON, reader.as_str()]
+    [COMMON, texels, reader.as_str()]
         .into_iter()
         .chain(parts.iter().map(|&p| {
             if quantized && p == MATVEC {
@@ -379,7 +387,7 @@ fn compile(
         .into_iter()
         .find(|p| p.0 == name)
         .expect("a program of the family");
-    let source = compose(&parts, weights);
+    let source = compose(opts, &parts, weights);
     let label = match weights {
         Some(dt) => format!("{name}_{dt}"),
         None => name.to_string(),
