@@ -37,10 +37,11 @@ fn row_slot(t: u32) -> u32 {
 // texture row per group of columns (8 f16 or 4 f32 weights per texel; block formats: see
 // weights_quant.wgsl): texel (k, r) holds
 // W[k, r·g..r·g+g], so a kernel walking k for fixed columns reads contiguous memory. N is
-// padded to a multiple of 8; the weights_*.wgsl file of the storage dtype unpacks. Textures,
-// not storage buffers, because a texel fetch brings 16 bytes per invocation with one vector
-// load on every adapter, while lavapipe turns each storage-buffer load into a loop over its
-// SIMD lanes (about 3x slower there).
+// padded to a multiple of 8; the weights_*.wgsl file of the storage dtype unpacks, reading
+// texels with `texel(x, y)` (texel_sampled.wgsl or texel_storage.wgsl, per kernel family).
+// Textures, not storage buffers, because a texel load brings 16 bytes per invocation with one
+// vector load on every adapter, while lavapipe turns each storage-buffer load into a loop over
+// its SIMD lanes (about 3x slower there).
 
 // Eight consecutive weights of one row, as returned by `w8` in weights_*.wgsl.
 struct W8 {

@@ -417,6 +417,89 @@ fn matvec_applies_fused_layer_norm() {
     }
 }
 
+/// Where the barrier-free family fuses the norm (with subgroups), the one-row kernel gives the
+/// same bits as the layer_norm kernel followed by the unfused kernel: both sum the statistics
+/// in the same order (fused_norm.wgsl, layer_norm.wgsl), so a sequence decodes to the same ids
+/// alone (fused) or in a batch of sequences (the norm dispatched, then the 8×8 tile, which sums
+/// like the one-row kernel).
+#[test]
+fn fused_norm_gives_the_layer_norm_kernels_bits() {
+    let fusing = Harness::variants()
+        .into_iter()
+        .filter(|h| h.k.family == KernelFamily::BarrierFree && h.k.fuses_decode_norm());
+    for h in fusing {
+        let mut rng = Rng::new(16);
+        // K = 100: 25 vec4, not a whole number of lane groups.
+        for (k, n, rms) in [
+            (768, 40, false),
+            (100, 24, false),
+            (576, 17, true),
+            (3072, 9, false),
+        ] {
+            // Values over several octaves, so that the order of the sums shows in their bits.
+            let src: Vec<f32> = random(&mut rng, k, 3.0)
+                .iter()
+                .enumerate()
+                .map(|(i, v)| (v + 1.5) * (1 << (i % 7)) as f32)
+                .collect();
+            let g = random(&mut rng, k, 1.0);
+            let be = if rms {
+                vec![0.0; k]
+            } else {
+                random(&mut rng, k, 1.0)
+            };
+            let (w, b) = (random(&mut rng, n * k, 0.5), random(&mut rng, n, 0.5));
+            let (wbuf, _) = pack(&h.gpu, &w, n, k, WeightDtype::F16);
+            let (srcb, gb, beb, bb) = (h.buf(&src), h.buf(&g), h.buf(&be), h.buf(&b));
+            let (yb, zeros, ob) = (
+                h.buf(&vec![0f32; k]),
+                h.buf(&vec![0f32; k]),
+                h.buf(&vec![0f32; n]),
+            );
+            let step = Step {
+                n_tokens: 1,
+                pos: 0,
+                row0: 0,
+                n_rows: 1,
+            };
+            let ln = layer_norm(
+                &h.gpu, &h.k, &h.step, k, 1e-5, rms, &srcb, &gb, &beb, &yb, false,
+            );
+            h.run(&[&ln], step, &yb, k);
+            let spec = MatmulSpec {
+                k,
+                n,
+                ld_y: n,
+                y_col0: 0,
+                act: 0,
+                accumulate: false,
+                lm_rows: false,
+                max_rows: 1,
+                layer: "test",
+            };
+            let (gpu, kk, st) = (&h.gpu, &h.k, &h.step);
+            let unfused = matmul(gpu, kk, st, spec, &yb, &wbuf, &bb, &ob, None);
+            let want = h.run_mm(&unfused, step, &ob, n);
+            let norm = FusedNorm {
+                src: &srcb,
+                gamma: &gb,
+                beta: &beb,
+                eps: 1e-5,
+                rms,
+            };
+            let fused = matmul(gpu, kk, st, spec, &zeros, &wbuf, &bb, &ob, Some(norm));
+            let got = h.run_mm(&fused, step, &ob, n);
+            let bits = |v: &[f32]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
+            assert_eq!(
+                bits(&got),
+                bits(&want),
+                "k={k} n={n} rms={rms} {:?}",
+                h.opts
+            );
+        }
+    }
+}
+
 #[test]
 fn layer_norm_matches_reference() {
     for h in Harness::variants() {
