@@ -9,24 +9,10 @@
 // A single-token step (decode) stores its own key and value in the cache here, so the forward
 // pass launches no kv_store then (src/kernels/kv_store.rs): with no barriers, nothing in this
 // dispatch reads the entry it writes; every query head takes that last key and value from QKV.
-// Needs common.wgsl, online_softmax.wgsl and one lanes_*.wgsl.
-struct Params {
-    q_c: u32,      // query features: n_head · head_dim
-    n_head: u32,   // query heads
-    hd4: u32,      // head_dim / 4
-    scale: f32,    // 1/sqrt(head_dim), or 1 when the model does not scale
-    v_offset: u32, // where the values start in KV, in vec4 units (n_positions · kv_c / 4)
-    dq_bits: u32,  // attention_wide.wgsl: log2 of the smallest power of two ≥ hd4
-    kv_c: u32,     // key/value features: n_kv_heads · head_dim
-    group: u32,    // query heads per key/value head (1 without grouped-query attention)
-}
-@group(0) @binding(1) var<uniform> p: Params;
-@group(0) @binding(2) var<storage, read> QKV: array<vec4<f32>>;           // (T, q_c + 2·kv_c): q | k | v
-@group(0) @binding(3) var<storage, read_write> X: array<vec4<f32>>;       // (slots, 2, n_positions, kv_c): keys, values
-@group(0) @binding(4) var<storage, read_write> O: array<vec4<f32>>;       // (T, q_c)
+// Needs common.wgsl, attention_params.wgsl, online_softmax.wgsl and one lanes_*.wgsl.
 
 // The values the lanes share (lanes_*.wgsl).
-fn x_value(i: u32) -> vec4<f32> { return X[i]; }
+fn x_value(i: u32) -> vec4<f32> { return KV[i]; }
 
 // No early return: every invocation takes part in the shared loads; rows past the batch
 // repeat the last query and are not written.
@@ -70,7 +56,7 @@ fn main(ids: Ids) {
                 + dot(q[d + 6u], x_from6(own, i + 6u)) + dot(q[d + 7u], x_from7(own, i + 7u));
         }
         for (var d = hd8; d < p.hd4; d++) {
-            s += dot(q[d], X[kb + d]);
+            s += dot(q[d], KV[kb + d]);
         }
         let w = softmax_step(s, j <= last);
         let vb = p.v_offset + kb;
@@ -87,7 +73,7 @@ fn main(ids: Ids) {
             acc[d + 7u] = acc[d + 7u] * w.x + w.y * x_from7(own, i + 7u);
         }
         for (var d = hd8; d < p.hd4; d++) {
-            acc[d] = acc[d] * w.x + w.y * X[vb + d];
+            acc[d] = acc[d] * w.x + w.y * KV[vb + d];
         }
     }
     if (single) {

@@ -10,21 +10,7 @@
 // A single-row step stores its own key and value in the cache here (the forward pass launches
 // no kv_store then) and takes them from QKV, with the same arithmetic as a cached key; with
 // more rows, kv_store has stored them. head_dim must be a multiple of 4, ≤ 256.
-// Needs common.wgsl and online_softmax.wgsl (`softmax_step`).
-struct Params {
-    q_c: u32,      // query features: n_head · head_dim
-    n_head: u32,   // query heads
-    hd4: u32,      // head_dim / 4
-    scale: f32,    // 1/sqrt(head_dim), or 1 when the model does not scale
-    v_offset: u32, // where the values start in a slot, in vec4 units (n_positions · kv_c / 4)
-    dq_bits: u32,  // unused here (attention_wide.wgsl's)
-    kv_c: u32,     // key/value features: n_kv_heads · head_dim
-    group: u32,    // query heads per key/value head (1 without grouped-query attention)
-}
-@group(0) @binding(1) var<uniform> p: Params;
-@group(0) @binding(2) var<storage, read> QKV: array<vec4<f32>>;     // (T, q_c + 2·kv_c): q | k | v
-@group(0) @binding(3) var<storage, read_write> X: array<vec4<f32>>; // (slots, 2, n_positions, kv_c): keys, values
-@group(0) @binding(4) var<storage, read_write> O: array<vec4<f32>>; // (T, q_c)
+// Needs common.wgsl, attention_params.wgsl and online_softmax.wgsl (`softmax_step`).
 
 const NV: u32 = 8u; // vec4 per lane at most: 8 lanes · 8 · 4 = head_dim 256
 
@@ -84,8 +70,8 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_id) lid:
         let kb = j * kv4 + kvh;
         for (var i = 0u; i < NV; i++) {
             if (8u * i < p.hd4) {
-                k[i] = X[kb + dim(me, i)];
-                v[i] = X[p.v_offset + kb + dim(me, i)];
+                k[i] = KV[kb + dim(me, i)];
+                v[i] = KV[p.v_offset + kb + dim(me, i)];
             }
         }
         attend(k, v);
@@ -100,8 +86,8 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_id) lid:
                 k[i] = QKV[kq + dim(me, i)];
                 v[i] = QKV[kq + kv4 + dim(me, i)];
                 if (h % p.group == 0u && me + 8u * i < p.hd4) {
-                    X[dst + dim(me, i)] = k[i];
-                    X[p.v_offset + dst + dim(me, i)] = v[i];
+                    KV[dst + dim(me, i)] = k[i];
+                    KV[p.v_offset + dst + dim(me, i)] = v[i];
                 }
             }
         }

@@ -8,21 +8,7 @@
 // the same order, so a sequence's decode gives the same bits on either kernel.
 // A single-row step stores its key and value in the cache here, as attention.wgsl does (the
 // forward pass launches no kv_store then), and reads that last key and value from QKV.
-// head_dim must be a multiple of 4, ≤ 256. Needs common.wgsl and online_softmax.wgsl.
-struct Params {
-    q_c: u32,      // query features: n_head · head_dim
-    n_head: u32,   // query heads
-    hd4: u32,      // head_dim / 4
-    scale: f32,    // 1/sqrt(head_dim), or 1 when the model does not scale
-    v_offset: u32, // where the values start in a slot, in vec4 units (n_positions · kv_c / 4)
-    dq_bits: u32,  // unused here (attention_wide.wgsl's)
-    kv_c: u32,     // key/value features: n_kv_heads · head_dim
-    group: u32,    // query heads per key/value head (1 without grouped-query attention)
-}
-@group(0) @binding(1) var<uniform> p: Params;
-@group(0) @binding(2) var<storage, read> QKV: array<vec4<f32>>;     // (T, q_c + 2·kv_c): q | k | v
-@group(0) @binding(3) var<storage, read_write> X: array<vec4<f32>>; // (slots, 2, n_positions, kv_c): keys, values
-@group(0) @binding(4) var<storage, read_write> O: array<vec4<f32>>; // (T, q_c)
+// head_dim must be a multiple of 4, ≤ 256. Needs common.wgsl, attention_params.wgsl and online_softmax.wgsl.
 
 @compute @workgroup_size(8)
 fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>) {
@@ -57,29 +43,29 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_id) lid:
         var s = 0.0;
         for (var d = 0u; d < hd8; d += 8u) {
             let i = kb + d;
-            s += dot(q[d], X[i]) + dot(q[d + 1u], X[i + 1u])
-                + dot(q[d + 2u], X[i + 2u]) + dot(q[d + 3u], X[i + 3u])
-                + dot(q[d + 4u], X[i + 4u]) + dot(q[d + 5u], X[i + 5u])
-                + dot(q[d + 6u], X[i + 6u]) + dot(q[d + 7u], X[i + 7u]);
+            s += dot(q[d], KV[i]) + dot(q[d + 1u], KV[i + 1u])
+                + dot(q[d + 2u], KV[i + 2u]) + dot(q[d + 3u], KV[i + 3u])
+                + dot(q[d + 4u], KV[i + 4u]) + dot(q[d + 5u], KV[i + 5u])
+                + dot(q[d + 6u], KV[i + 6u]) + dot(q[d + 7u], KV[i + 7u]);
         }
         for (var d = hd8; d < p.hd4; d++) {
-            s += dot(q[d], X[kb + d]);
+            s += dot(q[d], KV[kb + d]);
         }
         let w = softmax_step(s, j <= last);
         let vb = p.v_offset + kb;
         for (var d = 0u; d < hd8; d += 8u) {
             let i = vb + d;
-            acc[d] = acc[d] * w.x + w.y * X[i];
-            acc[d + 1u] = acc[d + 1u] * w.x + w.y * X[i + 1u];
-            acc[d + 2u] = acc[d + 2u] * w.x + w.y * X[i + 2u];
-            acc[d + 3u] = acc[d + 3u] * w.x + w.y * X[i + 3u];
-            acc[d + 4u] = acc[d + 4u] * w.x + w.y * X[i + 4u];
-            acc[d + 5u] = acc[d + 5u] * w.x + w.y * X[i + 5u];
-            acc[d + 6u] = acc[d + 6u] * w.x + w.y * X[i + 6u];
-            acc[d + 7u] = acc[d + 7u] * w.x + w.y * X[i + 7u];
+            acc[d] = acc[d] * w.x + w.y * KV[i];
+            acc[d + 1u] = acc[d + 1u] * w.x + w.y * KV[i + 1u];
+            acc[d + 2u] = acc[d + 2u] * w.x + w.y * KV[i + 2u];
+            acc[d + 3u] = acc[d + 3u] * w.x + w.y * KV[i + 3u];
+            acc[d + 4u] = acc[d + 4u] * w.x + w.y * KV[i + 4u];
+            acc[d + 5u] = acc[d + 5u] * w.x + w.y * KV[i + 5u];
+            acc[d + 6u] = acc[d + 6u] * w.x + w.y * KV[i + 6u];
+            acc[d + 7u] = acc[d + 7u] * w.x + w.y * KV[i + 7u];
         }
         for (var d = hd8; d < p.hd4; d++) {
-            acc[d] = acc[d] * w.x + w.y * X[vb + d];
+            acc[d] = acc[d] * w.x + w.y * KV[vb + d];
         }
     }
     if (single) {

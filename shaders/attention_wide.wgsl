@@ -14,22 +14,8 @@
 // grouped-query attention the group's workgroups store the same values to the same place,
 // each before its own reads); a batch's keys are needed by other workgroups and are stored by
 // kv_store.wgsl beforehand.
-// Needs common.wgsl and workgroup_reduce.wgsl.
+// Needs common.wgsl, attention_params.wgsl and workgroup_reduce.wgsl.
 const CHUNK: u32 = 1024u;
-struct Params {
-    q_c: u32,      // query features: n_head · head_dim
-    n_head: u32,   // query heads
-    hd4: u32,      // head_dim / 4
-    scale: f32,    // 1/sqrt(head_dim), or 1 when the model does not scale
-    v_offset: u32, // where the values start in KV, in vec4 units (n_positions · kv_c / 4)
-    dq_bits: u32,  // attention_wide.wgsl: log2 of the smallest power of two ≥ hd4
-    kv_c: u32,     // key/value features: n_kv_heads · head_dim
-    group: u32,    // query heads per key/value head (1 without grouped-query attention)
-}
-@group(0) @binding(1) var<uniform> p: Params;
-@group(0) @binding(2) var<storage, read> QKV: array<vec4<f32>>;     // (T, q_c + 2·kv_c): q | k | v
-@group(0) @binding(3) var<storage, read_write> KV: array<vec4<f32>>; // (slots, 2, n_positions, kv_c): keys, values
-@group(0) @binding(4) var<storage, read_write> O: array<vec4<f32>>; // (T, q_c)
 
 var<workgroup> q: array<vec4<f32>, 64>;    // (head_dim / 4) this query, scaled
 var<workgroup> prob: array<f32, CHUNK>;    // (CHUNK) scores, then exp(score - max), of a chunk

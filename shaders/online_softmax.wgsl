@@ -1,7 +1,8 @@
 // The state of one query's online (single-pass) softmax over its keys, shared by attention.wgsl
-// and attention_rows.wgsl, and the step for a single-token step's own key and value, which
+// and attention_rows.wgsl (attention_decode.wgsl uses `softmax_step` with its own per-lane
+// query and sum), and the step for a single-token step's own key and value, which
 // those kernels read from QKV (the cache entry they write is not read back in the same
-// dispatch). Needs the kernel's `p` (hd4, v_offset), `QKV` and `X` (the cache).
+// dispatch). Needs attention_params.wgsl (`p`, `QKV` and the cache `KV`).
 const MAX_HD4: u32 = 64u;
 
 var<private> q: array<vec4<f32>, MAX_HD4>;   // the query, scaled
@@ -24,8 +25,8 @@ fn softmax_step(s: f32, valid: bool) -> vec2<f32> {
 // `dst` (its keys; the values are v_offset further).
 fn store_own(dst: u32, kq: u32, kv4: u32) {
     for (var d = 0u; d < p.hd4; d++) {
-        X[dst + d] = QKV[kq + d];
-        X[p.v_offset + dst + d] = QKV[kq + kv4 + d];
+        KV[dst + d] = QKV[kq + d];
+        KV[p.v_offset + dst + d] = QKV[kq + kv4 + d];
     }
 }
 

@@ -176,6 +176,7 @@ const KV_STORE: &str = include_str!("../../shaders/kv_store.wgsl");
 const ATTENTION: &str = include_str!("../../shaders/attention.wgsl");
 const ATTENTION_ROWS: &str = include_str!("../../shaders/attention_rows.wgsl");
 const ATTENTION_DECODE: &str = include_str!("../../shaders/attention_decode.wgsl");
+const ATTENTION_PARAMS: &str = include_str!("../../shaders/attention_params.wgsl");
 const ONLINE_SOFTMAX: &str = include_str!("../../shaders/online_softmax.wgsl");
 const WORKGROUP_REDUCE: &str = include_str!("../../shaders/workgroup_reduce.wgsl");
 const MATMUL_WIDE: &str = include_str!("../../shaders/matmul_wide.wgsl");
@@ -325,7 +326,11 @@ fn programs(opts: ShaderOptions) -> Vec<(&'static str, bool, Vec<&'static str>)>
             ("embed", true, vec![EMBED]),
             ("layer_norm", false, vec![WORKGROUP_REDUCE, LAYER_NORM_WIDE]),
             ("kv_store", false, vec![KV_STORE]),
-            ("attention", false, vec![WORKGROUP_REDUCE, ATTENTION_WIDE]),
+            (
+                "attention",
+                false,
+                vec![ATTENTION_PARAMS, WORKGROUP_REDUCE, ATTENTION_WIDE],
+            ),
             (
                 "argmax",
                 false,
@@ -358,15 +363,19 @@ fn programs(opts: ShaderOptions) -> Vec<(&'static str, bool, Vec<&'static str>)>
             ("embed", true, vec![EMBED]),
             ("layer_norm", false, vec![LAYER_NORM]),
             ("kv_store", false, vec![KV_STORE]),
-            ("attention", false, vec![lanes, ONLINE_SOFTMAX, ATTENTION]),
+            (
+                "attention",
+                false,
+                vec![ATTENTION_PARAMS, lanes, ONLINE_SOFTMAX, ATTENTION],
+            ),
             // With subgroups, attention_decode.wgsl: it serves single-token steps too.
             (
                 "attention_rows",
                 false,
                 if opts.subgroups {
-                    vec![ONLINE_SOFTMAX, ATTENTION_DECODE]
+                    vec![ATTENTION_PARAMS, ONLINE_SOFTMAX, ATTENTION_DECODE]
                 } else {
-                    vec![ONLINE_SOFTMAX, ATTENTION_ROWS]
+                    vec![ATTENTION_PARAMS, ONLINE_SOFTMAX, ATTENTION_ROWS]
                 },
             ),
             ("rope", false, vec![ROPE]),

@@ -334,6 +334,23 @@ fn matmul_lm_head_window_writes_column_slice_on(h: &Harness) {
     }
 }
 
+/// The norm `x = norm(src)·gamma + beta` a one-row kernel may apply itself (eps 1e-5; beta
+/// zeros for RMSNorm).
+fn fused_norm<'a>(
+    src: &'a wgpu::Buffer,
+    gamma: &'a wgpu::Buffer,
+    beta: &'a wgpu::Buffer,
+    rms: bool,
+) -> FusedNorm<'a> {
+    FusedNorm {
+        src,
+        gamma,
+        beta,
+        eps: 1e-5,
+        rms,
+    }
+}
+
 #[test]
 fn matvec_applies_fused_layer_norm() {
     // x = LN(src) (or RMSNorm(src)) is bound too: the barrier-free family reads it, the
@@ -366,13 +383,7 @@ fn matvec_applies_fused_layer_norm() {
             let (wbuf, wseen) = pack(&h.gpu, &w, n, k, dtype);
             let (srcb, gb, beb) = (h.buf(&src), h.buf(&g), h.buf(&be));
             let (xb, bb, yb) = (h.buf(&x), h.buf(&b), h.buf(&vec![0f32; n]));
-            let norm = FusedNorm {
-                src: &srcb,
-                gamma: &gb,
-                beta: &beb,
-                eps: 1e-5,
-                rms,
-            };
+            let norm = fused_norm(&srcb, &gb, &beb, rms);
             let full = reference::linear(&x, &wseen, &b, k, n);
             for (lm_rows, row) in [(false, 0), (true, 2)] {
                 let spec = MatmulSpec {
@@ -480,13 +491,7 @@ fn fused_norm_gives_the_layer_norm_kernels_bits() {
             let (gpu, kk, st) = (&h.gpu, &h.k, &h.step);
             let unfused = matmul(gpu, kk, st, spec, &yb, &wbuf, &bb, &ob, None);
             let want = h.run_mm(&unfused, step, &ob, n);
-            let norm = FusedNorm {
-                src: &srcb,
-                gamma: &gb,
-                beta: &beb,
-                eps: 1e-5,
-                rms,
-            };
+            let norm = fused_norm(&srcb, &gb, &beb, rms);
             let fused = matmul(gpu, kk, st, spec, &zeros, &wbuf, &bb, &ob, Some(norm));
             let got = h.run_mm(&fused, step, &ob, n);
             let bits = |v: &[f32]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();

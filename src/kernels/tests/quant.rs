@@ -241,13 +241,7 @@ fn quantized_matvec_applies_fused_layer_norm() {
             let b = random(&mut rng, n, 0.5);
             let (srcb, gb, beb) = (h.buf(&src), h.buf(&g), h.buf(&be));
             let (zeros, bb, yb) = (h.buf(&vec![0.0; k]), h.buf(&b), h.buf(&vec![0.0; n]));
-            let norm = FusedNorm {
-                src: &srcb,
-                gamma: &gb,
-                beta: &beb,
-                eps: 1e-5,
-                rms,
-            };
+            let norm = fused_norm(&srcb, &gb, &beb, rms);
             let d = matmul(
                 &h.gpu,
                 &h.k,
