@@ -2,8 +2,8 @@
 //! (+ y). Used by every linear layer and the LM head; [`MatmulDispatch`] picks the kernel per
 //! step. The grids follow the kernel family (`Kernels::family`): the barrier-free kernels
 //! take 8 columns per invocation and 8 rows per workgroup, the cooperative ones a 64×64 tile
-//! per workgroup (batches) and a workgroup per 8 columns (one row). The cooperative one-row
-//! kernel can also apply the LayerNorm that precedes the layer ([`FusedNorm`]).
+//! per workgroup (batches) and a workgroup per 8 columns (one row). The one-row kernels can
+//! also apply the LayerNorm that precedes the layer ([`FusedNorm`]).
 
 use super::weight_matrix::Part;
 use super::{Dispatch, Grid, KernelFamily, Kernels, Recorder, WeightMatrix};
@@ -27,8 +27,9 @@ struct Params {
 }
 
 /// The LayerNorm whose output is a matmul's x: `x = LN(src)·gamma + beta`, per row. The
-/// cooperative one-row kernel reads `src` and normalizes it itself, so a single-token step
-/// needs no LayerNorm dispatch (see `Kernels::fuses_decode_norm`); the batched kernels read x.
+/// one-row kernels read `src` and normalize it themselves where `Kernels::fuses_decode_norm`
+/// (cooperative: `matvec_wide.wgsl`; barrier-free: `fused_norm.wgsl`), so a single-token step
+/// needs no LayerNorm dispatch; the batched kernels read x.
 #[derive(Clone, Copy)]
 pub(crate) struct FusedNorm<'a> {
     pub src: &'a wgpu::Buffer,

@@ -563,8 +563,8 @@ impl Plan {
 
     /// Encodes the decoder for a batch of `t` tokens: embeddings, every layer, final norm;
     /// `per_row`: the rows are tokens of different sequences (the step's [`RowMap`]).
-    /// (A single-token step launches no `kv_store`, and with the cooperative kernels no
-    /// `pre_norm` LayerNorm; the next kernel does that work, see `Kernels::fuses_decode_norm`.)
+    /// (A single-token step launches no `kv_store`, and where `Kernels::fuses_decode_norm` no
+    /// `pre_norm` LayerNorm; the next kernel does that work.)
     pub fn encode_layers(&self, pass: &mut Recorder<'_>, t: u32, per_row: bool) {
         for op in &self.decoder {
             op.encode(pass, t, 0, per_row);

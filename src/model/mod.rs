@@ -44,8 +44,8 @@ pub(crate) trait Arch: Sync {
     /// Records the forward pass: embedding, every layer, final norm, LM head. The families
     /// write one op per line with its math and output shape beside it; ⁽ᶠ⁾ marks a step that a
     /// single-token step leaves to the next kernel (`kv_store` to attention in both kernel
-    /// families; a LayerNorm before a linear layer to the matrix-vector kernel, cooperative
-    /// family only, see `Kernels::fuses_decode_norm`).
+    /// families; a LayerNorm before a linear layer to the matrix-vector kernel where
+    /// `Kernels::fuses_decode_norm`, and the final one where `Kernels::fuses_head_norm`).
     fn forward(&self, f: &mut Forward<'_>, cfg: &Config, a: &Activations, w: &Weights);
 }
 
