@@ -4,11 +4,12 @@
 // Every workgroup computes the row's statistics as layer_norm.wgsl does — the mean, then the
 // mean squared deviation from it — with each lane of a group summing a share of the row and
 // the group adding the shares (lanes_*.wgsl); the lanes then share normalized values
-// (`x_norm` in the kernel's `x_value`). Needs matmul_params.wgsl, one lanes_*.wgsl and the
-// kernel's X.
+// (`x_value`, with the row's offset `xb` that the kernel sets). Needs matmul_params.wgsl, one
+// lanes_*.wgsl and the kernel's X.
 @group(0) @binding(6) var<storage, read> G: array<vec4<f32>>;  // (K) gamma (ln ≠ 0)
 @group(0) @binding(7) var<storage, read> Be: array<vec4<f32>>; // (K) beta (ln ≠ 0; zeros for RMSNorm)
 
+var<private> xb: u32;        // the row's first vec4 in X (set by the kernel)
 var<private> norm_mean: f32; // mean of the row (0 for RMSNorm)
 var<private> norm_inv: f32;  // 1 / sqrt(variance + eps)
 
@@ -37,4 +38,9 @@ fn x_norm(v: vec4<f32>, c: u32) -> vec4<f32> {
         return v;
     }
     return (v - norm_mean) * norm_inv * G[c] + Be[c];
+}
+
+// The values the lanes share (lanes_*.wgsl): x, normalized where the norm is fused.
+fn x_value(i: u32) -> vec4<f32> {
+    return x_norm(X[i], i - xb);
 }

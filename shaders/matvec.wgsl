@@ -2,17 +2,11 @@
 // Needs common.wgsl, activations.wgsl, matmul_params.wgsl (binding 1), epilogue.wgsl, one weights_*.wgsl
 // (binding 2, W: (K, np)), one lanes_*.wgsl and fused_norm.wgsl (bindings 6, 7). Each invocation owns 8 adjacent columns and walks k; x is the same for every
 // invocation, so each invocation of a lane group loads one vec4 of every 8 and shares it.
-// With p.ln set, x is the raw row and the kernel applies the preceding norm (fused_norm.wgsl).
+// With p.ln set, x is the raw row and the kernel applies the preceding norm (fused_norm.wgsl,
+// which also gives the lanes' `x_value`).
 @group(0) @binding(3) var<storage, read> X: array<vec4<f32>>;  // (rows, K), one row used
 @group(0) @binding(4) var<storage, read> B: array<f32>;        // (N) bias, or zeros
 @group(0) @binding(5) var<storage, read_write> Y: array<f32>;  // (1, ld_y)
-
-var<private> xb: u32; // the row's first vec4 in X
-
-// The values the lanes share (lanes_*.wgsl): x, normalized where the norm is fused.
-fn x_value(i: u32) -> vec4<f32> {
-    return x_norm(X[i], i - xb);
-}
 
 var<private> n0: u32;         // first of this invocation's 8 columns
 var<private> a0: vec4<f32>;   // y[n0..n0+4]

@@ -7,18 +7,11 @@
 // shift, a mask, a conversion and an FMA; the prefill kernels dequantize each weight instead.
 // Needs common.wgsl, weights_quant.wgsl (binding 2, W: (K, np)), activations.wgsl,
 // matmul_params.wgsl (binding 1), epilogue.wgsl, one lanes_*.wgsl and fused_norm.wgsl (bindings
-// 6, 7: with p.ln set, x is the raw row and the kernel applies the preceding norm). K is a
-// multiple of 32.
+// 6, 7: with p.ln set, x is the raw row and the kernel applies the preceding norm; it also
+// gives the lanes' `x_value`). K is a multiple of 32.
 @group(0) @binding(3) var<storage, read> X: array<vec4<f32>>;  // (rows, K), one row used
 @group(0) @binding(4) var<storage, read> B: array<f32>;        // (N) bias, or zeros
 @group(0) @binding(5) var<storage, read_write> Y: array<f32>;  // (1, ld_y)
-
-var<private> xb: u32; // the row's first vec4 in X
-
-// The values the lanes share (lanes_*.wgsl): x, normalized where the norm is fused.
-fn x_value(i: u32) -> vec4<f32> {
-    return x_norm(X[i], i - xb);
-}
 
 var<private> row: u32;       // texture row: this invocation's 8 columns
 var<private> base: u32;      // first texel of the current block

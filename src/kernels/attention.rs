@@ -102,7 +102,7 @@ pub(crate) fn attention_rows(
         &params,
         &[qkv, kv, out],
         Grid::PerToken {
-            x: if k.attention_decode {
+            x: if k.attention_decode() {
                 heads.n_head as u32
             } else {
                 (heads.n_head as u32).div_ceil(8)

@@ -459,10 +459,6 @@ pub(crate) struct Kernels {
     /// The barrier-free family's attention for a batch of sequences (`None` when cooperative:
     /// `attention_wide` serves both).
     pub attention_rows: Option<wgpu::ComputePipeline>,
-    /// Whether `attention_rows` is `attention_decode.wgsl` (a workgroup per row and head, the
-    /// barrier-free family with subgroups), which also serves one sequence's single-token
-    /// steps.
-    pub attention_decode: bool,
     pub rope: wgpu::ComputePipeline,
     pub positions: wgpu::ComputePipeline,
     pub gated: wgpu::ComputePipeline,
@@ -499,7 +495,6 @@ impl Kernels {
             kv_store: make("kv_store"),
             attention: make("attention"),
             attention_rows: (!cooperative).then(|| make("attention_rows")),
-            attention_decode: !cooperative && opts.subgroups,
             rope: make("rope"),
             positions: make("positions"),
             gated: make("gated"),
@@ -517,6 +512,13 @@ impl Kernels {
     /// the token's key and value.)
     pub fn fuses_decode_norm(&self) -> bool {
         self.family == KernelFamily::Cooperative || self.subgroups
+    }
+
+    /// Whether `attention_rows` is `attention_decode.wgsl` (a workgroup per row and head, the
+    /// barrier-free family with subgroups), which also serves one sequence's single-token
+    /// steps.
+    pub fn attention_decode(&self) -> bool {
+        self.family == KernelFamily::BarrierFree && self.subgroups
     }
 
     /// Whether the LM head's one-row kernel also applies the final norm (see

@@ -683,7 +683,7 @@ fn attention_with_cache_matches_reference_on(h: &Harness) {
         // where the family has one (`Kernels::attention_decode`).
         let (s, k) = (&h.step, &h.k);
         let att = match attention_rows(&h.gpu, k, s, heads, scale, n_pos, &qb, &kvb, &ob) {
-            Some(d) if t == 1 && k.attention_decode => d,
+            Some(d) if t == 1 && k.attention_decode() => d,
             _ => attention(&h.gpu, k, s, heads, scale, n_pos, &qb, &kvb, &ob),
         };
         let step = Step {

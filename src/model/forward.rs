@@ -456,7 +456,7 @@ impl<'g> Forward<'g> {
         let (h, p) = (cfg.heads(), cfg.n_positions);
         let d = attention(self.gpu, self.k, self.step, h, scale, p, qkv, cache, out);
         let rows = attention_rows(self.gpu, self.k, self.step, h, scale, p, qkv, cache, out);
-        let decode = self.k.attention_decode;
+        let decode = self.k.attention_decode();
         self.decoder.push(Op::Attention(d, rows, decode));
     }
 
