@@ -14,7 +14,7 @@ var<private> norm_mean: f32; // mean of the row (0 for RMSNorm)
 var<private> norm_inv: f32;  // 1 / sqrt(variance + eps)
 
 // The statistics of the row of k4 vec4 at X[xb..] (nothing when p.ln = 0); `me`: the lane.
-fn norm_stats(xb: u32, k4: u32, me: u32) {
+fn norm_stats(k4: u32, me: u32) {
     if (p.ln == 0u) {
         return;
     }

@@ -27,7 +27,7 @@ fn main(ids: Ids) {
     let k4 = p.k / 4u;
     xb = select(0u, step.row0, p.lm_rows == 1u) * k4;
     let me = lane(ids);
-    norm_stats(xb, k4, me);
+    norm_stats(k4, me);
     let chunks = k4 / 8u;
     for (var j = 0u; j < chunks; j++) {
         let i = xb + 8u * j; // x[32j..32j+32] as 8 vec4

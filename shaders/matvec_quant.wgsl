@@ -45,7 +45,7 @@ fn main(ids: Ids) {
     let k4 = p.k / 4u;
     xb = select(0u, step.row0, p.lm_rows == 1u) * k4;
     let me = lane(ids);
-    norm_stats(xb, k4, me);
+    norm_stats(k4, me);
     var a0 = vec4<f32>(0.0); // y[n0..n0+4]
     var a1 = vec4<f32>(0.0); // y[n0+4..n0+8]
     // Q6_K's offset is applied here; the other formats' is part of `b` (see weights_quant.wgsl).
