@@ -9,10 +9,10 @@
 // A single-token step (decode) stores its own key and value in the cache here, so the forward
 // pass launches no kv_store then (src/kernels/kv_store.rs): with no barriers, nothing in this
 // dispatch reads the entry it writes; every query head takes that last key and value from QKV.
-// Needs common.wgsl, attention_params.wgsl, online_softmax.wgsl and one lanes_*.wgsl.
+// Needs common.wgsl, attention_params.wgsl, one kv_*.wgsl, online_softmax.wgsl and one lanes_*.wgsl.
 
 // The values the lanes share (lanes_*.wgsl).
-fn x_value(i: u32) -> vec4<f32> { return KV[i]; }
+fn x_value(i: u32) -> vec4<f32> { return kv_load(i); }
 
 // No early return: every invocation takes part in the shared loads; rows past the batch
 // repeat the last query and are not written.
@@ -56,7 +56,7 @@ fn main(ids: Ids) {
                 + dot(q[d + 6u], x_from6(own, i + 6u)) + dot(q[d + 7u], x_from7(own, i + 7u));
         }
         for (var d = hd8; d < p.hd4; d++) {
-            s += dot(q[d], KV[kb + d]);
+            s += dot(q[d], kv_load(kb + d));
         }
         let w = softmax_step(s, j <= last);
         let vb = p.v_offset + kb;
@@ -73,7 +73,7 @@ fn main(ids: Ids) {
             acc[d + 7u] = acc[d + 7u] * w.x + w.y * x_from7(own, i + 7u);
         }
         for (var d = hd8; d < p.hd4; d++) {
-            acc[d] = acc[d] * w.x + w.y * KV[vb + d];
+            acc[d] = acc[d] * w.x + w.y * kv_load(vb + d);
         }
     }
     if (single) {

@@ -10,7 +10,7 @@
 // A single-row step stores its own key and value in the cache here (the forward pass launches
 // no kv_store then) and takes them from QKV, with the same arithmetic as a cached key; with
 // more rows, kv_store has stored them. head_dim must be a multiple of 4, ≤ 256.
-// Needs common.wgsl, attention_params.wgsl and online_softmax.wgsl (`softmax_step`).
+// Needs common.wgsl, attention_params.wgsl, one kv_*.wgsl and online_softmax.wgsl (`softmax_step`).
 
 const NV: u32 = 8u; // vec4 per lane at most: 8 lanes · 8 · 4 = head_dim 256
 
@@ -70,8 +70,8 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_id) lid:
         let kb = j * kv4 + kvh;
         for (var i = 0u; i < NV; i++) {
             if (8u * i < p.hd4) {
-                k[i] = KV[kb + dim(me, i)];
-                v[i] = KV[p.v_offset + kb + dim(me, i)];
+                k[i] = kv_load(kb + dim(me, i));
+                v[i] = kv_load(p.v_offset + kb + dim(me, i));
             }
         }
         attend(k, v);
@@ -83,11 +83,11 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_id) lid:
         let dst = last * kv4 + kvh;
         for (var i = 0u; i < NV; i++) {
             if (8u * i < p.hd4) {
-                k[i] = QKV[kq + dim(me, i)];
-                v[i] = QKV[kq + kv4 + dim(me, i)];
+                k[i] = kv_round(QKV[kq + dim(me, i)]);
+                v[i] = kv_round(QKV[kq + kv4 + dim(me, i)]);
                 if (h % p.group == 0u && me + 8u * i < p.hd4) {
-                    KV[dst + dim(me, i)] = k[i];
-                    KV[p.v_offset + dst + dim(me, i)] = v[i];
+                    kv_store(dst + dim(me, i), k[i]);
+                    kv_store(p.v_offset + dst + dim(me, i), v[i]);
                 }
             }
         }

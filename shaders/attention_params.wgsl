@@ -6,12 +6,12 @@ struct Params {
     n_head: u32,   // query heads
     hd4: u32,      // head_dim / 4
     scale: f32,    // 1/sqrt(head_dim), or 1 when the model does not scale
-    v_offset: u32, // where a slot's values start after its keys, in vec4 units (n_positions · kv_c / 4)
+    v_offset: u32, // where a slot's values start after its keys, in vec4 units (n_ctx · kv_c / 4)
     dq_bits: u32,  // attention_wide.wgsl: log2 of the smallest power of two ≥ hd4
     kv_c: u32,     // key/value features: n_kv_heads · head_dim
     group: u32,    // query heads per key/value head (1 without grouped-query attention)
 }
 @group(0) @binding(1) var<uniform> p: Params;
 @group(0) @binding(2) var<storage, read> QKV: array<vec4<f32>>;      // (T, q_c + 2·kv_c): q | k | v
-@group(0) @binding(3) var<storage, read_write> KV: array<vec4<f32>>; // (slots, 2, n_positions, kv_c): keys, values
+// @binding(3): the cache KV, declared by kv_f32.wgsl or kv_f16.wgsl with its accessors.
 @group(0) @binding(4) var<storage, read_write> O: array<vec4<f32>>;  // (T, q_c)

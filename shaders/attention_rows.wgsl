@@ -8,7 +8,7 @@
 // the same order, so a sequence's decode gives the same bits on either kernel.
 // A single-row step stores its key and value in the cache here, as attention.wgsl does (the
 // forward pass launches no kv_store then), and reads that last key and value from QKV.
-// head_dim must be a multiple of 4, ≤ 256. Needs common.wgsl, attention_params.wgsl and online_softmax.wgsl.
+// head_dim must be a multiple of 4, ≤ 256. Needs common.wgsl, attention_params.wgsl, one kv_*.wgsl and online_softmax.wgsl.
 
 @compute @workgroup_size(8)
 fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>) {
@@ -43,29 +43,29 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_id) lid:
         var s = 0.0;
         for (var d = 0u; d < hd8; d += 8u) {
             let i = kb + d;
-            s += dot(q[d], KV[i]) + dot(q[d + 1u], KV[i + 1u])
-                + dot(q[d + 2u], KV[i + 2u]) + dot(q[d + 3u], KV[i + 3u])
-                + dot(q[d + 4u], KV[i + 4u]) + dot(q[d + 5u], KV[i + 5u])
-                + dot(q[d + 6u], KV[i + 6u]) + dot(q[d + 7u], KV[i + 7u]);
+            s += dot(q[d], kv_load(i)) + dot(q[d + 1u], kv_load(i + 1u))
+                + dot(q[d + 2u], kv_load(i + 2u)) + dot(q[d + 3u], kv_load(i + 3u))
+                + dot(q[d + 4u], kv_load(i + 4u)) + dot(q[d + 5u], kv_load(i + 5u))
+                + dot(q[d + 6u], kv_load(i + 6u)) + dot(q[d + 7u], kv_load(i + 7u));
         }
         for (var d = hd8; d < p.hd4; d++) {
-            s += dot(q[d], KV[kb + d]);
+            s += dot(q[d], kv_load(kb + d));
         }
         let w = softmax_step(s, j <= last);
         let vb = p.v_offset + kb;
         for (var d = 0u; d < hd8; d += 8u) {
             let i = vb + d;
-            acc[d] = acc[d] * w.x + w.y * KV[i];
-            acc[d + 1u] = acc[d + 1u] * w.x + w.y * KV[i + 1u];
-            acc[d + 2u] = acc[d + 2u] * w.x + w.y * KV[i + 2u];
-            acc[d + 3u] = acc[d + 3u] * w.x + w.y * KV[i + 3u];
-            acc[d + 4u] = acc[d + 4u] * w.x + w.y * KV[i + 4u];
-            acc[d + 5u] = acc[d + 5u] * w.x + w.y * KV[i + 5u];
-            acc[d + 6u] = acc[d + 6u] * w.x + w.y * KV[i + 6u];
-            acc[d + 7u] = acc[d + 7u] * w.x + w.y * KV[i + 7u];
+            acc[d] = acc[d] * w.x + w.y * kv_load(i);
+            acc[d + 1u] = acc[d + 1u] * w.x + w.y * kv_load(i + 1u);
+            acc[d + 2u] = acc[d + 2u] * w.x + w.y * kv_load(i + 2u);
+            acc[d + 3u] = acc[d + 3u] * w.x + w.y * kv_load(i + 3u);
+            acc[d + 4u] = acc[d + 4u] * w.x + w.y * kv_load(i + 4u);
+            acc[d + 5u] = acc[d + 5u] * w.x + w.y * kv_load(i + 5u);
+            acc[d + 6u] = acc[d + 6u] * w.x + w.y * kv_load(i + 6u);
+            acc[d + 7u] = acc[d + 7u] * w.x + w.y * kv_load(i + 7u);
         }
         for (var d = hd8; d < p.hd4; d++) {
-            acc[d] = acc[d] * w.x + w.y * KV[vb + d];
+            acc[d] = acc[d] * w.x + w.y * kv_load(vb + d);
         }
     }
     if (single) {

@@ -14,7 +14,7 @@
 // grouped-query attention the group's workgroups store the same values to the same place,
 // each before its own reads); a batch's keys are needed by other workgroups and are stored by
 // kv_store.wgsl beforehand.
-// Needs common.wgsl, attention_params.wgsl and workgroup_reduce.wgsl.
+// Needs common.wgsl, attention_params.wgsl, one kv_*.wgsl and workgroup_reduce.wgsl.
 const CHUNK: u32 = 1024u;
 
 var<workgroup> q: array<vec4<f32>, 64>;    // (head_dim / 4) this query, scaled
@@ -36,8 +36,8 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) l
     if (step.n_tokens == 1u) {
         if (li < p.hd4) {
             let dst = base + row_pos(0u) * kv4 + kvh + li;
-            KV[dst] = QKV[q4 + kvh + li];
-            KV[p.v_offset + dst] = QKV[q4 + kv4 + kvh + li];
+            kv_store(dst, QKV[q4 + kvh + li]);
+            kv_store(p.v_offset + dst, QKV[q4 + kv4 + kvh + li]);
         }
         storageBarrier();
     }
@@ -56,7 +56,7 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) l
             let kb = base + (c0 + j) * kv4 + kvh;
             var s = 0.0;
             for (var e = 0u; e < p.hd4; e++) {
-                s += dot(q[e], KV[kb + e]);
+                s += dot(q[e], kv_load(kb + e));
             }
             prob[j] = s;
             mx = max(mx, s);
@@ -80,14 +80,14 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) l
                 let j1 = j + groups;
                 let j2 = j1 + groups;
                 let j3 = j2 + groups;
-                let v0 = KV[vb + j * kv4];
-                let v1 = KV[vb + j1 * kv4];
-                let v2 = KV[vb + j2 * kv4];
-                let v3 = KV[vb + j3 * kv4];
+                let v0 = kv_load(vb + j * kv4);
+                let v1 = kv_load(vb + j1 * kv4);
+                let v2 = kv_load(vb + j2 * kv4);
+                let v3 = kv_load(vb + j3 * kv4);
                 acc += prob[j] * v0 + prob[j1] * v1 + prob[j2] * v2 + prob[j3] * v3;
             }
             for (; j < len; j += groups) {
-                acc += prob[j] * KV[vb + j * kv4];
+                acc += prob[j] * kv_load(vb + j * kv4);
             }
         }
         workgroupBarrier(); // the chunk's weights are read before the next chunk's scores

@@ -2,7 +2,7 @@
 // and attention_rows.wgsl (attention_decode.wgsl uses `softmax_step` with its own per-lane
 // query and sum), and the step for a single-token step's own key and value, which
 // those kernels read from QKV (the cache entry they write is not read back in the same
-// dispatch). Needs attention_params.wgsl (`p`, `QKV` and the cache `KV`).
+// dispatch). Needs attention_params.wgsl (`p`, `QKV`) and one kv_*.wgsl (the cache).
 const MAX_HD4: u32 = 64u;
 
 var<private> q: array<vec4<f32>, MAX_HD4>;   // the query, scaled
@@ -25,29 +25,30 @@ fn softmax_step(s: f32, valid: bool) -> vec2<f32> {
 // `dst` (its keys; the values are v_offset further).
 fn store_own(dst: u32, kq: u32, kv4: u32) {
     for (var d = 0u; d < p.hd4; d++) {
-        KV[dst + d] = QKV[kq + d];
-        KV[p.v_offset + dst + d] = QKV[kq + kv4 + d];
+        kv_store(dst + d, QKV[kq + d]);
+        kv_store(p.v_offset + dst + d, QKV[kq + kv4 + d]);
     }
 }
 
 // The token's own key (QKV[kq..kq + hd4]) and value (kv4 vec4 further), after the cached
 // keys: the kernels' arithmetic for a cached key, in the same order (8 vec4 at a time, then
-// the rest), so the result has the same bits as when the key is read from the cache.
+// the rest) and rounded as the cache keeps them (kv_round), so the result has the same bits
+// as when the key is read from the cache.
 fn attend_own(kq: u32, kv4: u32) {
     let hd8 = p.hd4 / 8u * 8u;
     var s = 0.0;
     for (var d = 0u; d < hd8; d += 8u) {
         let i = kq + d;
-        s += dot(q[d], QKV[i]) + dot(q[d + 1u], QKV[i + 1u])
-            + dot(q[d + 2u], QKV[i + 2u]) + dot(q[d + 3u], QKV[i + 3u])
-            + dot(q[d + 4u], QKV[i + 4u]) + dot(q[d + 5u], QKV[i + 5u])
-            + dot(q[d + 6u], QKV[i + 6u]) + dot(q[d + 7u], QKV[i + 7u]);
+        s += dot(q[d], kv_round(QKV[i])) + dot(q[d + 1u], kv_round(QKV[i + 1u]))
+            + dot(q[d + 2u], kv_round(QKV[i + 2u])) + dot(q[d + 3u], kv_round(QKV[i + 3u]))
+            + dot(q[d + 4u], kv_round(QKV[i + 4u])) + dot(q[d + 5u], kv_round(QKV[i + 5u]))
+            + dot(q[d + 6u], kv_round(QKV[i + 6u])) + dot(q[d + 7u], kv_round(QKV[i + 7u]));
     }
     for (var d = hd8; d < p.hd4; d++) {
-        s += dot(q[d], QKV[kq + d]);
+        s += dot(q[d], kv_round(QKV[kq + d]));
     }
     let w = softmax_step(s, true);
     for (var d = 0u; d < p.hd4; d++) {
-        acc[d] = acc[d] * w.x + w.y * QKV[kq + kv4 + d];
+        acc[d] = acc[d] * w.x + w.y * kv_round(QKV[kq + kv4 + d]);
     }
 }

@@ -52,7 +52,7 @@ impl std::fmt::Debug for ChatTemplate {
 
 /// A special token in `tokenizer_config.json`: a string, or an added-token object with
 /// `content`.
-fn token_text(v: Option<&serde_json::Value>) -> Option<String> {
+pub(crate) fn token_text(v: Option<&serde_json::Value>) -> Option<String> {
     match v? {
         serde_json::Value::String(s) => Some(s.clone()),
         serde_json::Value::Object(o) => o.get("content")?.as_str().map(str::to_string),
@@ -362,7 +362,7 @@ impl<'m> Conversation<'m> {
             self.messages.push(Message::new("assistant", reply));
         }
         self.messages.push(Message::new("user", user));
-        let n_ctx = self.session.model().config.n_positions;
+        let n_ctx = self.session.model().config.n_ctx;
         loop {
             let text = self.template.render(&self.messages, true)?;
             let (ids, fresh) = match text.strip_prefix(cached.as_str()) {

@@ -140,8 +140,13 @@ pub struct Config {
     pub n_layer: usize,
     /// Attention heads.
     pub n_head: usize,
-    /// Context length (positions the model was trained on).
+    /// The model's context: positions it was trained on (`max_position_embeddings`,
+    /// `n_positions`, GGUF `context_length`), as its config states it.
     pub n_positions: usize,
+    /// The context in use: positions the KV cache and the rotary tables hold, at most
+    /// `n_positions`. A parsed config starts at `min(n_positions, DEFAULT_CONTEXT)`;
+    /// `LoadOptions::ctx` (the CLI's `--ctx`) sets it when a model is loaded.
+    pub n_ctx: usize,
     /// Hidden size of the feed-forward layer (`n_inner`, or 4·n_embd when null).
     pub n_inner: usize,
     /// Vocabulary size V (rows of the token embedding).
@@ -246,7 +251,12 @@ impl Fields {
 /// an absurd config fail before anything is allocated.
 pub(crate) const MAX_EMBD: usize = 1 << 16;
 pub(crate) const MAX_LAYERS: usize = 1024;
-pub(crate) const MAX_POSITIONS: usize = 1 << 16;
+pub(crate) const MAX_POSITIONS: usize = 1 << 24;
+
+/// The context a model runs with unless `LoadOptions::ctx` (`--ctx`) says otherwise: 4096
+/// positions (capped by the model's own context), as llama.cpp's and Ollama's defaults. Long-context
+/// checkpoints (Llama 3.x: 131072) ask for the rest explicitly; the KV cache grows with it.
+pub const DEFAULT_CONTEXT: usize = 4096;
 pub(crate) const MAX_VOCAB: usize = 1 << 22;
 pub(crate) const MAX_INNER: usize = 4 * MAX_EMBD;
 
@@ -326,7 +336,8 @@ impl Config {
             Ok(_) => return Err(bad("not a JSON object".into())),
             Err(e) => return Err(bad(format!("not valid JSON: {e}"))),
         };
-        let config = crate::model::parse_config(&raw)?;
+        let mut config = crate::model::parse_config(&raw)?;
+        config.n_ctx = config.n_positions.min(DEFAULT_CONTEXT);
         config.validate()?;
         Ok(config)
     }
@@ -338,6 +349,12 @@ impl Config {
         in_range("n_layer", self.n_layer as u64, MAX_LAYERS)?;
         in_range("n_head", self.n_head as u64, MAX_EMBD)?;
         in_range("n_positions", self.n_positions as u64, MAX_POSITIONS)?;
+        if !(1..=self.n_positions).contains(&self.n_ctx) {
+            return Err(Error::InvalidInput(format!(
+                "a context of {} positions is out of range 1..={} (the model's context)",
+                self.n_ctx, self.n_positions
+            )));
+        }
         in_range("n_inner", self.n_inner as u64, MAX_INNER)?;
         in_range("vocab_size", self.vocab_size as u64, MAX_VOCAB)?;
         let (n_embd, n_head) = (self.n_embd, self.n_head);
@@ -499,7 +516,33 @@ impl Config {
     /// The shapes of real checkpoints, for `--synthetic` models and benchmarks: `gpt2`,
     /// `gpt2-medium`, `gpt2-large`, `gpt2-xl`, and one per other family (see [`PRESETS`]).
     pub fn preset(name: &str) -> Option<Self> {
-        crate::model::preset(name)
+        let mut c = crate::model::preset(name)?;
+        c.n_ctx = c.n_positions.min(DEFAULT_CONTEXT);
+        Some(c)
+    }
+
+    /// Sets the context in use ([`Config::n_ctx`]): `Some(0)` is the model's whole context,
+    /// `Some(n)` n positions (at most the model's), `None` keeps the current one (at most
+    /// the model's: a config whose `n_positions` was lowered by hand follows it).
+    pub fn set_context(&mut self, ctx: Option<usize>) -> Result<()> {
+        match ctx {
+            None => {
+                self.n_ctx = self.n_ctx.min(self.n_positions);
+                Ok(())
+            }
+            Some(0) => {
+                self.n_ctx = self.n_positions;
+                Ok(())
+            }
+            Some(n) if n > self.n_positions => Err(Error::InvalidInput(format!(
+                "--ctx {n} is more than the model's context of {} positions",
+                self.n_positions
+            ))),
+            Some(n) => {
+                self.n_ctx = n;
+                Ok(())
+            }
+        }
     }
 }
 

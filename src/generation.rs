@@ -57,7 +57,7 @@ impl<'m> Session<'m> {
         sampler: SamplerConfig,
         max_tokens: usize,
     ) -> Result<Generation<'_, 'm>> {
-        let ids = self.encode(prompt)?;
+        let ids = self.encode(prompt, true)?;
         self.generate_ids(&ids, sampler, max_tokens)
     }
 
@@ -71,7 +71,7 @@ impl<'m> Session<'m> {
         if prompt.is_empty() {
             return Err(Error::InvalidInput("the prompt is empty".into()));
         }
-        let n_ctx = self.model().config.n_positions;
+        let n_ctx = self.model().config.n_ctx;
         if prompt.len() > n_ctx {
             return Err(Error::InvalidInput(format!(
                 "the prompt has {} tokens but the context holds {n_ctx}; shorten it",
@@ -96,10 +96,13 @@ impl<'m> Session<'m> {
         sampler: SamplerConfig,
         max_tokens: usize,
     ) -> Result<Generation<'_, 'm>> {
+        // A text that starts the context gets the tokenizer's specials (its BOS); one that
+        // continues it does not.
+        let starts = self.position() == 0 && self.pending.is_none();
         let ids = if prompt.is_empty() {
             Vec::new()
         } else {
-            self.encode(prompt)?
+            self.encode(prompt, starts)?
         };
         self.generate_ids_continue(&ids, sampler, max_tokens)
     }
@@ -118,7 +121,7 @@ impl<'m> Session<'m> {
                     .into(),
             ));
         }
-        let n_ctx = self.model().config.n_positions;
+        let n_ctx = self.model().config.n_ctx;
         if self.position() + input.len() > n_ctx {
             return Err(Error::InvalidInput(format!(
                 "{} more tokens do not fit after the {} in the cache: the context holds {n_ctx}",
@@ -130,11 +133,16 @@ impl<'m> Session<'m> {
         self.start(input, sampler, max_tokens)
     }
 
-    fn encode(&self, text: &str) -> Result<Vec<u32>> {
+    /// `text`'s ids, with the special tokens the tokenizer adds to a text (its BOS) where
+    /// `specials`.
+    fn encode(&self, text: &str, specials: bool) -> Result<Vec<u32>> {
         let tok = self.model().tokenizer.as_ref().ok_or_else(|| {
             Error::InvalidInput("this model has no tokenizer; use generate_ids".into())
         })?;
-        tok.encode(text)
+        match specials {
+            true => tok.encode_with_specials(text),
+            false => tok.encode(text),
+        }
     }
 
     /// A generation that prefills `input` after the cache's tokens.
@@ -316,7 +324,7 @@ impl Generation<'_, '_> {
         }
         let prefill = self.generated == 0;
         let model = self.session.model();
-        if !prefill && self.session.position() >= model.config.n_positions {
+        if !prefill && self.session.position() >= model.config.n_ctx {
             self.stop = Some(StopReason::Context);
             return Ok(None);
         }

@@ -57,14 +57,14 @@ pub mod tokenizer;
 pub use wgpu;
 
 pub use chat::{ChatTemplate, Conversation, Message};
-pub use config::{Activation, Config};
+pub use config::{Activation, Config, DEFAULT_CONTEXT};
 pub use config::{Family, RopeScaling};
 pub use engine::{Engine, SequenceId, SequenceParams};
 pub use error::{BoxError, Error, Result};
 pub use generation::{GeneratedToken, Generation, StopReason};
 pub use gguf::inspect_gguf;
 pub use gpu::{AdapterSummary, Gpu, GpuOptions, Progress};
-pub use kernels::{KernelFamily, WeightDtype};
+pub use kernels::{KernelFamily, KvDtype, WeightDtype};
 pub use loader::{inspect_safetensors, DType};
 pub use model::{LoadOptions, Model, ModelFiles, ModelInfo};
 pub use perplexity::{perplexity, perplexity_with_progress, Perplexity};

@@ -1,5 +1,8 @@
 //! Perplexity of a text: consecutive non-overlapping windows of `context` tokens; every token
-//! after the first of a window is scored given the window before it.
+//! after the first of a window is scored given the window before it. Where the model's
+//! tokenizer adds a BOS to a text (Llama, Mistral, Gemma), each window is that BOS and the
+//! next `context − 1` tokens of the text, every one of which is scored (llama.cpp's
+//! `llama-perplexity` starts its windows with the BOS too).
 
 use crate::error::{Error, Result};
 use crate::session::Session;
@@ -12,7 +15,8 @@ pub struct Perplexity {
     pub perplexity: f64,
     /// Mean negative log-likelihood per scored token, in nats.
     pub nll_mean: f64,
-    /// Tokens scored (every token of a window but its first).
+    /// Tokens scored (every token of a window but its first; every text token where windows
+    /// start with a BOS).
     pub tokens_scored: usize,
     /// Total NLL in bits over the UTF-8 bytes of the scored tokens.
     pub bits_per_byte: f64,
@@ -20,7 +24,9 @@ pub struct Perplexity {
     pub windows: usize,
 }
 
-/// Scores `tokens` in windows of `context` (the first `max_windows` windows when given).
+/// Scores `tokens` (the text's, without special tokens: [`crate::Tokenizer::encode`]) in
+/// windows of `context` (the first `max_windows` windows when given), each starting with the
+/// BOS where the model's tokenizer adds one ([`crate::Tokenizer::bos_token_id`]).
 /// `token_bytes(id)` gives a token's byte length for bits per byte.
 pub fn perplexity(
     session: &mut Session<'_>,
@@ -49,7 +55,7 @@ pub fn perplexity_with_progress(
     token_bytes: impl Fn(u32) -> usize,
     mut progress: impl FnMut(usize, usize),
 ) -> Result<Perplexity> {
-    let n_ctx = session.model().config().n_positions;
+    let n_ctx = session.model().config().n_ctx;
     if context < 2 || context > n_ctx {
         return Err(Error::InvalidInput(format!(
             "context must be in 2..={n_ctx}, got {context}"
@@ -66,21 +72,26 @@ pub fn perplexity_with_progress(
             "token id {t} is outside the vocabulary of {v}"
         )));
     }
+    let bos = session.model().tokenizer().and_then(|t| t.bos_token_id());
+    let prefix: &[u32] = bos.as_slice();
+    // Text tokens per window: the BOS takes one position.
+    let chunk = context - prefix.len();
     let mut nll = 0f64;
     let mut scored = 0usize;
     let mut bytes = 0usize;
     let mut windows = 0usize;
     let total = tokens
-        .chunks(context)
-        .filter(|w| w.len() >= 2)
+        .chunks(chunk)
+        .filter(|w| prefix.len() + w.len() >= 2)
         .count()
         .min(max_windows.unwrap_or(usize::MAX));
     progress(0, total);
-    for window in tokens.chunks(context) {
-        if max_windows.is_some_and(|m| windows >= m) || window.len() < 2 {
+    for text in tokens.chunks(chunk) {
+        if max_windows.is_some_and(|m| windows >= m) || prefix.len() + text.len() < 2 {
             break;
         }
         session.reset();
+        let window: Vec<u32> = prefix.iter().chain(text).copied().collect();
         let inputs = &window[..window.len() - 1];
         session.forward_each(inputs, |i, logits| {
             // In range: `i` indexes `inputs`, one shorter than `window`, and every id was

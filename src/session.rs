@@ -144,7 +144,7 @@ impl<'m> Session<'m> {
     /// pipeline now (lavapipe compiles on first use), then empties the cache. Timings taken
     /// afterwards measure inference only.
     pub fn warm_up(&mut self) -> Result<()> {
-        let n = self.model.config.n_positions.min(9);
+        let n = self.model.config.n_ctx.min(9);
         self.reset();
         if n > 1 {
             self.forward(&vec![0; n - 1])?;
@@ -213,7 +213,7 @@ impl<'m> Session<'m> {
         if tokens.is_empty() {
             return Err(Error::InvalidInput("no tokens to process".into()));
         }
-        let n_ctx = self.model.config.n_positions;
+        let n_ctx = self.model.config.n_ctx;
         if self.pos + tokens.len() > n_ctx {
             return Err(Error::InvalidInput(format!(
                 "{} tokens after {} cached exceed the context of {n_ctx} tokens",
@@ -317,7 +317,7 @@ impl<'m> Session<'m> {
             }
         };
         // Timestamp queries serve one submit at a time, so profiling runs steps one by one.
-        let n_ctx = self.model.config.n_positions;
+        let n_ctx = self.model.config.n_ctx;
         if queue_next && self.pos + 1 < n_ctx && self.profiler.is_none() {
             self.write_step(1, self.pos + 1, 0, 1);
             let next = 1 - slot;

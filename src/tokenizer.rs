@@ -1,15 +1,32 @@
-//! A thin wrapper over Hugging Face `tokenizers`: encode, decode, streaming decode of generated
-//! tokens, and the byte length of a token (for bits per byte).
+//! A thin wrapper over Hugging Face `tokenizers`: encode (with or without the special tokens
+//! the tokenizer adds to a text, such as a BOS), decode, streaming decode of generated tokens,
+//! and the byte length of a token (for bits per byte).
 
 use std::path::Path;
 
 use crate::error::{Error, Result};
 
-/// A `tokenizer.json` tokenizer.
+/// A `tokenizer.json` tokenizer (or one rebuilt from a GGUF file's metadata).
 pub struct Tokenizer {
     inner: tokenizers::Tokenizer,
     /// Byte-level alphabet inverse (GPT-2 `bytes_to_unicode`): char → byte.
     byte_of: std::collections::HashMap<char, u8>,
+    /// Which special tokens [`Tokenizer::encode_with_specials`] adds.
+    specials: Specials,
+    /// A BPE with byte fallback (SentencePiece's style: `▁` for spaces, `<0xNN>` byte tokens).
+    byte_fallback: bool,
+}
+
+/// The special tokens a tokenizer adds around a text.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Specials {
+    /// Those of tokenizer.json's post-processor (Llama 3's `TemplateProcessing` adds
+    /// `<|begin_of_text|>`; GPT-2's and Qwen2's `ByteLevel` add none).
+    PostProcessor,
+    /// Set explicitly: `add_bos_token` / `add_eos_token` in tokenizer_config.json (as HF's
+    /// Llama and Gemma tokenizers apply them over the post-processor), or
+    /// `tokenizer.ggml.add_bos_token` / `add_eos_token` in a GGUF file.
+    Explicit { bos: Option<u32>, eos: Option<u32> },
 }
 
 /// GPT-2's byte ↔ printable-char table: bytes that are printable map to themselves, the rest
@@ -76,16 +93,134 @@ impl Tokenizer {
             .into_iter()
             .map(|(b, c)| (c, b))
             .collect();
-        Tokenizer { inner, byte_of }
+        let byte_fallback = matches!(
+            inner.get_model(),
+            tokenizers::models::ModelWrapper::BPE(b) if b.byte_fallback
+        );
+        Tokenizer {
+            inner,
+            byte_of,
+            specials: Specials::PostProcessor,
+            byte_fallback,
+        }
     }
 
-    /// Token ids of `text` (no special tokens added).
+    /// Reads a model directory's `tokenizer.json` and, where present, the special-token rule of
+    /// its `tokenizer_config.json` (`add_bos_token` / `add_eos_token` with `bos_token` /
+    /// `eos_token`), which HF's Llama-family tokenizers apply over the post-processor.
+    pub fn from_dir(dir: &Path) -> Result<Self> {
+        let mut tok = Self::from_file(&dir.join("tokenizer.json"))?;
+        let path = dir.join("tokenizer_config.json");
+        let text = match std::fs::read_to_string(&path) {
+            Ok(t) => t,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(tok),
+            Err(e) => return Err(Error::io(&path, e)),
+        };
+        let v: serde_json::Value = serde_json::from_str(&text).map_err(|e| Error::Config {
+            path: path.clone(),
+            message: format!("not valid JSON: {e}"),
+        })?;
+        let flag = |key: &str| v.get(key).and_then(serde_json::Value::as_bool);
+        let (add_bos, add_eos) = (flag("add_bos_token"), flag("add_eos_token"));
+        if add_bos.is_none() && add_eos.is_none() {
+            return Ok(tok);
+        }
+        // Each flag that is absent keeps what the post-processor does.
+        let (pre, post) = tok.added_around();
+        let id = |on: Option<bool>, key: &str, current: Option<u32>| -> Result<Option<u32>> {
+            match on {
+                None => Ok(current),
+                Some(false) => Ok(None),
+                Some(true) => {
+                    let name = crate::chat::token_text(v.get(key));
+                    match name.as_deref().and_then(|n| tok.token_to_id(n)) {
+                        Some(id) => Ok(Some(id)),
+                        None => Err(Error::Config {
+                            path: path.clone(),
+                            message: format!(
+                                "`add_{key}` is true but `{key}` = {:?} is not a token of tokenizer.json",
+                                name.unwrap_or_default()
+                            ),
+                        }),
+                    }
+                }
+            }
+        };
+        let bos = id(add_bos, "bos_token", pre.first().copied())?;
+        let eos = id(add_eos, "eos_token", post.last().copied())?;
+        tok.specials = Specials::Explicit { bos, eos };
+        Ok(tok)
+    }
+
+    /// Sets the special tokens [`Tokenizer::encode_with_specials`] adds: `bos` before the
+    /// text, `eos` after it (GGUF files state them in their metadata).
+    pub(crate) fn set_specials(&mut self, bos: Option<u32>, eos: Option<u32>) {
+        self.specials = Specials::Explicit { bos, eos };
+    }
+
+    /// Token ids of `text` alone: no special tokens added (what a chat template's rendered
+    /// text is encoded with, since the template writes its own BOS; HF's
+    /// `encode(text, add_special_tokens=False)`).
     pub fn encode(&self, text: &str) -> Result<Vec<u32>> {
         let enc = self
             .inner
             .encode(text, false)
             .map_err(|e| Error::tokenizer("cannot encode the text", e))?;
         Ok(enc.get_ids().to_vec())
+    }
+
+    /// Token ids of `text` with the special tokens the tokenizer adds to a text, as HF's
+    /// `tokenizer(text)` and llama.cpp do: a BOS for Llama 2 / 3, Mistral, TinyLlama and Gemma
+    /// tokenizers; nothing for GPT-2 and Qwen2. What `generate`, `perplexity` and
+    /// `/v1/completions` feed the model.
+    pub fn encode_with_specials(&self, text: &str) -> Result<Vec<u32>> {
+        match self.specials {
+            Specials::PostProcessor => {
+                let enc = self
+                    .inner
+                    .encode(text, true)
+                    .map_err(|e| Error::tokenizer("cannot encode the text", e))?;
+                Ok(enc.get_ids().to_vec())
+            }
+            Specials::Explicit { bos, eos } => {
+                let mut ids: Vec<u32> = bos.into_iter().collect();
+                ids.extend(self.encode(text)?);
+                ids.extend(eos);
+                Ok(ids)
+            }
+        }
+    }
+
+    /// The BOS token [`Tokenizer::encode_with_specials`] puts before a text, if it adds one
+    /// (perplexity starts each window with it).
+    pub fn bos_token_id(&self) -> Option<u32> {
+        match self.specials {
+            Specials::PostProcessor => self.added_around().0.first().copied(),
+            Specials::Explicit { bos, .. } => bos,
+        }
+    }
+
+    /// The tokens the post-processor adds before and after a text: found by encoding a probe
+    /// with and without them.
+    fn added_around(&self) -> (Vec<u32>, Vec<u32>) {
+        let probe = "a";
+        let ids = |special| {
+            self.inner
+                .encode(probe, special)
+                .map(|e| e.get_ids().to_vec())
+                .unwrap_or_default()
+        };
+        let (plain, full) = (ids(false), ids(true));
+        if plain.is_empty() {
+            return (Vec::new(), Vec::new());
+        }
+        match full
+            .windows(plain.len())
+            .position(|w| w == plain.as_slice())
+        {
+            Some(i) => (full[..i].to_vec(), full[i + plain.len()..].to_vec()),
+            None => (Vec::new(), Vec::new()),
+        }
     }
 
     /// The text of `ids` (special tokens kept).
@@ -105,9 +240,23 @@ impl Tokenizer {
         self.inner.token_to_id(token)
     }
 
-    /// Number of UTF-8 bytes `id` stands for: exact for byte-level BPE, via decoding otherwise.
+    /// Number of UTF-8 bytes `id` stands for: exact for byte-level BPE and for SentencePiece
+    /// pieces (`<0xNN>` is one byte, `▁` a space), via decoding otherwise.
     pub fn token_bytes(&self, id: u32) -> usize {
         if let Some(s) = self.inner.id_to_token(id) {
+            if self.byte_fallback {
+                let is_byte = s.len() == 6
+                    && s.starts_with("<0x")
+                    && s.ends_with('>')
+                    && u8::from_str_radix(&s[3..5], 16).is_ok();
+                if is_byte {
+                    return 1;
+                }
+                if self.inner.get_added_vocabulary().is_special_token(&s) {
+                    return 0;
+                }
+                return s.replace('\u{2581}', " ").len();
+            }
             if s.chars().all(|c| self.byte_of.contains_key(&c)) {
                 return s.chars().count();
             }
@@ -158,14 +307,14 @@ impl StreamDecoder {
         }
         let new = match text.strip_prefix(self.prefix.as_str()) {
             Some(new) => new.to_string(),
+            // The new tokens changed how the emitted ones decode: byte-fallback tokens that
+            // form no valid UTF-8 with their neighbours (SentencePiece decodes such a run as
+            // one U+FFFD per byte). Text already emitted stays; the new tokens' own text
+            // follows it.
             None => {
-                return Err(Error::Tokenizer {
-                    message: format!(
-                        "streaming decode: token {id} changed text already emitted ({:?} became {text:?})",
-                        self.prefix
-                    ),
-                    source: None,
-                })
+                let own = tok.decode(&self.ids[self.prefix_len..])?;
+                log::debug!("streaming decode: token {id} changed text already emitted ({:?} became {text:?}); emitting {own:?}", self.prefix);
+                own
             }
         };
         // The tokens just emitted become the context of the next piece.

@@ -11,7 +11,9 @@ use std::path::{Path, PathBuf};
 
 use common::{fixture, reference, rel_error, tempdir, TempDir};
 use gguf_writer::{convert_fixture, strs, tokenizer_kv, Val, Writer};
-use wgpt::{gpu::test_gpu, Gpu, KernelFamily, LoadOptions, Model, ModelFiles, SamplerConfig};
+use wgpt::{
+    gpu::test_gpu, Gpu, KernelFamily, KvDtype, LoadOptions, Model, ModelFiles, SamplerConfig,
+};
 
 const LOGIT_TOL: f64 = 1e-3;
 
@@ -92,6 +94,7 @@ fn check_greedy(model: &Model, r: &common::Reference, what: &str) {
 fn load_both_families(gpu: &Gpu, path: &Path, name: &str, r: &common::Reference) {
     for family in KernelFamily::ALL {
         let opts = LoadOptions::default()
+            .with_kv(KvDtype::F32)
             .with_kernels(family)
             .with_max_batch(4);
         let model = Model::load(path, gpu, &opts).unwrap();
@@ -133,6 +136,8 @@ fn gguf_fixtures() -> Vec<String> {
         "tiny-gpt2-q8_0",
         "tiny-gpt2-q4_0",
         "tiny-gpt2-q4_k_m",
+        "tiny-llama32-f16",
+        "tiny-sp-llama-f32",
     ] {
         assert!(
             names.iter().any(|n| n == want),
@@ -194,7 +199,8 @@ fn llama_cpp_files_show_their_tensor_types() {
     let Some(gpu) = test_gpu() else { return };
     for name in gguf_fixtures() {
         let path = fixture("gguf").join(format!("{name}.gguf"));
-        let model = Model::load(&path, &gpu, &LoadOptions::default()).unwrap();
+        let model =
+            Model::load(&path, &gpu, &LoadOptions::default().with_kv(KvDtype::F32)).unwrap();
         let v: serde_json::Value = serde_json::from_str(
             &std::fs::read_to_string(fixture("gguf").join(format!("{name}.reference.json")))
                 .unwrap(),
@@ -222,20 +228,35 @@ fn llama_cpp_files_show_their_tensor_types() {
     }
 }
 
+/// The HF directory a GGUF fixture was converted from (its tokenizer files).
+fn hf_dir(gguf_name: &str) -> PathBuf {
+    match gguf_name.rsplit_once('-').unwrap().0 {
+        "tiny-llama32" => fixture("tiny-llama32-bf16"),
+        "tiny-sp-llama" => fixture("tiny-sp-llama-f32"),
+        model => fixture("gguf").join(format!("{model}-hf")),
+    }
+}
+
 #[test]
 fn llama_cpp_tokenizers_match_tokenizer_json() {
+    // The vocabulary (byte-level BPE or SentencePiece) and the special tokens a text gets (the
+    // file's add_bos_token / add_eos_token against tokenizer.json's post-processor and
+    // tokenizer_config.json) both match.
     for name in gguf_fixtures() {
-        let model = name.rsplit_once('-').unwrap().0;
         let ours =
             wgpt::Tokenizer::from_gguf(&fixture("gguf").join(format!("{name}.gguf"))).unwrap();
-        let hf =
-            wgpt::Tokenizer::from_file(&fixture("gguf").join(format!("{model}-hf/tokenizer.json")))
-                .unwrap();
+        let hf = wgpt::Tokenizer::from_dir(&hf_dir(&name)).unwrap();
         for text in tokenizer_texts() {
             let ids = hf.encode(&text).unwrap();
             assert_eq!(ours.encode(&text).unwrap(), ids, "{name}: {text:?}");
             assert_eq!(ours.decode(&ids).unwrap(), hf.decode(&ids).unwrap());
+            assert_eq!(
+                ours.encode_with_specials(&text).unwrap(),
+                hf.encode_with_specials(&text).unwrap(),
+                "{name}: {text:?} with special tokens"
+            );
         }
+        assert_eq!(ours.bos_token_id(), hf.bos_token_id(), "{name}");
     }
 }
 
@@ -414,7 +435,7 @@ fn a_minimal_file_parses_and_bad_metadata_is_refused() {
         ("x.i32", Val::I32(-3)),
     ];
     wgpt::inspect_gguf(&tiny_llama(&extra, &[])).unwrap();
-    let cases: [Case; 6] = [
+    let cases: [Case; 7] = [
         (vec![], &["llama.block_count"], "llama.block_count"),
         (
             vec![("general.architecture", Val::Str("mamba".into()))],
@@ -422,9 +443,14 @@ fn a_minimal_file_parses_and_bad_metadata_is_refused() {
             "GGUF architecture `mamba`",
         ),
         (
-            vec![("tokenizer.ggml.model", Val::Str("llama".into()))],
+            vec![("tokenizer.ggml.model", Val::Str("t5".into()))],
             &["tokenizer.ggml.model"],
-            "SentencePiece",
+            "tokenizer model `t5`",
+        ),
+        (
+            vec![("tokenizer.ggml.model", Val::Str("rwkv".into()))],
+            &["tokenizer.ggml.model"],
+            "tokenizer model `rwkv`",
         ),
         (
             vec![("tokenizer.ggml.pre", Val::Str("chameleon".into()))],
@@ -462,7 +488,7 @@ fn the_chat_template_in_metadata_is_used() {
     let dir = tempdir();
     let path = dir.path().join("chat.gguf");
     std::fs::write(&path, tiny_llama(&extra, &[])).unwrap();
-    let model = Model::load(&path, &gpu, &LoadOptions::default()).unwrap();
+    let model = Model::load(&path, &gpu, &LoadOptions::default().with_kv(KvDtype::F32)).unwrap();
     let t = model.chat_template().expect("a chat template");
     let text = t
         .render(&[wgpt::Message::new("user", "hi")], false)

@@ -1,20 +1,28 @@
 //! wgpt against Hugging Face transformers on the random-weight fixtures of
 //! `tools/make_fixtures.py` (both naming styles, f32 / f16 / bf16, tied and untied, sharded).
 //! Tolerances: logits 1e-3 relative to their magnitude; mean NLL 1e-4 relative; greedy ids
-//! identical wherever the reference's top-2 margin exceeds 1e-3.
+//! identical wherever the reference's top-2 margin exceeds 1e-3. With an f32 KV cache
+//! (`KvDtype::F32`); the f16 cache, the default, is checked against the same references in
+//! `kv_f16_stays_near_hf`.
 
 mod common;
 
 use common::{fixture, reference, rel_error};
-use wgpt::{gpu::test_gpu, Gpu, KernelFamily, LoadOptions, Model, SamplerConfig, WeightDtype};
+use wgpt::{
+    gpu::test_gpu, Gpu, KernelFamily, KvDtype, LoadOptions, Model, SamplerConfig, WeightDtype,
+};
 
 /// One fixture per family and variant: GPT-2 (both naming styles, f32 / f16 / bf16, tied and
 /// untied, sharded), GPT-1 (post-LN), OPT pre-LN (the Hub's `decoder.*` names) and post-LN
 /// with project_in / project_out (opt-350m's layout), GPT-NeoX with a parallel residual
 /// (sharded, Pythia's buffers) and sequential; the Llama family: Llama with grouped-query
 /// attention, llama3 rope scaling and an untied head (f16), Qwen2 with q/k/v biases, one
-/// key/value head and a sliding window that is off (tied, bf16), Mistral (sharded, f32).
-const MODELS: [&str; 12] = [
+/// key/value head and a sliding window that is off (tied, bf16), Mistral (sharded, f32);
+/// two checkpoints laid out as the Hub ships them, whose tokenizers add a BOS (the references
+/// start with it, and perplexity windows too): Llama 3.2 (context 131072, llama3 scaling from
+/// 8192, tied, explicit head_dim, bf16) and a Llama 2-style model with a SentencePiece
+/// tokenizer (`tools/make_real_fixtures.py`).
+const MODELS: [&str; 14] = [
     "tiny-orig-f32",
     "tiny-hf-f16",
     "tiny-untied-bf16",
@@ -27,8 +35,15 @@ const MODELS: [&str; 12] = [
     "tiny-llama-gqa-f16",
     "tiny-qwen2-bf16",
     "tiny-mistral-f32",
+    "tiny-llama32-bf16",
+    "tiny-sp-llama-f32",
 ];
 const LOGIT_TOL: f64 = 1e-3;
+
+/// The options the golden tolerances hold with: an exact (f32) KV cache.
+fn f32_kv() -> LoadOptions {
+    LoadOptions::default().with_kv(KvDtype::F32)
+}
 
 /// Loads fixture `name` with `opts`, checks its logits against HF's and returns the model.
 fn check_logits(gpu: &Gpu, name: &str, opts: &LoadOptions) -> (Model, f64) {
@@ -75,7 +90,7 @@ fn logits_match_hf() {
     let Some(gpu) = test_gpu() else { return };
     let mut worst = 0f64;
     for m in MODELS {
-        worst = worst.max(check_logits(&gpu, m, &LoadOptions::default()).1);
+        worst = worst.max(check_logits(&gpu, m, &f32_kv()).1);
     }
     eprintln!("largest relative logit error over all fixtures: {worst:.3e}");
 }
@@ -88,9 +103,7 @@ fn logits_match_hf_with_either_kernel_family() {
     let Some(gpu) = test_gpu() else { return };
     for family in KernelFamily::ALL {
         for m in MODELS {
-            let opts = LoadOptions::default()
-                .with_kernels(family)
-                .with_max_batch(4);
+            let opts = f32_kv().with_kernels(family).with_max_batch(4);
             let (model, _) = check_logits(&gpu, m, &opts);
             assert_eq!(model.info().kernels, family, "{m}");
         }
@@ -105,9 +118,7 @@ fn logits_match_hf_with_split_embedding() {
     for m in MODELS {
         let cfg = wgpt::Config::from_file(&fixture(m).join("config.json")).unwrap();
         let chunk = (128 * cfg.n_embd * 4) as u64;
-        let opts = LoadOptions::default()
-            .with_max_chunk_bytes(chunk)
-            .with_max_batch(4);
+        let opts = f32_kv().with_max_chunk_bytes(chunk).with_max_batch(4);
         let (model, _) = check_logits(&gpu, m, &opts);
         assert!(model.info().embedding_buffers > 1, "{m}: wte not split");
     }
@@ -127,12 +138,7 @@ fn logits_match_hf_with_f16_storage() {
         "tiny-neox-par-f32",
     ] {
         let r = reference(m);
-        let model = Model::load(
-            fixture(m),
-            &gpu,
-            &LoadOptions::default().with_dtype(WeightDtype::F16),
-        )
-        .unwrap();
+        let model = Model::load(fixture(m), &gpu, &f32_kv().with_dtype(WeightDtype::F16)).unwrap();
         let mut s = model.session().unwrap();
         s.forward_each(&r.prompt_ids, |i, l| {
             let e = rel_error(l, &r.logits[i]);
@@ -152,7 +158,7 @@ fn greedy_ids_match_hf() {
         .flat_map(|m| KernelFamily::ALL.map(|f| (m, f)))
     {
         let r = reference(m);
-        let opts = LoadOptions::default().with_kernels(family);
+        let opts = f32_kv().with_kernels(family);
         let model = Model::load(fixture(m), &gpu, &opts).unwrap();
         let eos = model.config().eos_token_ids.clone();
         let mut s = model.session().unwrap();
@@ -187,7 +193,7 @@ fn perplexity_matches_hf() {
     let text = std::fs::read_to_string(fixture("heldout_slice.txt")).unwrap();
     for m in MODELS {
         let r = reference(m);
-        let model = Model::load(fixture(m), &gpu, &LoadOptions::default()).unwrap();
+        let model = Model::load(fixture(m), &gpu, &f32_kv()).unwrap();
         let tok = model.tokenizer().unwrap();
         let ids = tok.encode(&text).unwrap();
         let mut s = model.session().unwrap();
@@ -238,9 +244,7 @@ fn quantized_at_load_stays_near_hf() {
     for (dtype, tol) in [(WeightDtype::Q8_0, 0.1), (WeightDtype::Q4_0, 0.9)] {
         for m in ["tiny-orig-f32", "tiny-llama-gqa-f16", "tiny-neox-par-f32"] {
             for family in KernelFamily::ALL {
-                let opts = LoadOptions::default()
-                    .with_dtype(dtype)
-                    .with_kernels(family);
+                let opts = f32_kv().with_dtype(dtype).with_kernels(family);
                 let r = reference(m);
                 let model = Model::load(fixture(m), &gpu, &opts).unwrap();
                 assert!(

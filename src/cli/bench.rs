@@ -86,7 +86,7 @@ pub fn run(a: BenchArgs) -> anyhow::Result<()> {
         None => a.model.load(files, &gpu, a.json)?,
     };
     let cfg = model.config().clone();
-    let n_ctx = cfg.n_positions;
+    let n_ctx = cfg.n_ctx;
     let vocab = cfg.vocab_size as u32;
     let tokens =
         |n: usize| -> Vec<u32> { (0..n as u32).map(|i| (i * 7919 + 13) % vocab).collect() };

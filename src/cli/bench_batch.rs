@@ -17,7 +17,7 @@ pub fn rows(
     stats: fn(&[f64]) -> (f64, f64),
     mut tick: impl FnMut(),
 ) -> anyhow::Result<Vec<(String, f64, f64)>> {
-    let n_ctx = model.config().n_positions;
+    let n_ctx = model.config().n_ctx;
     let vocab = model.config().vocab_size as u32;
     let mut out = Vec::new();
     for &b in batches {

@@ -45,7 +45,7 @@ pub fn run(a: ChatArgs) -> anyhow::Result<()> {
         eprintln!(
             "chatting with {} ({} tokens of context); /reset starts over, Ctrl-D ends",
             model.info().origin,
-            model.config().n_positions
+            model.config().n_ctx
         );
     }
     prompt();

@@ -109,8 +109,14 @@ pub fn run(a: GenerateArgs) -> anyhow::Result<()> {
     let tok = model
         .tokenizer()
         .ok_or_else(|| wgpt::Error::InvalidInput("the model has no tokenizer".into()))?;
-    let mut ids = tok.encode(&prompt)?;
-    let n_ctx = model.config().n_positions;
+    // A rendered chat template holds its own BOS (as HF's apply_chat_template encodes it); a
+    // plain prompt gets the special tokens the tokenizer adds (a BOS for Llama-family
+    // tokenizers).
+    let mut ids = match a.chat {
+        true => tok.encode(&prompt)?,
+        false => tok.encode_with_specials(&prompt)?,
+    };
+    let n_ctx = model.config().n_ctx;
     let mut echo = prompt.clone();
     if ids.len() > n_ctx {
         if !a.truncate {
@@ -133,8 +139,10 @@ pub fn run(a: GenerateArgs) -> anyhow::Result<()> {
             ids.len(),
             a.max_tokens
         );
-        ids.drain(..ids.len() - keep);
-        echo = tok.decode(&ids)?;
+        // A leading BOS stays in front of the kept tokens.
+        let bos = usize::from(ids.first().is_some_and(|&t| Some(t) == tok.bos_token_id()));
+        ids.drain(bos..ids.len() - keep + bos);
+        echo = tok.decode(&ids[bos..])?;
     }
     let sampler = a.sampling.config();
     let mut session = model.session()?;

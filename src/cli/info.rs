@@ -97,6 +97,9 @@ pub fn run(a: InfoArgs) -> anyhow::Result<()> {
                 "kernels": i.kernels.name(),
                 "weight_bytes": i.weight_bytes,
                 "kv_cache_bytes": i.kv_cache_bytes,
+                "kv_cache_dtype": i.kv.name(),
+                "context": i.n_ctx,
+                "model_context": model.config().n_positions,
                 "n_kv_head": model.config().n_kv_head(),
                 "n_head": model.config().n_head,
             },
@@ -119,7 +122,12 @@ pub fn run(a: InfoArgs) -> anyhow::Result<()> {
     };
     writeln!(out, "  features used: {features}")?;
     writeln!(out, "model: {}", i.origin)?;
-    writeln!(out, "  config.json:")?;
+    // A model loaded from a file (not a directory) is a GGUF file.
+    let what = match std::path::Path::new(&i.origin).is_file() {
+        true => "GGUF metadata (as config.json keys)",
+        false => "config.json",
+    };
+    writeln!(out, "  {what}:")?;
     for (k, v) in &config {
         writeln!(out, "    {k} {}", plain(v))?;
     }
@@ -141,9 +149,15 @@ pub fn run(a: InfoArgs) -> anyhow::Result<()> {
     let c = model.config();
     writeln!(
         out,
-        "  KV cache {} bytes ({:.1} MB) per session: {} key/value heads for {} query heads",
+        "  context {} positions in use (--ctx) of the model's {}",
+        i.n_ctx, c.n_positions
+    )?;
+    writeln!(
+        out,
+        "  KV cache {} bytes ({:.1} MB, {}) per session: {} key/value heads for {} query heads",
         i.kv_cache_bytes,
         i.kv_cache_bytes as f64 / 1e6,
+        i.kv,
         c.n_kv_head(),
         c.n_head
     )?;

@@ -15,7 +15,7 @@ use std::path::PathBuf;
 use clap::builder::PossibleValue;
 use clap::{Args, CommandFactory, Parser, Subcommand};
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
-use wgpt::{Gpu, GpuOptions, KernelFamily, LoadOptions, Model, ModelFiles, WeightDtype};
+use wgpt::{Gpu, GpuOptions, KernelFamily, KvDtype, LoadOptions, Model, ModelFiles, WeightDtype};
 
 /// Exit code for bad arguments (and `wgpt` without a command).
 pub const EXIT_USAGE: i32 = 1;
@@ -119,6 +119,18 @@ pub struct ModelArgs {
     /// adapters). Default: by adapter type.
     #[arg(long, value_parser = parse_kernels)]
     pub kernels: Option<KernelFamily>,
+    /// Context in use: positions the KV cache holds (a prompt and its continuation together).
+    /// Default: 4096, or the model's context if smaller (as llama.cpp and Ollama); 0 is the
+    /// model's whole context (131072 for Llama 3.1 / 3.2). Memory grows with it.
+    #[arg(long, value_parser = count_at_least::<0>)]
+    pub ctx: Option<usize>,
+    /// KV cache storage: f16 (half the memory, llama.cpp's default) or f32 (exact).
+    #[arg(long, value_parser = parse_kv, default_value = "f16")]
+    pub kv: KvDtype,
+}
+
+fn parse_kv(s: &str) -> Result<KvDtype, String> {
+    KvDtype::parse(s).ok_or_else(|| format!("`{s}` is not a KV cache type; use f16 or f32"))
 }
 
 fn parse_kernels(s: &str) -> Result<KernelFamily, String> {
@@ -169,6 +181,8 @@ impl ModelArgs {
         let mut opts = LoadOptions::default();
         opts.dtype = dtype;
         opts.kernels = self.kernels;
+        opts.ctx = self.ctx;
+        opts.kv = Some(self.kv);
         if !bar.is_hidden() {
             let bar = bar.clone();
             opts = opts.with_progress(wgpt::Progress::new(move |done, total| {

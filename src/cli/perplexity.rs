@@ -51,7 +51,7 @@ pub fn run(a: PerplexityArgs) -> anyhow::Result<()> {
         .tokenizer()
         .ok_or_else(|| wgpt::Error::InvalidInput("the model has no tokenizer".into()))?;
     let ids = tok.encode(&text)?;
-    let context = a.context.unwrap_or(model.config().n_positions);
+    let context = a.context.unwrap_or(model.config().n_ctx);
     let mut session = model.session()?;
     let t0 = std::time::Instant::now();
     let bar = progress_bar(

@@ -72,12 +72,24 @@ impl<'m> Engine<'m> {
         }
         // At least two rows: the cooperative family runs a lone sequence as two equal rows.
         let rows = max_batch.max(2);
-        let layer_cache = max_batch as u64 * crate::model::forward::kv_cache_bytes(&model.config)
-            / model.config.n_layer.max(1) as u64;
+        let (cfg, kv) = (&model.config, model.kernels.kv);
+        let layer_cache = max_batch as u64 * crate::model::forward::kv_layer_bytes(cfg, kv);
         let limit = model.gpu.limits().max_storage_buffer_binding_size;
         if layer_cache > limit {
             return Err(Error::DeviceLimits(format!(
-                "the KV cache of {max_batch} sequences needs {layer_cache} bytes per layer; the adapter binds at most {limit}: run fewer at once"
+                "the KV cache of {max_batch} sequences of {} positions ({kv}) needs {layer_cache} bytes per layer; the adapter binds at most {limit}: run fewer at once or use a smaller --ctx",
+                cfg.n_ctx
+            )));
+        }
+        // Every slot's cache beside the weights, against the memory the model may use.
+        let (bound, what) = crate::model::memory_bound(&model.gpu, &model.opts);
+        let caches = max_batch as u64 * crate::model::forward::kv_cache_bytes(cfg, kv);
+        if model.info().weight_bytes + caches > bound {
+            return Err(Error::DeviceLimits(format!(
+                "{max_batch} sequences of {} positions need {} MB of KV cache ({kv}) beside {} MB of weights, more than {what}: run fewer at once or use a smaller --ctx",
+                cfg.n_ctx,
+                caches / 1_000_000,
+                model.info().weight_bytes / 1_000_000
             )));
         }
         let plan = model.gpu.scoped(|| {
@@ -141,11 +153,11 @@ impl<'m> Engine<'m> {
         if prompt.is_empty() {
             return Err(Error::InvalidInput("the prompt is empty".into()));
         }
-        if prompt.len() > cfg.n_positions {
+        if prompt.len() > cfg.n_ctx {
             return Err(Error::InvalidInput(format!(
                 "the prompt has {} tokens but the context holds {}; shorten it",
                 prompt.len(),
-                cfg.n_positions
+                cfg.n_ctx
             )));
         }
         if let Some(t) = prompt.iter().find(|&&t| t as usize >= cfg.vocab_size) {

@@ -135,7 +135,7 @@ impl Seq {
             Some(StopReason::Stop)
         } else if self.generated >= self.max_tokens {
             Some(StopReason::MaxTokens)
-        } else if self.pos >= model.config.n_positions {
+        } else if self.pos >= model.config.n_ctx {
             Some(StopReason::Context)
         } else {
             self.next = Some(id);

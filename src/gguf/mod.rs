@@ -274,7 +274,11 @@ fn metadata_tokenizer(path: &Path, g: &Gguf) -> Result<Tokenizer> {
         },
         other => other,
     })?;
-    Tokenizer::from_gguf_json(&json, path)
+    let mut tok = Tokenizer::from_gguf_json(&json, path)?;
+    if let Some((bos, eos)) = vocab::added_specials(g) {
+        tok.set_specials(bos, eos);
+    }
+    Ok(tok)
 }
 
 /// The tokenizer in the metadata of the GGUF file at `path` (the tensors are not checked).
@@ -310,7 +314,7 @@ pub(crate) fn open(path: &Path) -> Result<Opened> {
             "using {} rather than the GGUF file's tokenizer",
             beside.display()
         );
-        Tokenizer::from_file(&beside)?
+        Tokenizer::from_dir(dir)?
     } else {
         metadata_tokenizer(path, &parsed.gguf)?
     };

@@ -4,10 +4,14 @@
 //!
 //! Supported: byte-level BPE (`tokenizer.ggml.model = "gpt2"`: GPT-2, Llama 3, Qwen2,
 //! SmolLM2, StarCoder, MPT / GPT-NeoX-20B), with the pre-tokenizer `tokenizer.ggml.pre`
-//! names ([`PRE_SUPPORTED`]) and a file's embedded `tokenizer.huggingface.json`. Control
-//! tokens become special added tokens, user-defined ones plain added tokens; the padding
-//! entries the converter adds up to the vocabulary size stay in the vocabulary, unreachable,
-//! as in llama.cpp.
+//! names ([`PRE_SUPPORTED`]); SentencePiece BPE with byte fallback (`"llama"`: Llama 2,
+//! TinyLlama, Mistral ≤ v0.3, Phi-3, Gemma), rebuilt as transformers converts a
+//! `tokenizer.model` (see [`sentencepiece`]); and a file's embedded
+//! `tokenizer.huggingface.json`. Control tokens become special added tokens, user-defined ones
+//! plain added tokens; the padding entries the converter adds up to the vocabulary size stay
+//! in the vocabulary, unreachable, as in llama.cpp.
+
+use std::collections::HashMap;
 
 use serde_json::{json, Map, Value as Json};
 
@@ -26,6 +30,7 @@ const LLAMA3_REGEX: &str = r"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L
 const QWEN2_REGEX: &str = r"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+";
 
 /// ggml token types (`tokenizer.ggml.token_type`).
+const UNKNOWN: i64 = 2;
 const CONTROL: i64 = 3;
 const USER_DEFINED: i64 = 4;
 
@@ -149,15 +154,18 @@ pub(crate) fn tokenizer_json(g: &Gguf) -> Result<String> {
             tok_error("GGUF metadata `tokenizer.ggml.model` is not a string".into())
         })?,
     };
+    if model == "llama" {
+        return sentencepiece(g);
+    }
     if model != "gpt2" {
         let what = match model {
-            "llama" => " (SentencePiece)",
             "bert" => " (WordPiece)",
             "t5" => " (Unigram)",
+            "rwkv" => " (RWKV's trie)",
             _ => "",
         };
         return Err(tok_error(format!(
-            "tokenizer model `{model}`{what} in the GGUF file is not supported (only byte-level BPE, `gpt2`); put the model's tokenizer.json beside the .gguf file"
+            "tokenizer model `{model}`{what} in the GGUF file is not supported (supported: `gpt2`, byte-level BPE; `llama`, SentencePiece); put the model's tokenizer.json beside the .gguf file"
         )));
     }
     let pre = match g.get("tokenizer.ggml.pre") {
@@ -218,4 +226,170 @@ pub(crate) fn tokenizer_json(g: &Gguf) -> Result<String> {
         },
     });
     Ok(doc.to_string())
+}
+
+/// A SentencePiece vocabulary (`tokenizer.ggml.model = "llama"`: tokens, scores, token types)
+/// as the `tokenizer.json` transformers (5.25) makes of the model's `tokenizer.model`
+/// (`LlamaTokenizer`, `legacy` as Llama 2 ships it): spaces become `▁` and, unless the text
+/// already starts with one, a `▁` is prepended to the text and to each part after a special
+/// token (`Metaspace`, prepend scheme `always`; `tokenizer.ggml.add_space_prefix` false turns
+/// that off), a BPE whose merges are every split of a piece into two pieces, ranked by the
+/// merged piece's score (higher first, then longer left and right parts, as transformers
+/// ranks them), and bytes without a piece fall back to `<0xNN>` tokens. So the ids are HF's
+/// for the same model; where HF and SentencePiece itself differ (a text that starts with a
+/// space or is only whitespace: SentencePiece prepends its `▁` anyway; special-token text
+/// inside a prompt: HF and llama.cpp read it as the special token) they are HF's.
+fn sentencepiece(g: &Gguf) -> Result<String> {
+    let tokens = strings(g, "tokenizer.ggml.tokens")?
+        .ok_or_else(|| tok_error("GGUF metadata `tokenizer.ggml.tokens` is missing".into()))?;
+    let n = tokens.len();
+    let scores: Vec<f64> = match g.get("tokenizer.ggml.scores") {
+        None => vec![0.0; n],
+        Some(v) => v
+            .as_array()
+            .and_then(|a| a.iter().map(Value::as_f64).collect::<Option<Vec<_>>>())
+            .filter(|s| s.len() == n)
+            .ok_or_else(|| {
+                tok_error(format!(
+                    "GGUF metadata `tokenizer.ggml.scores` is not {n} numbers, one per token"
+                ))
+            })?,
+    };
+    let types: Vec<i64> = match g.get("tokenizer.ggml.token_type") {
+        None => vec![1; n],
+        Some(v) => token_types(v, n)?,
+    };
+    let mut vocab = Map::with_capacity(n);
+    let mut index: HashMap<&str, usize> = HashMap::with_capacity(n);
+    let mut added = Vec::new();
+    for (id, (&tok, &ty)) in tokens.iter().zip(&types).enumerate() {
+        if index.contains_key(tok) {
+            log::warn!("token {id} `{tok}` repeats an earlier token; ids keep the first");
+            continue;
+        }
+        index.insert(tok, id);
+        vocab.insert(tok.to_string(), json!(id));
+        if matches!(ty, UNKNOWN | CONTROL | USER_DEFINED) {
+            added.push(json!({
+                "id": id, "content": tok, "single_word": false, "lstrip": false,
+                "rstrip": false, "normalized": false, "special": ty != USER_DEFINED,
+            }));
+        }
+    }
+    let unk = token_id(g, "tokenizer.ggml.unknown_token_id")
+        .or_else(|| types.iter().position(|&t| t == UNKNOWN).map(|i| i as u32))
+        .and_then(|id| tokens.get(id as usize).copied());
+    let prefix = g
+        .get("tokenizer.ggml.add_space_prefix")
+        .and_then(Value::as_bool)
+        .unwrap_or(true);
+    let pre_tokenizer = json!({
+        "type": "Metaspace", "replacement": "\u{2581}", "split": false,
+        "prepend_scheme": if prefix { "always" } else { "never" },
+    });
+    let mut decoders = vec![
+        json!({"type": "Replace", "pattern": {"String": "\u{2581}"}, "content": " "}),
+        json!({"type": "ByteFallback"}),
+        json!({"type": "Fuse"}),
+    ];
+    if prefix {
+        decoders.push(json!({"type": "Strip", "content": " ", "start": 1, "stop": 0}));
+    }
+    let doc = json!({
+        "version": "1.0",
+        "truncation": null,
+        "padding": null,
+        "added_tokens": added,
+        "normalizer": null,
+        "pre_tokenizer": pre_tokenizer,
+        "post_processor": null,
+        "decoder": {"type": "Sequence", "decoders": decoders},
+        "model": {
+            "type": "BPE", "dropout": null, "unk_token": unk,
+            "continuing_subword_prefix": null, "end_of_word_suffix": null,
+            "fuse_unk": true, "byte_fallback": true, "ignore_merges": false,
+            "vocab": vocab, "merges": sentencepiece_merges(&tokens, &scores, &index),
+        },
+    });
+    Ok(doc.to_string())
+}
+
+/// The BPE merges of a SentencePiece vocabulary, as transformers derives them from
+/// `tokenizer.model`: for each piece in id order, every split into two pieces of the
+/// vocabulary (ordered by their ids), then all of them sorted by the merged piece's score,
+/// highest first, ties by the longer left part, then the longer right part (a stable sort, so
+/// remaining ties keep that order).
+fn sentencepiece_merges(tokens: &[&str], scores: &[f64], index: &HashMap<&str, usize>) -> Json {
+    struct Merge {
+        left: usize,
+        right: usize,
+        score: f64,
+        chars: (usize, usize),
+    }
+    let mut merges = Vec::new();
+    for (id, &piece) in tokens.iter().enumerate() {
+        if index.get(piece) != Some(&id) {
+            continue; // a repeated token: its first id stands for it
+        }
+        let start = merges.len();
+        for (at, _) in piece.char_indices().skip(1) {
+            let (l, r) = piece.split_at(at);
+            if let (Some(&left), Some(&right)) = (index.get(l), index.get(r)) {
+                let chars = (l.chars().count(), r.chars().count());
+                let score = scores[id];
+                merges.push(Merge {
+                    left,
+                    right,
+                    score,
+                    chars,
+                });
+            }
+        }
+        merges[start..].sort_by_key(|m| (m.left, m.right));
+    }
+    merges.sort_by(|a, b| {
+        b.score
+            .total_cmp(&a.score)
+            .then(b.chars.0.cmp(&a.chars.0))
+            .then(b.chars.1.cmp(&a.chars.1))
+    });
+    merges
+        .iter()
+        .map(|m| json!([tokens[m.left], tokens[m.right]]))
+        .collect()
+}
+
+/// The special tokens a text is encoded with (BOS before, EOS after), as llama.cpp reads them:
+/// `tokenizer.ggml.add_bos_token` / `add_eos_token` where the file has them, else its defaults
+/// (a BOS for SentencePiece vocabularies and Llama 3's byte-level BPE, no EOS). `None` for a
+/// file that embeds its own `tokenizer.huggingface.json` and states neither (its
+/// post-processor decides).
+pub(crate) fn added_specials(g: &Gguf) -> Option<(Option<u32>, Option<u32>)> {
+    let flag = |key: &str| g.get(key).and_then(Value::as_bool);
+    let (add_bos, add_eos) = (
+        flag("tokenizer.ggml.add_bos_token"),
+        flag("tokenizer.ggml.add_eos_token"),
+    );
+    let embedded = g.get("tokenizer.huggingface.json").is_some();
+    if embedded && add_bos.is_none() && add_eos.is_none() {
+        return None;
+    }
+    let model = g.get("tokenizer.ggml.model").and_then(Value::as_str);
+    let pre = g.get("tokenizer.ggml.pre").and_then(Value::as_str);
+    let bos_default = model == Some("llama")
+        || matches!(pre, Some("llama-bpe" | "llama3" | "llama-v3" | "smaug-bpe"));
+    let id = |on: bool, key: &str| {
+        let id = on.then(|| token_id(g, key)).flatten();
+        if on && id.is_none() {
+            log::warn!("the GGUF file adds `{key}` to a text but names no such token");
+        }
+        id
+    };
+    Some((
+        id(
+            add_bos.unwrap_or(bos_default),
+            "tokenizer.ggml.bos_token_id",
+        ),
+        id(add_eos.unwrap_or(false), "tokenizer.ggml.eos_token_id"),
+    ))
 }

@@ -88,6 +88,10 @@ impl WeightDtype {
         WeightDtype::Q6K,
     ];
 
+    /// The block formats wgpt quantizes float weights to (`LoadOptions::dtype`, `--dtype`);
+    /// the others are read from GGUF files only.
+    pub const QUANTIZABLE: [WeightDtype; 2] = [WeightDtype::Q8_0, WeightDtype::Q4_0];
+
     /// The file type with the same encoding.
     pub fn file_dtype(self) -> DType {
         match self {
@@ -147,6 +151,57 @@ impl WeightDtype {
     }
 }
 
+/// How the KV cache stores keys and values (`--kv`). Attention's arithmetic is f32 either way.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+#[non_exhaustive]
+pub enum KvDtype {
+    /// 32-bit floats: exact, twice the memory.
+    F32,
+    /// 16-bit floats (IEEE half, rounded to nearest): half the memory and half the bytes decode
+    /// attention reads. The default on every adapter, as in llama.cpp.
+    #[default]
+    F16,
+}
+
+impl KvDtype {
+    /// Bytes of one stored key or value feature.
+    pub fn bytes(self) -> usize {
+        match self {
+            KvDtype::F32 => 4,
+            KvDtype::F16 => 2,
+        }
+    }
+
+    /// The name `--kv` takes and `wgpt info` prints.
+    pub fn name(self) -> &'static str {
+        match self {
+            KvDtype::F32 => "f32",
+            KvDtype::F16 => "f16",
+        }
+    }
+
+    /// Parses `f32` / `f16`.
+    pub fn parse(name: &str) -> Option<Self> {
+        [KvDtype::F32, KvDtype::F16]
+            .into_iter()
+            .find(|k| k.name() == name)
+    }
+
+    /// The cache-access WGSL (`kv_load`, `kv_store`, `kv_round` and the `KV` binding).
+    fn source(self) -> &'static str {
+        match self {
+            KvDtype::F32 => KV_F32,
+            KvDtype::F16 => KV_F16,
+        }
+    }
+}
+
+impl std::fmt::Display for KvDtype {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
 impl std::fmt::Display for WeightDtype {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str(self.name())
@@ -173,6 +228,11 @@ const LANES_PLAIN: &str = include_str!("../../shaders/lanes_plain.wgsl");
 const LAYER_NORM: &str = include_str!("../../shaders/layer_norm.wgsl");
 const EMBED: &str = include_str!("../../shaders/embed.wgsl");
 const KV_STORE: &str = include_str!("../../shaders/kv_store.wgsl");
+const KV_F32: &str = include_str!("../../shaders/kv_f32.wgsl");
+const KV_F16: &str = include_str!("../../shaders/kv_f16.wgsl");
+/// Stands in a program's parts for the KV cache's access file (kv_f32.wgsl / kv_f16.wgsl),
+/// which `compose` puts there.
+const KV_CACHE: &str = "// the KV cache's access functions\n";
 const ATTENTION: &str = include_str!("../../shaders/attention.wgsl");
 const ATTENTION_ROWS: &str = include_str!("../../shaders/attention_rows.wgsl");
 const ATTENTION_DECODE: &str = include_str!("../../shaders/attention_decode.wgsl");
@@ -271,10 +331,15 @@ pub(crate) fn shader_sources(opts: ShaderOptions) -> Vec<(String, String)> {
     for (name, weights, parts) in programs(opts) {
         if weights {
             for dt in WeightDtype::ALL {
-                out.push((format!("{name}_{dt}"), compose(opts, &parts, Some(dt))));
+                let src = compose(opts, &parts, Some(dt), KvDtype::F32);
+                out.push((format!("{name}_{dt}"), src));
+            }
+        } else if parts.contains(&KV_CACHE) {
+            for kv in [KvDtype::F32, KvDtype::F16] {
+                out.push((format!("{name}_kv_{kv}"), compose(opts, &parts, None, kv)));
             }
         } else {
-            out.push((name.to_string(), compose(opts, &parts, None)));
+            out.push((name.to_string(), compose(opts, &parts, None, KvDtype::F32)));
         }
     }
     out
@@ -282,8 +347,13 @@ pub(crate) fn shader_sources(opts: ShaderOptions) -> Vec<(String, String)> {
 
 /// One program's source: common.wgsl, the family's weight-texture binding and the format's
 /// weight reader if it reads weights, `parts` (the barrier-free decode kernel of the block
-/// formats is `matvec_quant.wgsl`).
-fn compose(opts: ShaderOptions, parts: &[&str], weights: Option<WeightDtype>) -> String {
+/// formats is `matvec_quant.wgsl`; [`KV_CACHE`] becomes the access file of `kv`).
+fn compose(
+    opts: ShaderOptions,
+    parts: &[&str],
+    weights: Option<WeightDtype>,
+    kv: KvDtype,
+) -> String {
     let texels = match (weights, opts.family) {
         (None, _) => "",
         (Some(_), KernelFamily::Cooperative) => TEXEL_SAMPLED,
@@ -293,12 +363,10 @@ fn compose(opts: ShaderOptions, parts: &[&str], weights: Option<WeightDtype>) ->
     let quantized = weights.is_some_and(WeightDtype::is_quantized);
     [COMMON, texels, reader.as_str()]
         .into_iter()
-        .chain(parts.iter().map(|&p| {
-            if quantized && p == MATVEC {
-                MATVEC_QUANT
-            } else {
-                p
-            }
+        .chain(parts.iter().map(|&p| match p {
+            MATVEC if quantized => MATVEC_QUANT,
+            KV_CACHE => kv.source(),
+            p => p,
         }))
         .collect()
 }
@@ -325,11 +393,11 @@ fn programs(opts: ShaderOptions) -> Vec<(&'static str, bool, Vec<&'static str>)>
             ),
             ("embed", true, vec![EMBED]),
             ("layer_norm", false, vec![WORKGROUP_REDUCE, LAYER_NORM_WIDE]),
-            ("kv_store", false, vec![KV_STORE]),
+            ("kv_store", false, vec![KV_CACHE, KV_STORE]),
             (
                 "attention",
                 false,
-                vec![ATTENTION_PARAMS, WORKGROUP_REDUCE, ATTENTION_WIDE],
+                vec![ATTENTION_PARAMS, KV_CACHE, WORKGROUP_REDUCE, ATTENTION_WIDE],
             ),
             (
                 "argmax",
@@ -362,20 +430,20 @@ fn programs(opts: ShaderOptions) -> Vec<(&'static str, bool, Vec<&'static str>)>
             ),
             ("embed", true, vec![EMBED]),
             ("layer_norm", false, vec![LAYER_NORM]),
-            ("kv_store", false, vec![KV_STORE]),
+            ("kv_store", false, vec![KV_CACHE, KV_STORE]),
             (
                 "attention",
                 false,
-                vec![ATTENTION_PARAMS, lanes, ONLINE_SOFTMAX, ATTENTION],
+                vec![ATTENTION_PARAMS, KV_CACHE, lanes, ONLINE_SOFTMAX, ATTENTION],
             ),
             // With subgroups, attention_decode.wgsl: it serves single-token steps too.
             (
                 "attention_rows",
                 false,
                 if opts.subgroups {
-                    vec![ATTENTION_PARAMS, ONLINE_SOFTMAX, ATTENTION_DECODE]
+                    vec![ATTENTION_PARAMS, KV_CACHE, ONLINE_SOFTMAX, ATTENTION_DECODE]
                 } else {
-                    vec![ATTENTION_PARAMS, ONLINE_SOFTMAX, ATTENTION_ROWS]
+                    vec![ATTENTION_PARAMS, KV_CACHE, ONLINE_SOFTMAX, ATTENTION_ROWS]
                 },
             ),
             ("rope", false, vec![ROPE]),
@@ -385,20 +453,23 @@ fn programs(opts: ShaderOptions) -> Vec<(&'static str, bool, Vec<&'static str>)>
     }
 }
 
-/// Compiles one composed program (the weight reader of `weights` where it reads weights).
+/// Compiles one composed program (the weight reader of `weights` where it reads weights, the
+/// cache access of `kv` where it reads the KV cache).
 fn compile(
     gpu: &Gpu,
     opts: ShaderOptions,
     name: &str,
     weights: Option<WeightDtype>,
+    kv: KvDtype,
 ) -> wgpu::ComputePipeline {
     let (_, _, parts) = programs(opts)
         .into_iter()
         .find(|p| p.0 == name)
         .expect("a program of the family");
-    let source = compose(opts, &parts, weights);
+    let source = compose(opts, &parts, weights, kv);
     let label = match weights {
         Some(dt) => format!("{name}_{dt}"),
+        None if parts.contains(&KV_CACHE) => format!("{name}_kv_{kv}"),
         None => name.to_string(),
     };
     let desc = wgpu::ShaderModuleDescriptor {
@@ -438,8 +509,9 @@ impl WeightedPipelines {
     /// The pipeline for weights stored as `dtype`.
     pub fn get(&self, dtype: WeightDtype) -> wgpu::ComputePipeline {
         let key = format!("{}_{dtype} {:?}", self.op, self.opts);
-        self.gpu
-            .pipeline(&key, || compile(&self.gpu, self.opts, self.op, Some(dtype)))
+        self.gpu.pipeline(&key, || {
+            compile(&self.gpu, self.opts, self.op, Some(dtype), KvDtype::F32)
+        })
     }
 }
 
@@ -448,6 +520,8 @@ impl WeightedPipelines {
 pub(crate) struct Kernels {
     /// The family: grids and launches differ between the two.
     pub family: KernelFamily,
+    /// How the KV cache stores keys and values (the cache kernels' variant).
+    pub kv: KvDtype,
     pub matmul: WeightedPipelines,
     pub matvec: WeightedPipelines,
     /// The barrier-free family's uniform-window prefill kernel (`None` when cooperative).
@@ -469,15 +543,18 @@ pub(crate) struct Kernels {
 }
 
 impl Kernels {
-    /// The pipelines of the options' family, compiled on first use per `Gpu`;
-    /// `opts.subgroups` must not be set where [`ShaderOptions::best`] does not set it (either
-    /// family runs on any adapter).
-    pub fn with_options(gpu: &Gpu, opts: ShaderOptions) -> Self {
-        log::info!("shader options: {opts:?}");
+    /// The pipelines of the options' family for a KV cache of `kv`, compiled on first use per
+    /// `Gpu`; `opts.subgroups` must not be set where [`ShaderOptions::best`] does not set it
+    /// (either family runs on any adapter).
+    pub fn with_options(gpu: &Gpu, opts: ShaderOptions, kv: KvDtype) -> Self {
+        log::info!("shader options: {opts:?}, KV cache {kv}");
+        // Only the programs that touch the cache differ between KV cache formats.
         let make = |name: &str| {
-            gpu.pipeline(&format!("{name} {opts:?}"), || {
-                compile(gpu, opts, name, None)
-            })
+            let key = match name {
+                "kv_store" | "attention" | "attention_rows" => format!("{name} {opts:?} kv {kv}"),
+                _ => format!("{name} {opts:?}"),
+            };
+            gpu.pipeline(&key, || compile(gpu, opts, name, None, kv))
         };
         let weighted = |op| WeightedPipelines {
             gpu: gpu.clone(),
@@ -487,6 +564,7 @@ impl Kernels {
         let cooperative = opts.family == KernelFamily::Cooperative;
         Kernels {
             family: opts.family,
+            kv,
             matmul: weighted("matmul"),
             matvec: weighted("matvec"),
             matmul_block: (!cooperative).then(|| weighted("matmul_block")),

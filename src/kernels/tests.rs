@@ -48,7 +48,7 @@ impl Harness {
     }
 
     fn on(gpu: Gpu, opts: ShaderOptions) -> Self {
-        let k = Kernels::with_options(&gpu, opts);
+        let k = Kernels::with_options(&gpu, opts, crate::kernels::KvDtype::F32);
         let step = crate::model::forward::step_uniform(&gpu);
         Harness { gpu, k, step, opts }
     }

@@ -8,8 +8,8 @@ use crate::error::Result;
 use crate::gpu::Gpu;
 use crate::kernels::{
     add_positions, argmax, attention, attention_rows, embed, gated, kv_store, layer_norm, matmul,
-    rope, Argmax, Dispatch, FusedNorm, Kernels, MatmulDispatch, MatmulSpec, Recorder, ARGMAX_BYTES,
-    X_WINDOW,
+    rope, Argmax, Dispatch, FusedNorm, Kernels, KvDtype, MatmulDispatch, MatmulSpec, Recorder,
+    ARGMAX_BYTES, X_WINDOW,
 };
 use crate::model::weights::{Linear, Norm, RowChunks, Weights};
 
@@ -67,7 +67,7 @@ pub(crate) struct Activations {
     pub fc: wgpu::Buffer,            // (B, F) MLP hidden
     pub gate_up: wgpu::Buffer,       // (B, 2F) a gated MLP's [gate | up] (gated families only)
     pub emb: wgpu::Buffer,           // (B, E) rows of embedding width (project_in / _out)
-    pub kv_cache: Vec<wgpu::Buffer>, // n_layer × (S, 2, n_positions, K): per slot keys, then values
+    pub kv_cache: Vec<wgpu::Buffer>, // n_layer × (S, 2, n_ctx, K): per slot keys, then values (f32 or f16)
     pub logits: wgpu::Buffer,        // (R, V)
     pub best: wgpu::Buffer,          // (L + 1, 2) u32 argmax candidates, then the winner
     pub staging: wgpu::Buffer,       // (R, V) mappable copy of logits
@@ -91,20 +91,26 @@ pub(crate) fn gate_up_width(cfg: &Config) -> usize {
     }
 }
 
-/// Bytes of the KV cache of one session: keys and values of every layer and position.
-pub(crate) fn kv_cache_bytes(cfg: &Config) -> u64 {
-    2 * cfg.n_layer as u64 * cfg.n_positions as u64 * cfg.heads().kv_c() as u64 * 4
+/// Bytes of the KV cache of one session: keys and values of every layer and position of the
+/// context in use.
+pub(crate) fn kv_cache_bytes(cfg: &Config, kv: KvDtype) -> u64 {
+    cfg.n_layer as u64 * kv_layer_bytes(cfg, kv)
+}
+
+/// Bytes of one layer's cache of one sequence: (2, n_ctx, K).
+pub(crate) fn kv_layer_bytes(cfg: &Config, kv: KvDtype) -> u64 {
+    2 * cfg.n_ctx as u64 * cfg.heads().kv_c() as u64 * kv.bytes() as u64
 }
 
 /// Bytes of activations and KV cache a session needs (for limit checks before allocating).
-pub(crate) fn session_bytes(cfg: &Config, max_batch: usize, logit_rows: usize) -> u64 {
+pub(crate) fn session_bytes(cfg: &Config, kv: KvDtype, max_batch: usize, logit_rows: usize) -> u64 {
     let (b, c, f) = (max_batch as u64, cfg.n_embd as u64, cfg.n_inner as u64);
     let e = embedding_width(cfg) as u64;
     let h = cfg.heads();
     let (q, qkv, gu) = (h.q_c() as u64, h.qkv_c() as u64, gate_up_width(cfg) as u64);
     let act = b * (c * 4 + q + qkv + f + gu + e) * 4 + 5 * X_WINDOW;
     let logits = 2 * logit_rows as u64 * cfg.vocab_size as u64 * 4;
-    kv_cache_bytes(cfg) + act + logits + ARGMAX_BYTES as u64 + 2 * 8
+    kv_cache_bytes(cfg, kv) + act + logits + ARGMAX_BYTES as u64 + 2 * 8
 }
 
 /// A matmul input: also bindable as a uniform window (see `matmul_block.wgsl`), with slack.
@@ -134,7 +140,14 @@ fn winner(gpu: &Gpu) -> Result<wgpu::Buffer> {
 }
 
 impl Activations {
-    fn new(gpu: &Gpu, cfg: &Config, b: usize, logit_rows: usize, slots: usize) -> Result<Self> {
+    fn new(
+        gpu: &Gpu,
+        cfg: &Config,
+        kv: KvDtype,
+        b: usize,
+        logit_rows: usize,
+        slots: usize,
+    ) -> Result<Self> {
         let (c, f, v, e) = (
             cfg.n_embd,
             cfg.n_inner,
@@ -145,8 +158,8 @@ impl Activations {
         let f32s = 4;
         let mut kv_cache = Vec::with_capacity(cfg.n_layer);
         for l in 0..cfg.n_layer {
-            let bytes = slots * 2 * cfg.n_positions * h.kv_c() * f32s;
-            kv_cache.push(storage(gpu, &format!("kv_cache.{l}"), bytes)?);
+            let bytes = slots as u64 * kv_layer_bytes(cfg, kv);
+            kv_cache.push(storage(gpu, &format!("kv_cache.{l}"), bytes as usize)?);
         }
         Ok(Activations {
             step: step_uniform(gpu),
@@ -439,7 +452,7 @@ impl<'g> Forward<'g> {
     /// Appends the batch's keys and values (the k and v columns of qkv) to the layer's cache.
     /// A single-token step launches nothing here: attention stores them itself then.
     pub fn kv_store(&mut self, qkv: &wgpu::Buffer, cache: &wgpu::Buffer) {
-        let (h, p) = (self.cfg.heads(), self.cfg.n_positions);
+        let (h, p) = (self.cfg.heads(), self.cfg.n_ctx);
         let d = kv_store(self.gpu, self.k, self.step, h, p, qkv, cache);
         self.decoder.push(Op::Kernel(d));
     }
@@ -453,7 +466,7 @@ impl<'g> Forward<'g> {
         } else {
             1.0
         };
-        let (h, p) = (cfg.heads(), cfg.n_positions);
+        let (h, p) = (cfg.heads(), cfg.n_ctx);
         let d = attention(self.gpu, self.k, self.step, h, scale, p, qkv, cache, out);
         let rows = attention_rows(self.gpu, self.k, self.step, h, scale, p, qkv, cache, out);
         let decode = self.k.attention_decode();
@@ -536,7 +549,7 @@ impl Plan {
         logit_rows: usize,
         slots: Option<usize>,
     ) -> Result<Self> {
-        let act = Activations::new(gpu, cfg, max_batch, logit_rows, slots.unwrap_or(1))?;
+        let act = Activations::new(gpu, cfg, k.kv, max_batch, logit_rows, slots.unwrap_or(1))?;
         let mut f = Forward::new(gpu, k, cfg, &act.step, max_batch);
         if slots.is_some() {
             f.head_rows = Some(Vec::new());

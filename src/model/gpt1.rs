@@ -36,6 +36,7 @@ impl Arch for Gpt1 {
             n_layer: f.size("n_layer", MAX_LAYERS)?,
             n_head: f.size("n_head", MAX_EMBD)?,
             n_positions: f.size("n_positions", MAX_POSITIONS)?,
+            n_ctx: 0, // Config::from_json / Config::preset set the context in use
             n_inner: 4 * n_embd,
             vocab_size: f.size("vocab_size", MAX_VOCAB)?,
             layer_norm_epsilon: f.number("layer_norm_epsilon")?.unwrap_or(1e-5) as f32,
@@ -54,6 +55,7 @@ impl Arch for Gpt1 {
             n_layer: 12,
             n_head: 12,
             n_positions: 512,
+            n_ctx: 0, // Config::from_json / Config::preset set the context in use
             n_inner: 3072,
             vocab_size: 40478,
             layer_norm_epsilon: 1e-5,

@@ -44,6 +44,7 @@ impl Arch for Gpt2 {
             n_layer: f.size("n_layer", MAX_LAYERS)?,
             n_head: f.size("n_head", MAX_EMBD)?,
             n_positions: f.size("n_positions", MAX_POSITIONS)?,
+            n_ctx: 0, // Config::from_json / Config::preset set the context in use
             n_inner: f.size_or("n_inner", MAX_INNER, 4 * n_embd)?,
             vocab_size: f.size("vocab_size", MAX_VOCAB)?,
             layer_norm_epsilon: f.number("layer_norm_epsilon")?.unwrap_or(1e-5) as f32,
@@ -68,6 +69,7 @@ impl Arch for Gpt2 {
             n_layer,
             n_head,
             n_positions: 1024,
+            n_ctx: 0, // Config::from_json / Config::preset set the context in use
             n_inner: 4 * n_embd,
             vocab_size: 50257,
             layer_norm_epsilon: 1e-5,

@@ -165,6 +165,7 @@ impl Arch for Llama {
             n_layer: f.size("num_hidden_layers", MAX_LAYERS)?,
             n_head,
             n_positions,
+            n_ctx: 0, // Config::from_json / Config::preset set the context in use
             n_inner: f.size("intermediate_size", MAX_INNER)?,
             vocab_size: f.size("vocab_size", MAX_VOCAB)?,
             layer_norm_epsilon: f.number("rms_norm_eps")?.unwrap_or(1e-6) as f32,
@@ -211,6 +212,7 @@ impl Arch for Llama {
             n_layer,
             n_head,
             n_positions: if name == "llama-1b" { 4096 } else { 8192 },
+            n_ctx: 0, // Config::from_json / Config::preset set the context in use
             n_inner,
             vocab_size,
             layer_norm_epsilon: 1e-5,
@@ -264,7 +266,7 @@ impl Arch for Llama {
         if !cfg.tie_word_embeddings {
             t.embedding("lm_head.weight".into(), v, c);
         }
-        t.generated("rotary table".into(), cfg.n_positions * h.head_dim);
+        t.generated("rotary table".into(), cfg.n_ctx * h.head_dim);
         t
     }
 
@@ -303,7 +305,7 @@ impl Arch for Llama {
             false => Some(up.row_chunks("lm_head.weight", v, c)?),
         };
         let freqs = inv_freq(h.head_dim, o.rope_theta, &o.rope_scaling);
-        let table = rope_table(cfg.n_positions, &freqs);
+        let table = rope_table(cfg.n_ctx, &freqs);
         let rope = up.upload("rotary table", table.as_flattened())?;
         Ok(Weights {
             rope: Some(rope),

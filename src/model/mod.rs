@@ -19,7 +19,7 @@ use crate::chat::ChatTemplate;
 use crate::config::{Config, Fields};
 use crate::error::{Error, Result};
 use crate::gpu::Gpu;
-use crate::kernels::{texel_rows, KernelFamily, Kernels, ShaderOptions, WeightDtype};
+use crate::kernels::{texel_rows, KernelFamily, Kernels, KvDtype, ShaderOptions, WeightDtype};
 use crate::loader::{DType, SafetensorsSource, Source};
 use crate::session::Session;
 use crate::tokenizer::Tokenizer;
@@ -78,7 +78,11 @@ pub(crate) fn parse_config(f: &Fields) -> Result<Config> {
         .iter()
         .find(|a| a.model_types().contains(&model_type))
     else {
-        let names: Vec<&str> = ARCHES.iter().map(|a| a.model_types()[0]).collect();
+        let names: Vec<&str> = ARCHES
+            .iter()
+            .flat_map(|a| a.model_types())
+            .copied()
+            .collect();
         return Err(Error::Unsupported(format!(
             "model_type `{model_type}`; supported: {}",
             names.join(", ")
@@ -129,6 +133,13 @@ pub struct LoadOptions {
     /// Called with (bytes uploaded, bytes in all) while the weights go to the GPU (on the
     /// loading thread).
     pub progress: Option<crate::gpu::Progress>,
+    /// The context in use (positions a session's KV cache holds): `None` is
+    /// [`DEFAULT_CONTEXT`] capped by the model's context, `Some(0)` the model's whole context,
+    /// `Some(n)` n positions (at most the model's). Memory grows with it, not with the model's
+    /// maximum.
+    pub ctx: Option<usize>,
+    /// How the KV cache stores keys and values; `None` is [`KvDtype::default`] (f16).
+    pub kv: Option<KvDtype>,
 }
 
 impl LoadOptions {
@@ -159,6 +170,18 @@ impl LoadOptions {
     /// The kernel family.
     pub fn with_kernels(mut self, family: KernelFamily) -> Self {
         self.kernels = Some(family);
+        self
+    }
+
+    /// The context in use (see [`LoadOptions::ctx`]; 0 is the model's whole context).
+    pub fn with_ctx(mut self, positions: usize) -> Self {
+        self.ctx = Some(positions);
+        self
+    }
+
+    /// The KV cache's storage format.
+    pub fn with_kv(mut self, kv: KvDtype) -> Self {
+        self.kv = Some(kv);
         self
     }
 
@@ -196,9 +219,14 @@ pub struct ModelInfo {
     pub embedding_buffers: usize,
     /// Kernel family in use (see `LoadOptions`).
     pub kernels: KernelFamily,
-    /// Bytes of one session's KV cache: keys and values of the key/value heads only (with
-    /// grouped-query attention, `n_kv_head / n_head` of a full cache).
+    /// Bytes of one session's KV cache over the context in use: keys and values of the
+    /// key/value heads only (with grouped-query attention, `n_kv_head / n_head` of a full
+    /// cache).
     pub kv_cache_bytes: u64,
+    /// How the KV cache stores keys and values.
+    pub kv: KvDtype,
+    /// The context in use ([`Config::n_ctx`]); the model's own is [`Config::n_positions`].
+    pub n_ctx: usize,
 }
 
 impl ModelInfo {
@@ -325,21 +353,24 @@ impl Model {
 
     fn build_scoped(
         gpu: &Gpu,
-        config: Config,
+        mut config: Config,
         source: Source,
         tokenizer: Option<Tokenizer>,
         opts: &LoadOptions,
         origin: String,
     ) -> Result<Self> {
+        config.set_context(opts.ctx)?;
         let file_dtypes = check_model(&config, &source, tokenizer.as_ref())?;
+        let kv = opts.kv.unwrap_or_default();
         let dtype = opts.dtype.unwrap_or_else(|| default_dtype(&file_dtypes));
         let max_chunk = opts.max_chunk_bytes.unwrap_or(u64::MAX);
-        check_fits(gpu, &config, dtype, opts)?;
+        check_dtype(opts.dtype)?;
+        check_fits(gpu, &config, dtype, kv, opts)?;
         let mut shader_opts = ShaderOptions::best(gpu);
         if let Some(family) = opts.kernels {
             shader_opts.family = family;
         }
-        let kernels = Kernels::with_options(gpu, shader_opts);
+        let kernels = Kernels::with_options(gpu, shader_opts, kv);
         let total = tensor_list(&config).gpu_bytes(dtype);
         let weights = crate::gpu::with_upload_progress(opts.progress.as_ref(), total, || {
             let mut up = Uploader::new(gpu, &source, opts.dtype, max_chunk);
@@ -359,14 +390,20 @@ impl Model {
             weight_bytes: weights.bytes,
             embedding_buffers: weights.wte.chunks.len(),
             kernels: shader_opts.family,
-            kv_cache_bytes: forward::kv_cache_bytes(&config),
+            kv_cache_bytes: forward::kv_cache_bytes(&config, kv),
+            kv,
+            n_ctx: config.n_ctx,
         };
         log::info!(
-            "loaded {} ({} params, {} on GPU, {} MB)",
+            "loaded {} ({} params, {} on GPU, {} MB; context {} of {}, KV cache {} {} MB)",
             info.origin,
             info.n_params,
             dtype,
-            info.weight_bytes / 1_000_000
+            info.weight_bytes / 1_000_000,
+            config.n_ctx,
+            config.n_positions,
+            kv,
+            info.kv_cache_bytes / 1_000_000
         );
         Ok(Model {
             gpu: gpu.clone(),
@@ -489,7 +526,7 @@ impl ModelFiles {
         })?;
         let mut config = config;
         config.add_generation_config(&dir.join("generation_config.json"))?;
-        let tokenizer = Tokenizer::from_file(&dir.join("tokenizer.json"))?;
+        let tokenizer = Tokenizer::from_dir(dir)?;
         let source = Source::Files(SafetensorsSource::open_dir(dir, arch(&config))?);
         check_model(&config, &source, Some(&tokenizer))?;
         Ok(ModelFiles {
@@ -552,7 +589,7 @@ fn check_model(
 }
 
 fn max_batch(cfg: &Config, opts: &LoadOptions) -> usize {
-    opts.max_batch.unwrap_or(512).clamp(1, cfg.n_positions)
+    opts.max_batch.unwrap_or(512).clamp(1, cfg.n_ctx)
 }
 
 fn logit_rows(cfg: &Config, limits: &wgpu::Limits, max_batch: usize) -> usize {
@@ -580,13 +617,12 @@ fn host_memory_bytes() -> Option<u64> {
     Some(sys.total_memory()).filter(|&b| b > 0)
 }
 
-/// Fails early, before any allocation, when the model cannot fit the device: each weight
-/// texture against the adapter's texture size limit, each buffer against its binding limit,
-/// and the total against the memory bound. `cfg` must
-/// have passed [`Config::validate`], which keeps this arithmetic far from overflow.
-fn check_fits(gpu: &Gpu, cfg: &Config, dtype: WeightDtype, opts: &LoadOptions) -> Result<()> {
+/// The memory a model and its sessions may take: `LoadOptions::max_memory_bytes`, else the
+/// host's memory for CPU and integrated adapters (they share it), else
+/// [`DEFAULT_MAX_MEMORY_BYTES`]; with the words that name it in messages.
+pub(crate) fn memory_bound(gpu: &Gpu, opts: &LoadOptions) -> (u64, String) {
     let shared = matches!(gpu.adapter().device_type.as_str(), "Cpu" | "IntegratedGpu");
-    let (bound, what) = match opts.max_memory_bytes {
+    match opts.max_memory_bytes {
         Some(m) => (m, format!("LoadOptions::max_memory_bytes = {}", gib(m))),
         None => match shared.then(host_memory_bytes) {
             Some(Some(m)) => (
@@ -607,17 +643,45 @@ fn check_fits(gpu: &Gpu, cfg: &Config, dtype: WeightDtype, opts: &LoadOptions) -
                 (m, format!("wgpt's limit of {} for one adapter", gib(m)))
             }
         },
-    };
+    }
+}
+
+/// Refuses a storage format wgpt cannot make from float weights: the k-quants and the other
+/// GGUF-only block formats are read from GGUF files as they are, never quantized to.
+fn check_dtype(asked: Option<WeightDtype>) -> Result<()> {
+    match asked {
+        Some(d) if !WeightDtype::QUANTIZABLE.contains(&d) && !matches!(d, WeightDtype::F32 | WeightDtype::F16) => {
+            Err(Error::InvalidInput(format!(
+                "weights cannot be stored as {d}: wgpt reads {d} from GGUF files as they are but does not quantize to it; ask for f32, f16, q8_0 or q4_0, or leave the dtype unset to keep the file's formats"
+            )))
+        }
+        _ => Ok(()),
+    }
+}
+
+/// Fails early, before any allocation, when the model cannot fit the device: each weight
+/// texture against the adapter's texture size limit, each buffer against its binding limit,
+/// and the total against the memory bound. `cfg` must
+/// have passed [`Config::validate`], which keeps this arithmetic far from overflow.
+fn check_fits(
+    gpu: &Gpu,
+    cfg: &Config,
+    dtype: WeightDtype,
+    kv: KvDtype,
+    opts: &LoadOptions,
+) -> Result<()> {
+    let (bound, what) = memory_bound(gpu, opts);
     let batch = max_batch(cfg, opts);
     let tensors = tensor_list(cfg);
     let weights = tensors.gpu_bytes(dtype);
-    let session = forward::session_bytes(cfg, batch, logit_rows(cfg, gpu.limits(), batch));
+    let session = forward::session_bytes(cfg, kv, batch, logit_rows(cfg, gpu.limits(), batch));
     if weights + session > bound {
         return Err(Error::DeviceLimits(format!(
-            "the model needs {} ({} of weights in {dtype} + {} of KV cache and activations for one session), more than {what}",
+            "the model needs {} ({} of weights in {dtype} + {} of KV cache ({} positions, {kv}) and activations for one session), more than {what}; a smaller --ctx needs less",
             gib(weights + session),
             gib(weights),
             gib(session),
+            cfg.n_ctx,
         )));
     }
     let limits = gpu.limits();
@@ -649,22 +713,19 @@ fn check_fits(gpu: &Gpu, cfg: &Config, dtype: WeightDtype, opts: &LoadOptions) -
             )));
         }
     }
-    let [c, f, v, p, b] = [
-        cfg.n_embd,
-        cfg.n_inner,
-        cfg.vocab_size,
-        cfg.n_positions,
-        batch,
-    ]
-    .map(|x| x as u64);
+    let [c, f, v, p, b] =
+        [cfg.n_embd, cfg.n_inner, cfg.vocab_size, cfg.n_ctx, batch].map(|x| x as u64);
     // The widths the session allocates (forward.rs): keys and values of the key/value heads,
     // q | k | v rows, the gated MLP's [gate | up] rows.
     let h = cfg.heads();
-    let (kv, qkv) = (h.kv_c() as u64, h.qkv_c() as u64);
+    let qkv = h.qkv_c() as u64;
     let gate_up = forward::gate_up_width(cfg) as u64;
     let f32s = |name: &str, elems: u64| (name.to_string(), elems * 4);
     let buffers = [
-        f32s("the KV cache of one layer", 2 * p * kv),
+        (
+            format!("the KV cache of one layer ({p} positions, {kv}; --ctx sets the positions)"),
+            forward::kv_layer_bytes(cfg, kv),
+        ),
         f32s("the MLP activations", b * f.max(gate_up)),
         f32s("the attention activations", b * qkv),
         f32s("the zero bias", v.max(f).max(c)),

@@ -83,6 +83,7 @@ impl Arch for NeoX {
             n_layer: f.size("num_hidden_layers", MAX_LAYERS)?,
             n_head,
             n_positions: f.size("max_position_embeddings", MAX_POSITIONS)?,
+            n_ctx: 0, // Config::from_json / Config::preset set the context in use
             n_inner: f.size("intermediate_size", MAX_INNER)?,
             vocab_size: f.size("vocab_size", MAX_VOCAB)?,
             layer_norm_epsilon: f.number("layer_norm_eps")?.unwrap_or(1e-5) as f32,
@@ -104,6 +105,7 @@ impl Arch for NeoX {
             n_layer: 12,
             n_head: 12,
             n_positions: 2048,
+            n_ctx: 0, // Config::from_json / Config::preset set the context in use
             n_inner: 3072,
             vocab_size: 50304,
             layer_norm_epsilon: 1e-5,
@@ -143,7 +145,7 @@ impl Arch for NeoX {
         }
         if rotary_dims > 0 {
             // The (cos, sin) table made at upload, not read from the file.
-            let len = cfg.n_positions * rotary_dims;
+            let len = cfg.n_ctx * rotary_dims;
             t.generated("rotary table".into(), len);
         }
         t
@@ -181,7 +183,7 @@ impl Arch for NeoX {
         let rope = match rotary_dims {
             0 => None,
             d => {
-                let table = rope_table(cfg.n_positions, &inv_freq(d, base));
+                let table = rope_table(cfg.n_ctx, &inv_freq(d, base));
                 Some(up.upload("rotary table", table.as_flattened())?)
             }
         };

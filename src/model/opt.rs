@@ -53,6 +53,7 @@ impl Arch for Opt {
             n_layer: f.size("num_hidden_layers", MAX_LAYERS)?,
             n_head: f.size("num_attention_heads", MAX_EMBD)?,
             n_positions: f.size("max_position_embeddings", MAX_POSITIONS)?,
+            n_ctx: 0, // Config::from_json / Config::preset set the context in use
             n_inner: f.size("ffn_dim", MAX_INNER)?,
             vocab_size: f.size("vocab_size", MAX_VOCAB)?,
             // OPT's LayerNorms use PyTorch's default epsilon; the config has no key for it.
@@ -80,6 +81,7 @@ impl Arch for Opt {
             n_layer,
             n_head,
             n_positions: 2048,
+            n_ctx: 0, // Config::from_json / Config::preset set the context in use
             n_inner: 4 * n_embd,
             vocab_size: 50272,
             layer_norm_epsilon: 1e-5,

@@ -184,8 +184,13 @@ fn admit(
     let tok = model
         .tokenizer()
         .ok_or_else(|| ApiError::bad_request("the model has no tokenizer", None))?;
-    let ids = tok.encode(&text).map_err(bad)?;
-    let n_ctx = model.config().n_positions;
+    // A chat template's text holds its BOS; a completion prompt gets the tokenizer's specials.
+    let ids = match req.input {
+        Input::Chat(_) => tok.encode(&text),
+        _ => tok.encode_with_specials(&text),
+    }
+    .map_err(bad)?;
+    let n_ctx = model.config().n_ctx;
     if ids.len() > n_ctx {
         return Err(ApiError {
             code: Some("context_length_exceeded"),
