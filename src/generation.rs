@@ -50,7 +50,10 @@ pub struct GeneratedToken {
 
 impl<'m> Session<'m> {
     /// Generates up to `max_tokens` tokens after `prompt`, streaming them as an iterator.
-    /// The cache is reset first.
+    /// The cache is reset first. The prompt is encoded with the special tokens the tokenizer
+    /// adds to a text ([`crate::Tokenizer::encode_with_specials`]: a BOS for Llama-family
+    /// tokenizers); a chat template's rendered text, which holds its own BOS, goes through
+    /// [`Session::generate_ids`] with [`crate::Tokenizer::encode`].
     pub fn generate(
         &mut self,
         prompt: &str,
@@ -74,7 +77,7 @@ impl<'m> Session<'m> {
         let n_ctx = self.model().config.n_ctx;
         if prompt.len() > n_ctx {
             return Err(Error::InvalidInput(format!(
-                "the prompt has {} tokens but the context holds {n_ctx}; shorten it",
+                "the prompt has {} tokens but the context holds {n_ctx} (LoadOptions::ctx, --ctx); shorten it",
                 prompt.len()
             )));
         }

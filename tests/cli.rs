@@ -323,7 +323,7 @@ fn long_prompt_needs_truncate() {
     fails(
         &out,
         2,
-        "error: the prompt has 2379 tokens but the model's context is 32; shorten it or pass --truncate",
+        "error: the prompt has 2379 tokens but the context in use is 32; shorten it, pass --truncate or raise --ctx (the model's context is 32)",
     );
     // --truncate keeps the last tokens, leaving room for --max-tokens, and says so.
     let out = wgpt(&[&args[..], &["--max-tokens", "4", "--truncate", "--json"]].concat());
@@ -774,9 +774,14 @@ fn info_shows_the_kv_cache_of_grouped_query_attention() {
     args.extend(cpu_flag());
     let v = json(&wgpt(&args));
     let m = &v["model"];
-    // 2 layers × 64 positions × (keys and values) × 2 kv heads × 16 dims × 4 bytes: a third
-    // of what 6 heads would take.
-    assert_eq!(m["kv_cache_bytes"], 2 * 64 * 2 * 2 * 16 * 4);
+    // 2 layers × 64 positions × (keys and values) × 2 kv heads × 16 dims × 2 bytes (the f16
+    // cache): a third of what 6 heads would take.
+    assert_eq!(m["kv_cache_bytes"], 2 * 64 * 2 * 2 * 16 * 2);
+    assert_eq!(m["kv_cache_dtype"], "f16");
+    assert_eq!(
+        (m["context"].as_u64(), m["model_context"].as_u64()),
+        (Some(64), Some(64))
+    );
     assert_eq!(
         (m["n_kv_head"].as_u64(), m["n_head"].as_u64()),
         (Some(2), Some(6))
@@ -794,7 +799,7 @@ fn info_shows_the_kv_cache_of_grouped_query_attention() {
     .unwrap();
     assert!(
         text.contains(
-            "KV cache 32768 bytes (0.0 MB) per session: 2 key/value heads for 6 query heads"
+            "KV cache 16384 bytes (0.0 MB, f16) per session: 2 key/value heads for 6 query heads"
         ),
         "{text}"
     );
@@ -814,4 +819,150 @@ fn no_mesa_noise_without_xdg_runtime_dir() {
         .unwrap();
     assert!(out.status.success(), "{}", stderr(&out));
     assert_eq!(stderr(&out), "");
+}
+
+/// Writes a safetensors file of f32 tensors (name, shape), filled with small seeded values.
+fn write_safetensors(path: &std::path::Path, tensors: &[(String, Vec<usize>)]) {
+    let mut header = serde_json::Map::new();
+    let mut data = Vec::new();
+    let mut state = 0x2545_f491_4f6c_dd1du64;
+    for (name, shape) in tensors {
+        let n: usize = shape.iter().product();
+        let start = data.len();
+        for _ in 0..n {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            let v = ((state >> 40) as f32 / (1u64 << 24) as f32 - 0.5) * 0.04;
+            data.extend_from_slice(&v.to_le_bytes());
+        }
+        header.insert(
+            name.clone(),
+            serde_json::json!({"dtype": "F32", "shape": shape, "data_offsets": [start, data.len()]}),
+        );
+    }
+    let header = serde_json::Value::Object(header).to_string();
+    let mut bytes = (header.len() as u64).to_le_bytes().to_vec();
+    bytes.extend_from_slice(header.as_bytes());
+    bytes.extend_from_slice(&data);
+    std::fs::write(path, bytes).unwrap();
+}
+
+/// A model with Llama 3.2 1B's context (131072, llama3 scaling) and key/value width (16
+/// layers × 8 key/value heads × 64), small otherwise. At the default context it generates 16
+/// tokens with a peak RSS under 1.5 GB (the KV cache over the model's whole context in f32,
+/// as wgpt once allocated it, is 8.6 GB); `wgpt info` shows both contexts; a context the
+/// adapter cannot hold is refused before anything is allocated, naming --ctx.
+#[cfg(target_os = "linux")]
+#[test]
+fn a_long_context_model_runs_in_the_memory_its_context_in_use_needs() {
+    if !has_gpu() {
+        return;
+    }
+    let dir = common::tempdir();
+    let (c, heads, hd, f, layers, vocab) = (64usize, 8usize, 64usize, 128usize, 16, 389usize);
+    let config = serde_json::json!({
+        "architectures": ["LlamaForCausalLM"], "attention_bias": false, "attention_dropout": 0.0,
+        "bos_token_id": null, "eos_token_id": null, "head_dim": hd, "hidden_act": "silu",
+        "hidden_size": c, "initializer_range": 0.02, "intermediate_size": f,
+        "max_position_embeddings": 131072, "mlp_bias": false, "model_type": "llama",
+        "num_attention_heads": heads, "num_hidden_layers": layers, "num_key_value_heads": heads,
+        "pretraining_tp": 1, "rms_norm_eps": 1e-05,
+        "rope_scaling": {"factor": 32.0, "high_freq_factor": 4.0, "low_freq_factor": 1.0,
+            "original_max_position_embeddings": 8192, "rope_type": "llama3"},
+        "rope_theta": 500000.0, "tie_word_embeddings": true, "torch_dtype": "float32",
+        "transformers_version": "4.45.0.dev0", "use_cache": true, "vocab_size": vocab
+    });
+    std::fs::write(dir.path().join("config.json"), config.to_string()).unwrap();
+    std::fs::copy(fixture("tokenizer.json"), dir.path().join("tokenizer.json")).unwrap();
+    let mut tensors = vec![("model.embed_tokens.weight".to_string(), vec![vocab, c])];
+    for l in 0..layers {
+        let p = |s: &str| format!("model.layers.{l}.{s}");
+        let q = heads * hd;
+        tensors.extend([
+            (p("input_layernorm.weight"), vec![c]),
+            (p("self_attn.q_proj.weight"), vec![q, c]),
+            (p("self_attn.k_proj.weight"), vec![q, c]),
+            (p("self_attn.v_proj.weight"), vec![q, c]),
+            (p("self_attn.o_proj.weight"), vec![c, q]),
+            (p("post_attention_layernorm.weight"), vec![c]),
+            (p("mlp.gate_proj.weight"), vec![f, c]),
+            (p("mlp.up_proj.weight"), vec![f, c]),
+            (p("mlp.down_proj.weight"), vec![c, f]),
+        ]);
+    }
+    tensors.push(("model.norm.weight".to_string(), vec![c]));
+    write_safetensors(&dir.path().join("model.safetensors"), &tensors);
+    let model = dir.path().to_str().unwrap();
+
+    // Peak RSS of the child alone (wait4, which also reaps it), not of this test process's
+    // other children.
+    #[allow(clippy::zombie_processes)]
+    let mut child = Command::new(env!("CARGO_BIN_EXE_wgpt"))
+        .args([
+            "generate",
+            "--model",
+            model,
+            "--prompt",
+            "ROMEO:",
+            "--max-tokens",
+            "16",
+        ])
+        .args(["--temperature", "0", "--json"])
+        .args(cpu_flag())
+        .env("RUST_LOG", "warn")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stdout = String::new();
+    let mut errors = String::new();
+    use std::io::Read;
+    child
+        .stdout
+        .take()
+        .unwrap()
+        .read_to_string(&mut stdout)
+        .unwrap();
+    child
+        .stderr
+        .take()
+        .unwrap()
+        .read_to_string(&mut errors)
+        .unwrap();
+    let mut status = 0;
+    // SAFETY: rusage is plain data that wait4 fills; the pid is the child's, not yet reaped.
+    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
+    let pid = unsafe { libc::wait4(child.id() as i32, &mut status, 0, &mut usage) };
+    assert_eq!(pid, child.id() as i32);
+    assert!(
+        libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 0,
+        "{errors}"
+    );
+    let v: serde_json::Value = serde_json::from_str(stdout.trim()).unwrap();
+    assert_eq!(v["generated_tokens"], 16, "{v}");
+    let peak = usage.ru_maxrss as u64 * 1024;
+    eprintln!(
+        "131072-position model at the default context: peak RSS {:.0} MB",
+        peak as f64 / 1e6
+    );
+    assert!(peak < 1_500_000_000, "peak RSS {peak} bytes");
+
+    let out = wgpt(&[&["info", "--model", model], cpu_flag()].concat());
+    assert!(out.status.success(), "{}", stderr(&out));
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.contains("context 4096 positions in use (--ctx) of the model's 131072"),
+        "{text}"
+    );
+    // The whole context: 268 MB of f16 keys and values per layer, more than lavapipe binds.
+    let out = wgpt(&[&["info", "--model", model, "--ctx", "0"], cpu_flag()].concat());
+    if !out.status.success() {
+        let err = stderr(&out);
+        assert_eq!(out.status.code(), Some(3), "{err}");
+        assert!(
+            err.contains("--ctx") && err.contains("131072 positions"),
+            "{err}"
+        );
+    }
 }

@@ -997,7 +997,7 @@ fn prompts_and_perplexity_inputs() {
     let long = vec![5u32; 40];
     assert_eq!(
         err(s.generate_ids(&long, SamplerConfig::default(), 4)),
-        "the prompt has 40 tokens but the context holds 32; shorten it"
+        "the prompt has 40 tokens but the context holds 32 (LoadOptions::ctx, --ctx); shorten it"
     );
     let bad_sampler = SamplerConfig::default().with_top_p(1.5);
     assert!(s.generate_ids(&[1], bad_sampler, 4).is_err());

@@ -121,8 +121,9 @@ pub fn run(a: GenerateArgs) -> anyhow::Result<()> {
     if ids.len() > n_ctx {
         if !a.truncate {
             return Err(wgpt::Error::InvalidInput(format!(
-                "the prompt has {} tokens but the model's context is {n_ctx}; shorten it or pass --truncate",
-                ids.len()
+                "the prompt has {} tokens but the context in use is {n_ctx}; shorten it, pass --truncate or raise --ctx (the model's context is {})",
+                ids.len(),
+                model.config().n_positions
             ))
             .into());
         }

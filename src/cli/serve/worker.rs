@@ -196,7 +196,7 @@ fn admit(
             code: Some("context_length_exceeded"),
             ..ApiError::bad_request(
                 format!(
-                    "the prompt has {} tokens but the model's context holds {n_ctx}; shorten it",
+                    "the prompt has {} tokens but the context in use holds {n_ctx} (wgpt serve --ctx); shorten it",
                     ids.len()
                 ),
                 Some(if matches!(req.input, Input::Chat(_)) {
