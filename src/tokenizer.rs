@@ -127,27 +127,23 @@ impl Tokenizer {
         }
         // Each flag that is absent keeps what the post-processor does.
         let (pre, post) = tok.added_around();
-        let id = |on: Option<bool>, key: &str, current: Option<u32>| -> Result<Option<u32>> {
-            match on {
-                None => Ok(current),
-                Some(false) => Ok(None),
-                Some(true) => {
-                    let name = crate::chat::token_text(v.get(key));
-                    match name.as_deref().and_then(|n| tok.token_to_id(n)) {
-                        Some(id) => Ok(Some(id)),
-                        None => Err(Error::Config {
-                            path: path.clone(),
-                            message: format!(
-                                "`add_{key}` is true but `{key}` = {:?} is not a token of tokenizer.json",
-                                name.unwrap_or_default()
-                            ),
-                        }),
-                    }
+        let id = |on: Option<bool>, key: &str, current: Option<u32>| match on {
+            None => current,
+            Some(false) => None,
+            Some(true) => {
+                let name = crate::chat::token_text(v.get(key));
+                let id = name.as_deref().and_then(|n| tok.token_to_id(n));
+                if id.is_none() {
+                    log::warn!(
+                        "{}: `add_{key}` is true but `{key}` ({name:?}) is not a token of tokenizer.json; none is added",
+                        path.display()
+                    );
                 }
+                id
             }
         };
-        let bos = id(add_bos, "bos_token", pre.first().copied())?;
-        let eos = id(add_eos, "eos_token", post.last().copied())?;
+        let bos = id(add_bos, "bos_token", pre.first().copied());
+        let eos = id(add_eos, "eos_token", post.last().copied());
         tok.specials = Specials::Explicit { bos, eos };
         Ok(tok)
     }
