@@ -283,6 +283,8 @@ pub struct Conversation<'m> {
     prompt_text: String,
     /// Tokens the last turn's prompt prefilled (for statistics).
     last_prefill: usize,
+    /// The prompt tokens of a turn [`Conversation::prepare`]d and not yet replied to.
+    prepared: Option<Vec<u32>>,
 }
 
 impl<'m> Conversation<'m> {
@@ -309,6 +311,7 @@ impl<'m> Conversation<'m> {
             prompt_end: 0,
             prompt_text: String::new(),
             last_prefill: 0,
+            prepared: None,
         })
     }
 
@@ -334,6 +337,7 @@ impl<'m> Conversation<'m> {
         self.session.reset();
         self.prompt_end = 0;
         self.prompt_text.clear();
+        self.prepared = None;
     }
 
     /// The reply the session generated after the last prompt, as text.
@@ -349,12 +353,37 @@ impl<'m> Conversation<'m> {
 
     /// Adds the user's message and starts the assistant's reply: an iterator of tokens, as
     /// [`Session::generate`] gives. Stop strings and [`Generation::finish_text`] work as there.
+    /// ([`Conversation::prepare`] then [`Conversation::reply`], for a caller that wants to
+    /// know before the reply whether old turns were dropped.)
     pub fn send(
         &mut self,
         user: &str,
         sampler: SamplerConfig,
         max_tokens: usize,
     ) -> Result<Generation<'_, 'm>> {
+        self.prepare(user)?;
+        self.reply(sampler, max_tokens)
+    }
+
+    /// Starts the reply to the turn [`Conversation::prepare`] added.
+    pub fn reply(
+        &mut self,
+        sampler: SamplerConfig,
+        max_tokens: usize,
+    ) -> Result<Generation<'_, 'm>> {
+        let ids = self.prepared.take().ok_or_else(|| {
+            Error::InvalidInput("no user message to reply to: call prepare first".into())
+        })?;
+        self.session
+            .generate_ids_continue(&ids, sampler, max_tokens)
+    }
+
+    /// Adds the user's message and makes the turn's prompt fit the context: returns how many
+    /// of the oldest turns (a user message and the replies after it) were dropped for it.
+    /// [`Conversation::reply`] then generates the answer.
+    pub fn prepare(&mut self, user: &str) -> Result<usize> {
+        self.prepared = None;
+        let mut dropped = 0;
         // What the cache holds: the last prompt and the reply after it.
         let mut cached = String::new();
         if let Some(reply) = self.last_reply()? {
@@ -396,6 +425,7 @@ impl<'m> Conversation<'m> {
                         self.prompt_end = 0;
                         self.prompt_text.clear();
                         cached.clear();
+                        dropped += 1;
                         continue;
                     }
                     _ => {
@@ -413,10 +443,8 @@ impl<'m> Conversation<'m> {
             self.last_prefill = ids.len();
             self.prompt_text = text;
             self.prompt_end = end;
-            let generation = self
-                .session
-                .generate_ids_continue(&ids, sampler, max_tokens)?;
-            return Ok(generation);
+            self.prepared = Some(ids);
+            return Ok(dropped);
         }
     }
 }

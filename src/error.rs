@@ -13,7 +13,11 @@ use std::path::PathBuf;
 pub type BoxError = Box<dyn std::error::Error + Send + Sync + 'static>;
 
 /// Everything that can go wrong in wgpt, each with a message a user can act on.
-#[derive(Debug, thiserror::Error)]
+///
+/// `Debug` prints what `Display` does, followed by the sources, so that `fn main() ->
+/// Result<(), wgpt::Error>` reports `Error: cannot read …: No such file or directory` rather
+/// than the enum's fields.
+#[derive(thiserror::Error)]
 #[non_exhaustive]
 pub enum Error {
     /// A file could not be read.
@@ -160,6 +164,18 @@ impl Error {
     }
 }
 
+impl std::fmt::Debug for Error {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{self}")?;
+        let mut source = std::error::Error::source(self);
+        while let Some(s) = source {
+            write!(f, ": {s}")?;
+            source = s.source();
+        }
+        Ok(())
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -181,5 +197,15 @@ mod tests {
         assert_eq!(e.source().unwrap().to_string(), "device lost");
         assert!(e.is_device_error());
         assert!(Error::gpu_msg("x").source().is_none());
+    }
+
+    #[test]
+    fn debug_reads_as_the_message_and_its_sources() {
+        // What `fn main() -> Result<(), wgpt::Error>` prints after `Error: `.
+        let io = std::io::Error::new(std::io::ErrorKind::NotFound, "gone");
+        let e = Error::io("/x/config.json", io);
+        assert_eq!(format!("{e:?}"), "cannot read /x/config.json: gone");
+        let e = Error::InvalidInput("the prompt is empty".into());
+        assert_eq!(format!("{e:?}"), "the prompt is empty");
     }
 }

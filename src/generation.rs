@@ -190,6 +190,10 @@ impl<'m> Session<'m> {
 pub(crate) struct StopText {
     strings: Vec<String>,
     held: String,
+    /// Where each pushed token's text ends in the decoded text (bytes, cumulative).
+    ends: Vec<usize>,
+    /// Bytes of the decoded text returned so far.
+    shown: usize,
 }
 
 impl StopText {
@@ -197,18 +201,37 @@ impl StopText {
     pub(crate) fn new(strings: Vec<String>) -> Self {
         StopText {
             strings: strings.into_iter().filter(|s| !s.is_empty()).collect(),
-            held: String::new(),
+            ..Default::default()
         }
     }
 
     /// The text held back, which belongs to the output once generation ended otherwise.
     pub(crate) fn take_held(&mut self) -> String {
+        self.shown += self.held.len();
         std::mem::take(&mut self.held)
+    }
+
+    /// How many of the pushed tokens have text in what was returned: after a stop string,
+    /// the tokens that only spelled the stop string (or text after it) are not counted.
+    pub(crate) fn tokens_shown(&self) -> usize {
+        let starts = std::iter::once(0).chain(self.ends.iter().copied());
+        starts
+            .zip(&self.ends)
+            .filter(|&(start, _)| start < self.shown)
+            .count()
     }
 
     /// Adds a token's text; returns the text that can be shown and whether a stop string
     /// completed (the text before it is returned, the stop string and what follows are not).
     pub(crate) fn push(&mut self, text: &str) -> (String, bool) {
+        let (out, stopped) = self.filter(text);
+        self.ends
+            .push(self.ends.last().copied().unwrap_or(0) + text.len());
+        self.shown += out.len();
+        (out, stopped)
+    }
+
+    fn filter(&mut self, text: &str) -> (String, bool) {
         if self.strings.is_empty() {
             return (text.to_string(), false);
         }
@@ -289,7 +312,7 @@ impl Generation<'_, '_> {
     /// Text held back because it could have begun a stop string; once the generation has
     /// ended without one it belongs to the output (empty without stop strings).
     pub fn finish_text(&mut self) -> String {
-        std::mem::take(&mut self.stop_text.held)
+        self.stop_text.take_held()
     }
 
     /// Why generation stopped (`None` while it runs).
@@ -302,7 +325,9 @@ impl Generation<'_, '_> {
         self.prompt_len
     }
 
-    /// Generated token ids so far.
+    /// Generated token ids so far. After a stop string ([`StopReason::Stop`]), the tokens of
+    /// the returned text: those that only spelled the stop string are left out, as its text
+    /// is (a token whose text is partly before the stop string stays).
     pub fn tokens(&self) -> &[u32] {
         &self.history[self.first_generated..]
     }
@@ -378,6 +403,10 @@ impl Generation<'_, '_> {
         let (text, stopped) = self.stop_text.push(&text);
         if stopped {
             self.stop = Some(StopReason::Stop);
+            // The generated tokens are those of the returned text: tokens that only spelled
+            // the stop string are left out, as the string is.
+            let shown = self.stop_text.tokens_shown();
+            self.history.truncate(self.first_generated + shown);
         }
         Ok(Some(GeneratedToken { id, text }))
     }
@@ -415,10 +444,7 @@ mod tests {
 
     #[test]
     fn stop_strings_hold_back_only_what_could_begin_one() {
-        let mut s = StopText {
-            strings: vec!["\n\nUser:".into(), "END".into()],
-            held: String::new(),
-        };
+        let mut s = StopText::new(vec!["\n\nUser:".into(), "END".into()]);
         assert_eq!(s.push("Hello"), ("Hello".into(), false));
         assert_eq!(s.push(" wor"), (" wor".into(), false));
         assert_eq!(s.push("ld\n"), ("ld".into(), false)); // "\n" may begin "\n\nUser:"
@@ -426,13 +452,32 @@ mod tests {
         assert_eq!(s.push("x"), ("\n\nUsx".into(), false)); // not a stop string after all
         assert_eq!(s.push("E"), ("".into(), false));
         assert_eq!(s.push("ENDING"), ("E".into(), true)); // "EEND…": stops before "END"
-        let mut t = StopText {
-            strings: vec!["ab".into()],
-            held: String::new(),
-        };
+        let mut t = StopText::new(vec!["ab".into()]);
         assert_eq!(t.push("xa"), ("x".into(), false));
-        assert_eq!(std::mem::take(&mut t.held), "a"); // what finish_text returns
+        assert_eq!(t.take_held(), "a"); // what finish_text returns
         let mut none = StopText::default();
         assert_eq!(none.push("anything"), ("anything".into(), false));
+    }
+
+    #[test]
+    fn tokens_of_a_stop_string_are_not_counted_as_shown() {
+        // "Hi" " the" "re" "\n" "EN" "D": stops at "END"; the tokens of "EN" and "D" spelled
+        // only the stop string.
+        let mut s = StopText::new(vec!["END".into()]);
+        for t in ["Hi", " the", "re", "\n", "EN"] {
+            assert!(!s.push(t).1);
+        }
+        assert_eq!(s.push("D"), ("".into(), true));
+        assert_eq!(s.tokens_shown(), 4);
+        // A token partly before the stop string stays: "ab" "cEN" "D" returns "abc".
+        let mut s = StopText::new(vec!["END".into()]);
+        assert_eq!(s.push("ab"), ("ab".into(), false));
+        assert_eq!(s.push("cEN"), ("c".into(), false));
+        assert_eq!(s.push("D"), ("".into(), true));
+        assert_eq!(s.tokens_shown(), 2);
+        // A stop string at the very start: nothing shown, no token counted.
+        let mut s = StopText::new(vec!["END".into()]);
+        assert_eq!(s.push("END"), ("".into(), true));
+        assert_eq!(s.tokens_shown(), 0);
     }
 }

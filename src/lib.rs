@@ -1,9 +1,11 @@
 //! # wgpt
 //!
-//! Transformer language-model inference (GPT-2, GPT-1, OPT, GPT-NeoX / Pythia) on the GPU
-//! with [wgpu] and WGSL compute shaders: point it at a Hugging Face model directory and get
-//! logits, perplexity or generated text on any adapter wgpu reaches (Vulkan, Metal, DX12, GL,
-//! or a software adapter such as lavapipe).
+//! Transformer language-model inference on the GPU with [wgpu](https://wgpu.rs) and WGSL
+//! compute shaders: GPT-2, GPT-1, OPT, GPT-NeoX / Pythia and the Llama family (Llama 2 / 3.x,
+//! TinyLlama, Mistral, Qwen2 / 2.5, SmolLM2). Point it at a Hugging Face model directory or a
+//! GGUF file (llama.cpp's, quantized or not) and get logits, perplexity or generated text on
+//! any adapter wgpu reaches (Vulkan, Metal, DX12, GL, or a software adapter such as
+//! lavapipe).
 //!
 //! ```no_run
 //! use wgpt::{Gpu, GpuOptions, LoadOptions, Model, SamplerConfig};
@@ -23,7 +25,7 @@
 //!
 //! The pieces: [`Gpu`] (adapter and device), [`Model`] (config, tokenizer, weights on the GPU),
 //! [`Session`] (KV cache; `forward`, `generate`, `generate_continue`), [`Sampler`],
-//! [`perplexity()`]. The README's example runs as a doc-test on the built-in model.
+//! [`perplexity()`]. The example of `docs/library.md` runs as a doc-test on the built-in model.
 //!
 //! Cargo features: `default-model` (the built-in TinyShakespeare model, [`Model::load_default`])
 //! and `cli` (the `wgpt` binary and its dependencies), both on by default; a library user can
@@ -72,7 +74,8 @@ pub use sampler::{Sampler, SamplerConfig};
 pub use session::{HostTimes, Session};
 pub use tokenizer::Tokenizer;
 
-/// The README's library example, compiled and run as a doc-test (on the built-in model).
+/// The library example of `docs/library.md`, compiled and run as a doc-test (on the built-in
+/// model).
 #[cfg(all(doctest, feature = "default-model"))]
-#[doc = include_str!("../README.md")]
-pub struct ReadmeDoctests;
+#[doc = include_str!("../docs/library.md")]
+pub struct LibraryDocDoctests;

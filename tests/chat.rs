@@ -146,10 +146,19 @@ mod conversation {
         let model = Model::load(fixture("tiny-qwen2-bf16"), &gpu, &LoadOptions::default()).unwrap();
         let mut chat = Conversation::new(&model, Some("S")).unwrap();
         let mut most = 0;
+        let mut dropped = 0;
         for i in 0..6 {
-            let mut g = chat
-                .send(&format!("turn {i}"), SamplerConfig::greedy(), 4)
-                .unwrap();
+            // `prepare` says, before the reply, how many turns made room for this one.
+            let before = chat.messages().len();
+            let n = chat.prepare(&format!("turn {i}")).unwrap();
+            let reply = usize::from(i > 0); // the last reply joins the messages
+            assert_eq!(
+                chat.messages().len(),
+                before + reply + 1 - 2 * n,
+                "turn {i}"
+            );
+            dropped += n;
+            let mut g = chat.reply(SamplerConfig::greedy(), 4).unwrap();
             g.by_ref().for_each(|t| {
                 t.unwrap();
             });
@@ -162,7 +171,10 @@ mod conversation {
             assert_eq!(chat.messages()[1].role, "user");
         }
         // Turns were dropped: fewer messages than 1 + 2·6 - 1 remain.
+        assert!(dropped > 0);
         assert!(chat.messages().len() < 12, "{:?}", chat.messages());
+        // A reply needs a prepared turn.
+        assert!(chat.reply(SamplerConfig::greedy(), 1).is_err());
         assert!(most < 12);
         // One message longer than the context is an error, and the conversation goes on.
         let long = "word ".repeat(60);

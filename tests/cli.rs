@@ -759,6 +759,20 @@ fn stop_strings_end_generation_before_them() {
     );
     assert_eq!(stopped["stop_reason"], "stop");
     assert_eq!(stopped["text"].as_str().unwrap(), &full_text[..at]);
+    // The token ids agree with the text: those of the text before the stop string, the first
+    // of the unstopped run's; a token that only spelled the stop string is not among them.
+    let ids = |v: &serde_json::Value| -> Vec<u64> {
+        v["token_ids"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|x| x.as_u64().unwrap())
+            .collect()
+    };
+    let (kept, all) = (ids(&stopped), ids(&full));
+    assert_eq!(stopped["generated_tokens"], kept.len());
+    assert_eq!(kept[..], all[..kept.len()]);
+    assert!(kept.len() < all.len());
     // Streamed: exactly the same text.
     let streamed = wgpt_stdin(&[&base[..7], &["--stop", &stop]].concat(), "").1;
     assert_eq!(streamed, format!("{}\n", &full_text[..at]));

@@ -101,35 +101,86 @@ fn load(gpu: &Gpu, dir: Option<&str>, family: KernelFamily) -> Model {
 fn greedy_ids_are_the_same_alone_or_batched() {
     let Some(gpu) = test_gpu() else { return };
     // The cooperative family's batch kernels are slow on lavapipe: it runs on the fixtures
-    // only (`fixture_models_batch_the_same_in_both_kernel_families`).
-    {
-        let family = KernelFamily::BarrierFree;
-        let model = load(&gpu, None, family);
-        let v = model.config().vocab_size;
-        let mut engine = Engine::new(&model, 6).unwrap();
-        // Eight sequences, 6 slots: two wait for a slot; some join while others decode.
-        let jobs: Vec<_> = prompts(v, 8)
-            .into_iter()
-            .enumerate()
-            .map(|(i, p)| (p, greedy(8 + 3 * (i % 3)), [0, 0, 0, 1, 2, 2, 5, 0][i]))
+    // (`fixture_models_batch_the_same_in_both_kernel_families`,
+    // `the_cooperative_engine_gives_the_sessions_and_hfs_ids`).
+    let model = load(&gpu, None, KernelFamily::BarrierFree);
+    let v = model.config().vocab_size;
+    let mut engine = Engine::new(&model, 6).unwrap();
+    // Eight sequences, 6 slots: two wait for a slot; some join while others decode.
+    let jobs: Vec<_> = prompts(v, 8)
+        .into_iter()
+        .enumerate()
+        .map(|(i, p)| (p, greedy(8 + 3 * (i % 3)), [0, 0, 0, 1, 2, 2, 5, 0][i]))
+        .collect();
+    assert_batching_invariant(&mut engine, &jobs, "default model barrier-free");
+    // The engine's ids are the session's (greedy generation): the barrier-free one-row
+    // kernels sum in the batch kernels' order.
+    let mut session = model.session().unwrap();
+    for (p, params, _) in &jobs[..3] {
+        let want: Vec<u32> = session
+            .generate_ids(p, SamplerConfig::greedy(), params.max_tokens)
+            .unwrap()
+            .map(|t| t.unwrap().id)
             .collect();
-        let what = format!("default model {family}");
-        assert_batching_invariant(&mut engine, &jobs, &what);
-        // The engine's ids are the session's (greedy generation) in the barrier-free family,
-        // whose one-row kernels sum in the batch kernels' order.
-        if family == KernelFamily::BarrierFree {
-            let mut session = model.session().unwrap();
-            for (p, params, _) in &jobs[..3] {
-                let want: Vec<u32> = session
-                    .generate_ids(p, SamplerConfig::greedy(), params.max_tokens)
-                    .unwrap()
-                    .map(|t| t.unwrap().id)
-                    .collect();
-                let got = run(&mut engine, &[(p.clone(), params.clone(), 0)])
-                    .0
-                    .remove(0);
-                assert_eq!(got.0, want, "engine vs session");
-            }
+        let got = run(&mut engine, &[(p.clone(), params.clone(), 0)])
+            .0
+            .remove(0);
+        assert_eq!(got.0, want, "engine vs session");
+    }
+}
+
+#[test]
+fn the_cooperative_engine_gives_the_sessions_and_hfs_ids() {
+    // The engine GPUs run under `serve` (cooperative kernels, batched rows) against the
+    // session's greedy ids and HF's (float64 references), up to the first token whose
+    // reference top-2 margin is 1e-3 or less (a near-tie the two summation orders may break
+    // differently); with an f32 KV cache, as the golden tests.
+    let Some(gpu) = test_gpu() else { return };
+    for dir in [
+        "tiny-hf-f16",
+        "tiny-llama-gqa-f16",
+        "tiny-opt350-bf16",
+        "tiny-llama32-bf16",
+    ] {
+        let r = common::reference(dir);
+        let opts = LoadOptions::default()
+            .with_kernels(KernelFamily::Cooperative)
+            .with_kv(wgpt::KvDtype::F32);
+        let model = Model::load(fixture(dir), &gpu, &opts).unwrap();
+        let eos = model.config().eos_token_ids.clone();
+        let n = r.greedy_ids.len();
+        let sure = r
+            .greedy_margins
+            .iter()
+            .zip(&r.greedy_ids)
+            .take_while(|&(&m, id)| m > 1e-3 && !eos.contains(id))
+            .count();
+        assert!(sure >= 4, "{dir}: only {sure} tokens with a clear margin");
+        let mut session = model.session().unwrap();
+        let from_session: Vec<u32> = session
+            .generate_ids(&r.greedy_prompt_ids, SamplerConfig::greedy(), n)
+            .unwrap()
+            .map(|t| t.unwrap().id)
+            .collect();
+        let mut engine = Engine::new(&model, 4).unwrap();
+        // Alone, and beside three other sequences that join at different steps.
+        let others = prompts(model.config().vocab_size, 3);
+        let mut jobs = vec![(r.greedy_prompt_ids.clone(), greedy(n), 0)];
+        jobs.extend(
+            others
+                .into_iter()
+                .enumerate()
+                .map(|(i, p)| (p, greedy(6), i)),
+        );
+        for jobs in [&jobs[..1], &jobs[..]] {
+            let (out, _) = run(&mut engine, jobs);
+            let got = &out[0].0;
+            assert_eq!(got[..sure], r.greedy_ids[..sure], "{dir}: engine vs HF");
+            assert_eq!(
+                got[..sure],
+                from_session[..sure],
+                "{dir}: engine vs session"
+            );
         }
     }
 }

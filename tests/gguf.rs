@@ -138,6 +138,8 @@ fn gguf_fixtures() -> Vec<String> {
         "tiny-gpt2-q4_k_m",
         "tiny-llama32-f16",
         "tiny-sp-llama-f32",
+        "tiny-neox-f16",
+        "tiny-qwen2-q8_0",
     ] {
         assert!(
             names.iter().any(|n| n == want),

@@ -10,6 +10,7 @@ llama.cpp source tree; `llama-quantize` built in it for the Q4_0 / Q4_K_M files)
     python tools/make_gguf_fixtures.py --llama-cpp DIR --only tiny-gpt2     # one model
     python tools/make_gguf_fixtures.py --llama-cpp DIR --no-quantize        # F16 / Q8_0 only
     python tools/make_gguf_fixtures.py --llama-cpp DIR --keep-f16           # + the F16 files
+    python tools/make_gguf_fixtures.py --llama-cpp DIR --only tiny-neox tiny-qwen2  # no build needed
 
 Deterministic (fixed seeds, one torch thread; llama-quantize output is
 deterministic too).  Rewrites the files of the selected models in
@@ -33,6 +34,42 @@ length is a multiple of 256 so that llama-quantize writes real K-quants):
   converter pads the token list with [PAD384]..[PAD388]); bos = eos =
   <|endoftext|> (id 0); tokenizer_config.json says add_bos_token false.
 
+Models converted from existing HF fixtures (MODELS entries with "source"; no
+random weights, no llama-quantize: only the listed convert_hf_to_gguf.py types,
+all kept in tests/fixtures/gguf):
+
+  tiny-neox   tests/fixtures/tiny-neox-par-f32 (GPTNeoXForCausalLM, parallel
+              residual, partial rotary 0.25, f32, 3 shards + Pythia buffers,
+              no tokenizer_config.json) -> tiny-neox-f16.gguf (--outtype f16).
+              The converter's GPTNeoXModel.set_gguf_parameters reads
+              hparams["rotary_pct"], which transformers 5's
+              AutoConfig(...).to_dict() never has (it folds rotary_pct into
+              rope_parameters.partial_rotary_factor, even for a Hub config.json
+              that has rotary_pct), so b11312 cannot convert any GPT-NeoX
+              checkpoint under transformers 5 (KeyError: 'rotary_pct').  The
+              wrapper sets hparams["rotary_pct"] = rope_parameters'
+              partial_rotary_factor when it is missing (printed as a note).  The
+              converter regroups query_key_value from per-head [q k v] to
+              [q; k; v] rows (weight and bias); the reference undoes that.
+              The converter writes no gptneox.rope.freq_base (llama.cpp's
+              default 10000 = the fixture's rope_theta).
+  tiny-qwen2  tests/fixtures/tiny-qwen2-bf16 (Qwen2ForCausalLM, q/k/v biases,
+              tied, bf16, intermediate 136) -> tiny-qwen2-q8_0.gguf (--outtype
+              q8_0).  ffn_down's rows (136) are not whole Q8_0 blocks, so the
+              converter writes those two tensors as F16.  No q/k permutation
+              (Qwen2 is a NEOX-rope model in llama.cpp).
+  The config.json / tokenizer files are the fixture's, unchanged (the
+  directory is copied to --work-dir under the model's name, which becomes
+  general.name).  Checks: every GGUF tensor, converter transforms undone,
+  equals the checkpoint as the file's type stores it, bit for bit (F32: the
+  checkpoint's values; F16: rounded to f16; Q8_0: gguf.quants.quantize of the
+  checkpoint's float32 values, dequantized); the checkpoint's float64 logits
+  equal the fixture's reference.json; HF equals make_fixtures.py's hand-written
+  float64 forward (< 1e-10); the fixture's tokenizer.json encodes the prompts
+  and the held-out slice to the same ids as tests/fixtures/tokenizer.json.
+  Prompt, greedy and perplexity protocol as for the other models (perplexity
+  windows of max_position_embeddings: 64 for tiny-neox, 48 for tiny-qwen2).
+
 Per model, files <model>-<type>.gguf for type in
   f16, q8_0   convert_hf_to_gguf.py --outtype f16 / q8_0 (from the f32 checkpoint;
               f16 kept in tests/fixtures/gguf only with --keep-f16: +6.2 MB)
@@ -43,7 +80,13 @@ greedy_margins, ppl_*; same prompts, same perplexity protocol on
 tests/fixtures/heldout_slice.txt with 64-token windows) plus gguf_file and
 tensor_types ({gguf tensor name: ggml type name}).  Also <model>-hf/ with the
 checkpoint's config.json, generation_config.json, tokenizer.json and
-tokenizer_config.json (no weights: the f32 weights are in --work-dir).
+tokenizer_config.json (no weights: the f32 weights are in --work-dir; for the
+"source" models those of the four files the fixture has: tiny-neox-par-f32 has
+no tokenizer_config.json).
+
+manifest.json: the top-level gguf / transformers / torch versions are those of
+the last run that regenerated every model; each entry made by this version of
+the script also records its own ("versions").
 
 Reference = every tensor of the GGUF dequantized with gguf.quants.dequantize (as
 float32, then float64), the converter's transformations undone (Llama: the
@@ -65,8 +108,9 @@ convert_hf_to_gguf.py does not know the pre-tokenizer hash of our 384-token
 tokenizer; its pre-tokenizer is ByteLevel with GPT-2's regex (use_regex true, no
 normalizer), i.e. llama.cpp's "gpt-2" pre-tokenizer, so the script runs the
 converter with get_vocab_base_pre patched to answer "gpt-2" for an unknown hash
-(after checking tokenizer.json has that pre-tokenizer).  Nothing else of the
-converter is changed; tokenizer.ggml.model is "gpt2".
+(after checking tokenizer.json has that pre-tokenizer).  The only other change
+is the GPT-NeoX rotary_pct fallback above (it only touches GPTNeoXModel);
+tokenizer.ggml.model is "gpt2".
 """
 
 import argparse
@@ -114,6 +158,9 @@ MODELS = [
         name="tiny-gpt2", family="gpt2", seed=1502, n_embd=256, n_head=4, n_layer=2, n_inner=1024,
         n_positions=64, activation_function="gelu_new", tie=True, style="hf",
     ),
+    # Converted from existing HF fixtures (see the module docstring): only `gguf_types`, all kept.
+    dict(name="tiny-neox", family="neox", source="tiny-neox-par-f32", gguf_types=["f16"]),
+    dict(name="tiny-qwen2", family="qwen2", source="tiny-qwen2-bf16", gguf_types=["q8_0"]),
 ]
 GGUF_TYPES = ["f16", "q8_0", "q4_0", "q4_k_m"]
 CONVERT_TYPES = {"f16": "f16", "q8_0": "q8_0"}
@@ -137,6 +184,17 @@ def _pre(self, tokenizer):
         print("make_gguf_fixtures: unknown pre-tokenizer hash -> 'gpt-2' (ByteLevel, GPT-2 regex)", flush=True)
         return "gpt-2"
 base.TextModel.get_vocab_base_pre = _pre
+# GPT-NeoX: transformers 5's config dict has no rotary_pct (see the module docstring).
+import conversion.gptneox as gptneox
+_neox_params = gptneox.GPTNeoXModel.set_gguf_parameters
+def _neox_set_gguf_parameters(self):
+    if "rotary_pct" not in self.hparams:
+        pct = (self.hparams.get("rope_parameters") or {}).get("partial_rotary_factor")
+        if pct is not None:
+            print(f"make_gguf_fixtures: GPT-NeoX hparams have no rotary_pct -> rope_parameters.partial_rotary_factor {pct}", flush=True)
+            self.hparams["rotary_pct"] = pct
+    return _neox_params(self)
+gptneox.GPTNeoXModel.set_gguf_parameters = _neox_set_gguf_parameters
 runpy.run_path(conv, run_name="__main__")
 """
 
@@ -238,6 +296,62 @@ def build_checkpoint(spec, hf_dir, tok_path, eos_id):
     return cfg, tensors
 
 
+def source_checkpoint(spec, hf_dir, tok, heldout, prompt_ids, greedy_prompts):
+    """A "source" model: the HF fixture directory copied (reference*.json left out) to
+    hf_dir, loaded as transformers 5 loads it.  Returns (model spec filled in from the
+    fixture, config, {HF parameter name: tensor as stored}, fixture reference, notes)."""
+    src_spec = next(m for m in mf.MODELS if m["name"] == spec["source"])
+    assert mf.family(src_spec) == spec["family"], (src_spec, spec)
+    src = os.path.join(FIX, spec["source"])
+    if os.path.isdir(hf_dir):
+        shutil.rmtree(hf_dir)
+    shutil.copytree(src, hf_dir, ignore=shutil.ignore_patterns("reference*.json"))
+    with open(os.path.join(src, "reference.json")) as f:
+        fixture_ref = json.load(f)
+    cls = mf.MODEL_CLASSES[spec["family"]]
+    model, info, _ = mf.load_with_report(hf_dir, cls=cls)
+    unexpected = [k for k in info["unexpected_keys"] if not mf.is_buffer_key(k)]
+    assert not (info["missing_keys"] or unexpected or info["mismatched_keys"]), info
+    cfg = model.config
+    files, stored = mf.stored_tensors(hf_dir)
+    tensors = {}
+    for k, v in stored.items():
+        hk = mf.hf_key(src_spec, k)
+        if hk is not None:
+            tensors[hk] = v
+    sd = model.state_dict()
+    for k, v in tensors.items():
+        assert torch.equal(sd[k], v), k
+    full = dict(spec, tie=bool(cfg.tie_word_embeddings), n_positions=int(cfg.max_position_embeddings),
+                n_layer=int(cfg.num_hidden_layers),
+                style=src_spec["style"], dtype=src_spec["dtype"])
+    assert ("lm_head.weight" in tensors) == (not full["tie"])
+    notes = [f"source: tests/fixtures/{spec['source']} ({', '.join(files)}; "
+             f"{sorted({str(v.dtype).replace('torch.', '') for v in tensors.values()})})"]
+    # The fixture's own tokenizer.json gives the ids of tests/fixtures/tokenizer.json.
+    ftok = Tokenizer.from_file(os.path.join(hf_dir, "tokenizer.json"))
+    assert ftok.encode(heldout, add_special_tokens=False).ids == tok.encode(heldout, add_special_tokens=False).ids
+    for ids, text in [(prompt_ids, mf.PROMPT_TEXT)] + list(zip(greedy_prompts, mf.GREEDY_PROMPT_TEXTS)):
+        assert mf.fixed_ids(ftok, text, len(ids), tok.token_to_id(mf.SPECIAL)) == ids
+    assert fixture_ref["prompt_ids"] == list(prompt_ids)
+    return full, cfg, tensors, fixture_ref, notes
+
+
+def as_stored(w, tname):
+    """A checkpoint tensor as a GGUF tensor of type `tname` holds it (float64): F32 the
+    float32 values, F16 rounded to f16, Q8_0 quantized and dequantized by gguf.quants
+    (rows along the last axis, as the converter quantizes)."""
+    x = w.to(torch.float32).numpy()
+    if tname == "F32":
+        out = x
+    elif tname == "F16":
+        out = x.astype(np.float16).astype(np.float32)
+    else:
+        qt = gguf.GGMLQuantizationType[tname]
+        out = gguf.quants.dequantize(gguf.quants.quantize(x, qt), qt).reshape(x.shape)
+    return torch.from_numpy(np.ascontiguousarray(out, dtype=np.float64))
+
+
 def convert(llama_cpp, hf_dir, out_path, outtype):
     conv = os.path.join(llama_cpp, "convert_hf_to_gguf.py")
     env = dict(os.environ)
@@ -288,13 +402,25 @@ def llama_permute(w, n_head):
 
 
 GPT2_CONV1D = (".c_attn.weight", ".c_proj.weight", ".c_fc.weight")
+GGUF_ARCHES = {"llama": gguf.MODEL_ARCH.LLAMA, "gpt2": gguf.MODEL_ARCH.GPT2,
+               "gptneox": gguf.MODEL_ARCH.GPTNEOX, "qwen2": gguf.MODEL_ARCH.QWEN2}
+
+
+def neox_qkv_ungroup(w, n_head):
+    """Inverse of convert_hf_to_gguf's GPTNeoXModel regrouping of query_key_value
+    (weight or bias): GGUF rows [q (all heads); k; v] -> HF rows [head h: q, k, v]."""
+    rows = w.shape[0]
+    hd = rows // 3 // n_head
+    return (w.reshape(3, n_head, hd, *w.shape[1:])
+            .swapaxes(0, 1)
+            .reshape(w.shape))
 
 
 def to_hf_state_dict(spec, cfg, arch, gg, hf_names):
     """Map the dequantized GGUF tensors back to HF names and layouts (float64)."""
     fam = mf.family(spec)
     n_layer = spec["n_layer"]
-    arch_enum = {"llama": gguf.MODEL_ARCH.LLAMA, "gpt2": gguf.MODEL_ARCH.GPT2}[arch]
+    arch_enum = GGUF_ARCHES[arch]
     tmap = gguf.get_tensor_name_map(arch_enum, n_layer)
     back = {}
     for hn in hf_names:
@@ -318,6 +444,9 @@ def to_hf_state_dict(spec, cfg, arch, gg, hf_names):
         elif fam == "gpt2":
             if hn.endswith(GPT2_CONV1D):
                 w = w.T
+        elif fam == "neox":
+            if hn.endswith(("attention.query_key_value.weight", "attention.query_key_value.bias")):
+                w = neox_qkv_ungroup(w, cfg.num_attention_heads)
         sd[hn] = torch.from_numpy(np.ascontiguousarray(w))
         hf_types[hn] = tname
     return sd, hf_types
@@ -393,13 +522,16 @@ def reference_for(spec, cfg, model, tok, heldout, prompt_ids, greedy_prompts):
     notes = []
     with mf.float64_exact(model):
         logits = mf.logits_for(model, prompt_ids)
-        if fam == "llama":
+        if fam in mf.LLAMA_FAMILIES or fam == "neox":
             sd64 = {k: v for k, v in model.state_dict().items()}
-            hand = mf.handwritten_logits(dict(spec, family="llama"), cfg, sd64, prompt_ids)
+            hand = mf.handwritten_logits(dict(spec, family=fam), cfg, sd64, prompt_ids)
             d = float((logits - hand).abs().max())
             notes.append(f"float64 check: max|HF_f64exact - handwritten| = {d:.3g}")
             assert d < 1e-10, d
-            assert model.model.norm.f64_calls >= 1 and model.model.rotary_emb.f64_calls >= 1
+            if fam in mf.LLAMA_FAMILIES:
+                assert model.model.norm.f64_calls >= 1 and model.model.rotary_emb.f64_calls >= 1
+            else:
+                assert model.gpt_neox.rotary_emb.f64_calls >= 1
         best = None
         for gp in greedy_prompts:
             g_ids, g_margins = mf.greedy(model, gp, mf.GREEDY_NEW)
@@ -432,34 +564,46 @@ def build_model(spec, args, tok, tok_path, heldout, eos_id, prompt_ids, greedy_p
     work = os.path.join(args.work_dir, name)
     hf_dir = os.path.join(work, name)  # the directory name becomes general.name
     os.makedirs(work, exist_ok=True)
-    cfg, hf_tensors = build_checkpoint(spec, hf_dir, tok_path, eos_id)
+    source_notes, fixture_ref = [], None
+    if "source" in spec:
+        spec, cfg, hf_tensors, fixture_ref, source_notes = source_checkpoint(
+            spec, hf_dir, tok, heldout, prompt_ids, greedy_prompts)
+    else:
+        cfg, hf_tensors = build_checkpoint(spec, hf_dir, tok_path, eos_id)
     # The small HF files (no weights) go into the fixtures.
     meta_dir = os.path.join(OUT, f"{name}-hf")
     if os.path.isdir(meta_dir):
         shutil.rmtree(meta_dir)
     os.makedirs(meta_dir)
     for fn in ("config.json", "generation_config.json", "tokenizer.json", "tokenizer_config.json"):
+        if "source" in spec and not os.path.exists(os.path.join(hf_dir, fn)):
+            source_notes.append(f"{name}-hf/: the source has no {fn}")
+            continue
         shutil.copyfile(os.path.join(hf_dir, fn), os.path.join(meta_dir, fn))
 
     # Unquantized float64 model (to report how far each file's logits moved).
     orig_model = mf.MODEL_CLASSES[fam].from_pretrained(hf_dir, attn_implementation="eager").to(torch.float64).eval()
     with mf.float64_exact(orig_model):
         orig_logits = mf.logits_for(orig_model, prompt_ids)
+    if fixture_ref is not None:
+        d = float((orig_logits - torch.tensor(fixture_ref["logits"], dtype=torch.float64)).abs().max())
+        source_notes.append(f"checkpoint float64 logits vs the fixture's reference.json: max |diff| {d:.3g}")
+        assert d < 1e-10, d
     hf_names = [k for k in orig_model.state_dict() if not (spec["tie"] and k == "lm_head.weight")]
     hf_names = [k for k in hf_names if k in dict(orig_model.named_parameters()) or k in hf_tensors]
 
     quantize_bin = os.path.join(args.llama_cpp, "build", "bin", "llama-quantize")
     ppl_bin = os.path.join(args.llama_cpp, "build", "bin", "llama-perplexity")
     entries = []
-    for gt in GGUF_TYPES:
-        kept = gt != "f16" or args.keep_f16
+    for gt in spec.get("gguf_types", GGUF_TYPES):
+        kept = gt != "f16" or args.keep_f16 or "source" in spec
         dest = OUT if kept else work  # the F16 file is llama-quantize's input either way
         path = os.path.join(dest, f"{name}-{gt}.gguf")
         if not kept:
             for stale in (path, os.path.join(OUT, f"{name}-{gt}.gguf"), os.path.join(OUT, f"{name}-{gt}.reference.json")):
                 if os.path.exists(stale) and os.path.dirname(stale) == OUT:
                     os.remove(stale)
-        notes = []
+        notes = list(source_notes)
         if gt in CONVERT_TYPES:
             notes += convert(args.llama_cpp, hf_dir, path, CONVERT_TYPES[gt])
         else:
@@ -482,6 +626,18 @@ def build_model(spec, args, tok, tok_path, heldout, eos_id, prompt_ids, greedy_p
         for k in sorted(types):
             print(f"    {k:32s} {types[k]:6s} {list(gg[k][1].shape)}")
         sd, hf_types = to_hf_state_dict(spec, cfg, arch, gg, hf_names)
+        assert set(sd) == set(hf_names), (sorted(set(hf_names) ^ set(sd)))
+        if "source" in spec:
+            # Every tensor is the checkpoint as its GGUF type stores it, bit for bit.
+            for k, v in sd.items():
+                exp = as_stored(hf_tensors[k], hf_types[k])
+                if not torch.equal(v, exp):
+                    raise RuntimeError(f"{name}-{gt}: {k} ({hf_types[k]}) differs from the checkpoint stored as "
+                                       f"{hf_types[k]} (max {float((v - exp).abs().max()):.3g})")
+            kinds = sorted(set(hf_types.values()))
+            how = "; Q8_0 = gguf.quants quantize + dequantize of the float32 values" if "Q8_0" in kinds else ""
+            notes.append(f"every tensor == the checkpoint stored as its GGUF type ({', '.join(kinds)}{how}), "
+                         "bit for bit, after undoing the converter's transforms")
         if gt == "f16":
             # Bit-exact round trip: proves the inverse permutation / transposition / names.
             for k, v in sd.items():
@@ -514,7 +670,8 @@ def build_model(spec, args, tok, tok_path, heldout, eos_id, prompt_ids, greedy_p
             json.dump(ref, f)
             f.write("\n")
         dl = float((logits - orig_logits).abs().max())
-        notes.append(f"max |logits - unquantized f32 checkpoint logits| = {dl:.4g} (logits max |.| {float(orig_logits.abs().max()):.3g})")
+        ckpt = str(spec.get("dtype", torch.float32)).replace("torch.float32", "f32").replace("torch.bfloat16", "bf16")
+        notes.append(f"max |logits - unquantized {ckpt} checkpoint logits| = {dl:.4g} (logits max |.| {float(orig_logits.abs().max()):.3g})")
         notes.append(f"reference ppl (our protocol) {ref['ppl_perplexity']:.4f}; greedy_prompt {ref['greedy_prompt_ids']} "
                      f"min margin {min(ref['greedy_margins']):.4f}")
         entry = dict(
@@ -526,6 +683,10 @@ def build_model(spec, args, tok, tok_path, heldout, eos_id, prompt_ids, greedy_p
             ppl_perplexity=ref["ppl_perplexity"],
             llama_cpp_protocol_ppl_reference=lcpp[0],
         )
+        if "source" in spec:
+            entry["source"] = f"tests/fixtures/{spec['source']}"
+        entry["versions"] = dict(llama_cpp=args.llama_cpp_version, gguf=mf_version("gguf"),
+                                 transformers=mf_version("transformers"), torch=torch.__version__)
         if os.path.exists(ppl_bin) and not args.no_llama_perplexity:
             est, text = llama_perplexity(ppl_bin, path, os.path.join(FIX, "heldout_slice.txt"), spec["n_positions"])
             entry["llama_perplexity_cpu"] = est
@@ -576,19 +737,25 @@ def main(argv=None):
     greedy_prompts = [mf.fixed_ids(tok, t, mf.GREEDY_PROMPT_LEN, eos_id) for t in mf.GREEDY_PROMPT_TEXTS]
 
     man_path = os.path.join(OUT, "manifest.json")
-    manifest = {}
+    manifest, old_top = {}, {}
     if os.path.exists(man_path):
         with open(man_path) as f:
-            manifest = json.load(f).get("models", {})
+            old_top = json.load(f)
+        manifest = old_top.get("models", {})
     specs = [m for m in MODELS if not args.only or m["name"] in args.only]
     for spec in specs:
         build_model(spec, args, tok, tok_path, heldout, eos_id, prompt_ids, greedy_prompts, manifest)
 
     version = args.llama_cpp_version
+    top = dict(generator="tools/make_gguf_fixtures.py", llama_cpp=version,
+               gguf_version=mf_version("gguf"), transformers_version=mf_version("transformers"),
+               torch_version=torch.__version__)
+    if len(specs) < len(MODELS):
+        # A partial run: the top-level versions stay those of the files it did not rewrite
+        # (each entry written now records its own, see build_model).
+        top.update({k: old_top[k] for k in top if k in old_top})
     with open(man_path, "w") as f:
-        json.dump(dict(generator="tools/make_gguf_fixtures.py", llama_cpp=version,
-                       gguf_version=mf_version("gguf"), transformers_version=mf_version("transformers"),
-                       torch_version=torch.__version__, models=manifest), f, indent=2)
+        json.dump(dict(top, models=manifest), f, indent=2)
         f.write("\n")
     total = sum(os.path.getsize(os.path.join(OUT, fn)) for fn in os.listdir(OUT) if os.path.isfile(os.path.join(OUT, fn)))
     print(f"tests/fixtures/gguf: {total} bytes in files")

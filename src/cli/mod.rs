@@ -28,7 +28,7 @@ pub const EXIT_DEVICE: i32 = 3;
 #[command(
     name = "wgpt",
     version,
-    about = "Transformer LM inference (GPT-2, GPT-1, OPT, GPT-NeoX) on wgpu (Vulkan, Metal, DX12, GL, lavapipe)",
+    about = "Transformer LM inference (GPT-2, GPT-1, OPT, GPT-NeoX, Llama / Mistral / Qwen2 / SmolLM2) from Hugging Face directories and GGUF files, on wgpu (Vulkan, Metal, DX12, GL, lavapipe)",
     subcommand_required = true,
     arg_required_else_help = true,
     after_help = "Exit codes: 0 success, 1 usage error (also: no command), 2 input or model error, 3 device error."

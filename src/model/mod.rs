@@ -276,8 +276,9 @@ mod embedded {
 }
 
 impl Model {
-    /// Loads a Hugging Face model directory: `config.json`, `model.safetensors` (or a sharded
-    /// `model.safetensors.index.json`) and `tokenizer.json`.
+    /// Loads a Hugging Face model directory (`config.json`, `model.safetensors` or a sharded
+    /// `model.safetensors.index.json`, `tokenizer.json`) or a GGUF file (`path/to/model.gguf`,
+    /// see [`ModelFiles::open_gguf`]).
     pub fn load(dir: impl AsRef<Path>, gpu: &Gpu, opts: &LoadOptions) -> Result<Self> {
         Self::from_files(ModelFiles::open(dir)?, gpu, opts)
     }
@@ -560,6 +561,16 @@ impl ModelFiles {
     /// The model's config.
     pub fn config(&self) -> &Config {
         &self.config
+    }
+
+    /// The chat template the model will have (see [`Model::chat_template`]).
+    pub fn chat_template(&self) -> Option<&ChatTemplate> {
+        self.chat_template.as_ref()
+    }
+
+    /// Whether the files are a GGUF file (rather than a model directory).
+    pub fn is_gguf(&self) -> bool {
+        matches!(self.source, Source::Gguf(_))
     }
 }
 

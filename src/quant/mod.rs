@@ -205,8 +205,10 @@ pub(crate) fn quantize_q8_0(x: &[f32]) -> Vec<u8> {
 
 /// ggml's reference quantization (`quantize_row_q4_0_ref`) of whole blocks of 32 values: the
 /// scale maps the value of largest magnitude (the first, on ties) to −8; x·id + 8.5 is
-/// truncated as ggml's C computes it with a fused multiply-add (the `gguf` package does the
-/// same in f64).
+/// truncated after rounding to f32 twice (the product, then the sum), as ggml's C is written
+/// and as the `gguf` package computes it. (Exact arithmetic differs where the sum lands a hair
+/// below a whole number, which f16 weights make common: x = max/16 gives 7.99999999… exactly
+/// but 8.0 in f32.)
 pub(crate) fn quantize_q4_0(x: &[f32]) -> Vec<u8> {
     let mut out = Vec::with_capacity(x.len() / 32 * 18);
     for block in x.chunks_exact(32) {
@@ -221,7 +223,8 @@ pub(crate) fn quantize_q4_0(x: &[f32]) -> Vec<u8> {
         let d = max / -8.0;
         let id = if d == 0.0 { 0.0 } else { 1.0 / d };
         out.extend_from_slice(&half::f16::from_f32(d).to_le_bytes());
-        let q = |v: f32| ((v as f64 * id as f64 + 8.5).trunc() as i64).clamp(0, 15) as u8;
+        // Two f32 roundings; Rust never fuses the multiply and the add.
+        let q = |v: f32| ((v * id + 8.5f32).trunc() as i64).clamp(0, 15) as u8;
         out.extend((0..16).map(|j| q(block[j]) | (q(block[j + 16]) << 4)));
     }
     out
@@ -233,6 +236,21 @@ mod fixtures;
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn q4_0_rounds_in_f32_as_ggml_and_gguf() {
+        // A block of f16 weights (tiny-llama-gqa-f16's embedding, block 241): x = max/16
+        // exactly, so x·id + 8.5 is 7.99999999… in exact arithmetic but 8.0 in f32, where
+        // ggml and the gguf package compute it: the weight's code is 8, not 7.
+        let max = half::f16::from_f32(-1.162_109_4).to_f32();
+        let x = max / 16.0;
+        let mut block = vec![0f32; 32];
+        block[0] = max;
+        block[12] = x;
+        let q = quantize_q4_0(&block);
+        let code = q[2 + 12] & 0x0f;
+        assert_eq!(code, 8);
+    }
 
     #[test]
     fn q8_0_round_trips_exact_multiples() {

@@ -25,7 +25,12 @@ pub struct Reference {
 }
 
 pub fn reference(model: &str) -> Reference {
-    let text = std::fs::read_to_string(fixture(model).join("reference.json")).unwrap();
+    reference_file(&fixture(model).join("reference.json"))
+}
+
+/// A reference file in `reference.json`'s format.
+pub fn reference_file(path: &std::path::Path) -> Reference {
+    let text = std::fs::read_to_string(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
     let v: serde_json::Value = serde_json::from_str(&text).unwrap();
     let ids = |k: &str| {
         v[k].as_array()
