@@ -166,7 +166,7 @@ pub struct Config {
 
 /// The fields of a `config.json`, read one by one so that an error names its field.
 /// `null` counts as absent, as Hugging Face writes it.
-pub(crate) struct Fields(serde_json::Map<String, Value>);
+pub(crate) struct Fields(pub(crate) serde_json::Map<String, Value>);
 
 impl Fields {
     pub fn get(&self, name: &str) -> Option<&Value> {
@@ -291,18 +291,6 @@ pub(crate) fn in_range(name: &str, v: u64, max: usize) -> Result<usize> {
 }
 
 impl Config {
-    /// Reads and validates `config.json`.
-    pub fn from_file(path: &Path) -> Result<Self> {
-        let text = std::fs::read_to_string(path).map_err(|e| Error::io(path, e))?;
-        Self::from_json(&text).map_err(|e| match e {
-            Error::Config { message, .. } => Error::Config {
-                path: path.to_path_buf(),
-                message,
-            },
-            other => other,
-        })
-    }
-
     /// Adds the stop ids of a `generation_config.json` (`eos_token_id`, one id or a list) to
     /// [`Config::eos_token_ids`], as HF's `generate` uses them; a missing file adds nothing.
     pub fn add_generation_config(&mut self, path: &Path) -> Result<()> {
@@ -327,19 +315,6 @@ impl Config {
             }
         }
         Ok(())
-    }
-
-    /// Parses and validates the text of a `config.json`.
-    pub fn from_json(text: &str) -> Result<Self> {
-        let raw = match serde_json::from_str(text) {
-            Ok(Value::Object(map)) => Fields(map),
-            Ok(_) => return Err(bad("not a JSON object".into())),
-            Err(e) => return Err(bad(format!("not valid JSON: {e}"))),
-        };
-        let mut config = crate::model::parse_config(&raw)?;
-        config.n_ctx = config.n_positions.min(DEFAULT_CONTEXT);
-        config.validate()?;
-        Ok(config)
     }
 
     /// Checks that every size is in range and the sizes agree with each other. Every model
@@ -471,11 +446,6 @@ impl Config {
         Ok(())
     }
 
-    /// The family's `model_type` (`gpt2`, `openai-gpt`, `opt`, `gpt_neox`).
-    pub fn model_type(&self) -> &'static str {
-        crate::model::arch(self).model_types()[0]
-    }
-
     /// Dimension of one attention head.
     pub fn head_dim(&self) -> usize {
         match self.family {
@@ -505,20 +475,6 @@ impl Config {
     /// Whether the norms are RMSNorm (no centring, no bias) rather than LayerNorm.
     pub fn rms_norm(&self) -> bool {
         matches!(self.family, Family::Llama { .. })
-    }
-
-    /// Number of parameters (tied head counted once); `u64::MAX` if it overflows, which only
-    /// a config that fails [`Config::validate`] can do.
-    pub fn n_params(&self) -> u64 {
-        crate::model::tensor_list(self).params()
-    }
-
-    /// The shapes of real checkpoints, for `--synthetic` models and benchmarks: `gpt2`,
-    /// `gpt2-medium`, `gpt2-large`, `gpt2-xl`, and one per other family (see [`PRESETS`]).
-    pub fn preset(name: &str) -> Option<Self> {
-        let mut c = crate::model::preset(name)?;
-        c.n_ctx = c.n_positions.min(DEFAULT_CONTEXT);
-        Some(c)
     }
 
     /// Sets the context in use ([`Config::n_ctx`]): `Some(0)` is the model's whole context,

@@ -38,16 +38,15 @@
 
 pub mod chat;
 pub mod config;
+mod conversation;
 pub mod engine;
 pub mod error;
+mod format;
 pub mod generation;
-mod gguf;
 pub mod gpu;
 mod kernels;
-mod loader;
 pub mod model;
 pub mod perplexity;
-mod quant;
 #[cfg(test)]
 mod reference;
 pub mod sampler;
@@ -55,19 +54,22 @@ pub mod session;
 #[cfg(test)]
 mod shader_translation;
 pub mod tokenizer;
+mod util;
 
 pub use wgpu;
 
-pub use chat::{ChatTemplate, Conversation, Message};
+pub use chat::{ChatTemplate, Message};
 pub use config::{Activation, Config, DEFAULT_CONTEXT};
 pub use config::{Family, RopeScaling};
+pub use conversation::Conversation;
 pub use engine::{Engine, SequenceId, SequenceParams};
 pub use error::{BoxError, Error, Result};
+pub use format::DType;
 pub use generation::{GeneratedToken, Generation, StopReason};
-pub use gguf::inspect_gguf;
 pub use gpu::{AdapterSummary, Gpu, GpuOptions, Progress};
 pub use kernels::{KernelFamily, KvDtype, WeightDtype};
-pub use loader::{inspect_safetensors, DType};
+pub use model::inspect_gguf;
+pub use model::inspect_safetensors;
 pub use model::{LoadOptions, Model, ModelFiles, ModelInfo};
 pub use perplexity::{perplexity, perplexity_with_progress, Perplexity};
 pub use sampler::{Sampler, SamplerConfig};

@@ -2,7 +2,7 @@
 //! top-p, then a seeded draw (or argmax when the temperature is 0).
 
 use crate::error::{Error, Result};
-use crate::loader::Rng;
+use crate::util::Rng;
 
 /// Sampling settings. `temperature == 0` means greedy.
 ///

@@ -534,3 +534,10 @@ impl<'m> Session<'m> {
         enc.finish()
     }
 }
+
+impl Model {
+    /// A new session with an empty KV cache.
+    pub fn session(&self) -> Result<Session<'_>> {
+        Session::new(self)
+    }
+}

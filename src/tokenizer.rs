@@ -5,6 +5,8 @@
 use std::path::Path;
 
 use crate::error::{Error, Result};
+use crate::format::gguf::reader::{self, Gguf};
+use crate::format::gguf::vocab;
 
 /// A `tokenizer.json` tokenizer (or one rebuilt from a GGUF file's metadata).
 pub struct Tokenizer {
@@ -27,6 +29,16 @@ enum Specials {
     /// Llama and Gemma tokenizers apply them over the post-processor), or
     /// `tokenizer.ggml.add_bos_token` / `add_eos_token` in a GGUF file.
     Explicit { bos: Option<u32>, eos: Option<u32> },
+}
+
+/// A special token in `tokenizer_config.json`: a string, or an added-token object with
+/// `content`.
+pub(crate) fn token_text(v: Option<&serde_json::Value>) -> Option<String> {
+    match v? {
+        serde_json::Value::String(s) => Some(s.clone()),
+        serde_json::Value::Object(o) => o.get("content")?.as_str().map(str::to_string),
+        _ => None,
+    }
 }
 
 /// GPT-2's byte ↔ printable-char table: bytes that are printable map to themselves, the rest
@@ -60,22 +72,36 @@ impl Tokenizer {
         Self::parse(bytes, Path::new("tokenizer.json"))
     }
 
-    /// The tokenizer in a GGUF file's metadata (byte-level BPE, `tokenizer.ggml.model =
-    /// "gpt2"`), with the ids Hugging Face's tokenizer of the same model gives.
+    /// The tokenizer in a GGUF file's metadata (byte-level BPE `gpt2` or SentencePiece
+    /// `llama`), with the ids and special tokens Hugging Face's tokenizer of the same model
+    /// gives (the tensors are not read).
     pub fn from_gguf(path: &Path) -> Result<Self> {
-        crate::gguf::tokenizer_of(path)
+        let bytes = std::fs::read(path).map_err(|e| Error::io(path, e))?;
+        Self::from_gguf_metadata(&reader::parse(path, &bytes)?, path)
     }
 
-    /// The tokenizer a GGUF file's metadata describes, rebuilt as a `tokenizer.json`
-    /// document (see `crate::gguf`); `path` is the GGUF file, for messages.
-    pub(crate) fn from_gguf_json(json: &str, path: &Path) -> Result<Self> {
+    /// The tokenizer a parsed GGUF file's metadata describes, rebuilt as a `tokenizer.json`
+    /// document (`crate::format::gguf::vocab`), with the BOS / EOS the file says a text gets;
+    /// `path` is the GGUF file, for messages.
+    pub(crate) fn from_gguf_metadata(g: &Gguf, path: &Path) -> Result<Self> {
+        let json = vocab::tokenizer_json(g).map_err(|e| match e {
+            Error::Tokenizer { message, source } => Error::Tokenizer {
+                message: format!("{}: {message}", path.display()),
+                source,
+            },
+            other => other,
+        })?;
         let inner = tokenizers::Tokenizer::from_bytes(json.as_bytes()).map_err(|e| {
             Error::tokenizer(
                 format!("the tokenizer in {}'s metadata is invalid", path.display()),
                 e,
             )
         })?;
-        Ok(Self::wrap(inner))
+        let mut tok = Self::wrap(inner);
+        if let Some((bos, eos)) = vocab::added_specials(g) {
+            tok.set_specials(bos, eos);
+        }
+        Ok(tok)
     }
 
     fn parse(bytes: &[u8], path: &Path) -> Result<Self> {
@@ -131,7 +157,7 @@ impl Tokenizer {
             None => current,
             Some(false) => None,
             Some(true) => {
-                let name = crate::chat::token_text(v.get(key));
+                let name = token_text(v.get(key));
                 let id = name.as_deref().and_then(|n| tok.token_to_id(n));
                 if id.is_none() {
                     log::warn!(

@@ -43,8 +43,8 @@ pub(crate) use recorder::Recorder;
 pub(crate) use rope::{rope, rope_table};
 pub(crate) use weight_matrix::{matrix_bytes, storage_for, texel_rows, Columns, WeightMatrix};
 
+use crate::format::DType;
 use crate::gpu::Gpu;
-use crate::loader::DType;
 
 /// How weight matrices are stored on the GPU. Arithmetic is f32 in every case; the block
 /// formats are ggml's, read by the kernels as they are (`shaders/weights_quant.wgsl`).
@@ -144,7 +144,8 @@ impl WeightDtype {
             WeightDtype::F32 => WEIGHTS_F32.to_string(),
             WeightDtype::F16 => WEIGHTS_F16.to_string(),
             q => {
-                let layout = crate::quant::pack::Layout::of(q.file_dtype()).expect("block format");
+                let layout =
+                    crate::format::quant::pack::Layout::of(q.file_dtype()).expect("block format");
                 format!("{}{WEIGHTS_QUANT}", layout.wgsl_constants())
             }
         }

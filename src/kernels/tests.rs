@@ -4,9 +4,9 @@
 
 use super::*;
 use crate::gpu::{test_gpu, Gpu};
-use crate::loader::Rng;
 use crate::model::forward::Step;
 use crate::reference;
+use crate::util::Rng;
 
 mod quant;
 

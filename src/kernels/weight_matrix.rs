@@ -2,7 +2,7 @@
 //! texel. Float formats: texture row r holds the column group W[0..K, r·g..r·g+g] (g = weights
 //! per texel: 8 f16 or 4 f32), texel k = W[k, r·g..r·g+g] (`shaders/weights_f*.wgsl`). Block
 //! formats: one texture row per 8 columns, ggml's blocks regrouped along k
-//! (`crate::quant::pack`, `shaders/weights_quant.wgsl`). N is padded to a multiple of 8. The
+//! (`crate::format::quant::pack`, `shaders/weights_quant.wgsl`). N is padded to a multiple of 8. The
 //! kernels walk k for a fixed group of columns, so each invocation streams through contiguous
 //! memory.
 //!
@@ -12,9 +12,9 @@
 
 use super::WeightDtype;
 use crate::error::{Error, Result};
+use crate::format::quant::pack::{pack_rows, Layout};
+use crate::format::DType;
 use crate::gpu::Gpu;
-use crate::loader::DType;
-use crate::quant::pack::{pack_rows, Layout};
 
 /// Columns `n0..n0 + n` of a weight matrix, in one storage format.
 pub(crate) struct Part {
@@ -129,8 +129,8 @@ fn quantize_columns(
             *v = at(kk, nn);
         }
         rows.push(match dtype {
-            WeightDtype::Q8_0 => crate::quant::quantize_q8_0(&col),
-            WeightDtype::Q4_0 => crate::quant::quantize_q4_0(&col),
+            WeightDtype::Q8_0 => crate::format::quant::quantize_q8_0(&col),
+            WeightDtype::Q4_0 => crate::format::quant::quantize_q4_0(&col),
             other => unreachable!("no quantization to {other}"),
         });
     }

@@ -554,7 +554,7 @@ impl Plan {
         if slots.is_some() {
             f.head_rows = Some(Vec::new());
         }
-        crate::model::arch(cfg).forward(&mut f, cfg, &act, w);
+        crate::model::family::arch(cfg).forward(&mut f, cfg, &act, w);
         let Forward {
             decoder,
             head,

@@ -3,9 +3,11 @@
 //! LayerNorm, the LM head tied to `tokens_embed`. `Conv1D` weights stored (in, out) as in
 //! GPT-2; names with or without `save_pretrained`'s `transformer.` prefix.
 
+use super::family::Arch;
 use super::forward::{Activations, Forward, Out};
-use super::weights::{Layer, TensorList, Uploader, Weights};
-use super::Arch;
+use super::tensors::TensorList;
+use super::upload::Uploader;
+use super::weights::{Layer, Weights};
 use crate::config::{
     Activation, Config, Family, Fields, MAX_EMBD, MAX_LAYERS, MAX_POSITIONS, MAX_VOCAB,
 };

@@ -4,9 +4,11 @@
 //! with `save_pretrained`'s `transformer.` prefix; the `attn.bias` / `attn.masked_bias`
 //! buffers are ignored.
 
+use super::family::Arch;
 use super::forward::{Activations, Forward, Out};
-use super::weights::{Layer, TensorList, Uploader, Weights};
-use super::Arch;
+use super::tensors::TensorList;
+use super::upload::Uploader;
+use super::weights::{Layer, Weights};
 use crate::config::{
     Activation, Config, Family, Fields, MAX_EMBD, MAX_INNER, MAX_LAYERS, MAX_POSITIONS, MAX_VOCAB,
 };

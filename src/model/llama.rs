@@ -7,9 +7,11 @@
 //! A sliding window (Mistral's `sliding_window`, Qwen2's with `use_sliding_window`) smaller
 //! than the context limits the context to the window, where full attention is exact.
 
+use super::family::Arch;
 use super::forward::{Activations, Forward, Out};
-use super::weights::{Layer, TensorList, Uploader, Weights};
-use super::Arch;
+use super::tensors::TensorList;
+use super::upload::Uploader;
+use super::weights::{Layer, Weights};
 use crate::config::{
     Activation, Config, Family, Fields, RopeScaling, MAX_EMBD, MAX_INNER, MAX_LAYERS,
     MAX_POSITIONS, MAX_VOCAB,
@@ -240,7 +242,7 @@ impl Arch for Llama {
             t.push(
                 p("self_attn.q_proj.weight"),
                 vec![q, c],
-                super::weights::Stored::Matrix {
+                super::tensors::Stored::Matrix {
                     k: c,
                     n: q + 2 * kv,
                 },
@@ -257,7 +259,7 @@ impl Arch for Llama {
                 t.vector(p("self_attn.o_proj.bias"), c);
             }
             t.vector(p("post_attention_layernorm.weight"), c);
-            let gate_up = super::weights::Stored::Matrix { k: c, n: 2 * f };
+            let gate_up = super::tensors::Stored::Matrix { k: c, n: 2 * f };
             t.push(p("mlp.gate_proj.weight"), vec![f, c], gate_up);
             t.within(p("mlp.up_proj.weight"), vec![f, c]);
             t.linear_weight(p("mlp.down_proj.weight"), f, c);

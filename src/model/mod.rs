@@ -5,101 +5,36 @@
 //! Loading, fit checks, `Session`, generation, perplexity, the CLI and `bench` only call
 //! through it.
 
+mod family;
 pub(crate) mod forward;
+mod gguf;
 mod gpt1;
 mod gpt2;
 mod llama;
 mod neox;
 mod opt;
+pub(crate) mod source;
+pub(crate) mod tensors;
+pub(crate) mod upload;
 pub(crate) mod weights;
 
 use std::path::Path;
 
 use crate::chat::ChatTemplate;
-use crate::config::{Config, Fields};
+use crate::config::Config;
 use crate::error::{Error, Result};
+use crate::format::safetensors::SafetensorsSource;
+use crate::format::DType;
 use crate::gpu::Gpu;
 use crate::kernels::{texel_rows, KernelFamily, Kernels, KvDtype, ShaderOptions, WeightDtype};
-use crate::loader::{DType, SafetensorsSource, Source};
-use crate::session::Session;
 use crate::tokenizer::Tokenizer;
-use forward::{Activations, Forward};
-use weights::{Stored, TensorList, Uploader, Weights};
+use source::Source;
+use tensors::Stored;
+use upload::Uploader;
 
-/// What a model family is to the rest of wgpt: one implementation per module.
-pub(crate) trait Arch: Sync {
-    /// The `model_type` values of `config.json` this family reads (the first is its name).
-    fn model_types(&self) -> &'static [&'static str];
-    /// Reads the family's `config.json` keys (legacy names included) into a [`Config`].
-    fn config(&self, f: &Fields) -> Result<Config>;
-    /// The shapes of real checkpoints of this family by name (`--synthetic`).
-    fn preset(&self, name: &str) -> Option<Config>;
-    /// A file's tensor name as this family's tensor list names it (prefixes such as
-    /// `transformer.` stripped), or `None` for a buffer that is ignored (causal masks, …).
-    fn canonical<'n>(&self, name: &'n str) -> Option<&'n str>;
-    /// Every tensor the config needs, in load order.
-    fn tensors(&self, cfg: &Config) -> TensorList;
-    /// Uploads the tensors (transposing, fusing and reordering as the family needs).
-    fn upload(&self, up: &mut Uploader<'_>, cfg: &Config) -> Result<Weights>;
-    /// Records the forward pass: embedding, every layer, final norm, LM head. The families
-    /// write one op per line with its math and output shape beside it; ⁽ᶠ⁾ marks a step that a
-    /// single-token step leaves to the next kernel (`kv_store` to attention in both kernel
-    /// families; a LayerNorm before a linear layer to the matrix-vector kernel where
-    /// `Kernels::fuses_decode_norm`, and the final one where `Kernels::fuses_head_norm`).
-    fn forward(&self, f: &mut Forward<'_>, cfg: &Config, a: &Activations, w: &Weights);
-}
-
-/// Every family wgpt runs.
-pub(crate) const ARCHES: [&dyn Arch; 5] = [
-    &gpt2::Gpt2,
-    &gpt1::Gpt1,
-    &opt::Opt,
-    &neox::NeoX,
-    &llama::Llama,
-];
-
-/// The family module of a config.
-pub(crate) fn arch(cfg: &Config) -> &'static dyn Arch {
-    use crate::config::Family;
-    match cfg.family {
-        Family::Gpt2 => &gpt2::Gpt2,
-        Family::Gpt1 => &gpt1::Gpt1,
-        Family::Opt { .. } => &opt::Opt,
-        Family::NeoX { .. } => &neox::NeoX,
-        Family::Llama { .. } => &llama::Llama,
-    }
-}
-
-/// Parses a `config.json` with the family its `model_type` names (GPT-2 when absent, as
-/// the oldest GPT-2 configs are).
-pub(crate) fn parse_config(f: &Fields) -> Result<Config> {
-    let model_type = f.string("model_type")?.unwrap_or("gpt2");
-    let Some(a) = ARCHES
-        .iter()
-        .find(|a| a.model_types().contains(&model_type))
-    else {
-        let names: Vec<&str> = ARCHES
-            .iter()
-            .flat_map(|a| a.model_types())
-            .copied()
-            .collect();
-        return Err(Error::Unsupported(format!(
-            "model_type `{model_type}`; supported: {}",
-            names.join(", ")
-        )));
-    };
-    a.config(f)
-}
-
-/// The tensors `cfg` needs.
-pub(crate) fn tensor_list(cfg: &Config) -> TensorList {
-    arch(cfg).tensors(cfg)
-}
-
-/// A preset config by name (see [`crate::config::PRESETS`]).
-pub(crate) fn preset(name: &str) -> Option<Config> {
-    ARCHES.iter().find_map(|a| a.preset(name))
-}
+use family::{arch, tensor_list};
+pub use gguf::inspect_gguf;
+pub use source::inspect_safetensors;
 
 /// Options for loading a model. Every field has a default; set the ones you need with the
 /// `with_*` methods (or assign the public fields).
@@ -419,11 +354,6 @@ impl Model {
         })
     }
 
-    /// A new session with an empty KV cache.
-    pub fn session(&self) -> Result<Session<'_>> {
-        Session::new(self)
-    }
-
     /// The model's hyper-parameters.
     pub fn config(&self) -> &Config {
         &self.config
@@ -500,7 +430,7 @@ impl ModelFiles {
         let dir = dir.as_ref();
         match std::fs::metadata(dir) {
             Ok(m) if m.is_dir() => {}
-            Ok(_) if crate::gguf::is_gguf(dir) => return Self::open_gguf(dir),
+            Ok(_) if crate::format::gguf::is_gguf(dir) => return Self::open_gguf(dir),
             Ok(_) => {
                 return Err(Error::InvalidInput(format!(
                     "{} is a file, not a model directory (one holding config.json, model.safetensors and tokenizer.json)",
@@ -545,7 +475,7 @@ impl ModelFiles {
     /// unless a `tokenizer.json` lies beside it, the chat template likewise, and its tensors
     /// memory-mapped and checked.
     pub fn open_gguf(path: &Path) -> Result<Self> {
-        let g = crate::gguf::open(path)?;
+        let g = gguf::open(path)?;
         let source = Source::Gguf(Box::new(g.source));
         check_model(&g.config, &source, Some(&g.tokenizer))?;
         Ok(ModelFiles {
@@ -583,7 +513,7 @@ fn check_model(
 ) -> Result<Vec<DType>> {
     config.validate()?;
     let file_dtypes = match source {
-        Source::Files(f) => f.check(config)?,
+        Source::Files(f) => source::check_safetensors(f, config)?,
         Source::Gguf(g) => g.check(config)?,
         Source::Synthetic { .. } => vec![DType::F32],
     };

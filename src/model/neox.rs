@@ -8,9 +8,11 @@
 //! config). transformers 5's `rope_theta` / `partial_rotary_factor`, also inside
 //! `rope_parameters`, are read as well.
 
+use super::family::Arch;
 use super::forward::{Activations, Forward, Out};
-use super::weights::{Layer, TensorList, Uploader, Weights};
-use super::Arch;
+use super::tensors::TensorList;
+use super::upload::Uploader;
+use super::weights::{Layer, Weights};
 use crate::config::{
     Activation, Config, Family, Fields, MAX_EMBD, MAX_INNER, MAX_LAYERS, MAX_POSITIONS, MAX_VOCAB,
 };

@@ -6,9 +6,11 @@
 //! embedding width to the hidden size and back. Tensor names with `save_pretrained`'s
 //! `model.` prefix or without it, as the facebook/opt-* files have them.
 
+use super::family::Arch;
 use super::forward::{Activations, Forward, Out};
-use super::weights::{Layer, Stored, TensorList, Uploader, Weights};
-use super::Arch;
+use super::tensors::{Stored, TensorList};
+use super::upload::Uploader;
+use super::weights::{Layer, Weights};
 use crate::config::{
     Activation, Config, Family, Fields, MAX_EMBD, MAX_INNER, MAX_LAYERS, MAX_POSITIONS, MAX_VOCAB,
 };

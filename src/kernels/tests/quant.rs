@@ -1,10 +1,10 @@
 //! The block formats on the GPU: every weight the kernels see equals ggml's dequantization
-//! (`crate::quant::dequantize`, itself checked against the `gguf` package in
+//! (`crate::format::quant::dequantize`, itself checked against the `gguf` package in
 //! `tests/quant.rs`) bit for bit, and matmuls over quantized and mixed-format matrices match
 //! the reference on the dequantized weights (tolerance as in `super`).
 
 use super::*;
-use crate::quant::dequantize;
+use crate::format::quant::dequantize;
 
 /// Random valid blocks of `dtype` for `rows` rows of `k` weights: random quant and scale bytes,
 /// finite f16 scale fields of realistic size (some negative, some zero).

@@ -1,6 +1,6 @@
-//! GGUF files (llama.cpp's format, versions 2 and 3) as a model: the container
-//! ([`reader`]), the architectures and their tensor names and layouts ([`arch`]), and the
-//! tokenizer and chat template in the metadata ([`vocab`]).
+//! GGUF files (llama.cpp's format, versions 2 and 3) as a model: the architectures and their
+//! tensor names and layouts ([`arch`]) over the container and vocabulary of
+//! `crate::format::gguf`.
 //!
 //! A `.gguf` file opens into the same parts a Hugging Face directory does: a [`Config`] built
 //! by the family's own `config.json` reader from the metadata, a tokenizer, a chat template
@@ -11,8 +11,6 @@
 //! the metadata's.
 
 mod arch;
-mod reader;
-mod vocab;
 
 use std::borrow::Cow;
 use std::collections::HashMap;
@@ -21,25 +19,13 @@ use std::path::{Path, PathBuf};
 use crate::chat::ChatTemplate;
 use crate::config::Config;
 use crate::error::{Error, Result};
-use crate::loader::{DType, Tensor};
-use crate::model::tensor_list;
-use crate::model::weights::Stored;
+use crate::format::gguf::reader::{self, Gguf};
+use crate::format::gguf::{bytes_of, dtype_of, vocab};
+use crate::format::{DType, Tensor};
+use crate::model::family::tensor_list;
+use crate::model::tensors::Stored;
 use crate::tokenizer::Tokenizer;
 use arch::{Kind, Mapped, RowOrder};
-use reader::{Gguf, TensorInfo};
-
-/// Whether `path` names a GGUF file: a `.gguf` extension, or a file that starts with the
-/// `GGUF` magic.
-pub(crate) fn is_gguf(path: &Path) -> bool {
-    let ext = path.extension().and_then(|e| e.to_str());
-    if ext.is_some_and(|e| e.eq_ignore_ascii_case("gguf")) {
-        return true;
-    }
-    let mut magic = [0u8; 4];
-    std::fs::File::open(path)
-        .and_then(|mut f| std::io::Read::read_exact(&mut f, &mut magic))
-        .is_ok_and(|()| &magic == b"GGUF")
-}
 
 /// canonical name → (name in the file, how it maps).
 type Index = HashMap<String, (String, Mapped)>;
@@ -61,25 +47,6 @@ fn at_path(path: &Path) -> impl Fn(Error) -> Error + '_ {
         },
         other => other,
     }
-}
-
-/// A tensor's stored bytes (its range was checked against the file by the reader).
-fn bytes_of<'b>(bytes: &'b [u8], path: &Path, name: &str, info: &TensorInfo) -> Result<&'b [u8]> {
-    bytes.get(info.range.clone()).ok_or_else(|| Error::Weights {
-        path: path.to_path_buf(),
-        message: format!("tensor `{name}` lies outside the file"),
-    })
-}
-
-/// The dtype of a tensor wgpt reads, or the error naming the ggml type it does not.
-fn dtype_of(path: &Path, name: &str, info: &TensorInfo) -> Result<DType> {
-    info.ggml_type.dtype().ok_or_else(|| Error::Weights {
-        path: path.to_path_buf(),
-        message: format!(
-            "unsupported tensor type {} in tensor `{name}`; supported: F32, F16, BF16, Q8_0, Q4_0, Q4_1, Q5_0, Q5_1, Q4_K, Q5_K, Q6_K",
-            info.ggml_type.name()
-        ),
-    })
 }
 
 fn parse(path: &Path, bytes: &[u8]) -> Result<Parsed> {
@@ -265,28 +232,6 @@ pub(crate) struct Opened {
     pub chat_template: Option<ChatTemplate>,
 }
 
-/// The metadata's tokenizer as a `tokenizers` tokenizer.
-fn metadata_tokenizer(path: &Path, g: &Gguf) -> Result<Tokenizer> {
-    let json = vocab::tokenizer_json(g).map_err(|e| match e {
-        Error::Tokenizer { message, source } => Error::Tokenizer {
-            message: format!("{}: {message}", path.display()),
-            source,
-        },
-        other => other,
-    })?;
-    let mut tok = Tokenizer::from_gguf_json(&json, path)?;
-    if let Some((bos, eos)) = vocab::added_specials(g) {
-        tok.set_specials(bos, eos);
-    }
-    Ok(tok)
-}
-
-/// The tokenizer in the metadata of the GGUF file at `path` (the tensors are not checked).
-pub(crate) fn tokenizer_of(path: &Path) -> Result<Tokenizer> {
-    let bytes = std::fs::read(path).map_err(|e| Error::io(path, e))?;
-    metadata_tokenizer(path, &reader::parse(path, &bytes)?)
-}
-
 /// The metadata's chat template, with its bos and eos tokens.
 fn metadata_template(g: &Gguf) -> Result<Option<ChatTemplate>> {
     let Some(t) = g.get("tokenizer.chat_template").and_then(|v| v.as_str()) else {
@@ -316,7 +261,7 @@ pub(crate) fn open(path: &Path) -> Result<Opened> {
         );
         Tokenizer::from_dir(dir)?
     } else {
-        metadata_tokenizer(path, &parsed.gguf)?
+        Tokenizer::from_gguf_metadata(&parsed.gguf, path)?
     };
     let chat_template = match ChatTemplate::from_dir(dir)? {
         Some(t) => Some(t),
@@ -348,7 +293,7 @@ pub fn inspect_gguf(bytes: &[u8]) -> Result<Config> {
     let path = Path::new("model.gguf");
     let parsed = parse(path, bytes)?;
     check(path, &parsed, &parsed.config)?;
-    let tok = metadata_tokenizer(path, &parsed.gguf)?;
+    let tok = Tokenizer::from_gguf_metadata(&parsed.gguf, path)?;
     if tok.vocab_size() > parsed.config.vocab_size {
         return Err(Error::InvalidInput(format!(
             "the tokenizer has {} tokens but the model's vocab_size is {}",

@@ -4,7 +4,7 @@
 //! f32 values, bit for bit.
 
 use super::{dequantize, quantize_q4_0, quantize_q8_0};
-use crate::loader::DType;
+use crate::format::DType;
 
 fn dir() -> std::path::PathBuf {
     std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/quant")

@@ -24,7 +24,7 @@
 
 pub(crate) mod pack;
 
-use crate::loader::DType;
+use crate::format::DType;
 
 fn f16_at(b: &[u8], i: usize) -> f32 {
     half::f16::from_le_bytes([b[i], b[i + 1]]).to_f32()

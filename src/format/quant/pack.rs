@@ -25,7 +25,7 @@
 //! keep ggml's size exactly.
 
 use super::{decode_block, k_scale_min};
-use crate::loader::DType;
+use crate::format::DType;
 
 /// How one block format is laid out on the GPU (per 32 weights × 8 columns, in texels).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -16,7 +16,7 @@ use std::ops::Range;
 use std::path::Path;
 
 use crate::error::{Error, Result};
-use crate::loader::DType;
+use crate::format::DType;
 
 /// Arrays nested deeper than this are refused (each level costs stack).
 const MAX_DEPTH: usize = 8;

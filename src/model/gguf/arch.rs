@@ -17,9 +17,9 @@
 
 use serde_json::{json, Map, Value as Json};
 
-use super::reader::{Gguf, Value};
 use crate::config::{Config, Family, RopeScaling};
 use crate::error::{Error, Result};
+use crate::format::gguf::reader::{Gguf, Value};
 
 /// A GGUF architecture wgpt runs, and the family that runs it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -1,0 +1,143 @@
+//! The family seam: [`Arch`], what a model family is to the rest of wgpt (one implementation
+//! per family file: `gpt2.rs`, `gpt1.rs`, `opt.rs`, `neox.rs`, `llama.rs`), the registry of
+//! families ([`ARCHES`]), and the parts of [`Config`] that ask the family (parsing a
+//! `config.json` by its `model_type`, presets, parameter counts).
+
+use std::path::Path;
+
+use serde_json::Value;
+
+use super::forward::{Activations, Forward};
+use super::tensors::TensorList;
+use super::upload::Uploader;
+use super::weights::Weights;
+use super::{gpt1, gpt2, llama, neox, opt};
+use crate::config::{bad, Config, Fields, DEFAULT_CONTEXT};
+use crate::error::{Error, Result};
+
+/// What a model family is to the rest of wgpt: one implementation per module.
+pub(crate) trait Arch: Sync {
+    /// The `model_type` values of `config.json` this family reads (the first is its name).
+    fn model_types(&self) -> &'static [&'static str];
+    /// Reads the family's `config.json` keys (legacy names included) into a [`Config`].
+    fn config(&self, f: &Fields) -> Result<Config>;
+    /// The shapes of real checkpoints of this family by name (`--synthetic`).
+    fn preset(&self, name: &str) -> Option<Config>;
+    /// A file's tensor name as this family's tensor list names it (prefixes such as
+    /// `transformer.` stripped), or `None` for a buffer that is ignored (causal masks, …).
+    fn canonical<'n>(&self, name: &'n str) -> Option<&'n str>;
+    /// Every tensor the config needs, in load order.
+    fn tensors(&self, cfg: &Config) -> TensorList;
+    /// Uploads the tensors (transposing, fusing and reordering as the family needs).
+    fn upload(&self, up: &mut Uploader<'_>, cfg: &Config) -> Result<Weights>;
+    /// Records the forward pass: embedding, every layer, final norm, LM head. The families
+    /// write one op per line with its math and output shape beside it; ⁽ᶠ⁾ marks a step that a
+    /// single-token step leaves to the next kernel (`kv_store` to attention in both kernel
+    /// families; a LayerNorm before a linear layer to the matrix-vector kernel where
+    /// `Kernels::fuses_decode_norm`, and the final one where `Kernels::fuses_head_norm`).
+    fn forward(&self, f: &mut Forward<'_>, cfg: &Config, a: &Activations, w: &Weights);
+}
+
+impl crate::format::safetensors::TensorNames for dyn Arch {
+    fn canonical<'n>(&self, name: &'n str) -> Option<&'n str> {
+        Arch::canonical(self, name)
+    }
+}
+
+/// Every family wgpt runs.
+pub(crate) const ARCHES: [&dyn Arch; 5] = [
+    &gpt2::Gpt2,
+    &gpt1::Gpt1,
+    &opt::Opt,
+    &neox::NeoX,
+    &llama::Llama,
+];
+
+/// The family module of a config.
+pub(crate) fn arch(cfg: &Config) -> &'static dyn Arch {
+    use crate::config::Family;
+    match cfg.family {
+        Family::Gpt2 => &gpt2::Gpt2,
+        Family::Gpt1 => &gpt1::Gpt1,
+        Family::Opt { .. } => &opt::Opt,
+        Family::NeoX { .. } => &neox::NeoX,
+        Family::Llama { .. } => &llama::Llama,
+    }
+}
+
+/// Parses a `config.json` with the family its `model_type` names (GPT-2 when absent, as
+/// the oldest GPT-2 configs are).
+pub(crate) fn parse_config(f: &Fields) -> Result<Config> {
+    let model_type = f.string("model_type")?.unwrap_or("gpt2");
+    let Some(a) = ARCHES
+        .iter()
+        .find(|a| a.model_types().contains(&model_type))
+    else {
+        let names: Vec<&str> = ARCHES
+            .iter()
+            .flat_map(|a| a.model_types())
+            .copied()
+            .collect();
+        return Err(Error::Unsupported(format!(
+            "model_type `{model_type}`; supported: {}",
+            names.join(", ")
+        )));
+    };
+    a.config(f)
+}
+
+/// The tensors `cfg` needs.
+pub(crate) fn tensor_list(cfg: &Config) -> TensorList {
+    arch(cfg).tensors(cfg)
+}
+
+/// A preset config by name (see [`crate::config::PRESETS`]).
+pub(crate) fn preset(name: &str) -> Option<Config> {
+    ARCHES.iter().find_map(|a| a.preset(name))
+}
+
+impl Config {
+    /// Reads and validates `config.json`.
+    pub fn from_file(path: &Path) -> Result<Self> {
+        let text = std::fs::read_to_string(path).map_err(|e| Error::io(path, e))?;
+        Self::from_json(&text).map_err(|e| match e {
+            Error::Config { message, .. } => Error::Config {
+                path: path.to_path_buf(),
+                message,
+            },
+            other => other,
+        })
+    }
+
+    /// Parses and validates the text of a `config.json`.
+    pub fn from_json(text: &str) -> Result<Self> {
+        let raw = match serde_json::from_str(text) {
+            Ok(Value::Object(map)) => Fields(map),
+            Ok(_) => return Err(bad("not a JSON object".into())),
+            Err(e) => return Err(bad(format!("not valid JSON: {e}"))),
+        };
+        let mut config = parse_config(&raw)?;
+        config.n_ctx = config.n_positions.min(DEFAULT_CONTEXT);
+        config.validate()?;
+        Ok(config)
+    }
+
+    /// The family's `model_type` (`gpt2`, `openai-gpt`, `opt`, `gpt_neox`).
+    pub fn model_type(&self) -> &'static str {
+        arch(self).model_types()[0]
+    }
+
+    /// Number of parameters (tied head counted once); `u64::MAX` if it overflows, which only
+    /// a config that fails [`Config::validate`] can do.
+    pub fn n_params(&self) -> u64 {
+        tensor_list(self).params()
+    }
+
+    /// The shapes of real checkpoints, for `--synthetic` models and benchmarks: `gpt2`,
+    /// `gpt2-medium`, `gpt2-large`, `gpt2-xl`, and one per other family (see [`PRESETS`]).
+    pub fn preset(name: &str) -> Option<Self> {
+        let mut c = preset(name)?;
+        c.n_ctx = c.n_positions.min(DEFAULT_CONTEXT);
+        Some(c)
+    }
+}
