@@ -5,8 +5,9 @@
 use std::time::{Duration, Instant};
 
 use crate::error::{Error, Result};
+use crate::kernels::Step;
 use crate::kernels::{winner, Profiler, Recorder, ARGMAX_BYTES};
-use crate::model::forward::{Plan, Step};
+use crate::model::forward::Plan;
 use crate::model::Model;
 
 /// What a forward step reads back.

@@ -18,7 +18,8 @@ mod sequence;
 use crate::error::{Error, Result};
 use crate::generation::StopReason;
 use crate::kernels::{KernelFamily, Recorder};
-use crate::model::forward::{Plan, RowMap, Step, MAX_ROWS};
+use crate::kernels::{RowMap, Step, MAX_ROWS};
+use crate::model::forward::Plan;
 use crate::model::Model;
 use sequence::Seq;
 pub use sequence::{Output, SequenceId, SequenceParams};
@@ -73,7 +74,7 @@ impl<'m> Engine<'m> {
         // At least two rows: the cooperative family runs a lone sequence as two equal rows.
         let rows = max_batch.max(2);
         let (cfg, kv) = (&model.config, model.kernels.kv);
-        let layer_cache = max_batch as u64 * crate::model::forward::kv_layer_bytes(cfg, kv);
+        let layer_cache = max_batch as u64 * crate::model::activations::kv_layer_bytes(cfg, kv);
         let limit = model.gpu.limits().max_storage_buffer_binding_size;
         if layer_cache > limit {
             return Err(Error::DeviceLimits(format!(
@@ -83,7 +84,7 @@ impl<'m> Engine<'m> {
         }
         // Every slot's cache beside the weights, against the memory the model may use.
         let (bound, what) = crate::model::memory_bound(&model.gpu, &model.opts);
-        let caches = max_batch as u64 * crate::model::forward::kv_cache_bytes(cfg, kv);
+        let caches = max_batch as u64 * crate::model::activations::kv_cache_bytes(cfg, kv);
         if model.info().weight_bytes + caches > bound {
             return Err(Error::DeviceLimits(format!(
                 "{max_batch} sequences of {} positions need {} MB of KV cache ({kv}) beside {} MB of weights, more than {what}: run fewer at once or use a smaller --ctx",

@@ -3,8 +3,10 @@
 //! `tests/quant.rs`) bit for bit, and matmuls over quantized and mixed-format matrices match
 //! the reference on the dequantized weights (tolerance as in `super`).
 
+use super::matmul::fused_norm;
 use super::*;
 use crate::format::quant::dequantize;
+use crate::format::DType;
 
 /// Random valid blocks of `dtype` for `rows` rows of `k` weights: random quant and scale bytes,
 /// finite f16 scale fields of realistic size (some negative, some zero).
