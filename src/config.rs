@@ -48,12 +48,11 @@ impl Activation {
     }
 }
 
-/// The decoder variant a model family uses, with the options only it has. The common
-/// hyper-parameters are the fields of [`Config`]; each family's module (`src/model/*.rs`)
-/// reads its `config.json` keys into both.
+/// Which model family a config belongs to, with the options only its own file reads (the
+/// family's forward pass and upload). Everything the shared code needs is a plain field of
+/// [`Config`]; nothing outside a family's file matches on this.
 #[derive(Debug, Clone, PartialEq)]
-#[non_exhaustive]
-pub enum Family {
+pub(crate) enum Family {
     /// GPT-2 (`gpt2`): pre-LN blocks, learned positions, final LayerNorm.
     Gpt2,
     /// GPT-1 (`openai-gpt`): post-LN blocks (`x = LN(x + sublayer(x))`), no final LayerNorm.
@@ -64,32 +63,14 @@ pub enum Family {
         pre_norm: bool,
         /// A final LayerNorm after the last layer (pre-LN without `_remove_final_layer_norm`).
         final_norm: bool,
-        /// `word_embed_proj_dim`: the embedding width; `project_in` / `project_out` map it
-        /// to and from the hidden size where it differs.
-        proj_dim: usize,
     },
-    /// GPT-NeoX / Pythia (`gpt_neox`): rotary positions on part of each head, optionally a
-    /// parallel residual (`x + attn(LN1(x)) + mlp(LN2(x))`).
+    /// GPT-NeoX / Pythia (`gpt_neox`): rotary positions on part of each head.
     NeoX {
-        /// Dimensions of each head that are rotated (`rotary_pct · head_dim`), even.
-        rotary_dims: usize,
-        /// `rotary_emb_base` / `rope_theta`.
-        rotary_base: f64,
-        /// `use_parallel_residual`.
+        /// `use_parallel_residual`: `x + attn(LN1(x)) + mlp(LN2(x))`.
         parallel_residual: bool,
     },
-    /// The Llama family (`llama`, `mistral`, `qwen2`): RMSNorm, a gated SiLU feed-forward
-    /// (`down(silu(gate(x)) · up(x))`), rotary positions on whole heads, grouped-query
-    /// attention.
+    /// The Llama family (`llama`, `mistral`, `qwen2`).
     Llama {
-        /// Key/value heads (`num_key_value_heads`), dividing `n_head`.
-        n_kv_head: usize,
-        /// Dimension of each head (`head_dim`, else hidden_size / num_attention_heads).
-        head_dim: usize,
-        /// `rope_theta`.
-        rope_theta: f64,
-        /// `rope_scaling` / `rope_parameters`.
-        rope_scaling: RopeScaling,
         /// Biases on the q, k and v projections (Qwen2; Llama's `attention_bias`).
         qkv_bias: bool,
         /// A bias on the output projection (Llama's `attention_bias`).
@@ -97,7 +78,40 @@ pub enum Family {
     },
 }
 
-/// How rotary frequencies are rescaled for longer contexts (the Llama family).
+/// The normalization of every norm in the model.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum NormKind {
+    /// LayerNorm: centred, scaled by gamma, shifted by beta.
+    LayerNorm,
+    /// RMSNorm: scaled by the root mean square and a weight, no centring, no bias.
+    RmsNorm,
+}
+
+/// The feed-forward layer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum MlpKind {
+    /// `W2·act(W1·x + b1) + b2`.
+    Plain,
+    /// `down(act(gate(x)) · up(x))` (the Llama family's SwiGLU).
+    Gated,
+}
+
+/// Rotary position embeddings.
+#[derive(Debug, Clone, PartialEq)]
+#[non_exhaustive]
+pub struct Rope {
+    /// The base of the frequencies (`rope_theta`, `rotary_emb_base`).
+    pub theta: f64,
+    /// How the frequencies are rescaled for longer contexts.
+    pub scaling: RopeScaling,
+    /// Dimensions of each head that are rotated (all of them, or `rotary_pct · head_dim`),
+    /// even.
+    pub dims: usize,
+}
+
+/// How rotary frequencies are rescaled for longer contexts.
 #[derive(Debug, Clone, PartialEq)]
 #[non_exhaustive]
 pub enum RopeScaling {
@@ -125,6 +139,53 @@ pub enum RopeScaling {
     Factors(Vec<f64>),
 }
 
+impl Rope {
+    /// Rotary dimensions that fit the head, a base above 1, a scaling in range.
+    fn validate(&self, head_dim: usize) -> Result<()> {
+        let (dims, theta) = (self.dims, self.theta);
+        if dims % 2 != 0 || dims > head_dim || dims == 0 {
+            return Err(Error::Unsupported(format!(
+                "{dims} rotary dimensions (rotary_pct · head_dim {head_dim}); wgpt needs an even number up to head_dim"
+            )));
+        }
+        if !(theta.is_finite() && theta > 1.0) {
+            return Err(bad(format!(
+                "the rotary base (`rope_theta`, `rotary_emb_base`) = {theta} is not a number above 1"
+            )));
+        }
+        let ok = match self.scaling {
+            RopeScaling::None => true,
+            RopeScaling::Linear { factor } => factor.is_finite() && factor > 0.0,
+            RopeScaling::Factors(ref f) => {
+                f.len() == dims / 2 && f.iter().all(|v| v.is_finite() && *v > 0.0)
+            }
+            RopeScaling::Llama3 {
+                factor,
+                low_freq_factor,
+                high_freq_factor,
+                original_max_position_embeddings,
+            } => {
+                [
+                    factor,
+                    low_freq_factor,
+                    high_freq_factor,
+                    original_max_position_embeddings,
+                ]
+                .iter()
+                .all(|v| v.is_finite() && *v > 0.0)
+                    && high_freq_factor > low_freq_factor
+            }
+        };
+        if !ok {
+            return Err(bad(format!(
+                "`rope_scaling` = {:?} is out of range",
+                self.scaling
+            )));
+        }
+        Ok(())
+    }
+}
+
 /// A model's hyper-parameters, in GPT-2's names whatever the family calls them
 /// (`hidden_size` is `n_embd`, `max_position_embeddings` is `n_positions`, …).
 /// To build one by hand, start from [`Config::preset`] or [`Config::from_json`] and change its
@@ -133,13 +194,28 @@ pub enum RopeScaling {
 #[non_exhaustive]
 pub struct Config {
     /// The family and its own options.
-    pub family: Family,
+    pub(crate) family: Family,
     /// Hidden size C.
     pub n_embd: usize,
     /// Decoder layers.
     pub n_layer: usize,
     /// Attention heads.
     pub n_head: usize,
+    /// Key/value heads (grouped-query attention: fewer than `n_head`, dividing it); `None`
+    /// is `n_head`. See [`Config::n_kv_head`].
+    pub kv_heads: Option<usize>,
+    /// Dimension of each head where the config states one (`head_dim`); `None` is
+    /// `n_embd / n_head`. See [`Config::head_dim`].
+    pub head_size: Option<usize>,
+    /// The norms: LayerNorm or RMSNorm.
+    pub norm: NormKind,
+    /// The feed-forward layer: plain or gated.
+    pub mlp: MlpKind,
+    /// Width of the token embedding where it differs from `n_embd` (OPT's
+    /// `word_embed_proj_dim`, projected in and out).
+    pub embedding_width: Option<usize>,
+    /// Rotary positions, for families that use them (learned positions otherwise).
+    pub rope: Option<Rope>,
     /// The model's context: positions it was trained on (`max_position_embeddings`,
     /// `n_positions`, GGUF `context_length`), as its config states it.
     pub n_positions: usize,
@@ -334,35 +410,33 @@ impl Config {
         in_range("vocab_size", self.vocab_size as u64, MAX_VOCAB)?;
         let (n_embd, n_head) = (self.n_embd, self.n_head);
         let head_dim = self.head_dim();
-        if let Family::Llama {
-            n_kv_head,
-            head_dim,
-            ..
-        } = self.family
-        {
-            in_range("head_dim", head_dim as u64, MAX_EMBD)?;
-            in_range("num_key_value_heads", n_kv_head as u64, n_head)?;
-            if n_head % n_kv_head != 0 {
-                return Err(bad(format!(
-                    "num_key_value_heads = {n_kv_head} does not divide num_attention_heads = {n_head}"
-                )));
+        match self.head_size {
+            Some(h) => {
+                in_range("head_dim", h as u64, MAX_EMBD)?;
             }
-            if head_dim % 4 != 0 || head_dim > 256 {
-                return Err(Error::Unsupported(format!(
-                    "head_dim = {head_dim}; wgpt needs a multiple of 4 up to 256"
-                )));
-            }
-        } else {
-            if n_embd % n_head != 0 {
+            None if n_embd % n_head != 0 => {
                 return Err(bad(format!(
                     "n_head = {n_head} does not divide n_embd = {n_embd}"
                 )));
             }
-            if !head_dim.is_multiple_of(4) || head_dim > 256 {
-                return Err(Error::Unsupported(format!(
-                    "head_dim = {head_dim} (n_embd / n_head); wgpt needs a multiple of 4 up to 256"
-                )));
-            }
+            None => {}
+        }
+        if !head_dim.is_multiple_of(4) || head_dim > 256 {
+            let how = if self.head_size.is_some() {
+                ""
+            } else {
+                " (n_embd / n_head)"
+            };
+            return Err(Error::Unsupported(format!(
+                "head_dim = {head_dim}{how}; wgpt needs a multiple of 4 up to 256"
+            )));
+        }
+        let n_kv_head = self.n_kv_head();
+        in_range("num_key_value_heads", n_kv_head as u64, n_head)?;
+        if n_head % n_kv_head != 0 {
+            return Err(bad(format!(
+                "num_key_value_heads = {n_kv_head} does not divide num_attention_heads = {n_head}"
+            )));
         }
         if !self.n_inner.is_multiple_of(4) {
             // The matmul kernels load their input rows as vec4 (shaders/matmul.wgsl).
@@ -377,90 +451,62 @@ impl Config {
                 "`layer_norm_epsilon` = {eps} is out of range (0, 1)"
             )));
         }
-        match self.family {
-            Family::Opt { proj_dim, .. } => {
-                in_range("word_embed_proj_dim", proj_dim as u64, MAX_EMBD)?;
-                if proj_dim % 4 != 0 {
-                    return Err(Error::Unsupported(format!(
-                        "word_embed_proj_dim = {proj_dim}; wgpt needs a multiple of 4"
-                    )));
-                }
+        if let Some(e) = self.embedding_width {
+            in_range("word_embed_proj_dim", e as u64, MAX_EMBD)?;
+            if e % 4 != 0 {
+                return Err(Error::Unsupported(format!(
+                    "word_embed_proj_dim = {e}; wgpt needs a multiple of 4"
+                )));
             }
-            Family::NeoX {
-                rotary_dims,
-                rotary_base,
-                ..
-            } => {
-                if rotary_dims % 2 != 0 || rotary_dims > head_dim {
-                    return Err(Error::Unsupported(format!(
-                        "{rotary_dims} rotary dimensions (rotary_pct · head_dim {head_dim}); wgpt needs an even number up to head_dim"
-                    )));
-                }
-                if !(rotary_base.is_finite() && rotary_base > 1.0) {
-                    return Err(bad(format!(
-                        "rotary base (`rotary_emb_base` / `rope_theta`) = {rotary_base} is not a number above 1"
-                    )));
-                }
-            }
-            Family::Llama {
-                rope_theta,
-                ref rope_scaling,
-                ..
-            } => {
-                if !(rope_theta.is_finite() && rope_theta > 1.0) {
-                    return Err(bad(format!(
-                        "`rope_theta` = {rope_theta} is not a number above 1"
-                    )));
-                }
-                let ok = match *rope_scaling {
-                    RopeScaling::None => true,
-                    RopeScaling::Linear { factor } => factor.is_finite() && factor > 0.0,
-                    RopeScaling::Factors(ref f) => {
-                        f.len() == head_dim / 2 && f.iter().all(|v| v.is_finite() && *v > 0.0)
-                    }
-                    RopeScaling::Llama3 {
-                        factor,
-                        low_freq_factor,
-                        high_freq_factor,
-                        original_max_position_embeddings,
-                    } => {
-                        [
-                            factor,
-                            low_freq_factor,
-                            high_freq_factor,
-                            original_max_position_embeddings,
-                        ]
-                        .iter()
-                        .all(|v| v.is_finite() && *v > 0.0)
-                            && high_freq_factor > low_freq_factor
-                    }
-                };
-                if !ok {
-                    return Err(bad(format!(
-                        "`rope_scaling` = {rope_scaling:?} is out of range"
-                    )));
-                }
-            }
-            Family::Gpt2 | Family::Gpt1 => {}
+        }
+        if let Some(rope) = &self.rope {
+            rope.validate(head_dim)?;
         }
         Ok(())
     }
 
-    /// Dimension of one attention head.
-    pub fn head_dim(&self) -> usize {
-        match self.family {
-            Family::Llama { head_dim, .. } => head_dim,
-            // `max(1)`: a hand-built config with n_head 0 fails `validate`, not here.
-            _ => self.n_embd / self.n_head.max(1),
+    /// The shared fields at the values most families have (LayerNorm, a plain feed-forward,
+    /// multi-head attention with heads of `n_embd / n_head`, the embedding as wide as the
+    /// model, learned positions) and the sizes at 0: a family's reader fills the rest
+    /// (`Config { family, n_embd, …, ..Config::blank() }`).
+    pub(crate) fn blank() -> Config {
+        Config {
+            family: Family::Gpt2,
+            n_embd: 0,
+            n_layer: 0,
+            n_head: 0,
+            kv_heads: None,
+            head_size: None,
+            norm: NormKind::LayerNorm,
+            mlp: MlpKind::Plain,
+            embedding_width: None,
+            rope: None,
+            n_positions: 0,
+            n_ctx: 0,
+            n_inner: 0,
+            vocab_size: 0,
+            layer_norm_epsilon: 1e-5,
+            activation: Activation::GeluTanh,
+            tie_word_embeddings: true,
+            eos_token_ids: Vec::new(),
+            scale_attn_weights: true,
         }
     }
 
-    /// Key/value heads: `n_head` unless the family has grouped-query attention.
+    /// Dimension of one attention head: [`Config::head_size`], else `n_embd / n_head`.
+    pub fn head_dim(&self) -> usize {
+        // `max(1)`: a hand-built config with n_head 0 fails `validate`, not here.
+        self.head_size.unwrap_or(self.n_embd / self.n_head.max(1))
+    }
+
+    /// Key/value heads: [`Config::kv_heads`], else `n_head`.
     pub fn n_kv_head(&self) -> usize {
-        match self.family {
-            Family::Llama { n_kv_head, .. } => n_kv_head,
-            _ => self.n_head,
-        }
+        self.kv_heads.unwrap_or(self.n_head)
+    }
+
+    /// Width of the token embedding: [`Config::embedding_width`], else `n_embd`.
+    pub fn embedding_dim(&self) -> usize {
+        self.embedding_width.unwrap_or(self.n_embd)
     }
 
     /// The attention heads as the kernels take them.
@@ -474,7 +520,7 @@ impl Config {
 
     /// Whether the norms are RMSNorm (no centring, no bias) rather than LayerNorm.
     pub fn rms_norm(&self) -> bool {
-        matches!(self.family, Family::Llama { .. })
+        self.norm == NormKind::RmsNorm
     }
 
     /// Sets the context in use ([`Config::n_ctx`]): `Some(0)` is the model's whole context,

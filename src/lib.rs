@@ -60,7 +60,7 @@ pub use wgpu;
 
 pub use chat::{ChatTemplate, Message};
 pub use config::{Activation, Config, DEFAULT_CONTEXT};
-pub use config::{Family, RopeScaling};
+pub use config::{MlpKind, NormKind, Rope, RopeScaling};
 pub use conversation::Conversation;
 pub use engine::{Engine, SequenceId, SequenceParams};
 pub use error::{BoxError, Error, Result};

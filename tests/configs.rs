@@ -7,7 +7,7 @@
 use std::collections::BTreeSet;
 use std::path::Path;
 
-use wgpt::{Config, Family, RopeScaling};
+use wgpt::{Config, RopeScaling};
 
 /// How positions enter the model, with the settings the config gives.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -410,29 +410,22 @@ fn published_configs_parse_as_expected() {
         });
         match (expect, parsed) {
             (Expect::Parses(want), Ok(config)) => {
-                let positions = match config.family {
-                    Family::Gpt2 | Family::Gpt1 | Family::Opt { .. } => Some(Positions::Learned),
-                    Family::NeoX {
-                        rotary_dims,
-                        rotary_base,
-                        ..
-                    } => Some(Positions::NeoX {
-                        rotary_dims,
-                        base: rotary_base,
+                // Rotary on part of each head is NeoX's; on whole heads, the Llama family's.
+                let positions = match &config.rope {
+                    None => Some(Positions::Learned),
+                    Some(r) if r.dims < config.head_dim() => Some(Positions::NeoX {
+                        rotary_dims: r.dims,
+                        base: r.theta,
                     }),
-                    Family::Llama {
-                        rope_theta,
-                        ref rope_scaling,
-                        ..
-                    } => match *rope_scaling {
-                        RopeScaling::None => Some(Positions::Rope { theta: rope_theta }),
+                    Some(r) => match r.scaling {
+                        RopeScaling::None => Some(Positions::Rope { theta: r.theta }),
                         RopeScaling::Llama3 {
                             factor,
                             low_freq_factor,
                             high_freq_factor,
                             original_max_position_embeddings,
                         } => Some(Positions::Llama3 {
-                            theta: rope_theta,
+                            theta: r.theta,
                             factor,
                             low_freq_factor,
                             high_freq_factor,
@@ -440,10 +433,9 @@ fn published_configs_parse_as_expected() {
                         }),
                         _ => None,
                     },
-                    _ => None,
                 };
                 let Some(positions) = positions else {
-                    failures.push(format!("{file}: unexpected family {:?}", config.family));
+                    failures.push(format!("{file}: unexpected positions {:?}", config.rope));
                     continue;
                 };
                 let got = Shape {
@@ -464,8 +456,8 @@ fn published_configs_parse_as_expected() {
             }
             (Expect::Parses(_), Err(e)) => failures.push(format!("{file}: refused: {e}")),
             (Expect::Refused(reasons), Ok(config)) => failures.push(format!(
-                "{file}: parsed ({:?}), expected a refusal naming {reasons:?}",
-                config.family
+                "{file}: parsed ({}), expected a refusal naming {reasons:?}",
+                config.model_type()
             )),
             (Expect::Refused(reasons), Err(e)) => {
                 let text = e.to_string();

@@ -488,14 +488,9 @@ fn legacy_and_transformers_5_config_keys_agree() {
     v.insert("rotary_emb_base".into(), json!(500));
     let legacy = Config::from_json(&Value::Object(v).to_string()).unwrap();
     assert_eq!(new, legacy);
-    assert_eq!(
-        new.family,
-        wgpt::Family::NeoX {
-            rotary_dims: 8,
-            rotary_base: 500.0,
-            parallel_residual: false
-        }
-    );
+    let rope = new.rope.as_ref().unwrap();
+    assert_eq!((rope.dims, rope.theta), (8, 500.0));
+    assert_eq!(rope.scaling, wgpt::RopeScaling::None);
 }
 
 #[test]

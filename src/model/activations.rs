@@ -2,7 +2,7 @@
 //! attention output, MLP, logits, the KV cache of every layer) and the per-step uniform, with
 //! the byte counts the fit check uses before anything is allocated.
 
-use crate::config::Config;
+use crate::config::{Config, MlpKind};
 use crate::error::Result;
 use crate::gpu::Gpu;
 use crate::kernels::{step_uniform, KvDtype, ARGMAX_BYTES, X_WINDOW};
@@ -30,18 +30,14 @@ pub(crate) struct Activations {
 
 /// The embedding width E: the hidden size unless the family projects it.
 fn embedding_width(cfg: &Config) -> usize {
-    match cfg.family {
-        crate::config::Family::Opt { proj_dim, .. } => proj_dim,
-        _ => cfg.n_embd,
-    }
+    cfg.embedding_dim()
 }
 
 /// Width of the gate | up buffer: 2F for gated feed-forwards, else nothing (one row of 4).
 pub(crate) fn gate_up_width(cfg: &Config) -> usize {
-    if cfg.rms_norm() {
-        2 * cfg.n_inner
-    } else {
-        4
+    match cfg.mlp {
+        MlpKind::Gated => 2 * cfg.n_inner,
+        _ => 4,
     }
 }
 

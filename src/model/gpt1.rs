@@ -38,7 +38,6 @@ impl Arch for Gpt1 {
             n_layer: f.size("n_layer", MAX_LAYERS)?,
             n_head: f.size("n_head", MAX_EMBD)?,
             n_positions: f.size("n_positions", MAX_POSITIONS)?,
-            n_ctx: 0, // Config::from_json / Config::preset set the context in use
             n_inner: 4 * n_embd,
             vocab_size: f.size("vocab_size", MAX_VOCAB)?,
             layer_norm_epsilon: f.number("layer_norm_epsilon")?.unwrap_or(1e-5) as f32,
@@ -47,6 +46,7 @@ impl Arch for Gpt1 {
             tie_word_embeddings: true,
             eos_token_ids: f.eos_token_ids()?,
             scale_attn_weights: true,
+            ..Config::blank()
         })
     }
 
@@ -57,7 +57,6 @@ impl Arch for Gpt1 {
             n_layer: 12,
             n_head: 12,
             n_positions: 512,
-            n_ctx: 0, // Config::from_json / Config::preset set the context in use
             n_inner: 3072,
             vocab_size: 40478,
             layer_norm_epsilon: 1e-5,
@@ -65,6 +64,7 @@ impl Arch for Gpt1 {
             tie_word_embeddings: true,
             eos_token_ids: vec![],
             scale_attn_weights: true,
+            ..Config::blank()
         })
     }
 

@@ -46,7 +46,6 @@ impl Arch for Gpt2 {
             n_layer: f.size("n_layer", MAX_LAYERS)?,
             n_head: f.size("n_head", MAX_EMBD)?,
             n_positions: f.size("n_positions", MAX_POSITIONS)?,
-            n_ctx: 0, // Config::from_json / Config::preset set the context in use
             n_inner: f.size_or("n_inner", MAX_INNER, 4 * n_embd)?,
             vocab_size: f.size("vocab_size", MAX_VOCAB)?,
             layer_norm_epsilon: f.number("layer_norm_epsilon")?.unwrap_or(1e-5) as f32,
@@ -54,6 +53,7 @@ impl Arch for Gpt2 {
             tie_word_embeddings: f.boolean("tie_word_embeddings")?.unwrap_or(true),
             eos_token_ids: f.eos_token_ids()?,
             scale_attn_weights: f.boolean("scale_attn_weights")?.unwrap_or(true),
+            ..Config::blank()
         })
     }
 
@@ -71,7 +71,6 @@ impl Arch for Gpt2 {
             n_layer,
             n_head,
             n_positions: 1024,
-            n_ctx: 0, // Config::from_json / Config::preset set the context in use
             n_inner: 4 * n_embd,
             vocab_size: 50257,
             layer_norm_epsilon: 1e-5,
@@ -79,6 +78,7 @@ impl Arch for Gpt2 {
             tie_word_embeddings: true,
             eos_token_ids: vec![50256],
             scale_attn_weights: true,
+            ..Config::blank()
         })
     }
 

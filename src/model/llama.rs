@@ -13,39 +13,24 @@ use super::tensors::TensorList;
 use super::upload::Uploader;
 use super::weights::{Layer, Weights};
 use crate::config::{
-    Activation, Config, Family, Fields, RopeScaling, MAX_EMBD, MAX_INNER, MAX_LAYERS,
-    MAX_POSITIONS, MAX_VOCAB,
+    Activation, Config, Family, Fields, MlpKind, NormKind, Rope, RopeScaling, MAX_EMBD, MAX_INNER,
+    MAX_LAYERS, MAX_POSITIONS, MAX_VOCAB,
 };
 use crate::error::{Error, Result};
 use crate::kernels::rope_table;
 
 pub(crate) struct Llama;
 
-/// The Llama-only options of a config (defaults for a config of another family).
+/// The Llama-only options of a config (no biases for a config of another family).
 struct Options {
-    rope_theta: f64,
-    rope_scaling: RopeScaling,
     qkv_bias: bool,
     o_bias: bool,
 }
 
 fn options(cfg: &Config) -> Options {
     match cfg.family {
-        Family::Llama {
-            rope_theta,
-            ref rope_scaling,
-            qkv_bias,
-            o_bias,
-            ..
-        } => Options {
-            rope_theta,
-            rope_scaling: rope_scaling.clone(),
-            qkv_bias,
-            o_bias,
-        },
+        Family::Llama { qkv_bias, o_bias } => Options { qkv_bias, o_bias },
         _ => Options {
-            rope_theta: 10_000.0,
-            rope_scaling: RopeScaling::None,
             qkv_bias: false,
             o_bias: false,
         },
@@ -154,20 +139,25 @@ impl Arch for Llama {
             );
             n_positions = w;
         }
+        let head_size = match f.uint("head_dim")? {
+            Some(h) => Some(crate::config::in_range("head_dim", h, MAX_EMBD)?),
+            None => None,
+        };
         Ok(Config {
-            family: Family::Llama {
-                n_kv_head: f.size_or("num_key_value_heads", MAX_EMBD, n_head)?,
-                head_dim: f.size_or("head_dim", MAX_EMBD, n_embd / n_head)?,
-                rope_theta: theta,
-                rope_scaling: rope_scaling(f)?,
-                qkv_bias,
-                o_bias,
-            },
+            family: Family::Llama { qkv_bias, o_bias },
+            kv_heads: Some(f.size_or("num_key_value_heads", MAX_EMBD, n_head)?),
+            head_size,
+            norm: NormKind::RmsNorm,
+            mlp: MlpKind::Gated,
+            rope: Some(Rope {
+                theta,
+                scaling: rope_scaling(f)?,
+                dims: head_size.unwrap_or(n_embd / n_head),
+            }),
             n_embd,
             n_layer: f.size("num_hidden_layers", MAX_LAYERS)?,
             n_head,
             n_positions,
-            n_ctx: 0, // Config::from_json / Config::preset set the context in use
             n_inner: f.size("intermediate_size", MAX_INNER)?,
             vocab_size: f.size("vocab_size", MAX_VOCAB)?,
             layer_norm_epsilon: f.number("rms_norm_eps")?.unwrap_or(1e-6) as f32,
@@ -175,6 +165,7 @@ impl Arch for Llama {
             tie_word_embeddings: f.boolean("tie_word_embeddings")?.unwrap_or(false),
             eos_token_ids: f.eos_token_ids()?,
             scale_attn_weights: true,
+            ..Config::blank()
         })
     }
 
@@ -182,8 +173,8 @@ impl Arch for Llama {
         // (hidden, layers, heads, kv heads, ffn, vocab, theta, scaling, tied)
         let (n_embd, n_layer, n_head, n_kv_head, n_inner, vocab_size, theta, scaling) = match name {
             "smollm2-135m" => (576, 30, 9, 3, 1536, 49152, 100_000.0, RopeScaling::None),
-            // Llama 3.2 1B; the context is capped at 4096 to keep the benchmark's KV cache
-            // small (the real model allows 131072 with its llama3 scaling).
+            // Llama 3.2 1B (its context of 131072; a session uses the default context unless
+            // asked for more).
             "llama-1b" => (
                 2048,
                 16,
@@ -203,18 +194,22 @@ impl Arch for Llama {
         };
         Some(Config {
             family: Family::Llama {
-                n_kv_head,
-                head_dim: 64,
-                rope_theta: theta,
-                rope_scaling: scaling,
                 qkv_bias: false,
                 o_bias: false,
             },
+            kv_heads: Some(n_kv_head),
+            head_size: Some(64),
+            norm: NormKind::RmsNorm,
+            mlp: MlpKind::Gated,
+            rope: Some(Rope {
+                theta,
+                scaling,
+                dims: 64,
+            }),
             n_embd,
             n_layer,
             n_head,
-            n_positions: if name == "llama-1b" { 4096 } else { 8192 },
-            n_ctx: 0, // Config::from_json / Config::preset set the context in use
+            n_positions: if name == "llama-1b" { 131_072 } else { 8192 },
             n_inner,
             vocab_size,
             layer_norm_epsilon: 1e-5,
@@ -222,6 +217,7 @@ impl Arch for Llama {
             tie_word_embeddings: true,
             eos_token_ids: vec![if name == "llama-1b" { 128_001 } else { 0 }],
             scale_attn_weights: true,
+            ..Config::blank()
         })
     }
 
@@ -306,7 +302,11 @@ impl Arch for Llama {
             true => None,
             false => Some(up.row_chunks("lm_head.weight", v, c)?),
         };
-        let freqs = inv_freq(h.head_dim, o.rope_theta, &o.rope_scaling);
+        let rope = cfg
+            .rope
+            .as_ref()
+            .expect("a Llama-family config has rotary positions");
+        let freqs = inv_freq(rope.dims, rope.theta, &rope.scaling);
         let table = rope_table(cfg.n_ctx, &freqs);
         let rope = up.upload("rotary table", table.as_flattened())?;
         Ok(Weights {

@@ -14,23 +14,37 @@ use super::tensors::TensorList;
 use super::upload::Uploader;
 use super::weights::{Layer, Weights};
 use crate::config::{
-    Activation, Config, Family, Fields, MAX_EMBD, MAX_INNER, MAX_LAYERS, MAX_POSITIONS, MAX_VOCAB,
+    Activation, Config, Family, Fields, Rope, RopeScaling, MAX_EMBD, MAX_INNER, MAX_LAYERS,
+    MAX_POSITIONS, MAX_VOCAB,
 };
 use crate::error::Result;
 use crate::kernels::rope_table;
 
 pub(crate) struct NeoX;
 
-/// (rotary_dims, rotary_base, parallel_residual) of a NeoX config.
+/// (rotary_dims, rotary_base, parallel_residual) of a NeoX config (0 dimensions: no rotary
+/// positions).
 fn options(cfg: &Config) -> (usize, f64, bool) {
-    match cfg.family {
+    let (dims, base) = cfg
+        .rope
+        .as_ref()
+        .map_or((0, 10_000.0), |r| (r.dims, r.theta));
+    let parallel = matches!(
+        cfg.family,
         Family::NeoX {
-            rotary_dims,
-            rotary_base,
-            parallel_residual,
-        } => (rotary_dims, rotary_base, parallel_residual),
-        _ => (0, 10_000.0, false),
-    }
+            parallel_residual: true
+        }
+    );
+    (dims, base, parallel)
+}
+
+/// NeoX's rotary positions: `dims` of each head, no scaling (none without dimensions).
+fn rotary(dims: usize, theta: f64) -> Option<Rope> {
+    (dims > 0).then_some(Rope {
+        theta,
+        scaling: RopeScaling::None,
+        dims,
+    })
 }
 
 /// The rotary frequencies of `dims` rotated dimensions: base^(−2j/dims), j < dims/2.
@@ -76,16 +90,17 @@ impl Arch for NeoX {
         let head_dim = n_embd / n_head;
         Ok(Config {
             family: Family::NeoX {
-                // HF: int(head_dim · rotary_pct).
-                rotary_dims: (head_dim as f64 * pct.clamp(0.0, 1.0)) as usize,
-                rotary_base: number(&["rotary_emb_base", "rope_theta"])?.unwrap_or(10_000.0),
                 parallel_residual: f.boolean("use_parallel_residual")?.unwrap_or(true),
             },
+            rope: rotary(
+                // HF: int(head_dim · rotary_pct).
+                (head_dim as f64 * pct.clamp(0.0, 1.0)) as usize,
+                number(&["rotary_emb_base", "rope_theta"])?.unwrap_or(10_000.0),
+            ),
             n_embd,
             n_layer: f.size("num_hidden_layers", MAX_LAYERS)?,
             n_head,
             n_positions: f.size("max_position_embeddings", MAX_POSITIONS)?,
-            n_ctx: 0, // Config::from_json / Config::preset set the context in use
             n_inner: f.size("intermediate_size", MAX_INNER)?,
             vocab_size: f.size("vocab_size", MAX_VOCAB)?,
             layer_norm_epsilon: f.number("layer_norm_eps")?.unwrap_or(1e-5) as f32,
@@ -93,21 +108,20 @@ impl Arch for NeoX {
             tie_word_embeddings: f.boolean("tie_word_embeddings")?.unwrap_or(false),
             eos_token_ids: f.eos_token_ids()?,
             scale_attn_weights: true,
+            ..Config::blank()
         })
     }
 
     fn preset(&self, name: &str) -> Option<Config> {
         (name == "pythia-160m").then_some(Config {
             family: Family::NeoX {
-                rotary_dims: 16,
-                rotary_base: 10_000.0,
                 parallel_residual: true,
             },
+            rope: rotary(16, 10_000.0),
             n_embd: 768,
             n_layer: 12,
             n_head: 12,
             n_positions: 2048,
-            n_ctx: 0, // Config::from_json / Config::preset set the context in use
             n_inner: 3072,
             vocab_size: 50304,
             layer_norm_epsilon: 1e-5,
@@ -115,6 +129,7 @@ impl Arch for NeoX {
             tie_word_embeddings: false,
             eos_token_ids: vec![0],
             scale_attn_weights: true,
+            ..Config::blank()
         })
     }
 

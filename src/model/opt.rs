@@ -21,15 +21,14 @@ pub(crate) struct Opt;
 /// HF's `OPTLearnedPositionalEmbedding` offset: position p reads row p + 2.
 const POSITION_OFFSET: usize = 2;
 
-/// (pre_norm, final_norm, proj_dim) of an OPT config.
+/// (pre_norm, final_norm, embedding width) of an OPT config.
 fn options(cfg: &Config) -> (bool, bool, usize) {
     match cfg.family {
         Family::Opt {
             pre_norm,
             final_norm,
-            proj_dim,
-        } => (pre_norm, final_norm, proj_dim),
-        _ => (true, true, cfg.n_embd),
+        } => (pre_norm, final_norm, cfg.embedding_dim()),
+        _ => (true, true, cfg.embedding_dim()),
     }
 }
 
@@ -49,13 +48,13 @@ impl Arch for Opt {
             family: Family::Opt {
                 pre_norm,
                 final_norm: pre_norm && !removed,
-                proj_dim: f.size_or("word_embed_proj_dim", MAX_EMBD, n_embd)?,
             },
+            embedding_width: Some(f.size_or("word_embed_proj_dim", MAX_EMBD, n_embd)?)
+                .filter(|&e| e != n_embd),
             n_embd,
             n_layer: f.size("num_hidden_layers", MAX_LAYERS)?,
             n_head: f.size("num_attention_heads", MAX_EMBD)?,
             n_positions: f.size("max_position_embeddings", MAX_POSITIONS)?,
-            n_ctx: 0, // Config::from_json / Config::preset set the context in use
             n_inner: f.size("ffn_dim", MAX_INNER)?,
             vocab_size: f.size("vocab_size", MAX_VOCAB)?,
             // OPT's LayerNorms use PyTorch's default epsilon; the config has no key for it.
@@ -64,6 +63,7 @@ impl Arch for Opt {
             tie_word_embeddings: f.boolean("tie_word_embeddings")?.unwrap_or(true),
             eos_token_ids: f.eos_token_ids()?,
             scale_attn_weights: true,
+            ..Config::blank()
         })
     }
 
@@ -77,13 +77,12 @@ impl Arch for Opt {
             family: Family::Opt {
                 pre_norm,
                 final_norm: pre_norm,
-                proj_dim,
             },
+            embedding_width: Some(proj_dim).filter(|&e| e != n_embd),
             n_embd,
             n_layer,
             n_head,
             n_positions: 2048,
-            n_ctx: 0, // Config::from_json / Config::preset set the context in use
             n_inner: 4 * n_embd,
             vocab_size: 50272,
             layer_norm_epsilon: 1e-5,
@@ -91,6 +90,7 @@ impl Arch for Opt {
             tie_word_embeddings: true,
             eos_token_ids: vec![2],
             scale_attn_weights: true,
+            ..Config::blank()
         })
     }
 

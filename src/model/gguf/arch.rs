@@ -17,7 +17,7 @@
 
 use serde_json::{json, Map, Value as Json};
 
-use crate::config::{Config, Family, RopeScaling};
+use crate::config::{Config, RopeScaling};
 use crate::error::{Error, Result};
 use crate::format::gguf::reader::{Gguf, Value};
 
@@ -427,8 +427,9 @@ pub(crate) fn config_json(
     Ok(c)
 }
 
-/// What the config reader cannot take from `config.json` keys: NeoX's exact rotary
-/// dimensions and the Llama family's per-frequency rope factors (`rope_freqs`).
+/// What the config reader cannot take from `config.json` keys: the exact rotary dimensions
+/// (`rope.dimension_count`; NeoX rotates part of each head) and per-frequency rope factors
+/// (`rope_freqs`, how the converter writes Llama 3's scaling).
 pub(crate) fn finish_config(
     g: &Gguf,
     arch: &str,
@@ -436,26 +437,19 @@ pub(crate) fn finish_config(
     rope_freqs: Option<Vec<f32>>,
 ) -> Result<()> {
     let m = Meta { g, arch };
-    match &mut cfg.family {
-        Family::NeoX { rotary_dims, .. } => {
-            let hd = cfg.n_embd / cfg.n_head.max(1);
-            *rotary_dims = match m.uint("rope.dimension_count")? {
-                Some(d) => usize::try_from(d).unwrap_or(usize::MAX),
-                // HF's default rotary_pct of 0.25.
-                None => hd / 4,
-            };
+    let Some(rope) = cfg.rope.as_mut() else {
+        return Ok(());
+    };
+    if let Some(d) = m.uint("rope.dimension_count")? {
+        rope.dims = usize::try_from(d).unwrap_or(usize::MAX);
+    }
+    if let Some(f) = rope_freqs {
+        if rope.scaling != RopeScaling::None {
+            return Err(Error::Unsupported(format!(
+                "both `{arch}.rope.scaling.type` and a rope_freqs tensor"
+            )));
         }
-        Family::Llama { rope_scaling, .. } => {
-            if let Some(f) = rope_freqs {
-                if *rope_scaling != RopeScaling::None {
-                    return Err(Error::Unsupported(format!(
-                        "both `{arch}.rope.scaling.type` and a rope_freqs tensor"
-                    )));
-                }
-                *rope_scaling = RopeScaling::Factors(f.into_iter().map(f64::from).collect());
-            }
-        }
-        _ => {}
+        rope.scaling = RopeScaling::Factors(f.into_iter().map(f64::from).collect());
     }
     Ok(())
 }
