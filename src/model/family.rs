@@ -5,9 +5,10 @@
 
 use std::path::Path;
 
-use serde_json::Value;
+use serde_json::{Map, Value, Value as Json};
 
 use super::forward::{Activations, Forward};
+use super::gguf::{Mapped, Meta};
 use super::tensors::TensorList;
 use super::upload::Uploader;
 use super::weights::Weights;
@@ -36,6 +37,51 @@ pub(crate) trait Arch: Sync {
     /// families; a LayerNorm before a linear layer to the matrix-vector kernel where
     /// `Kernels::fuses_decode_norm`, and the final one where `Kernels::fuses_head_norm`).
     fn forward(&self, f: &mut Forward<'_>, cfg: &Config, a: &Activations, w: &Weights);
+    /// The GGUF `general.architecture` values this family reads (none: no GGUF files).
+    fn gguf_architectures(&self) -> &'static [&'static str] {
+        &[]
+    }
+    /// Writes the `config.json` keys a GGUF file's `{arch}.*` metadata stands for (the
+    /// vocabulary size, tying and eos ids are added by the caller).
+    fn gguf_config(&self, m: &Meta<'_>, c: &mut Map<String, Json>) -> Result<()> {
+        let _ = c;
+        Err(Error::Unsupported(format!(
+            "GGUF architecture `{}`",
+            m.arch
+        )))
+    }
+    /// The checkpoint tensor (and how it is stored) of GGUF tensor `part.suffix` of layer
+    /// `layer` (`blk.N.part`) or of the model (`token_embd`, `output_norm`, `output`, …).
+    fn gguf_tensor(
+        &self,
+        arch: &str,
+        cfg: &Config,
+        layer: Option<usize>,
+        part: &str,
+        suffix: &str,
+    ) -> Option<Mapped> {
+        let _ = (arch, cfg, layer, part, suffix);
+        None
+    }
+}
+
+/// The family that reads GGUF architecture `arch`.
+pub(crate) fn gguf_family(arch: &str) -> Result<&'static dyn Arch> {
+    ARCHES
+        .iter()
+        .copied()
+        .find(|a| a.gguf_architectures().contains(&arch))
+        .ok_or_else(|| {
+            let names: Vec<&str> = ARCHES
+                .iter()
+                .flat_map(|a| a.gguf_architectures())
+                .copied()
+                .collect();
+            Error::Unsupported(format!(
+                "GGUF architecture `{arch}`; supported: {}",
+                names.join(", ")
+            ))
+        })
 }
 
 impl crate::format::safetensors::TensorNames for dyn Arch {

@@ -4,8 +4,11 @@
 //! with `save_pretrained`'s `transformer.` prefix; the `attn.bias` / `attn.masked_bias`
 //! buffers are ignored.
 
+use serde_json::{json, Map, Value as Json};
+
 use super::family::Arch;
 use super::forward::{Activations, Forward, Out};
+use super::gguf::{rows_of, Mapped, Meta};
 use super::tensors::TensorList;
 use super::upload::Uploader;
 use super::weights::{Layer, Weights};
@@ -156,5 +159,71 @@ impl Arch for Gpt2 {
         }
         let h = f.final_norm(&a.ln, &a.x, w); //                  ln = LN_f(x) ⁽ᶠ⁾              (T, C)
         f.lm_head(&a.logits, h, w.head(), &w.zeros); //           logits = ln·wteᵀ              (R, V)
+    }
+
+    fn gguf_architectures(&self) -> &'static [&'static str] {
+        &["gpt2"]
+    }
+
+    fn gguf_config(&self, m: &Meta<'_>, c: &mut Map<String, Json>) -> Result<()> {
+        let ctx = m.required("context_length")?;
+        c.insert("model_type".into(), json!("gpt2"));
+        c.insert("n_embd".into(), json!(m.required("embedding_length")?));
+        c.insert("n_layer".into(), json!(m.required("block_count")?));
+        c.insert("n_head".into(), json!(m.required("attention.head_count")?));
+        // The position table's rows are the real n_positions (the converter writes `n_ctx` as
+        // the context length).
+        let positions = rows_of(m.g, "position_embd.weight").unwrap_or(ctx);
+        if positions != ctx {
+            log::info!(
+                "gpt2.context_length = {ctx} but position_embd has {positions} rows: using {positions}"
+            );
+        }
+        c.insert("n_positions".into(), json!(positions));
+        // The converter writes 4·n_embd whatever n_inner was: the tensor knows.
+        let inner = match rows_of(m.g, "blk.0.ffn_up.weight") {
+            Some(r) => r,
+            None => m.required("feed_forward_length")?,
+        };
+        c.insert("n_inner".into(), json!(inner));
+        if let Some(e) = m.float("attention.layer_norm_epsilon")? {
+            c.insert("layer_norm_epsilon".into(), json!(e));
+        }
+        c.insert("activation_function".into(), json!("gelu_new"));
+        Ok(())
+    }
+
+    /// llama.cpp stores `Conv1D` weights transposed, as (out, in) rows.
+    fn gguf_tensor(
+        &self,
+        _arch: &str,
+        _cfg: &Config,
+        layer: Option<usize>,
+        part: &str,
+        suffix: &str,
+    ) -> Option<Mapped> {
+        let Some(l) = layer else {
+            let n = match part {
+                "token_embd" => "wte",
+                "position_embd" => "wpe",
+                "output_norm" => "ln_f",
+                "output" => "lm_head",
+                _ => return None,
+            };
+            return Some(Mapped::plain(format!("{n}.{suffix}")));
+        };
+        let n = match part {
+            "attn_norm" => "ln_1",
+            "attn_qkv" => "attn.c_attn",
+            "attn_output" => "attn.c_proj",
+            "ffn_norm" => "ln_2",
+            "ffn_up" => "mlp.c_fc",
+            "ffn_down" => "mlp.c_proj",
+            _ => return None,
+        };
+        Some(Mapped {
+            transposed: suffix == "weight" && !n.starts_with("ln"),
+            ..Mapped::plain(format!("h.{l}.{n}.{suffix}"))
+        })
     }
 }

@@ -7,8 +7,12 @@
 //! A sliding window (Mistral's `sliding_window`, Qwen2's with `use_sliding_window`) smaller
 //! than the context limits the context to the window, where full attention is exact.
 
+use serde_json::{json, Map, Value as Json};
+
 use super::family::Arch;
 use super::forward::{Activations, Forward, Out};
+use super::gguf::arch::meta_error;
+use super::gguf::{rows_of, Mapped, Meta, RowOrder};
 use super::tensors::TensorList;
 use super::upload::Uploader;
 use super::weights::{Layer, Weights};
@@ -335,6 +339,135 @@ impl Arch for Llama {
         }
         let h = f.final_norm(&a.ln, &a.x, w); //                  ln = RMSNorm_f(x) ⁽ᶠ⁾         (T, C)
         f.lm_head(&a.logits, h, w.head(), &w.zeros); //           logits = ln·headᵀ             (R, V)
+    }
+
+    /// `llama` (Llama, Mistral, SmolLM2: the converter permutes the q / k rows for its rotary
+    /// layout) and `qwen2` (stored as the checkpoint has them, with q/k/v biases).
+    fn gguf_architectures(&self) -> &'static [&'static str] {
+        &["llama", "qwen2"]
+    }
+
+    fn gguf_config(&self, m: &Meta<'_>, c: &mut Map<String, Json>) -> Result<()> {
+        let arch = m.arch;
+        let permuted = arch == "llama";
+        let (n_embd, n_head) = (
+            m.required("embedding_length")?,
+            m.required("attention.head_count")?,
+        );
+        c.insert(
+            "model_type".into(),
+            json!(if permuted { "llama" } else { "qwen2" }),
+        );
+        c.insert("hidden_size".into(), json!(n_embd));
+        c.insert(
+            "num_hidden_layers".into(),
+            json!(m.required("block_count")?),
+        );
+        c.insert("num_attention_heads".into(), json!(n_head));
+        if let Some(kv) = m.uint("attention.head_count_kv")? {
+            c.insert("num_key_value_heads".into(), json!(kv));
+        }
+        let head_dim = match m.uint("attention.key_length")? {
+            Some(k) => k,
+            None => n_embd / n_head.max(1),
+        };
+        if let Some(v) = m.uint("attention.value_length")? {
+            if v != head_dim {
+                return Err(Error::Unsupported(format!(
+                    "`{arch}.attention.value_length` = {v} differs from the key length {head_dim}"
+                )));
+            }
+        }
+        if let Some(r) = m.uint("rope.dimension_count")? {
+            if r != head_dim {
+                return Err(Error::Unsupported(format!(
+                    "`{arch}.rope.dimension_count` = {r}: rotary positions on part of a {head_dim}-dimension head"
+                )));
+            }
+        }
+        c.insert("head_dim".into(), json!(head_dim));
+        let ffn = match m.uint("feed_forward_length")? {
+            Some(f) => f,
+            None => rows_of(m.g, "blk.0.ffn_gate.weight").ok_or_else(|| {
+                meta_error(format!("metadata `{arch}.feed_forward_length` is missing"))
+            })?,
+        };
+        c.insert("intermediate_size".into(), json!(ffn));
+        c.insert(
+            "max_position_embeddings".into(),
+            json!(m.required("context_length")?),
+        );
+        if let Some(e) = m.float("attention.layer_norm_rms_epsilon")? {
+            c.insert("rms_norm_eps".into(), json!(e));
+        }
+        if let Some(t) = m.float("rope.freq_base")? {
+            c.insert("rope_theta".into(), json!(t));
+        }
+        if permuted {
+            let bias = m.g.tensors.contains_key("blk.0.attn_q.bias");
+            c.insert("attention_bias".into(), json!(bias));
+        }
+        match m.string("rope.scaling.type")? {
+            None | Some("none") => {}
+            Some("linear") => {
+                let factor = m.float("rope.scaling.factor")?.ok_or_else(|| {
+                    meta_error(format!("`{arch}.rope.scaling.factor` is missing"))
+                })?;
+                c.insert(
+                    "rope_scaling".into(),
+                    json!({"rope_type": "linear", "factor": factor}),
+                );
+            }
+            Some(other) => {
+                return Err(Error::Unsupported(format!(
+                    "`{arch}.rope.scaling.type` = \"{other}\"; supported: none, linear (and llama3's rope_freqs)"
+                )))
+            }
+        }
+        Ok(())
+    }
+
+    fn gguf_tensor(
+        &self,
+        arch: &str,
+        cfg: &Config,
+        layer: Option<usize>,
+        part: &str,
+        suffix: &str,
+    ) -> Option<Mapped> {
+        let Some(l) = layer else {
+            let n = match part {
+                "token_embd" => "model.embed_tokens",
+                "output_norm" => "model.norm",
+                "output" => "lm_head",
+                _ => return None,
+            };
+            return Some(Mapped::plain(format!("{n}.{suffix}")));
+        };
+        let n = match part {
+            "attn_norm" => "input_layernorm",
+            "attn_q" => "self_attn.q_proj",
+            "attn_k" => "self_attn.k_proj",
+            "attn_v" => "self_attn.v_proj",
+            "attn_output" => "self_attn.o_proj",
+            "ffn_norm" => "post_attention_layernorm",
+            "ffn_gate" => "mlp.gate_proj",
+            "ffn_up" => "mlp.up_proj",
+            "ffn_down" => "mlp.down_proj",
+            _ => return None,
+        };
+        let permuted = arch == "llama";
+        let rows = match part {
+            "attn_q" if permuted => RowOrder::LlamaRope { heads: cfg.n_head },
+            "attn_k" if permuted => RowOrder::LlamaRope {
+                heads: cfg.n_kv_head(),
+            },
+            _ => RowOrder::AsStored,
+        };
+        Some(Mapped {
+            rows,
+            ..Mapped::plain(format!("model.layers.{l}.{n}.{suffix}"))
+        })
     }
 }
 

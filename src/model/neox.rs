@@ -8,8 +8,12 @@
 //! config). transformers 5's `rope_theta` / `partial_rotary_factor`, also inside
 //! `rope_parameters`, are read as well.
 
+use serde_json::{json, Map, Value as Json};
+
 use super::family::Arch;
 use super::forward::{Activations, Forward, Out};
+use super::gguf::arch::meta_error;
+use super::gguf::{Mapped, Meta, RowOrder};
 use super::tensors::TensorList;
 use super::upload::Uploader;
 use super::weights::{Layer, Weights};
@@ -238,5 +242,90 @@ impl Arch for NeoX {
         }
         let h = f.final_norm(&a.ln, &a.x, w); //                  ln = LN_f(x) ⁽ᶠ⁾              (T, C)
         f.lm_head(&a.logits, h, w.head(), &w.zeros); //           logits = ln·embed_outᵀ        (R, V)
+    }
+
+    fn gguf_architectures(&self) -> &'static [&'static str] {
+        &["gptneox"]
+    }
+
+    fn gguf_config(&self, m: &Meta<'_>, c: &mut Map<String, Json>) -> Result<()> {
+        c.insert("model_type".into(), json!("gpt_neox"));
+        c.insert("hidden_size".into(), json!(m.required("embedding_length")?));
+        c.insert(
+            "num_hidden_layers".into(),
+            json!(m.required("block_count")?),
+        );
+        c.insert(
+            "num_attention_heads".into(),
+            json!(m.required("attention.head_count")?),
+        );
+        c.insert(
+            "max_position_embeddings".into(),
+            json!(m.required("context_length")?),
+        );
+        c.insert(
+            "intermediate_size".into(),
+            json!(m.required("feed_forward_length")?),
+        );
+        if let Some(e) = m.float("attention.layer_norm_epsilon")? {
+            c.insert("layer_norm_eps".into(), json!(e));
+        }
+        // `rope.dimension_count` sets the exact dimensions after parsing (the config reader's
+        // rule would round rotary_pct · head_dim); without it, HF's default of a quarter.
+        let pct = if m.uint("rope.dimension_count")?.is_some() {
+            1.0
+        } else {
+            0.25
+        };
+        c.insert("rotary_pct".into(), json!(pct));
+        if let Some(t) = m.float("rope.freq_base")? {
+            c.insert("rotary_emb_base".into(), json!(t));
+        }
+        let parallel = match m.raw("use_parallel_residual") {
+            None => true,
+            Some((full, v)) => v
+                .as_bool()
+                .ok_or_else(|| meta_error(format!("`{full}` = {v:?} is not a boolean")))?,
+        };
+        c.insert("use_parallel_residual".into(), json!(parallel));
+        c.insert("hidden_act".into(), json!("gelu"));
+        Ok(())
+    }
+
+    /// The converter regroups `query_key_value`'s rows from per head (q, k, v) to q | k | v.
+    fn gguf_tensor(
+        &self,
+        _arch: &str,
+        cfg: &Config,
+        layer: Option<usize>,
+        part: &str,
+        suffix: &str,
+    ) -> Option<Mapped> {
+        let Some(l) = layer else {
+            let n = match part {
+                "token_embd" => "gpt_neox.embed_in",
+                "output_norm" => "gpt_neox.final_layer_norm",
+                "output" => "embed_out",
+                _ => return None,
+            };
+            return Some(Mapped::plain(format!("{n}.{suffix}")));
+        };
+        let n = match part {
+            "attn_norm" => "input_layernorm",
+            "attn_qkv" => "attention.query_key_value",
+            "attn_output" => "attention.dense",
+            "ffn_norm" => "post_attention_layernorm",
+            "ffn_up" => "mlp.dense_h_to_4h",
+            "ffn_down" => "mlp.dense_4h_to_h",
+            _ => return None,
+        };
+        let rows = match part {
+            "attn_qkv" => RowOrder::NeoxQkv { heads: cfg.n_head },
+            _ => RowOrder::AsStored,
+        };
+        Some(Mapped {
+            rows,
+            ..Mapped::plain(format!("gpt_neox.layers.{l}.{n}.{suffix}"))
+        })
     }
 }

@@ -10,12 +10,13 @@
 //! A `tokenizer.json` (and a chat template file) beside the `.gguf` file take precedence over
 //! the metadata's.
 
-mod arch;
+pub(crate) mod arch;
 
 use std::borrow::Cow;
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
+use super::family::gguf_family;
 use crate::chat::ChatTemplate;
 use crate::config::Config;
 use crate::error::{Error, Result};
@@ -25,7 +26,7 @@ use crate::format::{DType, Tensor};
 use crate::model::family::tensor_list;
 use crate::model::tensors::Stored;
 use crate::tokenizer::Tokenizer;
-use arch::{Kind, Mapped, RowOrder};
+pub(crate) use arch::{rows_of, Mapped, Meta, RowOrder};
 
 /// canonical name → (name in the file, how it maps).
 type Index = HashMap<String, (String, Mapped)>;
@@ -64,14 +65,9 @@ fn parse(path: &Path, bytes: &[u8]) -> Result<Parsed> {
             })
         }
     };
-    let kind = Kind::of(arch).ok_or_else(|| {
-        Error::Unsupported(format!(
-            "GGUF architecture `{arch}`; supported: {}",
-            arch::SUPPORTED
-        ))
-    })?;
+    let family = gguf_family(arch)?;
     let eos = vocab::stop_ids(&gguf);
-    let json = arch::config_json(&gguf, kind, arch, &eos).map_err(at_path(path))?;
+    let json = arch::config_json(family, &gguf, arch, &eos).map_err(at_path(path))?;
     let config_json = serde_json::to_string_pretty(&json).unwrap_or_default();
     let mut config = Config::from_json(&config_json).map_err(at_path(path))?;
     let rope_freqs = match gguf.tensors.get("rope_freqs.weight") {
@@ -91,7 +87,7 @@ fn parse(path: &Path, bytes: &[u8]) -> Result<Parsed> {
     config.validate().map_err(at_path(path))?;
     let mut index = Index::new();
     for name in &gguf.order {
-        let Some(m) = arch::map_name(kind, &config, name) else {
+        let Some(m) = arch::map_name(family, arch, &config, name) else {
             if name != "rope_freqs.weight" {
                 log::warn!("ignoring GGUF tensor `{name}`");
             }
