@@ -113,6 +113,8 @@ impl Arch for Gpt1 {
                 mlp_up: up.conv1d(&p("mlp.c_fc"), c, f)?,
                 mlp_down: up.conv1d(&p("mlp.c_proj"), f, c)?,
                 mlp_norm: up.norm(&p("ln_2"), c)?,
+                norms: Vec::new(),
+                linears: Vec::new(),
             });
         }
         Ok(Weights {

@@ -130,6 +130,8 @@ impl Arch for Gpt2 {
                 mlp_norm: up.norm(&p("ln_2"), c)?,
                 mlp_up: up.conv1d(&p("mlp.c_fc"), c, f)?,
                 mlp_down: up.conv1d(&p("mlp.c_proj"), f, c)?,
+                norms: Vec::new(),
+                linears: Vec::new(),
             });
         }
         let final_norm = up.norm("ln_f", c)?;

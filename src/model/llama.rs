@@ -299,6 +299,8 @@ impl Arch for Llama {
                 mlp_norm: up.rms_norm(&p("post_attention_layernorm"), c)?,
                 mlp_up: up.linears_stacked(&[(&gate, f), (&upp, f)], c, false)?,
                 mlp_down: up.linear_no_bias(&p("mlp.down_proj"), f, c)?,
+                norms: Vec::new(),
+                linears: Vec::new(),
             });
         }
         let final_norm = up.rms_norm("model.norm", c)?;

@@ -194,6 +194,8 @@ impl Arch for NeoX {
                 mlp_norm: up.norm(&p("post_attention_layernorm"), c)?,
                 mlp_up: up.linear(&p("mlp.dense_h_to_4h"), c, f)?,
                 mlp_down: up.linear(&p("mlp.dense_4h_to_h"), f, c)?,
+                norms: Vec::new(),
+                linears: Vec::new(),
             });
         }
         let final_norm = up.norm("gpt_neox.final_layer_norm", c)?;

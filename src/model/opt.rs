@@ -178,6 +178,8 @@ impl Arch for Opt {
                 mlp_up: up.linear(&p("fc1"), c, f)?,
                 mlp_down: up.linear(&p("fc2"), f, c)?,
                 mlp_norm: up.norm(&p("final_layer_norm"), c)?,
+                norms: Vec::new(),
+                linears: Vec::new(),
             });
         }
         let final_norm = match final_norm {

@@ -25,19 +25,29 @@ pub(crate) struct RowChunks {
     pub chunks: Vec<(WeightMatrix, usize, usize)>,
 }
 
-/// One decoder layer: attention and feed-forward, each with its LayerNorm. Every family has
-/// these six; the order they run in is the family's forward pass.
+/// One decoder layer: attention and feed-forward, each with its norm. Every family has these
+/// six; the order they run in is the family's forward pass. What only some families have
+/// (Gemma's post-attention and post-feed-forward norms, Qwen3's and Gemma's q / k norms, …)
+/// goes in `norms` and `linears` under names the family chooses, so adding one touches no
+/// other family.
 pub(crate) struct Layer {
     pub attn_norm: Norm,
-    /// (C, 3C): queries, keys, values, each head-major.
+    /// (C, Q + 2K): queries, keys, values, each head-major.
     pub qkv: Linear,
-    /// (C, C)
+    /// (Q, C)
     pub attn_out: Linear,
     pub mlp_norm: Norm,
-    /// (C, F)
+    /// (C, F), or (C, 2F) gate | up for a gated feed-forward.
     pub mlp_up: Linear,
     /// (F, C)
     pub mlp_down: Linear,
+    /// The family's further norms, by name (none of today's five families has any; the
+    /// families of issue K read theirs in their forward pass).
+    #[allow(dead_code)]
+    pub norms: Vec<(&'static str, Norm)>,
+    /// The family's further linear layers, by name.
+    #[allow(dead_code)]
+    pub linears: Vec<(&'static str, Linear)>,
 }
 
 pub(crate) struct Weights {
