@@ -36,45 +36,56 @@
 
 #![warn(missing_docs)]
 
-pub mod chat;
-pub mod config;
+// The layers, from the leaves up (each folder's module docs say what it may import):
+// error, util → format → gpu → kernels → config → tokenizer, chat (template) → model →
+// session, generation, sampler, perplexity, engine → conversation.
+mod chat;
+mod config;
 mod conversation;
-pub mod engine;
-pub mod error;
+mod engine;
+mod error;
 mod format;
-pub mod generation;
-pub mod gpu;
+mod generation;
+mod gpu;
 mod kernels;
-pub mod model;
-pub mod perplexity;
+mod model;
+mod perplexity;
 #[cfg(test)]
 mod reference;
-pub mod sampler;
-pub mod session;
+mod sampler;
+mod session;
 #[cfg(test)]
 mod shader_translation;
-pub mod tokenizer;
+mod tokenizer;
 mod util;
 
 pub use wgpu;
 
-pub use chat::{ChatTemplate, Message};
-pub use config::{Activation, Config, DEFAULT_CONTEXT};
-pub use config::{MlpKind, NormKind, Rope, RopeScaling};
-pub use conversation::Conversation;
-pub use engine::{Engine, SequenceId, SequenceParams};
+// Errors.
 pub use error::{BoxError, Error, Result};
-pub use format::DType;
-pub use generation::{GeneratedToken, Generation, StopReason};
+
+// The device.
 pub use gpu::{AdapterSummary, Gpu, GpuOptions, Progress};
+
+// Models: files, configs, loading options, what is on the GPU.
+pub use config::{Activation, Config, MlpKind, NormKind, Rope, RopeScaling};
+pub use config::{DEFAULT_CONTEXT, PRESETS};
+pub use format::DType;
 pub use kernels::{KernelFamily, KvDtype, WeightDtype};
-pub use model::inspect_gguf;
-pub use model::inspect_safetensors;
-pub use model::{LoadOptions, Model, ModelFiles, ModelInfo};
+pub use model::{inspect_gguf, inspect_safetensors};
+pub use model::{LoadOptions, Model, ModelFiles, ModelInfo, DEFAULT_MAX_MEMORY_BYTES};
+
+// Text: tokenizers and chat templates.
+pub use chat::{ChatTemplate, Message};
+pub use tokenizer::{StreamDecoder, Tokenizer};
+
+// Running a model: sessions, generation, sampling, scoring, chat, batches of sequences.
+pub use conversation::Conversation;
+pub use engine::{Engine, SequenceId, SequenceOutput, SequenceParams};
+pub use generation::{GeneratedToken, Generation, StopReason};
 pub use perplexity::{perplexity, perplexity_with_progress, Perplexity};
-pub use sampler::{Sampler, SamplerConfig};
+pub use sampler::{argmax, Sampler, SamplerConfig};
 pub use session::{HostTimes, Session};
-pub use tokenizer::Tokenizer;
 
 /// The library example of `docs/library.md`, compiled and run as a doc-test (on the built-in
 /// model).

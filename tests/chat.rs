@@ -67,7 +67,8 @@ fn template_errors_are_clear() {
 
 mod conversation {
     use super::common::{copy_fixture, fixture, TempDir};
-    use wgpt::{gpu::test_gpu, ChatTemplate, Conversation, LoadOptions, Message, Model};
+    use crate::common::test_gpu;
+    use wgpt::{ChatTemplate, Conversation, LoadOptions, Message, Model};
     use wgpt::{SamplerConfig, StopReason};
 
     fn greedy(g: wgpt::Generation<'_, '_>) -> Vec<u32> {

@@ -18,7 +18,7 @@ fn wgpt(args: &[&str]) -> Output {
 }
 
 fn has_gpu() -> bool {
-    wgpt::gpu::test_gpu().is_some()
+    common::test_gpu().is_some()
 }
 
 /// `--cpu` when the tests run on a software adapter (as `test_gpu` picks), so the binary
@@ -89,7 +89,7 @@ fn generate_json() {
     assert!(v["prefill_tokens_per_s"].as_f64().unwrap() > 0.0);
     assert!(v["decode_tokens_per_s"].as_f64().is_some());
     assert!(!v["adapter"].as_str().unwrap().is_empty());
-    let test_backend = wgpt::gpu::test_gpu().unwrap().adapter().backend.clone();
+    let test_backend = common::test_gpu().unwrap().adapter().backend.clone();
     assert_eq!(v["backend"].as_str(), Some(test_backend.as_str()), "{v}");
     // Greedy is deterministic: the same ids again.
     let again = json(&wgpt(&[
@@ -134,7 +134,7 @@ fn generate_streams_text_and_seed_reproduces() {
     let err = String::from_utf8_lossy(&a.stderr);
     assert!(err.contains("tok/s"), "stats go to stderr: {err}");
     // The stats line names the adapter and its backend (Vulkan and GL look alike otherwise).
-    let gpu = wgpt::gpu::test_gpu().unwrap();
+    let gpu = common::test_gpu().unwrap();
     let on = format!(" on {} ({})]", gpu.adapter().name, gpu.adapter().backend);
     assert!(err.trim_end().ends_with(&on), "{err}");
     let b = wgpt(&args);
@@ -429,7 +429,7 @@ fn backend_reps_and_model_path_errors() {
 
 #[test]
 fn exit_code_3_for_a_missing_adapter() {
-    let Some(gpu) = wgpt::gpu::test_gpu() else {
+    let Some(gpu) = common::test_gpu() else {
         return;
     };
     let out = wgpt(&["info", "--adapter", "no-such-adapter-xyz"]);
@@ -509,7 +509,7 @@ fn json_str(s: &str) -> serde_json::Value {
 #[test]
 #[cfg(feature = "default-model")]
 fn cli_defaults_are_the_librarys() {
-    let Some(gpu) = wgpt::gpu::test_gpu() else {
+    let Some(gpu) = common::test_gpu() else {
         return;
     };
     let model = wgpt::Model::load_default(&gpu, &wgpt::LoadOptions::default()).unwrap();

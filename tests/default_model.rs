@@ -4,7 +4,8 @@
 
 mod common;
 
-use wgpt::{gpu::test_gpu, LoadOptions, Model, SamplerConfig, StopReason};
+use common::test_gpu;
+use wgpt::{LoadOptions, Model, SamplerConfig, StopReason};
 
 #[test]
 fn default_model_perplexity_matches_hf() {

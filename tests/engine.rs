@@ -6,8 +6,9 @@
 
 use std::collections::HashMap;
 
-use wgpt::engine::Output;
-use wgpt::{gpu::test_gpu, Engine, Gpu, KernelFamily, LoadOptions, Model};
+use common::test_gpu;
+use wgpt::SequenceOutput;
+use wgpt::{Engine, Gpu, KernelFamily, LoadOptions, Model};
 use wgpt::{SamplerConfig, SequenceId, SequenceParams, StopReason};
 
 mod common;
@@ -39,7 +40,7 @@ fn run(
             break;
         }
         widest = widest.max(engine.active());
-        for Output {
+        for SequenceOutput {
             id, token, finish, ..
         } in engine.step().unwrap()
         {

@@ -1,6 +1,7 @@
 //! Stop reasons and the library's generation API on small synthetic models.
 
-use wgpt::{gpu::test_gpu, KernelFamily, LoadOptions, Model, SamplerConfig, StopReason};
+use common::test_gpu;
+use wgpt::{KernelFamily, LoadOptions, Model, SamplerConfig, StopReason};
 
 mod common;
 
@@ -80,10 +81,10 @@ fn greedy_steps_agree_on(model: &Model) {
     let n_ctx = 16;
     b.take_host_times();
     for i in 0..n_ctx - 2 {
-        let want = wgpt::sampler::argmax(&a.forward(&input).unwrap());
+        let want = wgpt::argmax(&a.forward(&input).unwrap());
         let got = match i {
             0 | 6 => b.forward_argmax(&input).unwrap(),
-            3 | 9 => wgpt::sampler::argmax(&b.forward(&input).unwrap()),
+            3 | 9 => wgpt::argmax(&b.forward(&input).unwrap()),
             _ => b.decode_argmax(input[0], true).unwrap(), // queues the next step
         };
         let what = format!("step {i}, {}", model.info().kernels);
@@ -105,7 +106,7 @@ fn greedy_steps_agree_on(model: &Model) {
     assert!(b.decode_argmax(1, true).is_err());
     b.reset();
     a.reset();
-    let want = wgpt::sampler::argmax(&a.forward(&[5]).unwrap());
+    let want = wgpt::argmax(&a.forward(&[5]).unwrap());
     assert_eq!(b.decode_argmax(5, true).unwrap(), want);
 }
 

@@ -9,11 +9,10 @@ mod gguf_writer;
 
 use std::path::{Path, PathBuf};
 
+use common::test_gpu;
 use common::{fixture, reference, rel_error, tempdir, TempDir};
 use gguf_writer::{convert_fixture, strs, tokenizer_kv, Val, Writer};
-use wgpt::{
-    gpu::test_gpu, Gpu, KernelFamily, KvDtype, LoadOptions, Model, ModelFiles, SamplerConfig,
-};
+use wgpt::{Gpu, KernelFamily, KvDtype, LoadOptions, Model, ModelFiles, SamplerConfig};
 
 const LOGIT_TOL: f64 = 1e-3;
 

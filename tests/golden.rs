@@ -7,10 +7,9 @@
 
 mod common;
 
+use common::test_gpu;
 use common::{fixture, reference, rel_error};
-use wgpt::{
-    gpu::test_gpu, Gpu, KernelFamily, KvDtype, LoadOptions, Model, SamplerConfig, WeightDtype,
-};
+use wgpt::{Gpu, KernelFamily, KvDtype, LoadOptions, Model, SamplerConfig, WeightDtype};
 
 /// One fixture per family and variant: GPT-2 (both naming styles, f32 / f16 / bf16, tied and
 /// untied, sharded), GPT-1 (post-LN), OPT pre-LN (the Hub's `decoder.*` names) and post-LN

@@ -3,7 +3,10 @@
 //! (`LoadOptions::max_chunk_bytes`). Decoding over the KV cache must give the logits of a full
 //! recompute.
 
-use wgpt::{gpu::test_gpu, Config, LoadOptions, Model, WeightDtype};
+mod common;
+
+use common::test_gpu;
+use wgpt::{Config, LoadOptions, Model, WeightDtype};
 
 #[test]
 fn decode_with_cache_equals_full_recompute() {

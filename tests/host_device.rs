@@ -6,7 +6,7 @@ mod common;
 
 use std::sync::{Arc, Mutex};
 
-use wgpt::gpu::{test_gpu, test_gpu_options};
+use common::{test_gpu, test_gpu_options};
 use wgpt::wgpu; // the exact wgpu wgpt was built with
 use wgpt::{Gpu, LoadOptions, Model, SamplerConfig};
 

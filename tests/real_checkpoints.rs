@@ -10,10 +10,9 @@ mod common;
 
 use std::path::PathBuf;
 
+use common::test_gpu;
 use common::{fixture, reference};
-use wgpt::{
-    gpu::test_gpu, Config, KvDtype, LoadOptions, Model, SamplerConfig, Tokenizer, WeightDtype,
-};
+use wgpt::{Config, KvDtype, LoadOptions, Model, SamplerConfig, Tokenizer, WeightDtype};
 
 /// (HF directory, GGUF file) of each fixture.
 fn checkpoints() -> [(&'static str, PathBuf, PathBuf); 2] {

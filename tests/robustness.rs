@@ -8,11 +8,12 @@ mod gguf_writer;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
+use common::test_gpu;
 use common::{copy_fixture, fixture, TempDir};
 use serde_json::{json, Value};
 use wgpt::{
-    gpu::test_gpu, inspect_safetensors, Config, Error, KernelFamily, LoadOptions, Model,
-    SamplerConfig, StopReason, WeightDtype,
+    inspect_safetensors, Config, Error, KernelFamily, LoadOptions, Model, SamplerConfig,
+    StopReason, WeightDtype,
 };
 
 /// A small seedable PRNG (SplitMix64) for the mutation tests.

@@ -18,7 +18,7 @@ fn wgpt(args: &[&str]) -> Output {
 }
 
 fn has_gpu() -> bool {
-    wgpt::gpu::test_gpu().is_some()
+    common::test_gpu().is_some()
 }
 
 /// Asserts exit code 2 and a single `error:` line on stderr that contains `want`.

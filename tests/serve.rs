@@ -34,7 +34,7 @@ struct Server {
 impl Server {
     /// Starts the server on a free port (`--port 0`) and waits for its "listening" line.
     fn start(args: &[&str]) -> Option<Server> {
-        wgpt::gpu::test_gpu()?;
+        common::test_gpu()?;
         let mut child = Command::new(env!("CARGO_BIN_EXE_wgpt"))
             .args(["serve", "--port", "0"])
             .args(cpu_flag())

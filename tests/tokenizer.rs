@@ -24,7 +24,7 @@ fn streaming_decode_holds_back_partial_characters() {
     let tok = Tokenizer::from_file(&common::fixture("gpt2-tokenizer/tokenizer.json")).unwrap();
     let text = "日本語 🤖 ok";
     let ids = tok.encode(text).unwrap();
-    let mut d = wgpt::tokenizer::StreamDecoder::new();
+    let mut d = wgpt::StreamDecoder::new();
     let mut out = String::new();
     for &i in &ids {
         let piece = d.push(&tok, i).unwrap();
@@ -42,7 +42,7 @@ fn sentencepiece_streaming_and_byte_lengths() {
     let text = "ROMEO: But soft, naïve café 日本語 🤖 ok\n\nend";
     let ids = tok.encode(text).unwrap();
     assert!(ids.iter().any(|&i| tok.token_bytes(i) == 1));
-    let mut d = wgpt::tokenizer::StreamDecoder::new();
+    let mut d = wgpt::StreamDecoder::new();
     let mut out = String::new();
     for &i in &ids {
         let piece = d.push(&tok, i).unwrap();
@@ -57,7 +57,7 @@ fn sentencepiece_streaming_and_byte_lengths() {
     // runs) change how earlier tokens decode; the stream goes on instead of failing.
     let byte = |b: u8| tok.token_to_id(&format!("<0x{b:02X}>")).unwrap();
     let word = tok.encode("end").unwrap();
-    let mut d = wgpt::tokenizer::StreamDecoder::new();
+    let mut d = wgpt::StreamDecoder::new();
     let mut out = String::new();
     for &i in [byte(0x1C), byte(0xC3)].iter().chain(&word) {
         out.push_str(&d.push(&tok, i).unwrap());

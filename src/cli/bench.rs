@@ -15,7 +15,7 @@ pub struct BenchArgs {
     #[command(flatten)]
     device: DeviceArgs,
     /// Benchmark a model with the real shapes of a known checkpoint and seeded random weights.
-    #[arg(long, value_parser = clap::builder::PossibleValuesParser::new(wgpt::config::PRESETS), conflicts_with = "model")]
+    #[arg(long, value_parser = clap::builder::PossibleValuesParser::new(wgpt::PRESETS), conflicts_with = "model")]
     synthetic: Option<String>,
     /// Prompt lengths to time one prefill of, comma-separated.
     #[arg(
@@ -74,7 +74,7 @@ pub fn run(a: BenchArgs) -> anyhow::Result<()> {
             let cfg = Config::preset(name).ok_or_else(|| {
                 wgpt::Error::InvalidInput(format!(
                     "unknown preset `{name}`; known: {}",
-                    wgpt::config::PRESETS.join(", ")
+                    wgpt::PRESETS.join(", ")
                 ))
             })?;
             let dtype = a.model.dtype.unwrap_or(WeightDtype::F16);

@@ -22,7 +22,7 @@ use crate::kernels::{RowMap, Step, MAX_ROWS};
 use crate::model::forward::Plan;
 use crate::model::Model;
 use sequence::Seq;
-pub use sequence::{Output, SequenceId, SequenceParams};
+pub use sequence::{SequenceId, SequenceOutput, SequenceParams};
 
 /// Prompt tokens per prefill submit (fewer rows of activations and launches prepared than a
 /// session's 512; a prompt's results do not depend on how it is split).
@@ -211,7 +211,7 @@ impl<'m> Engine<'m> {
     /// then runs one decode step over the other running sequences together (one output each).
     /// Finished sequences leave their slot. A sequence whose logits are not finite ends with
     /// [`StopReason::Error`]; a GPU failure is an error for the whole step.
-    pub fn step(&mut self) -> Result<Vec<Output>> {
+    pub fn step(&mut self) -> Result<Vec<SequenceOutput>> {
         let model = self.model;
         model.gpu.scoped(|| {
             let decoding: Vec<usize> = (0..self.slots.len())
@@ -235,7 +235,7 @@ impl<'m> Engine<'m> {
         })
     }
 
-    fn finish(&mut self, slot: usize, out: &Output) {
+    fn finish(&mut self, slot: usize, out: &SequenceOutput) {
         if out.finish.is_some() {
             self.slots[slot] = None;
         }
@@ -283,7 +283,7 @@ impl<'m> Engine<'m> {
 
     /// Runs slot `s`'s prompt into its cache, in batches of the plan's size, and samples its
     /// first token from the last position's logits.
-    fn prefill(&mut self, s: usize) -> Result<Output> {
+    fn prefill(&mut self, s: usize) -> Result<SequenceOutput> {
         let seq = self.slots[s].as_mut().expect("a sequence in the slot");
         let prompt = seq.prompt.take().expect("a prompt to prefill");
         let map = RowMap {
@@ -315,7 +315,7 @@ impl<'m> Engine<'m> {
     }
 
     /// One decode step over the sequences in `slots` (each has a token to feed).
-    fn decode(&mut self, slots: &[usize]) -> Result<Vec<(usize, Output)>> {
+    fn decode(&mut self, slots: &[usize]) -> Result<Vec<(usize, SequenceOutput)>> {
         let mut ids = Vec::with_capacity(slots.len() + 1);
         let mut map = RowMap {
             per_row: 1,
@@ -360,14 +360,14 @@ impl<'m> Engine<'m> {
 }
 
 /// Samples a sequence's next token; non-finite logits end it with [`StopReason::Error`].
-fn advance(model: &Model, seq: &mut Seq, logits: &[f32], fed: usize) -> Result<Output> {
+fn advance(model: &Model, seq: &mut Seq, logits: &[f32], fed: usize) -> Result<SequenceOutput> {
     if logits.iter().any(|x| !x.is_finite()) {
         log::warn!(
             "{}: non-finite logits at position {}; ending it",
             seq.id,
             seq.pos + fed - 1
         );
-        return Ok(Output {
+        return Ok(SequenceOutput {
             id: seq.id,
             token: None,
             text: String::new(),

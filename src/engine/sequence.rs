@@ -53,7 +53,7 @@ impl SequenceParams {
 /// What one [`Engine::step`](super::Engine::step) produced for one sequence.
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
-pub struct Output {
+pub struct SequenceOutput {
     /// The sequence.
     pub id: SequenceId,
     /// The token generated (none when the step only ends the sequence, e.g. at its eos
@@ -107,12 +107,12 @@ impl Seq {
     /// Samples the next token from `logits` (after `fed` more tokens entered the cache) and
     /// applies the stop conditions, as `Generation` does: eos, the token limit, a stop
     /// string, a full context.
-    pub fn advance(&mut self, model: &Model, logits: &[f32], fed: usize) -> Result<Output> {
+    pub fn advance(&mut self, model: &Model, logits: &[f32], fed: usize) -> Result<SequenceOutput> {
         self.pos += fed;
         self.next = None;
         let id = self.sampler.sample(logits, &self.history);
         self.generated += 1;
-        let mut out = Output {
+        let mut out = SequenceOutput {
             id: self.id,
             token: None,
             text: String::new(),

@@ -1,6 +1,7 @@
 //! Which adapter to use: [`GpuOptions`], what an adapter is to wgpt ([`AdapterSummary`]), the
 //! backends asked for, and the message when there is none.
 
+#[cfg(test)]
 use super::Gpu;
 
 /// How to pick an adapter. Empty options honour `WGPU_BACKEND` and `WGPU_ADAPTER_NAME`.
@@ -17,7 +18,7 @@ use super::Gpu;
 pub struct GpuOptions {
     /// The backends to look at. `None`: `WGPU_BACKEND` when set, otherwise the primary
     /// backends (Vulkan, Metal, DX12) and GL only when they have no adapter.
-    /// ([`Gpu::adapters`] lists every backend then.)
+    /// ([`Gpu::adapters`](crate::Gpu::adapters) lists every backend then.)
     pub backends: Option<wgpu::Backends>,
     /// Pick the first adapter whose name contains this (case-insensitive); `None`:
     /// `WGPU_ADAPTER_NAME` when set.
@@ -155,18 +156,19 @@ pub(super) fn enumerate(backends: wgpu::Backends) -> Vec<wgpu::Adapter> {
 
 /// The options tests pick their adapter with: a software adapter unless `WGPT_TEST_GPU` is
 /// set (then the best one).
-#[doc(hidden)]
-pub fn test_gpu_options() -> GpuOptions {
+#[cfg(test)]
+fn test_gpu_options() -> GpuOptions {
     GpuOptions::default().with_prefer_cpu(std::env::var("WGPT_TEST_GPU").is_err())
 }
 
-/// The adapter tests run on: `None` (test skipped with a note) when there is none, except
+/// The adapter the unit tests run on (the integration tests have their own, in
+/// `tests/common`, through the public API): `None` (test skipped with a note) when there is none, except
 /// under `CI=true`, where a missing adapter fails the test. With `WGPU_BACKEND` set, an
 /// adapter of another backend fails the test (a GL run must not quietly test Vulkan).
 /// `tests/wgpu_adapter.rs` fails when there is no adapter at all, so skipped GPU tests never
 /// pass silently.
-#[doc(hidden)]
-pub fn test_gpu() -> Option<Gpu> {
+#[cfg(test)]
+pub(crate) fn test_gpu() -> Option<Gpu> {
     match Gpu::new(&test_gpu_options()) {
         Ok(g) => {
             if let Ok(want) = std::env::var("WGPU_BACKEND") {

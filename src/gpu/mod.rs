@@ -13,8 +13,10 @@ mod progress;
 use std::sync::{Arc, Mutex};
 
 use crate::error::{Error, Result};
+#[cfg(test)]
+pub(crate) use adapter::test_gpu;
 use adapter::{enumerate, no_adapter_message, requested_backends};
-pub use adapter::{test_gpu, test_gpu_options, AdapterSummary, GpuOptions};
+pub use adapter::{AdapterSummary, GpuOptions};
 use progress::uploaded;
 pub(crate) use progress::with_upload_progress;
 pub use progress::Progress;

@@ -180,7 +180,7 @@ impl Config {
     }
 
     /// The shapes of real checkpoints, for `--synthetic` models and benchmarks: `gpt2`,
-    /// `gpt2-medium`, `gpt2-large`, `gpt2-xl`, and one per other family (see [`PRESETS`]).
+    /// `gpt2-medium`, `gpt2-large`, `gpt2-xl`, and one per other family (see [`PRESETS`](crate::PRESETS)).
     pub fn preset(name: &str) -> Option<Self> {
         let mut c = preset(name)?;
         c.n_ctx = c.n_positions.min(DEFAULT_CONTEXT);

@@ -94,7 +94,7 @@ impl ModelFiles {
         &self.config
     }
 
-    /// The chat template the model will have (see [`Model::chat_template`]).
+    /// The chat template the model will have (see [`Model::chat_template`](crate::Model::chat_template)).
     pub fn chat_template(&self) -> Option<&ChatTemplate> {
         self.chat_template.as_ref()
     }

@@ -86,7 +86,7 @@ impl ModelInfo {
     }
 }
 
-/// A model on the GPU (any supported family, see [`Config::family`]).
+/// A model on the GPU (any supported family, see [`Config::model_type`]).
 ///
 /// ```no_run
 /// use wgpt::{Gpu, GpuOptions, LoadOptions, Model, SamplerConfig};
@@ -177,7 +177,7 @@ impl Model {
     }
 
     /// A model with `config`'s shapes and seeded random weights (benchmarks, tests). It has no
-    /// tokenizer: use [`Session::forward`] with token ids.
+    /// tokenizer: use [`Session::forward`](crate::Session::forward) with token ids.
     pub fn synthetic(config: Config, seed: u64, gpu: &Gpu, opts: &LoadOptions) -> Result<Self> {
         Self::build(
             gpu,

@@ -36,7 +36,7 @@ pub struct LoadOptions {
     /// loading thread).
     pub progress: Option<crate::gpu::Progress>,
     /// The context in use (positions a session's KV cache holds): `None` is
-    /// [`DEFAULT_CONTEXT`] capped by the model's context, `Some(0)` the model's whole context,
+    /// [`DEFAULT_CONTEXT`](crate::DEFAULT_CONTEXT) capped by the model's context, `Some(0)` the model's whole context,
     /// `Some(n)` n positions (at most the model's). Memory grows with it, not with the model's
     /// maximum.
     pub ctx: Option<usize>,

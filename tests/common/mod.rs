@@ -136,3 +136,40 @@ pub fn chain(e: &dyn std::error::Error) -> String {
     }
     text
 }
+
+/// The options the tests open their adapter with: a software adapter unless `WGPT_TEST_GPU`
+/// is set (then the best adapter).
+pub fn test_gpu_options() -> wgpt::GpuOptions {
+    wgpt::GpuOptions::default().with_prefer_cpu(std::env::var("WGPT_TEST_GPU").is_err())
+}
+
+/// The adapter tests run on: `None` (test skipped with a note) when there is none, except
+/// under `CI=true`, where a missing adapter fails the test. With `WGPU_BACKEND` set, an
+/// adapter of another backend fails the test (a GL run must not quietly test Vulkan).
+/// `tests/wgpu_adapter.rs` fails when there is no adapter at all, so skipped GPU tests never
+/// pass silently.
+pub fn test_gpu() -> Option<wgpt::Gpu> {
+    match wgpt::Gpu::new(&test_gpu_options()) {
+        Ok(g) => {
+            if let Ok(want) = std::env::var("WGPU_BACKEND") {
+                let got = &g.adapter().backend;
+                let wanted = wgpt::wgpu::Backends::from_comma_list(&want);
+                assert!(
+                    wgpt::wgpu::Backend::ALL
+                        .into_iter()
+                        .any(|b| wanted.contains(b.into()) && b.to_str().eq_ignore_ascii_case(got)),
+                    "WGPU_BACKEND={want} but the test adapter is {}",
+                    g.adapter()
+                );
+            }
+            Some(g)
+        }
+        Err(e) => {
+            if std::env::var("CI").is_ok_and(|v| v == "true" || v == "1") {
+                panic!("CI=true and no adapter: {e}");
+            }
+            eprintln!("skipping GPU test: {e}");
+            None
+        }
+    }
+}
