@@ -2,7 +2,7 @@
 
 /// A small, fast, seedable PRNG (SplitMix64); used for sampling and synthetic weights.
 #[derive(Debug, Clone)]
-pub struct Rng(u64);
+pub(crate) struct Rng(u64);
 
 impl Rng {
     /// A generator started from `seed`.

@@ -105,7 +105,7 @@ impl std::fmt::Display for DType {
 /// One tensor: dtype, shape and little-endian bytes (borrowed from the map when possible).
 /// A tensor in a block format is a matrix stored by rows, shape `[rows, row_len]`, each row
 /// `row_len / block_len` blocks.
-pub struct Tensor<'a> {
+pub(crate) struct Tensor<'a> {
     pub dtype: DType,
     pub shape: Vec<usize>,
     pub data: Cow<'a, [u8]>,

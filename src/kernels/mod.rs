@@ -41,7 +41,7 @@ pub(crate) use kv_store::kv_store;
 pub(crate) use layer_norm::layer_norm;
 pub(crate) use matmul::{matmul, FusedNorm, MatmulDispatch, MatmulSpec, X_WINDOW};
 pub(crate) use positions::add_positions;
-pub use recorder::Profiler;
+pub(crate) use recorder::Profiler;
 pub(crate) use recorder::Recorder;
 pub(crate) use rope::{rope, rope_table};
 pub(crate) use step::{step_uniform, RowMap, Step, MAX_ROWS};
@@ -52,7 +52,8 @@ pub use formats::{KvDtype, WeightDtype};
 #[cfg(test)]
 pub(crate) use programs::shader_sources;
 use programs::{compile, WeightedPipelines};
-pub use programs::{KernelFamily, ShaderOptions};
+pub use programs::KernelFamily;
+pub(crate) use programs::ShaderOptions;
 
 /// Every pipeline of one kernel family, taken from the [`Gpu`]'s cache: each (operation,
 /// family, weight format) is compiled once per `Gpu` and shared by every model on it.

@@ -86,7 +86,7 @@ impl std::fmt::Display for KernelFamily {
 /// Which kernel family to run, and the optional adapter features the barrier-free family uses
 /// where present (each with a portable fallback).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub struct ShaderOptions {
+pub(crate) struct ShaderOptions {
     /// The kernel family; see the module header.
     pub family: KernelFamily,
     /// The barrier-free matmuls and attention share loads through subgroup broadcasts

@@ -5,7 +5,7 @@ use crate::error::{Error, Result};
 use crate::gpu::Gpu;
 
 /// GPU timestamps for up to `capacity` dispatches of one submit.
-pub struct Profiler {
+pub(crate) struct Profiler {
     queries: wgpu::QuerySet,
     capacity: u32,
     resolve: wgpu::Buffer,
