@@ -1,4 +1,6 @@
 //! Argument parsing and dispatch to the subcommands; maps errors to exit codes.
+//!
+//! Layer: the binary; uses only the library's public API (`wgpt::…`).
 
 mod bench;
 mod bench_batch;

@@ -12,6 +12,9 @@
 //! A row's arithmetic does not depend on the other rows, so a sequence's logits, and its ids
 //! with greedy sampling, are the same alone or beside others; each sequence samples with its
 //! own seeded sampler, so sampled sequences are reproducible from their seed.
+//!
+//! Layer: runs models (beside `session`, `generation`, `sampler`); may import `model` and
+//! everything below it.
 
 mod sequence;
 

@@ -6,6 +6,8 @@
 //! ([`Gpu::from_wgpu`]) keeps the host's own uncaptured-error handler and device-lost
 //! callback. wgpu's error scopes are per thread, so the host's errors on any thread, and on
 //! this thread between wgpt's calls, reach the host's handler, never wgpt.
+//!
+//! Layer: above `error`, `util`, `format`; may import nothing else of wgpt.
 
 mod adapter;
 mod progress;

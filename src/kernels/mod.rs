@@ -15,6 +15,9 @@
 //!   tile or a query through workgroup memory and barriers, which is what hardware GPUs need to
 //!   fill their cores. Only this family takes greedy decoding's argmax on the GPU
 //!   (`Kernels::argmax_on_gpu`).
+//!
+//! Layer: above `gpu` (and `format`, `error`, `util`); knows no model family, config or
+//! session.
 
 mod argmax;
 mod attention;
@@ -51,9 +54,9 @@ use crate::gpu::Gpu;
 pub use formats::{KvDtype, WeightDtype};
 #[cfg(test)]
 pub(crate) use programs::shader_sources;
-use programs::{compile, WeightedPipelines};
 pub use programs::KernelFamily;
 pub(crate) use programs::ShaderOptions;
+use programs::{compile, WeightedPipelines};
 
 /// Every pipeline of one kernel family, taken from the [`Gpu`]'s cache: each (operation,
 /// family, weight format) is compiled once per `Gpu` and shared by every model on it.

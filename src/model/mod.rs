@@ -4,6 +4,10 @@
 //! (`gpt2.rs`, `gpt1.rs`, `opt.rs`, `neox.rs`, `llama.rs`) implements it once, and `ARCHES` lists them.
 //! Loading, fit checks, `Session`, generation, perplexity, the CLI and `bench` only call
 //! through it.
+//!
+//! Layer: owns the families, their tensors, weights, the forward graph and loading; may
+//! import `config`, `tokenizer`, `chat` (templates), `kernels`, `gpu`, `format`, `error`,
+//! `util`; never a session, the engine or the CLI.
 
 pub(crate) mod activations;
 mod family;
