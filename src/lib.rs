@@ -53,6 +53,8 @@ mod perplexity;
 #[cfg(test)]
 mod reference;
 mod sampler;
+#[cfg(feature = "server")]
+mod server;
 mod session;
 #[cfg(test)]
 mod shader_translation;
@@ -86,6 +88,10 @@ pub use generation::{GeneratedToken, Generation, StopReason};
 pub use perplexity::{perplexity, perplexity_with_progress, Perplexity};
 pub use sampler::{argmax, Sampler, SamplerConfig};
 pub use session::{HostTimes, Session};
+
+// Serving the OpenAI API (feature `server`).
+#[cfg(feature = "server")]
+pub use server::{serve, ServerOptions};
 
 /// The library example of `docs/library.md`, compiled and run as a doc-test (on the built-in
 /// model).

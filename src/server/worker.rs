@@ -8,9 +8,9 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::mpsc::Receiver;
 use std::sync::Arc;
 
+use crate::{Engine, Model, SequenceId, SequenceParams, StopReason};
 use axum::http::StatusCode;
 use tokio::sync::mpsc::UnboundedSender;
-use wgpt::{Engine, Model, SequenceId, SequenceParams, StopReason};
 
 use super::api::{ApiError, Input, Request};
 
@@ -168,7 +168,7 @@ fn admit(
     model: &Model,
     req: &Request,
 ) -> Result<(SequenceId, usize), ApiError> {
-    let bad = |e: wgpt::Error| ApiError::bad_request(e.to_string(), None);
+    let bad = |e: crate::Error| ApiError::bad_request(e.to_string(), None);
     let text = match &req.input {
         Input::Text(t) => t.clone(),
         Input::Chat(messages) => {

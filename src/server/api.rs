@@ -1,9 +1,9 @@
 //! The OpenAI request fields `wgpt serve` reads, checked into a [`Request`], and the JSON shapes
 //! of its answers: errors, completions, chat completions and their streamed chunks.
 
+use crate::{Message, SamplerConfig, StopReason};
 use axum::http::StatusCode;
 use serde_json::{json, Map, Value};
-use wgpt::{Message, SamplerConfig, StopReason};
 
 /// An error answered as OpenAI's `{"error": {message, type, param, code}}`.
 #[derive(Debug)]
@@ -230,11 +230,13 @@ pub fn parse(body: &[u8], chat: bool, model: &str) -> Result<Request, ApiError> 
             Some("n"),
         ));
     }
-    let mut sampler = SamplerConfig::default();
     // OpenAI's defaults: temperature 1, top_p 1, no top-k.
-    sampler.temperature = 1.0;
-    sampler.top_p = 1.0;
-    sampler.top_k = 0;
+    let mut sampler = SamplerConfig {
+        temperature: 1.0,
+        top_p: 1.0,
+        top_k: 0,
+        ..SamplerConfig::default()
+    };
     let temp = number(
         &f,
         "temperature",

@@ -1,8 +1,11 @@
-//! `wgpt serve`: an OpenAI-compatible HTTP server (axum on tokio). Requests are checked here
+//! The OpenAI-compatible HTTP server (axum on tokio; feature `server`), what `wgpt serve` runs
+//! and an embedder can run too ([`serve`] with [`ServerOptions`]). Requests are checked here
 //! and handed to the GPU thread (`worker.rs`) through a channel; its batched engine decodes
 //! every running request together. Endpoints: `POST /v1/completions`,
 //! `POST /v1/chat/completions` (both also as server-sent events with `stream: true`),
-//! `GET /v1/models`, `GET /health`. One log line per request (`RUST_LOG`).
+//! `GET /v1/models`, `GET /health`. One log line per request (`log`, `RUST_LOG` in the binary).
+//!
+//! Layer: the top of the library; uses the engine, the model and the text layer.
 
 mod api;
 mod worker;
@@ -22,37 +25,43 @@ use axum::response::sse::{Event as SseEvent, Sse};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
-use clap::Args;
 use serde_json::{json, Value};
 use tokio::sync::mpsc::{unbounded_channel, UnboundedReceiver};
 
-use super::{count_at_least, DeviceArgs, ModelArgs};
+use crate::error::Error;
+use crate::{Engine, Model};
 use api::{ApiError, Head};
 use worker::{Event, Job, Shared};
 
 /// Largest request body accepted (413 above).
 const MAX_BODY_BYTES: usize = 1 << 20;
 
-#[derive(Args, Debug)]
-pub struct ServeArgs {
-    #[command(flatten)]
-    model: ModelArgs,
-    #[command(flatten)]
-    device: DeviceArgs,
-    /// Address to listen on (127.0.0.1: this machine only; 0.0.0.0: every interface).
-    #[arg(long, default_value = "127.0.0.1")]
-    host: String,
-    /// TCP port (0: any free port; the one chosen is printed).
-    #[arg(long, default_value_t = 8080)]
-    port: u16,
-    /// Sequences decoded together (each gets its own KV cache; up to 64).
-    #[arg(long, default_value_t = 8, allow_negative_numbers = true,
-          value_parser = count_at_least::<1>)]
-    max_batch: usize,
+/// How [`serve`] listens and batches.
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub struct ServerOptions {
+    /// Address to listen on (`127.0.0.1`: this machine only; `0.0.0.0`: every interface).
+    pub host: String,
+    /// TCP port (0: any free port; the one chosen is printed on stdout).
+    pub port: u16,
+    /// Sequences decoded together, each with its own KV cache (1 ..= [`Engine::MAX_BATCH`]).
+    pub max_batch: usize,
     /// Requests that may wait for a free sequence slot; more get 503 until one finishes.
-    #[arg(long, default_value_t = 64, allow_negative_numbers = true,
-          value_parser = count_at_least::<0>)]
-    max_queue: usize,
+    pub max_queue: usize,
+    /// The model's id in responses and `/v1/models`.
+    pub model_id: String,
+}
+
+impl Default for ServerOptions {
+    fn default() -> Self {
+        ServerOptions {
+            host: "127.0.0.1".into(),
+            port: 8080,
+            max_batch: 8,
+            max_queue: 64,
+            model_id: "wgpt".into(),
+        }
+    }
 }
 
 struct AppState {
@@ -70,55 +79,51 @@ fn now() -> u64 {
         .map_or(0, |d| d.as_secs())
 }
 
-pub fn run(a: ServeArgs) -> anyhow::Result<()> {
-    if a.max_batch > wgpt::Engine::MAX_BATCH {
-        return Err(wgpt::Error::InvalidInput(format!(
-            "at most {} sequences can be decoded together",
-            wgpt::Engine::MAX_BATCH
-        ))
-        .into());
+/// Serves `model` over HTTP until the process ends (or the listener fails): the OpenAI
+/// completions and chat completions APIs, streaming, continuous batching of up to
+/// `opts.max_batch` sequences on a GPU thread of its own. Prints the address it listens on as
+/// one line on stdout (`wgpt serve: listening on http://…`).
+pub fn serve(model: Model, opts: &ServerOptions) -> crate::Result<()> {
+    if !(1..=Engine::MAX_BATCH).contains(&opts.max_batch) {
+        return Err(Error::InvalidInput(format!(
+            "at most {} sequences can be decoded together, and at least 1",
+            Engine::MAX_BATCH
+        )));
     }
-    let files = a.model.open()?;
-    let model_id = match &a.model.model {
-        Some(p) => p
-            .canonicalize()
-            .unwrap_or_else(|_| p.clone())
-            .file_name()
-            .map_or("model".into(), |n| n.to_string_lossy().into_owned()),
-        None => "wgpt-tinyshakespeare".to_string(),
-    };
-    let gpu = a.device.gpu()?;
-    let model = a.model.load(files, &gpu, false)?;
     let shared = Arc::new(Shared::default());
     let (tx, rx) = std::sync::mpsc::channel::<Job>();
-    let (max_batch, worker_shared) = (a.max_batch, shared.clone());
+    let (max_batch, worker_shared) = (opts.max_batch, shared.clone());
     let worker = std::thread::Builder::new()
         .name("wgpt-gpu".into())
-        .spawn(move || worker::run(&model, max_batch, rx, worker_shared))?;
+        .spawn(move || worker::run(&model, max_batch, rx, worker_shared))
+        .map_err(|e| Error::InvalidInput(format!("cannot start the GPU thread: {e}")))?;
     let state = Arc::new(AppState {
-        model_id,
+        model_id: opts.model_id.clone(),
         created: now(),
         jobs: std::sync::Mutex::new(tx),
         shared,
-        capacity: a.max_batch + a.max_queue,
-        max_batch: a.max_batch,
+        capacity: opts.max_batch + opts.max_queue,
+        max_batch: opts.max_batch,
     });
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
-        .build()?;
-    let result = runtime.block_on(serve(state.clone(), &a.host, a.port));
+        .build()
+        .map_err(|e| Error::InvalidInput(format!("cannot start the async runtime: {e}")))?;
+    let result = runtime.block_on(listen(state.clone(), &opts.host, opts.port));
     drop(state);
     drop(runtime);
     let _ = worker.join();
     result
 }
 
-async fn serve(state: Arc<AppState>, host: &str, port: u16) -> anyhow::Result<()> {
+async fn listen(state: Arc<AppState>, host: &str, port: u16) -> crate::Result<()> {
     let listener = tokio::net::TcpListener::bind((host, port))
         .await
-        .map_err(|e| wgpt::Error::InvalidInput(format!("cannot listen on {host}:{port}: {e}")))?;
-    let addr: SocketAddr = listener.local_addr()?;
+        .map_err(|e| Error::InvalidInput(format!("cannot listen on {host}:{port}: {e}")))?;
+    let addr: SocketAddr = listener
+        .local_addr()
+        .map_err(|e| Error::InvalidInput(format!("cannot listen on {host}:{port}: {e}")))?;
     let app = Router::new()
         .route("/v1/completions", post(completions))
         .route("/v1/chat/completions", post(chat_completions))
@@ -135,9 +140,10 @@ async fn serve(state: Arc<AppState>, host: &str, port: u16) -> anyhow::Result<()
         state.model_id, state.max_batch
     );
     use std::io::Write;
-    std::io::stdout().flush()?;
-    axum::serve(listener, app).await?;
-    Ok(())
+    let _ = std::io::stdout().flush();
+    axum::serve(listener, app)
+        .await
+        .map_err(|e| Error::InvalidInput(format!("the server stopped: {e}")))
 }
 
 /// One log line per request: method, path, status, time to the response head.
