@@ -27,9 +27,10 @@
 //! [`Session`] (KV cache; `forward`, `generate`, `generate_continue`), [`Sampler`],
 //! [`perplexity()`]. The example of `docs/library.md` runs as a doc-test on the built-in model.
 //!
-//! Cargo features: `default-model` (the built-in TinyShakespeare model, [`Model::load_default`])
-//! and `cli` (the `wgpt` binary and its dependencies), both on by default; a library user can
-//! turn them off with `default-features = false`.
+//! Cargo features: `default-model` (the built-in TinyShakespeare model, [`Model::load_default`];
+//! on by default) and `server` (the OpenAI-compatible HTTP server, `serve`; off by default).
+//! The `wgpt` command line is a crate of its own (`wgpt-cli`, in `cli/`), so a library user
+//! builds no argument parser, HTTP server or async runtime.
 //!
 //! wgpt re-exports [`wgpu`], so a program that shares its device ([`Gpu::from_wgpu`]) uses the
 //! exact version wgpt was built with.

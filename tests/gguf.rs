@@ -499,47 +499,6 @@ fn the_chat_template_in_metadata_is_used() {
 }
 
 #[test]
-fn the_cli_runs_a_gguf_file_and_refuses_a_truncated_one() {
-    let Some(exe) = option_env!("CARGO_BIN_EXE_wgpt") else {
-        return;
-    };
-    if test_gpu().is_none() {
-        return;
-    }
-    let path = fixture("gguf/tiny-llama-q8_0.gguf");
-    let out = std::process::Command::new(exe)
-        .args(["generate", "--model"])
-        .arg(&path)
-        .args(["--prompt", "ROMEO:", "--max-tokens", "4", "--json"])
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
-    assert_eq!(v["token_ids"].as_array().unwrap().len(), 4);
-    let dir = tempdir();
-    let cut = dir.path().join("cut.gguf");
-    let bytes = std::fs::read(&path).unwrap();
-    std::fs::write(&cut, &bytes[..bytes.len() / 2]).unwrap();
-    let out = std::process::Command::new(exe)
-        .args(["generate", "--model"])
-        .arg(&cut)
-        .args(["--prompt", "hi"])
-        .output()
-        .unwrap();
-    assert_eq!(out.status.code(), Some(2));
-    let err = String::from_utf8_lossy(&out.stderr);
-    assert!(
-        err.contains("truncated") && err.contains("cut.gguf"),
-        "{err}"
-    );
-    assert_eq!(err.trim().lines().count(), 1, "{err}");
-}
-
-#[test]
 fn versions_and_a_tokenizer_json_beside_the_file() {
     let mut bytes = tiny_llama(&[], &[]);
     // Version 2 has version 3's layout.

@@ -3,10 +3,17 @@
 
 use std::path::PathBuf;
 
+/// The repository's root: this crate's, or its parent for the `cli` crate's tests.
+pub fn repo_root() -> PathBuf {
+    let here = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
+    here.ancestors()
+        .find(|p| p.join("tests/fixtures").is_dir())
+        .unwrap_or(&here)
+        .to_path_buf()
+}
+
 pub fn fixture(name: &str) -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("tests/fixtures")
-        .join(name)
+    repo_root().join("tests/fixtures").join(name)
 }
 
 /// The reference values `tools/make_fixtures.py` computed with HF transformers (float64).

@@ -1,6 +1,7 @@
 //! The `wgpt` binary: subcommands, `--json` output, streaming and exit codes
 //! (0 ok, 1 usage, 2 input/model, 3 device), and the edges a new user meets first.
 
+#[path = "../../tests/common/mod.rs"]
 mod common;
 
 use std::io::Write;
@@ -507,7 +508,6 @@ fn json_str(s: &str) -> serde_json::Value {
 
 /// The CLI's sampling defaults are `SamplerConfig::default()`'s, seed included.
 #[test]
-#[cfg(feature = "default-model")]
 fn cli_defaults_are_the_librarys() {
     let Some(gpu) = common::test_gpu() else {
         return;
@@ -561,7 +561,7 @@ fn shell_completions() {
 
 /// Long work shows a progress bar when stderr is a terminal, and nothing when it is not or
 /// with `--json`.
-#[cfg(all(unix, feature = "default-model"))]
+#[cfg(unix)]
 #[test]
 fn progress_on_a_terminal_only() {
     use std::io::Read;
@@ -979,4 +979,43 @@ fn a_long_context_model_runs_in_the_memory_its_context_in_use_needs() {
             "{err}"
         );
     }
+}
+
+#[test]
+fn the_cli_runs_a_gguf_file_and_refuses_a_truncated_one() {
+    let exe = env!("CARGO_BIN_EXE_wgpt");
+    if common::test_gpu().is_none() {
+        return;
+    }
+    let path = fixture("gguf/tiny-llama-q8_0.gguf");
+    let out = std::process::Command::new(exe)
+        .args(["generate", "--model"])
+        .arg(&path)
+        .args(["--prompt", "ROMEO:", "--max-tokens", "4", "--json"])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["token_ids"].as_array().unwrap().len(), 4);
+    let dir = common::tempdir();
+    let cut = dir.path().join("cut.gguf");
+    let bytes = std::fs::read(&path).unwrap();
+    std::fs::write(&cut, &bytes[..bytes.len() / 2]).unwrap();
+    let out = std::process::Command::new(exe)
+        .args(["generate", "--model"])
+        .arg(&cut)
+        .args(["--prompt", "hi"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("truncated") && err.contains("cut.gguf"),
+        "{err}"
+    );
+    assert_eq!(err.trim().lines().count(), 1, "{err}");
 }

@@ -1,6 +1,7 @@
 //! Robustness through the binary: bad options exit 1, bad input files or models exit 2 with one
 //! `error: ...` line on stderr. The cases that fail before an adapter is opened need no GPU.
 
+#[path = "../../tests/common/mod.rs"]
 mod common;
 
 use std::path::Path;

@@ -6,7 +6,7 @@ mod cli;
 
 fn main() {
     env_logger::Builder::from_env(
-        env_logger::Env::default().default_filter_or("warn,wgpt::cli::serve=info"),
+        env_logger::Env::default().default_filter_or("warn,wgpt::server=info"),
     )
     .init();
     quiet_mesa();

@@ -5,6 +5,7 @@
 //! class of bad request answered with an OpenAI error object while the server keeps serving.
 //! Every wait is bounded (socket timeouts, polling counts).
 
+#[path = "../../tests/common/mod.rs"]
 mod common;
 
 use std::io::{BufRead, BufReader, Read, Write};

@@ -228,16 +228,9 @@ pub fn progress_bar(quiet: bool, message: &'static str, template: &str) -> Progr
         .with_message(message)
 }
 
-#[cfg(feature = "default-model")]
+/// The built-in model (the binary always has it: it builds wgpt with `default-model`).
 fn default_model(gpu: &Gpu, opts: &LoadOptions) -> wgpt::Result<Model> {
     Model::load_default(gpu, opts)
-}
-
-#[cfg(not(feature = "default-model"))]
-fn default_model(_gpu: &Gpu, _opts: &LoadOptions) -> wgpt::Result<Model> {
-    Err(wgpt::Error::InvalidInput(
-        "this build has no built-in model (feature `default-model`); pass --model DIR or --model FILE.gguf".into(),
-    ))
 }
 
 /// Parses arguments, runs the command, prints any error as one line; returns the exit code.
