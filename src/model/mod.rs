@@ -31,6 +31,7 @@ use std::path::Path;
 use crate::chat::ChatTemplate;
 use crate::config::Config;
 use crate::error::Result;
+#[cfg(feature = "default-model")]
 use crate::format::safetensors::SafetensorsSource;
 use crate::format::DType;
 use crate::gpu::Gpu;
