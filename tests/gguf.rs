@@ -10,9 +10,9 @@ mod gguf_writer;
 use std::path::{Path, PathBuf};
 
 use common::test_gpu;
-use common::{fixture, reference, rel_error, tempdir, TempDir};
+use common::{fixture, reference, tempdir, TempDir};
 use gguf_writer::{convert_fixture, strs, tokenizer_kv, Val, Writer};
-use wgpt::{Gpu, KernelFamily, KvDtype, LoadOptions, Model, ModelFiles, SamplerConfig};
+use wgpt::{Gpu, KernelFamily, KvDtype, LoadOptions, Model, ModelFiles};
 
 const LOGIT_TOL: f64 = 1e-3;
 
@@ -35,61 +35,6 @@ fn converted(name: &str) -> (TempDir, PathBuf) {
     (dir, path)
 }
 
-/// Checks a model's prefill and decode logits against `reference.json` of fixture `r`.
-fn check_logits(model: &Model, r: &common::Reference, what: &str) -> f64 {
-    let mut s = model.session().unwrap();
-    let mut worst = 0f64;
-    s.forward_each(&r.prompt_ids, |i, l| {
-        let e = rel_error(l, &r.logits[i]);
-        worst = worst.max(e);
-        assert!(
-            e < LOGIT_TOL,
-            "{what} prefill position {i}: relative error {e}"
-        );
-        Ok(())
-    })
-    .unwrap();
-    s.reset();
-    let l = s.forward(&r.prompt_ids[..5]).unwrap();
-    assert!(rel_error(&l, &r.logits[4]) < LOGIT_TOL, "{what}");
-    for i in 5..r.prompt_ids.len() {
-        let l = s.forward(&r.prompt_ids[i..i + 1]).unwrap();
-        let e = rel_error(&l, &r.logits[i]);
-        worst = worst.max(e);
-        assert!(
-            e < LOGIT_TOL,
-            "{what} decode position {i}: relative error {e}"
-        );
-    }
-    worst
-}
-
-fn check_greedy(model: &Model, r: &common::Reference, what: &str) {
-    let eos = model.config().eos_token_ids.clone();
-    let mut s = model.session().unwrap();
-    let got: Vec<u32> = s
-        .generate_ids(
-            &r.greedy_prompt_ids,
-            SamplerConfig::greedy(),
-            r.greedy_ids.len(),
-        )
-        .unwrap()
-        .map(|t| t.unwrap().id)
-        .collect();
-    let want_len = r
-        .greedy_ids
-        .iter()
-        .position(|t| eos.contains(t))
-        .unwrap_or(r.greedy_ids.len());
-    assert_eq!(got.len(), want_len, "{what}: generated length");
-    for (i, (&g, &w)) in got.iter().zip(&r.greedy_ids).enumerate() {
-        if r.greedy_margins[i] <= 1e-3 {
-            break;
-        }
-        assert_eq!(g, w, "{what}: greedy token {i}");
-    }
-}
-
 fn load_both_families(gpu: &Gpu, path: &Path, name: &str, r: &common::Reference) {
     for family in KernelFamily::ALL {
         let opts = LoadOptions::default()
@@ -98,8 +43,8 @@ fn load_both_families(gpu: &Gpu, path: &Path, name: &str, r: &common::Reference)
             .with_max_batch(4);
         let model = Model::load(path, gpu, &opts).unwrap();
         let what = format!("{name} ({family:?})");
-        let worst = check_logits(&model, r, &what);
-        check_greedy(&model, r, &what);
+        let worst = common::check_logits(&model, r, LOGIT_TOL, &what);
+        common::check_greedy(&model, r, 1e-3, &what);
         eprintln!("{what}: max relative logit error {worst:.3e}");
     }
 }

@@ -9,7 +9,7 @@ mod common;
 
 use common::test_gpu;
 use common::{fixture, reference, rel_error};
-use wgpt::{Gpu, KernelFamily, KvDtype, LoadOptions, Model, SamplerConfig, WeightDtype};
+use wgpt::{Gpu, KernelFamily, KvDtype, LoadOptions, Model, WeightDtype};
 
 /// One fixture per family and variant: GPT-2 (both naming styles, f32 / f16 / bf16, tied and
 /// untied, sharded), GPT-1 (post-LN), OPT pre-LN (the Hub's `decoder.*` names) and post-LN
@@ -48,39 +48,13 @@ fn f32_kv() -> LoadOptions {
 fn check_logits(gpu: &Gpu, name: &str, opts: &LoadOptions) -> (Model, f64) {
     let r = reference(name);
     let model = Model::load(fixture(name), gpu, opts).unwrap();
-    let mut s = model.session().unwrap();
-    let mut worst = 0f64;
-    // Batched prefill: every position at once.
-    s.forward_each(&r.prompt_ids, |i, l| {
-        let e = rel_error(l, &r.logits[i]);
-        worst = worst.max(e);
-        assert!(
-            e < LOGIT_TOL,
-            "{name} prefill position {i}: relative error {e}"
-        );
-        Ok(())
-    })
-    .unwrap();
-    // Prefill of 5 then one decode step per token over the KV cache.
-    s.reset();
-    let l = s.forward(&r.prompt_ids[..5]).unwrap();
-    assert!(rel_error(&l, &r.logits[4]) < LOGIT_TOL);
-    for i in 5..r.prompt_ids.len() {
-        let l = s.forward(&r.prompt_ids[i..i + 1]).unwrap();
-        let e = rel_error(&l, &r.logits[i]);
-        worst = worst.max(e);
-        assert!(
-            e < LOGIT_TOL,
-            "{name} decode position {i}: relative error {e}"
-        );
-    }
+    let worst = common::check_logits(&model, &r, LOGIT_TOL, name);
     eprintln!(
         "{name} ({:?}, kernels {:?}, {}): max relative logit error {worst:.3e}",
         opts.dtype,
         opts.kernels,
         gpu.adapter()
     );
-    drop(s);
     (model, worst)
 }
 
@@ -157,32 +131,8 @@ fn greedy_ids_match_hf() {
         .flat_map(|m| KernelFamily::ALL.map(|f| (m, f)))
     {
         let r = reference(m);
-        let opts = f32_kv().with_kernels(family);
-        let model = Model::load(fixture(m), &gpu, &opts).unwrap();
-        let eos = model.config().eos_token_ids.clone();
-        let mut s = model.session().unwrap();
-        let got: Vec<u32> = s
-            .generate_ids(
-                &r.greedy_prompt_ids,
-                SamplerConfig::greedy(),
-                r.greedy_ids.len(),
-            )
-            .unwrap()
-            .map(|t| t.unwrap().id)
-            .collect();
-        let want_len = r
-            .greedy_ids
-            .iter()
-            .position(|t| eos.contains(t))
-            .unwrap_or(r.greedy_ids.len());
-        let m = format!("{m} ({})", model.info().kernels);
-        assert_eq!(got.len(), want_len, "{m}: generated length");
-        for (i, (&g, &w)) in got.iter().zip(&r.greedy_ids).enumerate() {
-            if r.greedy_margins[i] <= 1e-3 {
-                break; // a near-tie: later ids may legitimately differ
-            }
-            assert_eq!(g, w, "{m}: greedy token {i}");
-        }
+        let model = Model::load(fixture(m), &gpu, &f32_kv().with_kernels(family)).unwrap();
+        common::check_greedy(&model, &r, 1e-3, &format!("{m} ({family})"));
     }
 }
 
@@ -250,46 +200,9 @@ fn quantized_at_load_matches_hf_on_the_dequantized_weights() {
                     model.info().gpu_dtypes
                 );
                 let what = format!("{m} {dtype} {family}");
-                let mut s = model.session().unwrap();
-                let mut worst = 0f64;
-                s.forward_each(&r.prompt_ids, |i, l| {
-                    let e = rel_error(l, &r.logits[i]);
-                    assert!(
-                        e < LOGIT_TOL,
-                        "{what} prefill position {i}: relative error {e}"
-                    );
-                    worst = worst.max(e);
-                    Ok(())
-                })
-                .unwrap();
-                s.reset();
-                s.forward(&r.prompt_ids[..5]).unwrap();
-                for i in 5..r.prompt_ids.len() {
-                    let l = s.forward(&r.prompt_ids[i..i + 1]).unwrap();
-                    let e = rel_error(&l, &r.logits[i]);
-                    assert!(
-                        e < LOGIT_TOL,
-                        "{what} decode position {i}: relative error {e}"
-                    );
-                    worst = worst.max(e);
-                }
+                let worst = common::check_logits(&model, &r, LOGIT_TOL, &what);
                 eprintln!("{what}: max relative logit error {worst:.2e}");
-                let eos = model.config().eos_token_ids.clone();
-                let got: Vec<u32> = s
-                    .generate_ids(
-                        &r.greedy_prompt_ids,
-                        SamplerConfig::greedy(),
-                        r.greedy_ids.len(),
-                    )
-                    .unwrap()
-                    .map(|t| t.unwrap().id)
-                    .collect();
-                for (i, &w) in r.greedy_ids.iter().enumerate() {
-                    if r.greedy_margins[i] <= 1e-3 || eos.contains(&w) {
-                        break;
-                    }
-                    assert_eq!(got.get(i), Some(&w), "{what}: greedy token {i}");
-                }
+                common::check_greedy(&model, &r, 1e-3, &what);
             }
         }
     }
@@ -312,37 +225,10 @@ fn kv_f16_stays_near_hf() {
             let opts = LoadOptions::default().with_kernels(family);
             let model = Model::load(fixture(m), &gpu, &opts).unwrap();
             assert_eq!(model.info().kv, KvDtype::F16);
-            let mut s = model.session().unwrap();
-            let mut worst = 0f64;
-            s.forward_each(&r.prompt_ids, |i, l| {
-                worst = worst.max(rel_error(l, &r.logits[i]));
-                Ok(())
-            })
-            .unwrap();
-            s.reset();
-            s.forward(&r.prompt_ids[..5]).unwrap();
-            for i in 5..r.prompt_ids.len() {
-                let l = s.forward(&r.prompt_ids[i..i + 1]).unwrap();
-                worst = worst.max(rel_error(&l, &r.logits[i]));
-            }
-            assert!(worst < KV_F16_TOL, "{m} {family}: relative error {worst}");
+            let what = format!("{m} {family} f16 KV");
+            let worst = common::check_logits(&model, &r, KV_F16_TOL, &what);
             worst_all = worst_all.max(worst);
-            let eos = model.config().eos_token_ids.clone();
-            let got: Vec<u32> = s
-                .generate_ids(
-                    &r.greedy_prompt_ids,
-                    SamplerConfig::greedy(),
-                    r.greedy_ids.len(),
-                )
-                .unwrap()
-                .map(|t| t.unwrap().id)
-                .collect();
-            for (i, &w) in r.greedy_ids.iter().enumerate() {
-                if r.greedy_margins[i] <= KV_F16_MARGIN || eos.contains(&w) {
-                    break;
-                }
-                assert_eq!(got.get(i), Some(&w), "{m} {family}: greedy token {i}");
-            }
+            common::check_greedy(&model, &r, KV_F16_MARGIN, &what);
         }
     }
     eprintln!("f16 KV cache: largest relative logit error over all fixtures {worst_all:.3e}");

@@ -180,3 +180,57 @@ pub fn test_gpu() -> Option<wgpt::Gpu> {
         }
     }
 }
+
+/// Checks `model`'s logits against the reference: every position at once (prefill), then a
+/// prefill of 5 and one decode step per token over the KV cache; each position's error
+/// (relative to the logits' magnitude, [`rel_error`]) must stay under `tol`. Returns the
+/// largest.
+pub fn check_logits(model: &wgpt::Model, r: &Reference, tol: f64, what: &str) -> f64 {
+    let mut s = model.session().unwrap();
+    let mut worst = 0f64;
+    s.forward_each(&r.prompt_ids, |i, l| {
+        let e = rel_error(l, &r.logits[i]);
+        worst = worst.max(e);
+        assert!(e < tol, "{what} prefill position {i}: relative error {e}");
+        Ok(())
+    })
+    .unwrap();
+    s.reset();
+    let l = s.forward(&r.prompt_ids[..5]).unwrap();
+    assert!(rel_error(&l, &r.logits[4]) < tol, "{what}");
+    for i in 5..r.prompt_ids.len() {
+        let l = s.forward(&r.prompt_ids[i..i + 1]).unwrap();
+        let e = rel_error(&l, &r.logits[i]);
+        worst = worst.max(e);
+        assert!(e < tol, "{what} decode position {i}: relative error {e}");
+    }
+    worst
+}
+
+/// Greedy generation from the reference's greedy prompt gives HF's ids, up to the first token
+/// whose top-2 margin in the reference is `margin` or less (a near-tie that rounding may break
+/// either way); where there is none, also the same length (generation stops at the same eos).
+pub fn check_greedy(model: &wgpt::Model, r: &Reference, margin: f64, what: &str) {
+    let eos = model.config().eos_token_ids.clone();
+    let mut s = model.session().unwrap();
+    let got: Vec<u32> = s
+        .generate_ids(
+            &r.greedy_prompt_ids,
+            wgpt::SamplerConfig::greedy(),
+            r.greedy_ids.len(),
+        )
+        .unwrap()
+        .map(|t| t.unwrap().id)
+        .collect();
+    for (i, &w) in r.greedy_ids.iter().enumerate() {
+        if r.greedy_margins[i] <= margin {
+            return;
+        }
+        if eos.contains(&w) {
+            assert_eq!(got.len(), i, "{what}: generated length (eos at {i})");
+            return;
+        }
+        assert_eq!(got.get(i), Some(&w), "{what}: greedy token {i}");
+    }
+    assert_eq!(got.len(), r.greedy_ids.len(), "{what}: generated length");
+}
