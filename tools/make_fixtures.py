@@ -1286,6 +1286,24 @@ def greedy(model, prompt, n_new):
 
 
 @torch.no_grad()
+def pick_greedy_prompt(model, prompts):
+    """The first of `prompts` whose greedy continuation has clear margins and varied ids, else
+    the best of them (clear margins first, then more distinct ids, then the larger smallest
+    margin). Returns (index of the prompt, greedy ids, margins)."""
+    best = None
+    for k, gp in enumerate(prompts):
+        g_ids, g_margins = greedy(model, gp, GREEDY_NEW)
+        good = min(g_margins) >= GREEDY_MIN_MARGIN
+        varied = len(set(g_ids)) >= GREEDY_MIN_DISTINCT
+        key = (good and varied, good, len(set(g_ids)), min(g_margins))
+        if best is None or key > best[0]:
+            best = (key, k, g_ids, g_margins)
+        if good and varied:
+            break
+    _, k, g_ids, g_margins = best
+    return k, g_ids, g_margins
+
+
 def greedy_via_generate(model, prompt, n_new):
     x = torch.tensor([prompt], dtype=torch.long)
     eos = model.config.eos_token_id
@@ -1504,17 +1522,8 @@ def build_model(spec, tok, tok_path, heldout, eos_id, prompt_ids, greedy_prompts
 
     with float64_exact(ref_model):
         logits = logits_for(ref_model, prompt_ids)
-        best = None
-        for gp in greedy_prompts:
-            g_ids, g_margins = greedy(ref_model, gp, GREEDY_NEW)
-            good = min(g_margins) >= GREEDY_MIN_MARGIN
-            varied = len(set(g_ids)) >= GREEDY_MIN_DISTINCT
-            key = (good and varied, good, len(set(g_ids)), min(g_margins))
-            if best is None or key > best[0]:
-                best = (key, gp, g_ids, g_margins)
-            if good and varied:
-                break
-        _, greedy_prompt, greedy_ids, margins = best
+        k, greedy_ids, margins = pick_greedy_prompt(ref_model, greedy_prompts)
+        greedy_prompt = greedy_prompts[k]
         try:
             gen_ids = greedy_via_generate(ref_model, greedy_prompt, GREEDY_NEW)
             if gen_ids != greedy_ids:

@@ -532,17 +532,8 @@ def reference_for(spec, cfg, model, tok, heldout, prompt_ids, greedy_prompts):
                 assert model.model.norm.f64_calls >= 1 and model.model.rotary_emb.f64_calls >= 1
             else:
                 assert model.gpt_neox.rotary_emb.f64_calls >= 1
-        best = None
-        for gp in greedy_prompts:
-            g_ids, g_margins = mf.greedy(model, gp, mf.GREEDY_NEW)
-            good = min(g_margins) >= mf.GREEDY_MIN_MARGIN
-            varied = len(set(g_ids)) >= mf.GREEDY_MIN_DISTINCT
-            key = (good and varied, good, len(set(g_ids)), min(g_margins))
-            if best is None or key > best[0]:
-                best = (key, gp, g_ids, g_margins)
-            if good and varied:
-                break
-        _, greedy_prompt, greedy_ids, margins = best
+        k, greedy_ids, margins = mf.pick_greedy_prompt(model, greedy_prompts)
+        greedy_prompt = greedy_prompts[k]
         gen_ids = mf.greedy_via_generate(model, greedy_prompt, mf.GREEDY_NEW)
         assert gen_ids == greedy_ids, (gen_ids, greedy_ids)
         ppl, n_ids, n_windows = mf.perplexity(model, tok, heldout, spec["n_positions"])

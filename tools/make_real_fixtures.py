@@ -389,18 +389,9 @@ def compute_reference(spec, cfg, model, hf_tok, heldout, bos_id, token_nbytes, b
                          f"(a full {len(win)}-token window); logits max |.| {float(hand.abs().max()):.3g}")
             assert d < 1e-10 and dw < 1e-10, (d, dw)
             assert model.model.norm.f64_calls >= 1 and model.model.rotary_emb.f64_calls >= 1
-        best = None
-        for text in mf.GREEDY_PROMPT_TEXTS:
-            gp = enc(text, True)
-            g_ids, g_margins = mf.greedy(model, gp, mf.GREEDY_NEW)
-            good = min(g_margins) >= mf.GREEDY_MIN_MARGIN
-            varied = len(set(g_ids)) >= mf.GREEDY_MIN_DISTINCT
-            key = (good and varied, good, len(set(g_ids)), min(g_margins))
-            if best is None or key > best[0]:
-                best = (key, text, gp, g_ids, g_margins)
-            if good and varied:
-                break
-        _, g_text, g_prompt, g_ids, margins = best
+        prompts = [enc(text, True) for text in mf.GREEDY_PROMPT_TEXTS]
+        k, g_ids, margins = mf.pick_greedy_prompt(model, prompts)
+        g_text, g_prompt = mf.GREEDY_PROMPT_TEXTS[k], prompts[k]
         gen = mf.greedy_via_generate(model, g_prompt, mf.GREEDY_NEW)
         assert gen == g_ids, (gen, g_ids)
         notes.append("generate() cross-check: identical greedy ids")
