@@ -496,3 +496,30 @@ fn bad_requests_get_openai_errors_and_the_server_keeps_serving() {
     assert_eq!(status, 200, "{v}");
     assert_eq!(v["usage"]["completion_tokens"], 3);
 }
+
+#[test]
+fn unseeded_requests_draw_anew_and_a_seed_reproduces() {
+    // The library's sampler has a fixed default seed; the server gives each request without
+    // `seed` one of its own, as OpenAI clients expect (temperature 1, 24 tokens: three equal
+    // draws would be a vanishing coincidence).
+    let Some(server) = Server::start(&[]) else {
+        return;
+    };
+    let req = json!({"prompt": "ROMEO:", "max_tokens": 24, "temperature": 1.0});
+    let texts: Vec<String> = (0..3)
+        .map(|_| {
+            let (status, v) = server.post("/v1/completions", &req);
+            assert_eq!(status, 200, "{v}");
+            v["choices"][0]["text"].as_str().unwrap().to_string()
+        })
+        .collect();
+    assert!(
+        texts[0] != texts[1] || texts[1] != texts[2],
+        "three unseeded requests gave the same text: {texts:?}"
+    );
+    let mut seeded = req.clone();
+    seeded["seed"] = 42.into();
+    let (_, a) = server.post("/v1/completions", &seeded);
+    let (_, b) = server.post("/v1/completions", &seeded);
+    assert_eq!(a["choices"][0]["text"], b["choices"][0]["text"]);
+}

@@ -177,6 +177,18 @@ fn messages(f: &Fields) -> Result<Vec<Message>, ApiError> {
         .collect()
 }
 
+/// A seed of its own for a request that names none: std's per-call random hasher keys, a
+/// counter and the time, so no two requests of a process draw alike.
+fn fresh_seed() -> u64 {
+    use std::hash::{BuildHasher, Hasher};
+    static DRAWS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+    h.write_u64(DRAWS.fetch_add(1, std::sync::atomic::Ordering::Relaxed));
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH);
+    h.write_u128(now.map_or(0, |d| d.as_nanos()));
+    h.finish()
+}
+
 /// Checks the body of a completion (`chat` false) or chat completion request; `model` is the
 /// id this server serves (another `model` is a 404).
 pub fn parse(body: &[u8], chat: bool, model: &str) -> Result<Request, ApiError> {
@@ -262,7 +274,8 @@ pub fn parse(body: &[u8], chat: bool, model: &str) -> Result<Request, ApiError> 
         sampler.repeat_penalty = r as f32;
     }
     match f.get("seed") {
-        None | Some(Value::Null) => {}
+        // OpenAI clients expect a fresh draw unless they pass a seed.
+        None | Some(Value::Null) => sampler.seed = fresh_seed(),
         Some(Value::Number(n)) if n.as_i64().is_some() || n.as_u64().is_some() => {
             sampler.seed = n.as_u64().unwrap_or_else(|| n.as_i64().unwrap_or(0) as u64);
         }
