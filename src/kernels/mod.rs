@@ -56,7 +56,7 @@ pub use formats::{KvDtype, WeightDtype};
 pub(crate) use programs::shader_sources;
 pub use programs::KernelFamily;
 pub(crate) use programs::ShaderOptions;
-use programs::{compile, WeightedPipelines};
+use programs::{compile, reads_kv_cache, WeightedPipelines};
 
 /// Every pipeline of one kernel family, taken from the [`Gpu`]'s cache: each (operation,
 /// family, weight format) is compiled once per `Gpu` and shared by every model on it.
@@ -93,9 +93,9 @@ impl Kernels {
         log::info!("shader options: {opts:?}, KV cache {kv}");
         // Only the programs that touch the cache differ between KV cache formats.
         let make = |name: &str| {
-            let key = match name {
-                "kv_store" | "attention" | "attention_rows" => format!("{name} {opts:?} kv {kv}"),
-                _ => format!("{name} {opts:?}"),
+            let key = match reads_kv_cache(opts, name) {
+                true => format!("{name} {opts:?} kv {kv}"),
+                false => format!("{name} {opts:?}"),
             };
             gpu.pipeline(&key, || compile(gpu, opts, name, None, kv))
         };

@@ -252,6 +252,14 @@ fn programs(opts: ShaderOptions) -> Vec<(&'static str, bool, Vec<&'static str>)>
 
 /// Compiles one composed program (the weight reader of `weights` where it reads weights, the
 /// cache access of `kv` where it reads the KV cache).
+/// Whether program `name` reads or writes the KV cache (its parts hold [`KV_CACHE`]): the
+/// programs that differ between cache formats.
+pub(super) fn reads_kv_cache(opts: ShaderOptions, name: &str) -> bool {
+    programs(opts)
+        .iter()
+        .any(|p| p.0 == name && p.2.contains(&KV_CACHE))
+}
+
 pub(super) fn compile(
     gpu: &Gpu,
     opts: ShaderOptions,

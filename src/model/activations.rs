@@ -28,11 +28,6 @@ pub(crate) struct Activations {
     pub winner: [wgpu::Buffer; 2],   // (2) u32 mappable copies of best[L], one per step in flight
 }
 
-/// The embedding width E: the hidden size unless the family projects it.
-fn embedding_width(cfg: &Config) -> usize {
-    cfg.embedding_dim()
-}
-
 /// Width of the gate | up buffer: 2F for gated feed-forwards, else nothing (one row of 4).
 pub(crate) fn gate_up_width(cfg: &Config) -> usize {
     match cfg.mlp {
@@ -55,7 +50,7 @@ pub(crate) fn kv_layer_bytes(cfg: &Config, kv: KvDtype) -> u64 {
 /// Bytes of activations and KV cache a session needs (for limit checks before allocating).
 pub(crate) fn session_bytes(cfg: &Config, kv: KvDtype, max_batch: usize, logit_rows: usize) -> u64 {
     let (b, c, f) = (max_batch as u64, cfg.n_embd as u64, cfg.n_inner as u64);
-    let e = embedding_width(cfg) as u64;
+    let e = cfg.embedding_dim() as u64;
     let h = cfg.heads();
     let (q, qkv, gu) = (h.q_c() as u64, h.qkv_c() as u64, gate_up_width(cfg) as u64);
     let act = b * (c * 4 + q + qkv + f + gu + e) * 4 + 5 * X_WINDOW;
@@ -98,12 +93,7 @@ impl Activations {
         logit_rows: usize,
         slots: usize,
     ) -> Result<Self> {
-        let (c, f, v, e) = (
-            cfg.n_embd,
-            cfg.n_inner,
-            cfg.vocab_size,
-            embedding_width(cfg),
-        );
+        let (c, f, v, e) = (cfg.n_embd, cfg.n_inner, cfg.vocab_size, cfg.embedding_dim());
         let h = cfg.heads();
         let f32s = 4;
         let mut kv_cache = Vec::with_capacity(cfg.n_layer);
