@@ -106,6 +106,12 @@ pub(crate) fn parse_header(path: &Path, bytes: &[u8]) -> Result<HashMap<String, 
         if name == "__metadata__" {
             continue;
         }
+        if name.chars().any(char::is_control) {
+            return Err(bad(format!(
+                "tensor name `{}` contains a control character: corrupt header",
+                name.escape_debug()
+            )));
+        }
         let raw: RawTensorMeta = serde_json::from_value(value)
             .map_err(|e| bad(format!("header entry `{name}` is malformed: {e}")))?;
         let [a, b] = raw.data_offsets;

@@ -156,6 +156,9 @@ fn read_dir_tensors(dir: &Path) -> Vec<(String, St)> {
             ));
         }
     }
+    // `SafeTensors::tensors` comes in hash order: sort, so that a file (and the seeded
+    // mutations of it in tests/robustness.rs) is the same in every run.
+    out.sort_by(|a, b| a.0.cmp(&b.0));
     out
 }
 

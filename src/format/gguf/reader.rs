@@ -264,6 +264,19 @@ impl<'b> Reader<'b> {
         String::from_utf8(bytes.to_vec()).map_err(|_| format!("{what} is not UTF-8"))
     }
 
+    /// A metadata key or tensor name: a string without control characters, so that an error
+    /// quoting it stays on one line.
+    fn name(&mut self, what: &str) -> Parse<String> {
+        let name = self.string(what)?;
+        if name.chars().any(char::is_control) {
+            return Err(format!(
+                "{what} `{}` contains a control character: corrupt file",
+                name.escape_debug()
+            ));
+        }
+        Ok(name)
+    }
+
     fn value(&mut self, ty: u32, what: &str, depth: usize) -> Parse<Value> {
         Ok(match ty {
             0 => Value::U8(self.array::<1>(what)?[0]),
@@ -372,7 +385,7 @@ fn parse_inner(bytes: &[u8]) -> Parse<Gguf> {
     let n_kv = r.count("the metadata count", 13)?;
     let mut metadata = BTreeMap::new();
     for i in 0..n_kv {
-        let key = r.string(&format!("metadata key {i}"))?;
+        let key = r.name(&format!("metadata key {i}"))?;
         let ty = r.u32(&format!("the type of metadata `{key}`"))?;
         let value = r.value(ty, &format!("metadata `{key}`"), 0)?;
         if metadata.insert(key.clone(), value).is_some() {
@@ -388,7 +401,7 @@ fn parse_inner(bytes: &[u8]) -> Parse<Gguf> {
     };
     let mut infos = Vec::with_capacity(n_tensors);
     for i in 0..n_tensors {
-        let name = r.string(&format!("the name of tensor {i}"))?;
+        let name = r.name(&format!("the name of tensor {i}"))?;
         let n_dims = r.u32(&format!("the dimensions of tensor `{name}`"))?;
         if n_dims > MAX_DIMS {
             return Err(format!(
