@@ -1,5 +1,6 @@
 // Causal multi-head attention over the KV cache: out = softmax(q·Kᵀ·scale) · V per head,
-// with keys 0..=pos+t of cache slot `step.slot` for the query at batch row t: the batch is
+// with keys first_key(pos+t)..=pos+t of cache slot `step.slot` for the query at batch row t
+// (all keys before it, or its sliding window's; soft-capped scores where the model caps): the batch is
 // one sequence's tokens (a batch of sequences uses attention_rows.wgsl). Query head h reads key/value head
 // h / group (grouped-query attention; group = 1 is plain multi-head attention). One invocation per (query, head), an
 // online (single-pass) softmax, no workgroup memory. head_dim must be a multiple of 4, ≤ 256.
@@ -41,11 +42,14 @@ fn main(ids: Ids) {
     let single = step.n_tokens == 1u;
     let kq = t * (q4 + 2u * kv4) + q4 + (h / p.group) * p.hd4;
     if (single && ids.lid.x == 0u && h % p.group == 0u) {
-        store_own(step.pos * kv4 + kvh, kq, kv4);
+        store_own(cache_row(step.pos) * kv4 + kvh, kq, kv4);
     }
+    // The group's keys: from the first query's window start to the last query's position.
+    let first = first_key(step.pos + ids.wg.x * 8u);
+    let own_first = first_key(last);
     let cached = group_last + 1u - u32(single); // keys read from the cache
-    for (var j = 0u; j < cached; j++) {
-        let kb = j * kv4 + kvh;
+    for (var j = first; j < cached; j++) {
+        let kb = cache_row(j) * kv4 + kvh;
         var s = 0.0;
         for (var d = 0u; d < hd8; d += 8u) {
             let i = kb + d;
@@ -58,7 +62,7 @@ fn main(ids: Ids) {
         for (var d = hd8; d < p.hd4; d++) {
             s += dot(q[d], kv_load(kb + d));
         }
-        let w = softmax_step(s, j <= last);
+        let w = softmax_step(s, j <= last && j >= own_first);
         let vb = p.v_offset + kb;
         for (var d = 0u; d < hd8; d += 8u) {
             let i = vb + d;

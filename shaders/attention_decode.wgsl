@@ -6,7 +6,8 @@
 // dimensions (lane L holds vec4 L, L + 8, …), so each key and value is loaded once, by the
 // lanes between them, and the query and the running sum stay in registers; a key's score is
 // the lanes' partial dot products summed with `subgroupAdd`. An online (single-pass)
-// softmax, no workgroup memory. Query head h reads key/value head h / group.
+// softmax, no workgroup memory. Query head h reads key/value head h / group. Keys before the
+// row's sliding window (first_key) are skipped; scores are soft-capped in softmax_step.
 // A single-row step stores its own key and value in the cache here (the forward pass launches
 // no kv_store then) and takes them from QKV, with the same arithmetic as a cached key; with
 // more rows, kv_store has stored them. head_dim must be a multiple of 4, ≤ 256.
@@ -66,8 +67,8 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_id) lid:
     let cached = last + 1u - u32(single); // keys read from the cache
     var k: array<vec4<f32>, NV>;
     var v: array<vec4<f32>, NV>;
-    for (var j = 0u; j < cached; j++) {
-        let kb = j * kv4 + kvh;
+    for (var j = first_key(last); j < cached; j++) {
+        let kb = cache_row(j) * kv4 + kvh;
         for (var i = 0u; i < NV; i++) {
             if (8u * i < p.hd4) {
                 k[i] = kv_load(kb + dim(me, i));
@@ -80,7 +81,7 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_id) lid:
         // The token's own key and value (key/value head h / group) from QKV, stored once per
         // key/value head, each lane its share.
         let kq = t * (q4 + 2u * kv4) + q4 + (h / p.group) * p.hd4;
-        let dst = last * kv4 + kvh;
+        let dst = cache_row(last) * kv4 + kvh;
         for (var i = 0u; i < NV; i++) {
             if (8u * i < p.hd4) {
                 k[i] = kv_round(QKV[kq + dim(me, i)]);

@@ -4,7 +4,8 @@
 // queries of one sequence). Row t's query attends to keys 0..=row_pos(t) of slot row_slot(t).
 // One invocation per (row, query head): workgroup_id.y is the row, the 8 invocations of a
 // workgroup are 8 consecutive heads of it; an online (single-pass) softmax, no workgroup
-// memory. Query head h reads key/value head h / group. The arithmetic is attention.wgsl's, in
+// memory. Query head h reads key/value head h / group. Keys before the row's sliding window
+// (first_key) are skipped, scores soft-capped where the model caps. The arithmetic is attention.wgsl's, in
 // the same order, so a sequence's decode gives the same bits on either kernel.
 // A single-row step stores its key and value in the cache here, as attention.wgsl does (the
 // forward pass launches no kv_store then), and reads that last key and value from QKV.
@@ -35,11 +36,11 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_id) lid:
     let single = step.n_tokens == 1u;
     let kq = t * (q4 + 2u * kv4) + q4 + (h / p.group) * p.hd4;
     if (single && h % p.group == 0u) {
-        store_own(last * kv4 + kvh, kq, kv4);
+        store_own(cache_row(last) * kv4 + kvh, kq, kv4);
     }
     let cached = last + 1u - u32(single);
-    for (var j = 0u; j < cached; j++) {
-        let kb = j * kv4 + kvh;
+    for (var j = first_key(last); j < cached; j++) {
+        let kb = cache_row(j) * kv4 + kvh;
         var s = 0.0;
         for (var d = 0u; d < hd8; d += 8u) {
             let i = kb + d;

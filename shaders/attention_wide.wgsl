@@ -1,7 +1,7 @@
 // Causal multi-head attention over the KV cache: the cooperative variant of attention.wgsl for
 // hardware GPUs. One workgroup of 64 per (head, query): workgroup_id.x is the head, .y the
-// batch row t, whose keys are 0..=row_pos(t) of its cache slot
-// (row_slot(t)). Keys go in chunks of up to 1024: each invocation
+// batch row t, whose keys are first_key(row_pos(t))..=row_pos(t) of its cache slot
+// (row_slot(t)): all keys before it or its sliding window's, soft-capped where the model caps. Keys go in chunks of up to 1024: each invocation
 // scores every 64th key of the chunk into workgroup memory, the workgroup takes the chunk's
 // maximum and sum (online softmax across chunks), then invocation (g, d) accumulates
 // dimension quad d of the values of keys g, g + G, …, and the G partial outputs are summed at
@@ -35,14 +35,15 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) l
     let base = row_slot(t) * 2u * p.v_offset; // this row's cache slot
     if (step.n_tokens == 1u) {
         if (li < p.hd4) {
-            let dst = base + row_pos(0u) * kv4 + kvh + li;
+            let dst = base + cache_row(row_pos(0u)) * kv4 + kvh + li;
             kv_store(dst, QKV[q4 + kvh + li]);
             kv_store(p.v_offset + dst, QKV[q4 + kv4 + kvh + li]);
         }
         storageBarrier();
     }
     workgroupBarrier();
-    let n_keys = row_pos(t) + 1u;
+    let first = first_key(row_pos(t)); // the sliding window's first key, else 0
+    let n_keys = row_pos(t) + 1u - first;
     let groups = 64u >> p.dq_bits;
     let g = li >> p.dq_bits;
     let d = li & ((1u << p.dq_bits) - 1u);
@@ -53,11 +54,12 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) l
         let len = min(CHUNK, n_keys - c0);
         var mx = -3.0e38;
         for (var j = li; j < len; j += 64u) {
-            let kb = base + (c0 + j) * kv4 + kvh;
+            let kb = base + cache_row(first + c0 + j) * kv4 + kvh;
             var s = 0.0;
             for (var e = 0u; e < p.hd4; e++) {
                 s += dot(q[e], kv_load(kb + e));
             }
+            s = capped(s);
             prob[j] = s;
             mx = max(mx, s);
         }
@@ -74,20 +76,21 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) l
         acc *= corr;
         if (d < p.hd4) {
             // Four value rows in flight per step, then the remainder one at a time.
-            let vb = base + p.v_offset + c0 * kv4 + kvh + d;
+            let vb = base + p.v_offset + kvh + d;
+            let k0 = first + c0; // position of the chunk's first key
             var j = g;
             for (; j + 3u * groups < len; j += 4u * groups) {
                 let j1 = j + groups;
                 let j2 = j1 + groups;
                 let j3 = j2 + groups;
-                let v0 = kv_load(vb + j * kv4);
-                let v1 = kv_load(vb + j1 * kv4);
-                let v2 = kv_load(vb + j2 * kv4);
-                let v3 = kv_load(vb + j3 * kv4);
+                let v0 = kv_load(vb + cache_row(k0 + j) * kv4);
+                let v1 = kv_load(vb + cache_row(k0 + j1) * kv4);
+                let v2 = kv_load(vb + cache_row(k0 + j2) * kv4);
+                let v3 = kv_load(vb + cache_row(k0 + j3) * kv4);
                 acc += prob[j] * v0 + prob[j1] * v1 + prob[j2] * v2 + prob[j3] * v3;
             }
             for (; j < len; j += groups) {
-                acc += prob[j] * kv_load(vb + j * kv4);
+                acc += prob[j] * kv_load(vb + cache_row(k0 + j) * kv4);
             }
         }
         workgroupBarrier(); // the chunk's weights are read before the next chunk's scores

@@ -7,6 +7,10 @@ struct Params {
     v_offset: u32, // where the values start in KV, in vec4 units (n_ctx · kv_c / 4)
     q_c: u32,      // features of a query row: n_heads · head_dim (keys start there in QKV)
     row: u32,      // row stride of QKV: q_c + 2 · kv_c
+    rows: u32,     // positions a slot holds: position j in row j % rows (see attention_params.wgsl)
+    _pad0: u32,
+    _pad1: u32,
+    _pad2: u32,
 }
 @group(0) @binding(1) var<uniform> p: Params;
 @group(0) @binding(2) var<storage, read> QKV: array<vec4<f32>>;           // (T, row): q | k | v
@@ -21,7 +25,7 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>) {
         return;
     }
     let src = t * (p.row / 4u) + p.q_c / 4u;
-    let dst = row_slot(t) * 2u * p.v_offset + row_pos(t) * kv4 + c;
+    let dst = row_slot(t) * 2u * p.v_offset + (row_pos(t) % p.rows) * kv4 + c;
     kv_store(dst, QKV[src + c]);
     kv_store(p.v_offset + dst, QKV[src + kv4 + c]);
 }

@@ -7,6 +7,7 @@ struct Params {
     c: u32,   // features C
     eps: f32, // layer_norm_epsilon / rms_norm_eps
     rms: u32, // 1: RMSNorm
+    add: u32, // 1: Y += the norm (a norm on a residual branch, Gemma's post-norms)
 }
 @group(0) @binding(1) var<uniform> p: Params;
 @group(0) @binding(2) var<storage, read> X: array<vec4<f32>>;        // (T, C)
@@ -52,6 +53,7 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>) {
     let sq = sum8(base, c4, mean, true);
     let inv = inverseSqrt(dot(sq, vec4<f32>(1.0)) / f32(p.c) + p.eps);
     for (var i = 0u; i < c4; i++) {
-        Y[base + i] = (X[base + i] - mean) * inv * gamma[i] + beta[i];
+        let y = (X[base + i] - mean) * inv * gamma[i] + beta[i];
+        Y[base + i] = select(y, Y[base + i] + y, p.add == 1u);
     }
 }

@@ -7,6 +7,7 @@ struct Params {
     c: u32,   // features C (multiple of 4)
     eps: f32, // layer_norm_epsilon / rms_norm_eps
     rms: u32, // 1: RMSNorm (no centring, beta is zeros)
+    add: u32, // 1: Y += the norm (a norm on a residual branch, Gemma's post-norms)
 }
 @group(0) @binding(1) var<uniform> p: Params;
 @group(0) @binding(2) var<storage, read> X: array<vec4<f32>>;        // (T, C)
@@ -33,6 +34,7 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) l
     }
     let inv = inverseSqrt(wg_sum(dot(sq, vec4<f32>(1.0)), li, 64u) / f32(p.c) + p.eps);
     for (var i = li; i < c4; i += 64u) {
-        Y[base + i] = (X[base + i] - mean) * inv * gamma[i] + beta[i];
+        let y = (X[base + i] - mean) * inv * gamma[i] + beta[i];
+        Y[base + i] = select(y, Y[base + i] + y, p.add == 1u);
     }
 }

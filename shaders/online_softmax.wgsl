@@ -11,8 +11,10 @@ var<private> m: f32;                         // running max of the scores
 var<private> l: f32;                         // running sum of exp(score - m)
 
 // One key: returns (corr, e), the factor the sums so far are rescaled by and the key's
-// weight; keys past the query's own last (`valid` false) weigh 0.
-fn softmax_step(s: f32, valid: bool) -> vec2<f32> {
+// weight, from its score (soft-capped here); keys the query does not see (`valid` false:
+// past its own position or before its window) weigh 0.
+fn softmax_step(score: f32, valid: bool) -> vec2<f32> {
+    let s = capped(score);
     let m_new = select(m, max(m, s), valid);
     let corr = exp(m - m_new);
     let e = select(0.0, exp(s - m_new), valid);

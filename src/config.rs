@@ -69,13 +69,49 @@ pub(crate) enum Family {
         /// `use_parallel_residual`: `x + attn(LN1(x)) + mlp(LN2(x))`.
         parallel_residual: bool,
     },
-    /// The Llama family (`llama`, `mistral`, `qwen2`).
+    /// The Llama family (`llama`, `mistral`, `qwen2`, `qwen3`).
     Llama {
         /// Biases on the q, k and v projections (Qwen2; Llama's `attention_bias`).
         qkv_bias: bool,
         /// A bias on the output projection (Llama's `attention_bias`).
         o_bias: bool,
+        /// RMSNorm on every query and key head before rotary positions (Qwen3).
+        qk_norm: bool,
     },
+    /// Phi-3 / 3.5 (`phi3`).
+    Phi3 {
+        /// `longrope` scaling, where the config has it.
+        long_rope: Option<LongRope>,
+    },
+    /// Gemma 2 and 3 (`gemma2`, `gemma3_text`, `gemma3`).
+    Gemma {
+        /// RMSNorm on every query and key head (Gemma 3).
+        qk_norm: bool,
+        /// `final_logit_softcapping` (Gemma 2: 30).
+        final_softcap: Option<f32>,
+        /// The rotary base of the sliding-window layers (Gemma 3's `rope_local_base_freq`).
+        local_theta: f64,
+    },
+}
+
+/// `longrope` scaling: per-pair factors for short and long contexts, the context that
+/// separates them, and the factor cos and sin are multiplied by.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) struct LongRope {
+    pub short: Vec<f64>,
+    pub long: Vec<f64>,
+    pub original: usize,
+    pub attention_factor: f64,
+}
+
+impl LongRope {
+    /// The factors a context of `n_ctx` positions uses (llama.cpp's rule).
+    pub(crate) fn factors(&self, n_ctx: usize) -> &[f64] {
+        match n_ctx > self.original {
+            true => &self.long,
+            false => &self.short,
+        }
+    }
 }
 
 /// The normalization of every norm in the model.
@@ -238,6 +274,14 @@ pub struct Config {
     pub eos_token_ids: Vec<u32>,
     /// Divide attention scores by √head_dim (`scale_attn_weights`).
     pub scale_attn_weights: bool,
+    /// The attention score scale where it is not 1/√head_dim (Gemma's
+    /// `query_pre_attn_scalar`^−½); overrides `scale_attn_weights`.
+    pub attn_scale: Option<f32>,
+    /// Attention scores become cap·tanh(score / cap) (Gemma 2's `attn_logit_softcapping`).
+    pub attn_softcap: Option<f32>,
+    /// Per layer, the sliding window of a local-attention layer (its queries see the last
+    /// `w` positions, their own included); `None` or an empty list: every position before.
+    pub windows: Vec<Option<usize>>,
 }
 
 /// The fields of a `config.json`, read one by one so that an error names its field.
@@ -352,6 +396,41 @@ pub(crate) fn eos_ids(v: Option<&Value>) -> Result<Vec<u32>> {
     })
 }
 
+/// Which layers use a sliding window of `window` positions: `layer_types` where the config
+/// lists them (`sliding_attention` / `full_attention`, as transformers 5 writes every
+/// windowed model), else `sliding_window_pattern` (every pattern-th layer global, Gemma 3's
+/// older configs), else `local(l)`, the family's rule.
+pub(crate) fn layer_windows(
+    f: &Fields,
+    n_layer: usize,
+    window: usize,
+    local: impl Fn(usize) -> bool,
+) -> Result<Vec<Option<usize>>> {
+    if let Some(types) = f.get("layer_types") {
+        let types = types
+            .as_array()
+            .filter(|t| t.len() == n_layer)
+            .ok_or_else(|| bad(format!("`layer_types` is not a list of {n_layer} layer types")))?;
+        return types
+            .iter()
+            .map(|t| match t.as_str() {
+                Some("sliding_attention") => Ok(Some(window)),
+                Some("full_attention") => Ok(None),
+                _ => Err(Error::Unsupported(format!(
+                    "layer type {t} in `layer_types`; supported: sliding_attention, full_attention"
+                ))),
+            })
+            .collect();
+    }
+    if let Some(pattern) = f.uint("sliding_window_pattern")? {
+        let pattern = in_range("sliding_window_pattern", pattern, MAX_LAYERS)?;
+        return Ok((0..n_layer)
+            .map(|l| ((l + 1) % pattern != 0).then_some(window))
+            .collect());
+    }
+    Ok((0..n_layer).map(|l| local(l).then_some(window)).collect())
+}
+
 pub(crate) fn bad(message: String) -> Error {
     Error::Config {
         path: "config.json".into(),
@@ -462,6 +541,24 @@ impl Config {
         if let Some(rope) = &self.rope {
             rope.validate(head_dim)?;
         }
+        if !self.windows.is_empty() && self.windows.len() != self.n_layer {
+            return Err(bad(format!(
+                "{} sliding-window entries for {} layers",
+                self.windows.len(),
+                self.n_layer
+            )));
+        }
+        for w in self.windows.iter().flatten() {
+            in_range("sliding_window", *w as u64, MAX_POSITIONS)?;
+        }
+        for (name, v) in [
+            ("attn_logit_softcapping", self.attn_softcap),
+            ("query_pre_attn_scalar", self.attn_scale),
+        ] {
+            if v.is_some_and(|v| !(v.is_finite() && v > 0.0)) {
+                return Err(bad(format!("`{name}` gives {v:?}, not a positive number")));
+            }
+        }
         Ok(())
     }
 
@@ -490,6 +587,9 @@ impl Config {
             tie_word_embeddings: true,
             eos_token_ids: Vec::new(),
             scale_attn_weights: true,
+            attn_scale: None,
+            attn_softcap: None,
+            windows: Vec::new(),
         }
     }
 
@@ -497,6 +597,21 @@ impl Config {
     pub fn head_dim(&self) -> usize {
         // `max(1)`: a hand-built config with n_head 0 fails `validate`, not here.
         self.head_size.unwrap_or(self.n_embd / self.n_head.max(1))
+    }
+
+    /// The sliding window of layer `l`, if it is a local-attention layer.
+    pub fn window(&self, l: usize) -> Option<usize> {
+        self.windows.get(l).copied().flatten()
+    }
+
+    /// The attention score scale: [`Config::attn_scale`], else 1/√head_dim (or 1 without
+    /// `scale_attn_weights`).
+    pub fn attention_scale(&self) -> f32 {
+        match (self.attn_scale, self.scale_attn_weights) {
+            (Some(s), _) => s,
+            (None, true) => 1.0 / (self.head_dim() as f32).sqrt(),
+            (None, false) => 1.0,
+        }
     }
 
     /// Key/value heads: [`Config::kv_heads`], else `n_head`.
@@ -560,4 +675,8 @@ pub const PRESETS: &[&str] = &[
     "pythia-160m",
     "smollm2-135m",
     "llama-1b",
+    "qwen3-0.6b",
+    "gemma3-1b",
+    "gemma2-2b",
+    "phi3-mini",
 ];

@@ -21,7 +21,9 @@ use wgpt::{Gpu, KernelFamily, KvDtype, LoadOptions, Model, WeightDtype};
 /// start with it, and perplexity windows too): Llama 3.2 (context 131072, llama3 scaling from
 /// 8192, tied, explicit head_dim, bf16) and a Llama 2-style model with a SentencePiece
 /// tokenizer (`tools/make_real_fixtures.py`).
-const MODELS: [&str; 14] = [
+/// The families of issue K: Qwen3 (head_dim 32 on a hidden size of 64, q / k norms, bf16) and
+/// Phi-3 (fused qkv / gate_up, partial rotary, longrope with GQA; `tools/make_family_fixtures.py`).
+const MODELS: [&str; 16] = [
     "tiny-orig-f32",
     "tiny-hf-f16",
     "tiny-untied-bf16",
@@ -36,12 +38,25 @@ const MODELS: [&str; 14] = [
     "tiny-mistral-f32",
     "tiny-llama32-bf16",
     "tiny-sp-llama-f32",
+    "tiny-qwen3-bf16",
+    "tiny-phi3-f32",
 ];
 const LOGIT_TOL: f64 = 1e-3;
 
 /// The options the golden tolerances hold with: an exact (f32) KV cache.
 fn f32_kv() -> LoadOptions {
     LoadOptions::default().with_kv(KvDtype::F32)
+}
+
+/// The options fixture `name`'s logits and greedy references hold with: [`f32_kv`], and for
+/// Phi-3 a context of 32, its `original_max_position_embeddings`, where longrope uses the
+/// short factors as HF does on those short sequences (a longer context takes the long ones,
+/// as llama.cpp; its perplexity reference, over windows of 48, is HF's with the long ones).
+fn opts(name: &str) -> LoadOptions {
+    match name {
+        "tiny-phi3-f32" => f32_kv().with_ctx(32),
+        _ => f32_kv(),
+    }
 }
 
 /// Loads fixture `name` with `opts`, checks its logits against HF's and returns the model.
@@ -63,7 +78,7 @@ fn logits_match_hf() {
     let Some(gpu) = test_gpu() else { return };
     let mut worst = 0f64;
     for m in MODELS {
-        worst = worst.max(check_logits(&gpu, m, &f32_kv()).1);
+        worst = worst.max(check_logits(&gpu, m, &opts(m)).1);
     }
     eprintln!("largest relative logit error over all fixtures: {worst:.3e}");
 }
@@ -76,8 +91,8 @@ fn logits_match_hf_with_either_kernel_family() {
     let Some(gpu) = test_gpu() else { return };
     for family in KernelFamily::ALL {
         for m in MODELS {
-            let opts = f32_kv().with_kernels(family).with_max_batch(4);
-            let (model, _) = check_logits(&gpu, m, &opts);
+            let o = opts(m).with_kernels(family).with_max_batch(4);
+            let (model, _) = check_logits(&gpu, m, &o);
             assert_eq!(model.info().kernels, family, "{m}");
         }
     }
@@ -91,8 +106,8 @@ fn logits_match_hf_with_split_embedding() {
     for m in MODELS {
         let cfg = wgpt::Config::from_file(&fixture(m).join("config.json")).unwrap();
         let chunk = (128 * cfg.n_embd * 4) as u64;
-        let opts = f32_kv().with_max_chunk_bytes(chunk).with_max_batch(4);
-        let (model, _) = check_logits(&gpu, m, &opts);
+        let o = opts(m).with_max_chunk_bytes(chunk).with_max_batch(4);
+        let (model, _) = check_logits(&gpu, m, &o);
         assert!(model.info().embedding_buffers > 1, "{m}: wte not split");
     }
 }
@@ -131,7 +146,7 @@ fn greedy_ids_match_hf() {
         .flat_map(|m| KernelFamily::ALL.map(|f| (m, f)))
     {
         let r = reference(m);
-        let model = Model::load(fixture(m), &gpu, &f32_kv().with_kernels(family)).unwrap();
+        let model = Model::load(fixture(m), &gpu, &opts(m).with_kernels(family)).unwrap();
         common::check_greedy(&model, &r, 1e-3, &format!("{m} ({family})"));
     }
 }
@@ -222,8 +237,8 @@ fn kv_f16_stays_near_hf() {
     for family in KernelFamily::ALL {
         for m in MODELS {
             let r = reference(m);
-            let opts = LoadOptions::default().with_kernels(family);
-            let model = Model::load(fixture(m), &gpu, &opts).unwrap();
+            let o = opts(m).with_kv(KvDtype::F16).with_kernels(family);
+            let model = Model::load(fixture(m), &gpu, &o).unwrap();
             assert_eq!(model.info().kv, KvDtype::F16);
             let what = format!("{m} {family} f16 KV");
             let worst = common::check_logits(&model, &r, KV_F16_TOL, &what);

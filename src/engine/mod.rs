@@ -77,7 +77,9 @@ impl<'m> Engine<'m> {
         // At least two rows: the cooperative family runs a lone sequence as two equal rows.
         let rows = max_batch.max(2);
         let (cfg, kv) = (&model.config, model.kernels.kv);
-        let layer_cache = max_batch as u64 * crate::model::activations::kv_layer_bytes(cfg, kv);
+        let chunk = model.max_batch().min(PREFILL_ROWS).max(rows); // tokens per batch
+        use crate::model::activations::{kv_cache_bytes, kv_largest_layer_bytes};
+        let layer_cache = max_batch as u64 * kv_largest_layer_bytes(cfg, kv, chunk);
         let limit = model.gpu.limits().max_storage_buffer_binding_size;
         if layer_cache > limit {
             return Err(Error::DeviceLimits(format!(
@@ -87,7 +89,7 @@ impl<'m> Engine<'m> {
         }
         // Every slot's cache beside the weights, against the memory the model may use.
         let (bound, what) = crate::model::memory_bound(&model.gpu, &model.opts);
-        let caches = max_batch as u64 * crate::model::activations::kv_cache_bytes(cfg, kv);
+        let caches = max_batch as u64 * kv_cache_bytes(cfg, kv, chunk);
         if model.info().weight_bytes + caches > bound {
             return Err(Error::DeviceLimits(format!(
                 "{max_batch} sequences of {} positions need {} MB of KV cache ({kv}) beside {} MB of weights, more than {what}: run fewer at once or use a smaller --ctx",
@@ -102,7 +104,7 @@ impl<'m> Engine<'m> {
                 &model.kernels,
                 &model.config,
                 &model.weights,
-                model.max_batch().min(PREFILL_ROWS).max(rows),
+                chunk,
                 model.logit_rows().max(rows),
                 Some(max_batch),
             )?;

@@ -16,6 +16,26 @@ struct Params {
     dq_bits: u32,
     kv_c: u32,
     group: u32,
+    window: u32,
+    softcap: f32,
+    rows: u32,
+    _pad: u32,
+}
+
+/// How a layer's queries attend: the score scale, the soft-cap, the sliding window and the
+/// positions its cache holds per sequence.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Attend {
+    /// Scores are q·k·scale (1/√head_dim in most models).
+    pub scale: f32,
+    /// Scores become cap·tanh(score / cap) (Gemma 2's `attn_logit_softcapping`).
+    pub softcap: Option<f32>,
+    /// A query sees only the last `window` positions, its own included (a sliding-window
+    /// layer); `None`: every position before it.
+    pub window: Option<usize>,
+    /// Positions one sequence's cache holds: position j is row j % rows (a ring when fewer
+    /// than the context: see `activations::cache_rows`).
+    pub rows: usize,
 }
 
 /// The attention heads of a layer: query heads, key/value heads (fewer with grouped-query
@@ -44,8 +64,8 @@ impl Heads {
     }
 }
 
-/// `out = softmax(q·Kᵀ·scale + causal mask)·V` per query head over its key/value head; qkv:
-/// (T, q_c + 2·kv_c), kv: the layer's (slots, 2, n_positions, kv_c) cache of keys then values,
+/// `out = softmax(cap(q·Kᵀ·scale) + causal / window mask)·V` per query head over its key/value
+/// head (see [`Attend`]); qkv: (T, q_c + 2·kv_c), kv: the layer's (slots, 2, rows, kv_c) cache of keys then values,
 /// out: (T, q_c). The batch is one sequence's tokens; the cooperative kernel also serves a
 /// batch of sequences (`step.per_row`), the barrier-free family needs [`attention_rows`].
 #[allow(clippy::too_many_arguments)]
@@ -54,13 +74,12 @@ pub(crate) fn attention(
     k: &Kernels,
     step: &wgpu::Buffer,
     heads: Heads,
-    scale: f32,
-    n_positions: usize,
+    how: Attend,
     qkv: &wgpu::Buffer,
     kv: &wgpu::Buffer,
     out: &wgpu::Buffer,
 ) -> Dispatch {
-    let params = params(heads, scale, n_positions);
+    let params = params(heads, how);
     let n_head = heads.n_head as u32;
     Dispatch::new(
         gpu,
@@ -86,14 +105,13 @@ pub(crate) fn attention_rows(
     k: &Kernels,
     step: &wgpu::Buffer,
     heads: Heads,
-    scale: f32,
-    n_positions: usize,
+    how: Attend,
     qkv: &wgpu::Buffer,
     kv: &wgpu::Buffer,
     out: &wgpu::Buffer,
 ) -> Option<Dispatch> {
     let pipeline = k.attention_rows.as_ref()?;
-    let params = params(heads, scale, n_positions);
+    let params = params(heads, how);
     Some(Dispatch::new(
         gpu,
         "attention",
@@ -111,16 +129,20 @@ pub(crate) fn attention_rows(
     ))
 }
 
-fn params(heads: Heads, scale: f32, n_positions: usize) -> Params {
+fn params(heads: Heads, how: Attend) -> Params {
     let hd4 = (heads.head_dim / 4) as u32;
     Params {
         q_c: heads.q_c() as u32,
         n_head: heads.n_head as u32,
         hd4,
-        scale,
-        v_offset: (n_positions * heads.kv_c() / 4) as u32,
+        scale: how.scale,
+        v_offset: (how.rows * heads.kv_c() / 4) as u32,
         dq_bits: hd4.next_power_of_two().trailing_zeros(),
         kv_c: heads.kv_c() as u32,
         group: (heads.n_head / heads.n_kv_head.max(1)).max(1) as u32,
+        window: how.window.map_or(u32::MAX, |w| w as u32),
+        softcap: how.softcap.unwrap_or(0.0),
+        rows: how.rows as u32,
+        _pad: 0,
     }
 }

@@ -10,10 +10,12 @@ struct Params {
     row_begin: u32,
     row_end: u32,
     positions: u32,
+    scale: f32,
+    _pad: [u32; 3],
 }
 
-/// `x[t] = wte[tokens[t]] (+ wpe[pos + t])` for the tokens in `rows`, held by `wte_chunk` as
-/// a (C, rows) weight matrix; `wpe`: (n_positions, C) learned positions, or `None`.
+/// `x[t] = wte[tokens[t]]·scale (+ wpe[pos + t])` for the tokens in `rows`, held by `wte_chunk`
+/// as a (C, rows) weight matrix; `wpe`: (n_positions, C) learned positions, or `None`.
 #[allow(clippy::too_many_arguments)]
 pub(crate) fn embed(
     gpu: &Gpu,
@@ -24,6 +26,7 @@ pub(crate) fn embed(
     wte_chunk: &WeightMatrix,
     tokens: &wgpu::Buffer,
     wpe: Option<&wgpu::Buffer>,
+    scale: f32,
     x: &wgpu::Buffer,
 ) -> Dispatch {
     let params = Params {
@@ -31,6 +34,8 @@ pub(crate) fn embed(
         row_begin: rows.start as u32,
         row_end: rows.end as u32,
         positions: wpe.is_some() as u32,
+        scale,
+        _pad: [0; 3],
     };
     let part = wte_chunk.single();
     Dispatch::with_resources(

@@ -10,10 +10,11 @@ struct Params {
     c: u32,
     eps: f32,
     rms: u32,
-    _pad: u32,
+    add: u32,
 }
 
-/// `y = LN(x)·gamma + beta` (or with `rms`, `y = x / rms(x)·gamma`), x and y: (T, C).
+/// `y = LN(x)·gamma + beta` (or with `rms`, `y = x / rms(x)·gamma`; with `add`, `y +=` that),
+/// x and y: (T, C).
 /// `batches_only`: launch nothing for single-token
 /// steps, whose next matmul applies the LayerNorm itself (only where `Kernels::fuses_decode_norm`).
 #[allow(clippy::too_many_arguments)]
@@ -28,13 +29,13 @@ pub(crate) fn layer_norm(
     gamma: &wgpu::Buffer,
     beta: &wgpu::Buffer,
     y: &wgpu::Buffer,
-    batches_only: bool,
+    (add, batches_only): (bool, bool),
 ) -> Dispatch {
     let params = Params {
         c: c as u32,
         eps,
         rms: rms as u32,
-        _pad: 0,
+        add: add as u32,
     };
     Dispatch::new(
         gpu,

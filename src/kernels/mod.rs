@@ -24,6 +24,7 @@ mod attention;
 mod embed;
 mod formats;
 mod gated;
+mod head_norm;
 mod kv_store;
 mod layer_norm;
 mod matmul;
@@ -31,15 +32,17 @@ mod positions;
 mod programs;
 mod recorder;
 mod rope;
+mod softcap;
 mod step;
 #[cfg(test)]
 mod tests;
 mod weight_matrix;
 
 pub(crate) use argmax::{argmax, winner, Argmax, ARGMAX_BYTES};
-pub(crate) use attention::{attention, attention_rows, Heads};
+pub(crate) use attention::{attention, attention_rows, Attend, Heads};
 pub(crate) use embed::embed;
 pub(crate) use gated::gated;
+pub(crate) use head_norm::head_norm;
 pub(crate) use kv_store::kv_store;
 pub(crate) use layer_norm::layer_norm;
 pub(crate) use matmul::{matmul, FusedNorm, MatmulDispatch, MatmulSpec, X_WINDOW};
@@ -47,6 +50,7 @@ pub(crate) use positions::add_positions;
 pub(crate) use recorder::Profiler;
 pub(crate) use recorder::Recorder;
 pub(crate) use rope::{rope, rope_table};
+pub(crate) use softcap::softcap;
 pub(crate) use step::{step_uniform, RowMap, Step, MAX_ROWS};
 pub(crate) use weight_matrix::{matrix_bytes, storage_for, texel_rows, Columns, WeightMatrix};
 
@@ -79,6 +83,8 @@ pub(crate) struct Kernels {
     pub rope: wgpu::ComputePipeline,
     pub positions: wgpu::ComputePipeline,
     pub gated: wgpu::ComputePipeline,
+    pub head_norm: wgpu::ComputePipeline,
+    pub softcap: wgpu::ComputePipeline,
     /// The barrier-free kernels share loads through subgroup operations (`lanes_subgroup.wgsl`).
     subgroups: bool,
     /// Greedy decoding's argmax: candidates, then the winner (`None` when barrier-free).
@@ -119,6 +125,8 @@ impl Kernels {
             rope: make("rope"),
             positions: make("positions"),
             gated: make("gated"),
+            head_norm: make("head_norm"),
+            softcap: make("softcap"),
             subgroups: opts.subgroups,
             argmax: cooperative.then(|| [make("argmax"), make("argmax_pick")]),
         }
@@ -167,6 +175,8 @@ pub(crate) enum Grid {
     RowBlocks { x: u32 },
     /// (x, T).
     PerToken { x: u32 },
+    /// (x, n_rows): per LM-head row.
+    PerRow { x: u32 },
     /// (x, T) for batches of more than one token, nothing for a single token (a step whose
     /// work the following kernels do themselves, see `Kernels::fuses_decode_norm`).
     BatchTokens { x: u32 },
@@ -191,6 +201,7 @@ impl Grid {
             Grid::TokenBlocks { x } => (x, n_tokens.div_ceil(8), 1),
             Grid::RowBlocks { x } => (x, n_rows.div_ceil(8), 1),
             Grid::PerToken { x } => (x, n_tokens, 1),
+            Grid::PerRow { x } => (x, n_rows, 1),
             Grid::BatchTokens { x } => (x, if n_tokens > 1 { n_tokens } else { 0 }, 1),
             Grid::TokenTiles { x } => (x, n_tokens.div_ceil(64), 1),
             Grid::RowTiles { x } => (x, n_rows.div_ceil(64), 1),

@@ -47,6 +47,8 @@ const ARGMAX_REDUCE: &str = include_str!("../../shaders/argmax_reduce.wgsl");
 const ROPE: &str = include_str!("../../shaders/rope.wgsl");
 const POSITIONS: &str = include_str!("../../shaders/positions.wgsl");
 const GATED: &str = include_str!("../../shaders/gated.wgsl");
+const HEAD_NORM: &str = include_str!("../../shaders/head_norm.wgsl");
+const SOFTCAP: &str = include_str!("../../shaders/softcap.wgsl");
 
 /// The two kernel families: every operation exists in both, with the same bindings and the
 /// same results (see the module header).
@@ -209,6 +211,8 @@ fn programs(opts: ShaderOptions) -> Vec<(&'static str, bool, Vec<&'static str>)>
             ("rope", false, vec![ROPE]),
             ("positions", false, vec![POSITIONS]),
             ("gated", false, vec![ACTIVATIONS, GATED]),
+            ("head_norm", false, vec![HEAD_NORM]),
+            ("softcap", false, vec![SOFTCAP]),
         ],
         KernelFamily::BarrierFree => vec![
             ("matmul", true, tile(MATMUL, lanes)),
@@ -246,6 +250,8 @@ fn programs(opts: ShaderOptions) -> Vec<(&'static str, bool, Vec<&'static str>)>
             ("rope", false, vec![ROPE]),
             ("positions", false, vec![POSITIONS]),
             ("gated", false, vec![ACTIVATIONS, GATED]),
+            ("head_norm", false, vec![HEAD_NORM]),
+            ("softcap", false, vec![SOFTCAP]),
         ],
     }
 }

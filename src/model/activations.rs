@@ -21,11 +21,33 @@ pub(crate) struct Activations {
     pub fc: wgpu::Buffer,            // (B, F) MLP hidden
     pub gate_up: wgpu::Buffer,       // (B, 2F) a gated MLP's [gate | up] (gated families only)
     pub emb: wgpu::Buffer,           // (B, E) rows of embedding width (project_in / _out)
-    pub kv_cache: Vec<wgpu::Buffer>, // n_layer × (S, 2, n_ctx, K): per slot keys, then values (f32 or f16)
+    pub kv_cache: Vec<Cache>,        // n_layer × (S, 2, rows, K): per slot keys, then values (f32 or f16)
     pub logits: wgpu::Buffer,        // (R, V)
     pub best: wgpu::Buffer,          // (L + 1, 2) u32 argmax candidates, then the winner
     pub staging: wgpu::Buffer,       // (R, V) mappable copy of logits
     pub winner: [wgpu::Buffer; 2],   // (2) u32 mappable copies of best[L], one per step in flight
+}
+
+/// One layer's KV cache: per sequence slot, `rows` positions of keys then values, position j
+/// in row j % rows. A global layer holds the context (rows = n_ctx); a sliding-window layer
+/// only its window and a batch (a ring, see [`cache_rows`]).
+pub(crate) struct Cache {
+    pub buf: wgpu::Buffer,
+    /// The layer's sliding window, if it has one.
+    pub window: Option<usize>,
+    /// Positions held per slot.
+    pub rows: usize,
+}
+
+/// Positions layer `l`'s cache holds per sequence when batches have at most `batch` tokens:
+/// the context in use, or for a sliding-window layer `window + batch − 1` where that is less
+/// (a ring: a batch stores its keys before attending, and the oldest key its first query
+/// sees must survive the batch's last store).
+pub(crate) fn cache_rows(cfg: &Config, l: usize, batch: usize) -> usize {
+    match cfg.window(l) {
+        Some(w) => (w + batch - 1).min(cfg.n_ctx),
+        None => cfg.n_ctx,
+    }
 }
 
 /// Width of the gate | up buffer: 2F for gated feed-forwards, else nothing (one row of 4).
@@ -36,15 +58,25 @@ pub(crate) fn gate_up_width(cfg: &Config) -> usize {
     }
 }
 
-/// Bytes of the KV cache of one session: keys and values of every layer and position of the
-/// context in use.
-pub(crate) fn kv_cache_bytes(cfg: &Config, kv: KvDtype) -> u64 {
-    cfg.n_layer as u64 * kv_layer_bytes(cfg, kv)
+/// Bytes of the KV cache of one sequence: keys and values of every layer and position it
+/// holds (batches of at most `batch` tokens).
+pub(crate) fn kv_cache_bytes(cfg: &Config, kv: KvDtype, batch: usize) -> u64 {
+    (0..cfg.n_layer)
+        .map(|l| kv_layer_bytes(cfg, kv, l, batch))
+        .sum()
 }
 
-/// Bytes of one layer's cache of one sequence: (2, n_ctx, K).
-pub(crate) fn kv_layer_bytes(cfg: &Config, kv: KvDtype) -> u64 {
-    2 * cfg.n_ctx as u64 * cfg.heads().kv_c() as u64 * kv.bytes() as u64
+/// Bytes of layer `l`'s cache of one sequence: (2, rows, K).
+pub(crate) fn kv_layer_bytes(cfg: &Config, kv: KvDtype, l: usize, batch: usize) -> u64 {
+    2 * cache_rows(cfg, l, batch) as u64 * cfg.heads().kv_c() as u64 * kv.bytes() as u64
+}
+
+/// Bytes of the largest layer cache of one sequence (a global layer's, where there is one).
+pub(crate) fn kv_largest_layer_bytes(cfg: &Config, kv: KvDtype, batch: usize) -> u64 {
+    (0..cfg.n_layer)
+        .map(|l| kv_layer_bytes(cfg, kv, l, batch))
+        .max()
+        .unwrap_or(0)
 }
 
 /// Bytes of activations and KV cache a session needs (for limit checks before allocating).
@@ -55,7 +87,7 @@ pub(crate) fn session_bytes(cfg: &Config, kv: KvDtype, max_batch: usize, logit_r
     let (q, qkv, gu) = (h.q_c() as u64, h.qkv_c() as u64, gate_up_width(cfg) as u64);
     let act = b * (c * 4 + q + qkv + f + gu + e) * 4 + 5 * X_WINDOW;
     let logits = 2 * logit_rows as u64 * cfg.vocab_size as u64 * 4;
-    kv_cache_bytes(cfg, kv) + act + logits + ARGMAX_BYTES as u64 + 2 * 8
+    kv_cache_bytes(cfg, kv, max_batch) + act + logits + ARGMAX_BYTES as u64 + 2 * 8
 }
 
 /// A matmul input: also bindable as a uniform window (see `matmul_block.wgsl`), with slack.
@@ -98,8 +130,12 @@ impl Activations {
         let f32s = 4;
         let mut kv_cache = Vec::with_capacity(cfg.n_layer);
         for l in 0..cfg.n_layer {
-            let bytes = slots as u64 * kv_layer_bytes(cfg, kv);
-            kv_cache.push(storage(gpu, &format!("kv_cache.{l}"), bytes as usize)?);
+            let bytes = slots as u64 * kv_layer_bytes(cfg, kv, l, b);
+            kv_cache.push(Cache {
+                buf: storage(gpu, &format!("kv_cache.{l}"), bytes as usize)?,
+                window: cfg.window(l),
+                rows: cache_rows(cfg, l, b),
+            });
         }
         Ok(Activations {
             step: step_uniform(gpu),

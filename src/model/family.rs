@@ -12,7 +12,7 @@ use super::gguf::{Mapped, Meta};
 use super::tensors::TensorList;
 use super::upload::Uploader;
 use super::weights::Weights;
-use super::{gpt1, gpt2, llama, neox, opt};
+use super::{gemma, gpt1, gpt2, llama, neox, opt, phi3};
 use crate::config::{bad, Config, Fields, DEFAULT_CONTEXT};
 use crate::error::{Error, Result};
 
@@ -91,12 +91,14 @@ impl crate::format::safetensors::TensorNames for dyn Arch {
 }
 
 /// Every family wgpt runs.
-pub(crate) const ARCHES: [&dyn Arch; 5] = [
+pub(crate) const ARCHES: [&dyn Arch; 7] = [
     &gpt2::Gpt2,
     &gpt1::Gpt1,
     &opt::Opt,
     &neox::NeoX,
     &llama::Llama,
+    &gemma::Gemma,
+    &phi3::Phi3,
 ];
 
 /// The family module of a config.
@@ -108,6 +110,8 @@ pub(crate) fn arch(cfg: &Config) -> &'static dyn Arch {
         Family::Opt { .. } => &opt::Opt,
         Family::NeoX { .. } => &neox::NeoX,
         Family::Llama { .. } => &llama::Llama,
+        Family::Gemma { .. } => &gemma::Gemma,
+        Family::Phi3 { .. } => &phi3::Phi3,
     }
 }
 

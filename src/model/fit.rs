@@ -147,7 +147,7 @@ pub(crate) fn check_fits(
     let buffers = [
         (
             format!("the KV cache of one layer ({p} positions, {kv}; --ctx sets the positions)"),
-            activations::kv_layer_bytes(cfg, kv),
+            activations::kv_largest_layer_bytes(cfg, kv, batch),
         ),
         f32s("the MLP activations", b * f.max(gate_up)),
         f32s("the attention activations", b * qkv),

@@ -4,13 +4,14 @@
 //! writes the step uniform and the token ids, encodes the recorded dispatches into one command
 //! encoder, submits once and reads back the logits.
 
-pub(crate) use super::activations::Activations;
+pub(crate) use super::activations::{Activations, Cache};
 use crate::config::{Activation, Config};
 use crate::error::Result;
 use crate::gpu::Gpu;
 use crate::kernels::{
-    add_positions, argmax, attention, attention_rows, embed, gated, kv_store, layer_norm, matmul,
-    rope, Argmax, Dispatch, FusedNorm, Kernels, MatmulDispatch, MatmulSpec, Recorder,
+    add_positions, argmax, attention, attention_rows, embed, gated, head_norm, kv_store,
+    layer_norm, matmul, rope, softcap, Argmax, Attend, Dispatch, FusedNorm, Kernels,
+    MatmulDispatch, MatmulSpec, Recorder,
 };
 use crate::model::weights::{Linear, Norm, RowChunks, Weights};
 
@@ -135,6 +136,19 @@ impl<'g> Forward<'g> {
         wte: &RowChunks,
         wpe: Option<&wgpu::Buffer>,
     ) {
+        self.embed_scaled(x, tokens, wte, wpe, 1.0);
+    }
+
+    /// `x[t] = wte[tokens[t]]·scale (+ wpe[pos + t])`: [`Forward::embed`] with a multiplier
+    /// (Gemma's √C).  (T, E)
+    pub fn embed_scaled(
+        &mut self,
+        x: &wgpu::Buffer,
+        tokens: &wgpu::Buffer,
+        wte: &RowChunks,
+        wpe: Option<&wgpu::Buffer>,
+        scale: f32,
+    ) {
         for (m, r0, r1) in &wte.chunks {
             let d = embed(
                 self.gpu,
@@ -145,6 +159,7 @@ impl<'g> Forward<'g> {
                 m,
                 tokens,
                 wpe,
+                scale,
                 x,
             );
             self.decoder.push(Op::Kernel(d));
@@ -159,7 +174,13 @@ impl<'g> Forward<'g> {
 
     /// `y = LN(x)·gamma + beta`, launched for every batch.  (T, C)
     pub fn layer_norm(&mut self, y: &wgpu::Buffer, x: &wgpu::Buffer, n: &Norm) {
-        self.norm(y, x, n, false);
+        self.norm(y, x, n, (false, false));
+    }
+
+    /// `y += LN(x)·gamma + beta`: a norm on a residual branch (Gemma's post-attention and
+    /// post-feed-forward norms).  (T, C)
+    pub fn add_norm(&mut self, y: &wgpu::Buffer, x: &wgpu::Buffer, n: &Norm) {
+        self.norm(y, x, n, (true, false));
     }
 
     /// `y = LN(x)·gamma + beta` feeding the next linear layer: where the kernel family fuses
@@ -171,7 +192,7 @@ impl<'g> Forward<'g> {
         x: &'b wgpu::Buffer,
         n: &'b Norm,
     ) -> Input<'b> {
-        self.norm(y, x, n, true);
+        self.norm(y, x, n, (false, true));
         Input::Normed {
             y,
             src: x,
@@ -199,7 +220,8 @@ impl<'g> Forward<'g> {
         }
     }
 
-    fn norm(&mut self, y: &wgpu::Buffer, x: &wgpu::Buffer, n: &Norm, batches_only: bool) {
+    /// `(add, batches_only)`: see `kernels::layer_norm`.
+    fn norm(&mut self, y: &wgpu::Buffer, x: &wgpu::Buffer, n: &Norm, how: (bool, bool)) {
         let (c, eps) = (self.cfg.n_embd, self.cfg.layer_norm_epsilon);
         let (g, b, rms) = (&n.gamma, &n.beta, n.rms);
         let d = layer_norm(
@@ -213,7 +235,7 @@ impl<'g> Forward<'g> {
             g,
             b,
             y,
-            batches_only,
+            how,
         );
         self.decoder.push(Op::Kernel(d));
     }
@@ -278,28 +300,51 @@ impl<'g> Forward<'g> {
         self.decoder.push(Op::Kernel(d));
     }
 
-    /// Appends the batch's keys and values (the k and v columns of qkv) to the layer's cache.
-    /// A single-token step launches nothing here: attention stores them itself then.
-    pub fn kv_store(&mut self, qkv: &wgpu::Buffer, cache: &wgpu::Buffer) {
-        let (h, p) = (self.cfg.heads(), self.cfg.n_ctx);
-        let d = kv_store(self.gpu, self.k, self.step, h, p, qkv, cache);
+    /// RMSNorm of every query head of qkv by `q_norm` and every key head by `k_norm`, in
+    /// place (Qwen3's and Gemma 3's q / k norms).  (T, Q + 2K)
+    pub fn head_norm(&mut self, qkv: &wgpu::Buffer, q_norm: &Norm, k_norm: &Norm) {
+        let (h, eps) = (self.cfg.heads(), self.cfg.layer_norm_epsilon);
+        let (q, k) = (&q_norm.gamma, &k_norm.gamma);
+        let d = head_norm(self.gpu, self.k, self.step, h, eps, qkv, q, k);
         self.decoder.push(Op::Kernel(d));
     }
 
-    /// `out = softmax(q·Kᵀ·scale + causal mask)·V` per query head over its key/value head's
-    /// cache (each row's own slot and position in a batch of sequences).  (T, Q)
-    pub fn attention(&mut self, out: &wgpu::Buffer, qkv: &wgpu::Buffer, cache: &wgpu::Buffer) {
+    /// Appends the batch's keys and values (the k and v columns of qkv) to the layer's cache.
+    /// A single-token step launches nothing here: attention stores them itself then.
+    pub fn kv_store(&mut self, qkv: &wgpu::Buffer, cache: &Cache) {
+        let h = self.cfg.heads();
+        let d = kv_store(self.gpu, self.k, self.step, h, cache.rows, qkv, &cache.buf);
+        self.decoder.push(Op::Kernel(d));
+    }
+
+    /// `out = softmax(cap(q·Kᵀ·scale) + mask)·V` per query head over its key/value head's
+    /// cache (each row's own slot and position in a batch of sequences): the causal mask, and
+    /// the layer's sliding window where it has one; the cap where the model soft-caps.  (T, Q)
+    pub fn attention(&mut self, out: &wgpu::Buffer, qkv: &wgpu::Buffer, cache: &Cache) {
         let cfg = self.cfg;
-        let scale = if cfg.scale_attn_weights {
-            1.0 / (cfg.head_dim() as f32).sqrt()
-        } else {
-            1.0
+        let how = Attend {
+            scale: cfg.attention_scale(),
+            softcap: cfg.attn_softcap,
+            window: cache.window,
+            rows: cache.rows,
         };
-        let (h, p) = (cfg.heads(), cfg.n_ctx);
-        let d = attention(self.gpu, self.k, self.step, h, scale, p, qkv, cache, out);
-        let rows = attention_rows(self.gpu, self.k, self.step, h, scale, p, qkv, cache, out);
+        let (h, kv) = (cfg.heads(), &cache.buf);
+        let d = attention(self.gpu, self.k, self.step, h, how, qkv, kv, out);
+        let rows = attention_rows(self.gpu, self.k, self.step, h, how, qkv, kv, out);
         let decode = self.k.attention_decode();
         self.decoder.push(Op::Attention(d, rows, decode));
+    }
+
+    /// `logits = cap·tanh(logits / cap)`, after [`Forward::lm_head`] (Gemma 2's final
+    /// soft-capping).  (R, V)
+    pub fn softcap_logits(&mut self, logits: &wgpu::Buffer, cap: f32) {
+        let v = self.cfg.vocab_size;
+        let d = softcap(self.gpu, self.k, self.step, v, cap, logits, false);
+        self.head.push(Op::Kernel(d));
+        if let Some(rows) = &mut self.head_rows {
+            let d = softcap(self.gpu, self.k, self.step, v, cap, logits, true);
+            rows.push(Op::Kernel(d));
+        }
     }
 
     /// `logits = x·headᵀ` for the rows being read back (the step's LM-head window), one

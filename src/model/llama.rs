@@ -1,11 +1,12 @@
-//! The Llama family (`model_type` `llama`, `mistral`, `qwen2`; SmolLM2, TinyLlama and Llama
-//! 3.x checkpoints use the `llama` layout): RMSNorm, a gated SiLU feed-forward
+//! The Llama family (`model_type` `llama`, `mistral`, `qwen2`, `qwen3`; SmolLM2, TinyLlama and
+//! Llama 3.x checkpoints use the `llama` layout): RMSNorm, a gated SiLU feed-forward
 //! `down(silu(gate(x)) · up(x))`, rotary positions on whole heads (half-split pairs, with
 //! `llama3` or `linear` frequency scaling), grouped-query attention (a cache of
 //! `num_key_value_heads` heads), no biases except Qwen2's on q, k and v (and Llama's
-//! `attention_bias`). q, k, v and gate, up are each fused into one matrix at upload.
-//! A sliding window (Mistral's `sliding_window`, Qwen2's with `use_sliding_window`) smaller
-//! than the context limits the context to the window, where full attention is exact.
+//! `attention_bias`), Qwen3's RMSNorm on each query and key head (`q_norm`, `k_norm`) before
+//! the rotation. q, k, v and gate, up are each fused into one matrix at upload.
+//! Sliding windows (Mistral's `sliding_window`; Qwen2's with `use_sliding_window`, on the
+//! layers `layer_types` marks) are real: those layers attend to the window's last positions.
 
 use serde_json::{json, Map, Value as Json};
 
@@ -22,6 +23,7 @@ use crate::config::{
 };
 use crate::error::{Error, Result};
 use crate::kernels::rope_table;
+use super::rotary::{inv_freq, rope_scaling};
 
 pub(crate) struct Llama;
 
@@ -29,85 +31,31 @@ pub(crate) struct Llama;
 struct Options {
     qkv_bias: bool,
     o_bias: bool,
+    qk_norm: bool,
 }
 
 fn options(cfg: &Config) -> Options {
     match cfg.family {
-        Family::Llama { qkv_bias, o_bias } => Options { qkv_bias, o_bias },
+        Family::Llama {
+            qkv_bias,
+            o_bias,
+            qk_norm,
+        } => Options {
+            qkv_bias,
+            o_bias,
+            qk_norm,
+        },
         _ => Options {
             qkv_bias: false,
             o_bias: false,
+            qk_norm: false,
         },
-    }
-}
-
-/// Rotary frequencies of a head of `dims` dimensions, theta^(−2j/dims), rescaled as
-/// `scaling` says (HF's `_compute_linear_scaling` / `_compute_llama3_parameters`).
-fn inv_freq(dims: usize, theta: f64, scaling: &RopeScaling) -> Vec<f64> {
-    (0..dims / 2)
-        .map(|j| (j, theta.powf(-((2 * j) as f64) / dims as f64)))
-        .map(|(j, f)| match *scaling {
-            RopeScaling::Linear { factor } => f / factor,
-            // `validate` checked one factor per pair.
-            RopeScaling::Factors(ref factors) => f / factors.get(j).copied().unwrap_or(1.0),
-            RopeScaling::Llama3 {
-                factor,
-                low_freq_factor: low,
-                high_freq_factor: high,
-                original_max_position_embeddings: orig,
-            } => {
-                let wavelen = 2.0 * std::f64::consts::PI / f;
-                if wavelen < orig / high {
-                    f
-                } else if wavelen > orig / low {
-                    f / factor
-                } else {
-                    let smooth = (orig / wavelen - low) / (high - low);
-                    (1.0 - smooth) * f / factor + smooth * f
-                }
-            }
-            _ => f,
-        })
-        .collect()
-}
-
-/// `rope_parameters` (transformers 5) or `rope_scaling` (older configs) as a [`RopeScaling`].
-fn rope_scaling(f: &Fields) -> Result<RopeScaling> {
-    let (key, obj) = match (f.object("rope_parameters")?, f.object("rope_scaling")?) {
-        (Some(p), _) => ("rope_parameters", p),
-        (None, Some(s)) => ("rope_scaling", s),
-        (None, None) => return Ok(RopeScaling::None),
-    };
-    let kind = match obj.string("rope_type")? {
-        Some(k) => Some(k),
-        None => obj.string("type")?,
-    };
-    let number = |name: &str| -> Result<f64> {
-        obj.number(name)?.ok_or_else(|| Error::Config {
-            path: "config.json".into(),
-            message: format!("`{key}.{name}` is missing"),
-        })
-    };
-    match kind.unwrap_or("default") {
-        "default" => Ok(RopeScaling::None),
-        "linear" => Ok(RopeScaling::Linear {
-            factor: number("factor")?,
-        }),
-        "llama3" => Ok(RopeScaling::Llama3 {
-            factor: number("factor")?,
-            low_freq_factor: number("low_freq_factor")?,
-            high_freq_factor: number("high_freq_factor")?,
-            original_max_position_embeddings: number("original_max_position_embeddings")?,
-        }),
-        other => Err(Error::Unsupported(format!(
-            "`{key}.rope_type` = \"{other}\" in config.json; supported: default, linear, llama3"
-        ))),
     }
 }
 
 impl Arch for Llama {
     fn model_types(&self) -> &'static [&'static str] {
-        &["llama", "mistral", "qwen2"]
+        &["llama", "mistral", "qwen2", "qwen3"]
     }
 
     fn config(&self, f: &Fields) -> Result<Config> {
@@ -125,30 +73,43 @@ impl Arch for Llama {
                 (b, b)
             }
         };
+        let qk_norm = model_type == "qwen3";
         let rope = f.object("rope_parameters")?;
         let theta = match (f.number("rope_theta")?, &rope) {
             (Some(t), _) => t,
             (None, Some(r)) => r.number("rope_theta")?.unwrap_or(10_000.0),
             (None, None) => 10_000.0,
         };
-        let mut n_positions = f.size("max_position_embeddings", MAX_POSITIONS)?;
+        let n_positions = f.size("max_position_embeddings", MAX_POSITIONS)?;
+        let n_layer = f.size("num_hidden_layers", MAX_LAYERS)?;
         let window = match model_type {
-            "qwen2" if f.boolean("use_sliding_window")? != Some(true) => None,
+            "qwen2" | "qwen3" if f.boolean("use_sliding_window")? != Some(true) => None,
             _ => f.uint("sliding_window")?,
         };
-        if let Some(w) = window.filter(|&w| (w as usize) < n_positions) {
-            let w = crate::config::in_range("sliding_window", w, MAX_POSITIONS)?;
-            log::warn!(
-                "sliding_window = {w} is smaller than the context of {n_positions}: the context is limited to {w} tokens, where full attention is exact"
-            );
-            n_positions = w;
-        }
+        let windows = match window {
+            // A window as long as the context changes nothing.
+            Some(w) if (w as usize) < n_positions => {
+                let w = crate::config::in_range("sliding_window", w, MAX_POSITIONS)?;
+                // Qwen2 without `layer_types`: the layers from `max_window_layers` on.
+                let from = match model_type {
+                    "qwen2" | "qwen3" => f.uint("max_window_layers")?.unwrap_or(0) as usize,
+                    _ => 0,
+                };
+                crate::config::layer_windows(f, n_layer, w, |l| l >= from)?
+            }
+            _ => Vec::new(),
+        };
         let head_size = match f.uint("head_dim")? {
             Some(h) => Some(crate::config::in_range("head_dim", h, MAX_EMBD)?),
             None => None,
         };
         Ok(Config {
-            family: Family::Llama { qkv_bias, o_bias },
+            family: Family::Llama {
+                qkv_bias,
+                o_bias,
+                qk_norm,
+            },
+            windows,
             kv_heads: Some(f.size_or("num_key_value_heads", MAX_EMBD, n_head)?),
             head_size,
             norm: NormKind::RmsNorm,
@@ -159,7 +120,7 @@ impl Arch for Llama {
                 dims: head_size.unwrap_or(n_embd / n_head),
             }),
             n_embd,
-            n_layer: f.size("num_hidden_layers", MAX_LAYERS)?,
+            n_layer,
             n_head,
             n_positions,
             n_inner: f.size("intermediate_size", MAX_INNER)?,
@@ -194,32 +155,41 @@ impl Arch for Llama {
                     original_max_position_embeddings: 8192.0,
                 },
             ),
+            // Qwen3-0.6B: heads of 128 on a hidden size of 1024, its context of 40960.
+            "qwen3-0.6b" => (1024, 28, 16, 8, 3072, 151_936, 1e6, RopeScaling::None),
             _ => return None,
+        };
+        let head_dim = if name == "qwen3-0.6b" { 128 } else { 64 };
+        let (n_positions, eos) = match name {
+            "llama-1b" => (131_072, 128_001),
+            "qwen3-0.6b" => (40_960, 151_645),
+            _ => (8192, 0),
         };
         Some(Config {
             family: Family::Llama {
                 qkv_bias: false,
                 o_bias: false,
+                qk_norm: name.starts_with("qwen3"),
             },
             kv_heads: Some(n_kv_head),
-            head_size: Some(64),
+            head_size: Some(head_dim),
             norm: NormKind::RmsNorm,
             mlp: MlpKind::Gated,
             rope: Some(Rope {
                 theta,
                 scaling,
-                dims: 64,
+                dims: head_dim,
             }),
             n_embd,
             n_layer,
             n_head,
-            n_positions: if name == "llama-1b" { 131_072 } else { 8192 },
+            n_positions,
             n_inner,
             vocab_size,
             layer_norm_epsilon: 1e-5,
             activation: Activation::Silu,
             tie_word_embeddings: true,
-            eos_token_ids: vec![if name == "llama-1b" { 128_001 } else { 0 }],
+            eos_token_ids: vec![eos],
             scale_attn_weights: true,
             ..Config::blank()
         })
@@ -253,6 +223,10 @@ impl Arch for Llama {
                 t.vector(p("self_attn.q_proj.bias"), q);
                 t.vector(p("self_attn.k_proj.bias"), kv);
                 t.vector(p("self_attn.v_proj.bias"), kv);
+            }
+            if o.qk_norm {
+                t.vector(p("self_attn.q_norm.weight"), h.head_dim);
+                t.vector(p("self_attn.k_norm.weight"), h.head_dim);
             }
             t.linear_weight(p("self_attn.o_proj.weight"), q, c);
             if o.o_bias {
@@ -299,7 +273,13 @@ impl Arch for Llama {
                 mlp_norm: up.rms_norm(&p("post_attention_layernorm"), c)?,
                 mlp_up: up.linears_stacked(&[(&gate, f), (&upp, f)], c, false)?,
                 mlp_down: up.linear_no_bias(&p("mlp.down_proj"), f, c)?,
-                norms: Vec::new(),
+                norms: match o.qk_norm {
+                    true => vec![
+                        ("q_norm", up.rms_norm(&p("self_attn.q_norm"), h.head_dim)?),
+                        ("k_norm", up.rms_norm(&p("self_attn.k_norm"), h.head_dim)?),
+                    ],
+                    false => Vec::new(),
+                },
                 linears: Vec::new(),
             });
         }
@@ -322,12 +302,15 @@ impl Arch for Llama {
     }
 
     fn forward(&self, f: &mut Forward<'_>, cfg: &Config, a: &Activations, w: &Weights) {
-        let hd = cfg.head_dim();
+        let (hd, qk_norm) = (cfg.head_dim(), options(cfg).qk_norm);
         f.embed(&a.x, &a.tokens, &w.wte, None); //                x = embed_tokens[tokens]      (T, C)
         for (l, lw) in w.layers.iter().enumerate() {
             let cache = &a.kv_cache[l];
             let h = f.pre_norm(&a.ln, &a.x, &lw.attn_norm); //    ln = RMSNorm1(x) ⁽ᶠ⁾          (T, C)
             f.linear("qkv_proj", &a.qkv, h, &lw.qkv, Out::Set); // qkv = ln·[Wq|Wk|Wv] (+ b)    (T, Q + 2K)
+            if qk_norm {
+                f.head_norm(&a.qkv, lw.norm("q_norm"), lw.norm("k_norm")); // q, k = RMSNorm per head (Qwen3)
+            }
             if let Some(table) = &w.rope {
                 f.rope(&a.qkv, table, hd); //                     q, k = rotate(q, k, pos..)
             }
@@ -344,9 +327,10 @@ impl Arch for Llama {
     }
 
     /// `llama` (Llama, Mistral, SmolLM2: the converter permutes the q / k rows for its rotary
-    /// layout) and `qwen2` (stored as the checkpoint has them, with q/k/v biases).
+    /// layout), `qwen2` (stored as the checkpoint has them, with q/k/v biases) and `qwen3`
+    /// (as stored, with `attn_q_norm` / `attn_k_norm`).
     fn gguf_architectures(&self) -> &'static [&'static str] {
-        &["llama", "qwen2"]
+        &["llama", "qwen2", "qwen3"]
     }
 
     fn gguf_config(&self, m: &Meta<'_>, c: &mut Map<String, Json>) -> Result<()> {
@@ -356,10 +340,7 @@ impl Arch for Llama {
             m.required("embedding_length")?,
             m.required("attention.head_count")?,
         );
-        c.insert(
-            "model_type".into(),
-            json!(if permuted { "llama" } else { "qwen2" }),
-        );
+        c.insert("model_type".into(), json!(arch));
         c.insert("hidden_size".into(), json!(n_embd));
         c.insert(
             "num_hidden_layers".into(),
@@ -456,6 +437,8 @@ impl Arch for Llama {
             "ffn_gate" => "mlp.gate_proj",
             "ffn_up" => "mlp.up_proj",
             "ffn_down" => "mlp.down_proj",
+            "attn_q_norm" => "self_attn.q_norm",
+            "attn_k_norm" => "self_attn.k_norm",
             _ => return None,
         };
         let permuted = arch == "llama";

@@ -295,6 +295,33 @@ impl<'a> Uploader<'a> {
         })
     }
 
+    /// The dtype a checkpoint file stores tensor `name` in (`None` for GGUF files and
+    /// synthetic weights, whose values the model reads as f32).
+    pub fn file_dtype(&self, name: &str, shape: &[usize]) -> Result<Option<DType>> {
+        Ok(match self.source {
+            Source::Files(_) => Some(self.source.tensor(name, shape)?.dtype),
+            _ => None,
+        })
+    }
+
+    /// Whether the tensors come from a GGUF file (whose converter may have transformed them:
+    /// Gemma's norm weights are stored as `1 + w`).
+    pub fn from_gguf(&self) -> bool {
+        matches!(self.source, Source::Gguf(_))
+    }
+
+    /// An RMSNorm's weight plus `offset` (Gemma's `x·(1 + w)`: offset 1, added in f32 as HF
+    /// does), (c), with zeros bound as its beta.
+    pub fn rms_norm_offset(&mut self, prefix: &str, c: usize, offset: f32) -> Result<Norm> {
+        let name = format!("{prefix}.weight");
+        let w: Vec<f32> = self.get(&name, &[c])?.iter().map(|x| x + offset).collect();
+        Ok(Norm {
+            gamma: self.upload(&name, &w)?,
+            beta: self.upload(&format!("{prefix}.bias (zeros)"), &vec![0.0; c])?,
+            rms: true,
+        })
+    }
+
     /// An RMSNorm's weight, (c), with zeros bound as its beta.
     pub fn rms_norm(&mut self, prefix: &str, c: usize) -> Result<Norm> {
         Ok(Norm {

@@ -41,9 +41,7 @@ pub(crate) struct Layer {
     pub mlp_up: Linear,
     /// (F, C)
     pub mlp_down: Linear,
-    /// The family's further norms, by name (none of today's five families has any; the
-    /// families of issue K read theirs in their forward pass).
-    #[allow(dead_code)]
+    /// The family's further norms, by name (Qwen3's `q_norm`, `k_norm`; Gemma's post-norms).
     pub norms: Vec<(&'static str, Norm)>,
     /// The family's further linear layers, by name.
     #[allow(dead_code)]
@@ -57,6 +55,11 @@ pub(crate) struct Weights {
     pub wpe: Option<wgpu::Buffer>,
     /// (n_positions, rotary_dims / 2) rotary (cos, sin), for families with rotary positions.
     pub rope: Option<wgpu::Buffer>,
+    /// The rotary table of local (sliding-window) layers where it differs (Gemma 3's
+    /// `rope_local_base_freq`).
+    pub rope_local: Option<wgpu::Buffer>,
+    /// The token embedding's multiplier (Gemma: √C in the checkpoint's dtype), else 1.
+    pub embed_scale: f32,
     /// (E, C) and (C, E): OPT's projections where the embedding width E differs from C.
     pub project_in: Option<Linear>,
     pub project_out: Option<Linear>,
@@ -69,6 +72,17 @@ pub(crate) struct Weights {
     pub zeros: wgpu::Buffer,
     /// Bytes allocated on the GPU for weights.
     pub bytes: u64,
+}
+
+impl Layer {
+    /// The family's further norm `name` (see [`Layer::norms`]); the family's upload made it.
+    pub fn norm(&self, name: &str) -> &Norm {
+        self.norms
+            .iter()
+            .find(|(n, _)| *n == name)
+            .map(|(_, n)| n)
+            .expect("the family uploaded the norms its forward pass reads")
+    }
 }
 
 impl Weights {
@@ -85,6 +99,8 @@ impl Weights {
             wte,
             wpe: None,
             rope: None,
+            rope_local: None,
+            embed_scale: 1.0,
             project_in: None,
             project_out: None,
             layers,

@@ -101,9 +101,28 @@ pub(crate) fn map_name(family: &dyn Arch, arch: &str, cfg: &Config, name: &str) 
 pub(crate) struct Meta<'g> {
     pub g: &'g Gguf,
     pub arch: &'g str,
+    /// The whole file, for the small tensors a config reads (Phi-3's rope factors).
+    pub bytes: &'g [u8],
 }
 
 impl Meta<'_> {
+    /// A one-dimensional tensor as f64 values (`None` when the file has no tensor `name`).
+    pub fn vector(&self, name: &str) -> Result<Option<Vec<f64>>> {
+        let Some(info) = self.g.tensors.get(name) else {
+            return Ok(None);
+        };
+        let path = std::path::Path::new("GGUF");
+        let t = crate::format::Tensor {
+            dtype: crate::format::gguf::dtype_of(path, name, info)?,
+            shape: info.shape(),
+            data: std::borrow::Cow::Borrowed(crate::format::gguf::bytes_of(
+                self.bytes, path, name, info,
+            )?),
+            transposed: false,
+        };
+        Ok(Some(t.to_f32().into_iter().map(f64::from).collect()))
+    }
+
     pub fn raw(&self, key: &str) -> Option<(String, &Value)> {
         let full = format!("{}.{key}", self.arch);
         let v = self.g.get(&full)?;
@@ -180,10 +199,11 @@ pub(crate) fn rows_of(g: &Gguf, name: &str) -> Option<u64> {
 pub(crate) fn config_json(
     family: &dyn Arch,
     g: &Gguf,
+    bytes: &[u8],
     arch: &str,
     eos: &[u32],
 ) -> Result<Map<String, Json>> {
-    let m = Meta { g, arch };
+    let m = Meta { g, arch, bytes };
     let mut c = Map::new();
     let vocab = match rows_of(g, "token_embd.weight") {
         Some(v) => v,
@@ -208,7 +228,7 @@ pub(crate) fn finish_config(
     cfg: &mut Config,
     rope_freqs: Option<Vec<f32>>,
 ) -> Result<()> {
-    let m = Meta { g, arch };
+    let m = Meta { g, arch, bytes: &[] };
     let Some(rope) = cfg.rope.as_mut() else {
         return Ok(());
     };

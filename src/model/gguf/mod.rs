@@ -67,7 +67,7 @@ fn parse(path: &Path, bytes: &[u8]) -> Result<Parsed> {
     };
     let family = gguf_family(arch)?;
     let eos = vocab::stop_ids(&gguf);
-    let json = arch::config_json(family, &gguf, arch, &eos).map_err(at_path(path))?;
+    let json = arch::config_json(family, &gguf, bytes, arch, &eos).map_err(at_path(path))?;
     let config_json = serde_json::to_string_pretty(&json).unwrap_or_default();
     let mut config = Config::from_json(&config_json).map_err(at_path(path))?;
     let rope_freqs = match gguf.tensors.get("rope_freqs.weight") {
