@@ -149,6 +149,18 @@ impl ChatTemplate {
     /// Renders `messages` as the model expects them; `add_generation_prompt` appends the
     /// header of the assistant's turn.
     pub fn render(&self, messages: &[Message], add_generation_prompt: bool) -> Result<String> {
+        self.render_with(messages, add_generation_prompt, &serde_json::Map::new())
+    }
+
+    /// [`ChatTemplate::render`] with further variables for the template, as HF's
+    /// `apply_chat_template(..., **kwargs)` passes them (Qwen3's `enable_thinking`); a
+    /// variable not given stays undefined.
+    pub fn render_with(
+        &self,
+        messages: &[Message],
+        add_generation_prompt: bool,
+        kwargs: &serde_json::Map<String, serde_json::Value>,
+    ) -> Result<String> {
         let tmpl = self
             .env
             .get_template("chat")
@@ -158,6 +170,7 @@ impl ChatTemplate {
             add_generation_prompt => add_generation_prompt,
             bos_token => special(&self.bos_token),
             eos_token => special(&self.eos_token),
+            ..minijinja::Value::from(minijinja::value::Serde(kwargs))
         };
         tmpl.render(ctx)
             .map_err(|e| Error::InvalidInput(format!("the chat template failed: {e}")))

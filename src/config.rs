@@ -410,7 +410,11 @@ pub(crate) fn layer_windows(
         let types = types
             .as_array()
             .filter(|t| t.len() == n_layer)
-            .ok_or_else(|| bad(format!("`layer_types` is not a list of {n_layer} layer types")))?;
+            .ok_or_else(|| {
+                bad(format!(
+                    "`layer_types` is not a list of {n_layer} layer types"
+                ))
+            })?;
         return types
             .iter()
             .map(|t| match t.as_str() {

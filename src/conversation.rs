@@ -43,6 +43,8 @@ pub struct Conversation<'m> {
     last_prefill: usize,
     /// The prompt tokens of a turn [`Conversation::prepare`]d and not yet replied to.
     prepared: Option<Vec<u32>>,
+    /// Further variables for the chat template (Qwen3's `enable_thinking`).
+    template_kwargs: serde_json::Map<String, serde_json::Value>,
 }
 
 impl<'m> Conversation<'m> {
@@ -70,7 +72,14 @@ impl<'m> Conversation<'m> {
             prompt_text: String::new(),
             last_prefill: 0,
             prepared: None,
+            template_kwargs: serde_json::Map::new(),
         })
+    }
+
+    /// Sets further variables the chat template is rendered with, as HF's
+    /// `apply_chat_template(..., **kwargs)` (e.g. `{"enable_thinking": false}` for Qwen3).
+    pub fn set_template_kwargs(&mut self, kwargs: serde_json::Map<String, serde_json::Value>) {
+        self.template_kwargs = kwargs;
     }
 
     /// The messages so far (the reply under way is added at the next `send`).
@@ -151,7 +160,9 @@ impl<'m> Conversation<'m> {
         self.messages.push(Message::new("user", user));
         let n_ctx = self.session.model().config.n_ctx;
         loop {
-            let text = self.template.render(&self.messages, true)?;
+            let text = self
+                .template
+                .render_with(&self.messages, true, &self.template_kwargs)?;
             let (ids, fresh) = match text.strip_prefix(cached.as_str()) {
                 Some(rest) if !cached.is_empty() => (self.tokenizer.encode(rest)?, false),
                 _ => (self.tokenizer.encode(&text)?, true),

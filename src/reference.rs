@@ -121,6 +121,22 @@ pub fn attention(
     hd: usize,
     scale: f32,
 ) -> Vec<f32> {
+    attention_windowed(q, k, v, (t, pos), (n_head, n_kv, hd), scale, None, None)
+}
+
+/// [`attention`] where each query sees only the last `window` positions (its own included)
+/// and scores become cap·tanh(score / cap) with a `softcap`.
+#[allow(clippy::too_many_arguments)]
+pub fn attention_windowed(
+    q: &[f32],
+    k: &[f32],
+    v: &[f32],
+    (t, pos): (usize, usize),
+    (n_head, n_kv, hd): (usize, usize, usize),
+    scale: f32,
+    window: Option<usize>,
+    softcap: Option<f32>,
+) -> Vec<f32> {
     let (c, ckv) = (n_head * hd, n_kv * hd);
     let group = n_head / n_kv;
     let mut out = vec![0.0; t * c];
@@ -129,6 +145,7 @@ pub fn attention(
             let qi = &q[i * c + h * hd..i * c + (h + 1) * hd];
             let kh = h / group;
             let n_keys = pos + i + 1;
+            let first = window.map_or(0, |w| n_keys.saturating_sub(w));
             let scores: Vec<f64> = (0..n_keys)
                 .map(|j| {
                     let kj = &k[j * ckv + kh * hd..j * ckv + (kh + 1) * hd];
@@ -138,6 +155,12 @@ pub fn attention(
                         .sum::<f64>()
                         * scale as f64
                 })
+                .map(|s| match softcap {
+                    Some(cap) => cap as f64 * (s / cap as f64).tanh(),
+                    None => s,
+                })
+                .enumerate()
+                .map(|(j, s)| if j < first { f64::NEG_INFINITY } else { s })
                 .collect();
             let m = scores.iter().cloned().fold(f64::NEG_INFINITY, f64::max);
             let e: Vec<f64> = scores.iter().map(|s| (s - m).exp()).collect();

@@ -1,6 +1,7 @@
 //! Chat templates rendered by wgpt against Hugging Face's `apply_chat_template` on real
-//! templates (Qwen2.5's ChatML, Llama 3 and 3.1, SmolLM2; `tests/fixtures/chat/`, from
-//! `tools/make_chat_fixtures.py`): every case must match byte for byte.
+//! templates (Qwen2.5's ChatML, Llama 3 and 3.1, SmolLM2, Qwen3 with `enable_thinking` on and
+//! off, Gemma 3, Phi-3.5; `tests/fixtures/chat/`, from `tools/make_chat_fixtures.py`): every
+//! case must match byte for byte.
 
 mod common;
 
@@ -32,7 +33,11 @@ fn templates_render_as_hf_apply_chat_template() {
             .map(|m| Message::new(m["role"].as_str().unwrap(), m["content"].as_str().unwrap()))
             .collect();
         let add = case["add_generation_prompt"].as_bool().unwrap();
-        let got = t.render(&messages, add).unwrap();
+        let kwargs = match &case["template_kwargs"] {
+            serde_json::Value::Object(m) => m.clone(),
+            _ => serde_json::Map::new(),
+        };
+        let got = t.render_with(&messages, add, &kwargs).unwrap();
         assert_eq!(got, case["rendered"].as_str().unwrap(), "{name}");
     }
     assert!(templates.len() >= 3, "{templates:?}");
@@ -190,5 +195,32 @@ mod conversation {
         let model = Model::load(fixture("tiny-hf-f16"), &gpu, &LoadOptions::default()).unwrap();
         let e = Conversation::new(&model, None).err().unwrap();
         assert!(e.to_string().contains("no chat template"), "{e}");
+    }
+}
+
+/// Qwen3's `enable_thinking = false` (`--template-arg`, `chat_template_kwargs`) reaches the
+/// template through a conversation: the prompt ends with the empty think block HF's
+/// `apply_chat_template(..., enable_thinking=False)` writes, and without it does not.
+#[test]
+fn template_kwargs_reach_a_conversations_template() {
+    use wgpt::{Conversation, LoadOptions, Model};
+    let Some(gpu) = common::test_gpu() else {
+        return;
+    };
+    let model = Model::load(fixture("tiny-qwen3-bf16"), &gpu, &LoadOptions::default()).unwrap();
+    let tok = model.tokenizer().unwrap();
+    let think = tok.encode("<think>\n\n</think>\n\n").unwrap();
+    for (kwargs, empty_block) in [
+        (serde_json::json!({"enable_thinking": false}), true),
+        (serde_json::json!({}), false),
+    ] {
+        let mut chat = Conversation::new(&model, None).unwrap();
+        chat.set_template_kwargs(kwargs.as_object().unwrap().clone());
+        // The prompt's tokens are in the cache once the reply has started.
+        for t in chat.send("Hi", wgpt::SamplerConfig::greedy(), 1).unwrap() {
+            t.unwrap();
+        }
+        let ids = &chat.tokens()[..chat.last_prefill_tokens()];
+        assert_eq!(ids.ends_with(&think), empty_block, "{kwargs}: {ids:?}");
     }
 }

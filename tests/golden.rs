@@ -22,8 +22,12 @@ use wgpt::{Gpu, KernelFamily, KvDtype, LoadOptions, Model, WeightDtype};
 /// 8192, tied, explicit head_dim, bf16) and a Llama 2-style model with a SentencePiece
 /// tokenizer (`tools/make_real_fixtures.py`).
 /// The families of issue K: Qwen3 (head_dim 32 on a hidden size of 64, q / k norms, bf16) and
-/// Phi-3 (fused qkv / gate_up, partial rotary, longrope with GQA; `tools/make_family_fixtures.py`).
-const MODELS: [&str; 16] = [
+/// Phi-3 (fused qkv / gate_up, partial rotary, longrope with GQA; `tools/make_family_fixtures.py`),
+/// Gemma 3 (bf16, hidden 48 so that √C rounds in bf16, q / k norms, `query_pre_attn_scalar` 24
+/// ≠ head_dim, three local layers with a window of 8 shorter than the prompt and their own
+/// rotary base beside a global one with linear scaling) and Gemma 2 (both soft-caps binding,
+/// alternating windows of 8; `tools/make_gemma_fixtures.py`).
+const MODELS: [&str; 18] = [
     "tiny-orig-f32",
     "tiny-hf-f16",
     "tiny-untied-bf16",
@@ -40,6 +44,8 @@ const MODELS: [&str; 16] = [
     "tiny-sp-llama-f32",
     "tiny-qwen3-bf16",
     "tiny-phi3-f32",
+    "tiny-gemma3-bf16",
+    "tiny-gemma2-f32",
 ];
 const LOGIT_TOL: f64 = 1e-3;
 
@@ -228,9 +234,14 @@ fn quantized_at_load_matches_hf_on_the_dequantized_weights() {
 /// `KV_F16_TOL` of their magnitude on every fixture (prefill and decode, both kernel
 /// families; the largest measured, 1.4e-3 on lavapipe, is printed and stated in docs/cli.md), and
 /// greedy ids equal HF's while the reference's top-2 margin exceeds `KV_F16_MARGIN`.
+/// Gemma 2's fixture is scaled so that its attention scores reach ±100 before the cap of 50:
+/// a key rounded by 2^-11 moves such a score by up to ~0.1, and its logits by a few percent
+/// (measured 3.5e-2 on lavapipe), so it has `KV_F16_TOL_SCALED`; the f32 cache holds it to
+/// the golden tolerance above.
 #[test]
 fn kv_f16_stays_near_hf() {
     const KV_F16_TOL: f64 = 3e-3;
+    const KV_F16_TOL_SCALED: f64 = 5e-2;
     const KV_F16_MARGIN: f64 = 0.05;
     let Some(gpu) = test_gpu() else { return };
     let mut worst_all = 0f64;
@@ -241,8 +252,14 @@ fn kv_f16_stays_near_hf() {
             let model = Model::load(fixture(m), &gpu, &o).unwrap();
             assert_eq!(model.info().kv, KvDtype::F16);
             let what = format!("{m} {family} f16 KV");
-            let worst = common::check_logits(&model, &r, KV_F16_TOL, &what);
-            worst_all = worst_all.max(worst);
+            let tol = match m {
+                "tiny-gemma2-f32" => KV_F16_TOL_SCALED,
+                _ => KV_F16_TOL,
+            };
+            let worst = common::check_logits(&model, &r, tol, &what);
+            if tol == KV_F16_TOL {
+                worst_all = worst_all.max(worst);
+            }
             common::check_greedy(&model, &r, KV_F16_MARGIN, &what);
         }
     }

@@ -8,7 +8,8 @@ use crate::gpu::Gpu;
 struct Params {
     n: u32,
     cap: f32,
-    _pad: [u32; 2],
+    batch: u32,
+    _pad: u32,
 }
 
 /// Soft-caps logits (rows, n) in place: the LM head's rows being read back (`batch_rows`
@@ -25,7 +26,8 @@ pub(crate) fn softcap(
     let params = Params {
         n: n as u32,
         cap,
-        _pad: [0; 2],
+        batch: batch_rows as u32,
+        _pad: 0,
     };
     let x = (n as u32).div_ceil(64);
     let grid = match batch_rows {

@@ -11,21 +11,21 @@ use crate::kernels::{step_uniform, KvDtype, ARGMAX_BYTES, X_WINDOW};
 /// E = embedding width, R = logits rows per read-back; Q = n_head · head_dim and
 /// K = n_kv_head · head_dim (Q = K = C without grouped-query attention).
 pub(crate) struct Activations {
-    pub step: wgpu::Buffer,          // Step uniform
-    pub tokens: wgpu::Buffer,        // (B) u32; greedy steps leave their token in [0]
-    pub x: wgpu::Buffer,             // (B, C) residual stream
-    pub ln: wgpu::Buffer,            // (B, C) LayerNorm output (post-LN: the other stream)
-    pub ln2: wgpu::Buffer,           // (B, C) a second LayerNorm output (parallel residual)
-    pub qkv: wgpu::Buffer,           // (B, Q + 2K)
-    pub att: wgpu::Buffer,           // (B, Q) attention output, heads concatenated
-    pub fc: wgpu::Buffer,            // (B, F) MLP hidden
-    pub gate_up: wgpu::Buffer,       // (B, 2F) a gated MLP's [gate | up] (gated families only)
-    pub emb: wgpu::Buffer,           // (B, E) rows of embedding width (project_in / _out)
-    pub kv_cache: Vec<Cache>,        // n_layer × (S, 2, rows, K): per slot keys, then values (f32 or f16)
-    pub logits: wgpu::Buffer,        // (R, V)
-    pub best: wgpu::Buffer,          // (L + 1, 2) u32 argmax candidates, then the winner
-    pub staging: wgpu::Buffer,       // (R, V) mappable copy of logits
-    pub winner: [wgpu::Buffer; 2],   // (2) u32 mappable copies of best[L], one per step in flight
+    pub step: wgpu::Buffer,        // Step uniform
+    pub tokens: wgpu::Buffer,      // (B) u32; greedy steps leave their token in [0]
+    pub x: wgpu::Buffer,           // (B, C) residual stream
+    pub ln: wgpu::Buffer,          // (B, C) LayerNorm output (post-LN: the other stream)
+    pub ln2: wgpu::Buffer,         // (B, C) a second LayerNorm output (parallel residual)
+    pub qkv: wgpu::Buffer,         // (B, Q + 2K)
+    pub att: wgpu::Buffer,         // (B, Q) attention output, heads concatenated
+    pub fc: wgpu::Buffer,          // (B, F) MLP hidden
+    pub gate_up: wgpu::Buffer,     // (B, 2F) a gated MLP's [gate | up] (gated families only)
+    pub emb: wgpu::Buffer,         // (B, E) rows of embedding width (project_in / _out)
+    pub kv_cache: Vec<Cache>, // n_layer × (S, 2, rows, K): per slot keys, then values (f32 or f16)
+    pub logits: wgpu::Buffer, // (R, V)
+    pub best: wgpu::Buffer,   // (L + 1, 2) u32 argmax candidates, then the winner
+    pub staging: wgpu::Buffer, // (R, V) mappable copy of logits
+    pub winner: [wgpu::Buffer; 2], // (2) u32 mappable copies of best[L], one per step in flight
 }
 
 /// One layer's KV cache: per sequence slot, `rows` positions of keys then values, position j

@@ -224,19 +224,7 @@ impl<'g> Forward<'g> {
     fn norm(&mut self, y: &wgpu::Buffer, x: &wgpu::Buffer, n: &Norm, how: (bool, bool)) {
         let (c, eps) = (self.cfg.n_embd, self.cfg.layer_norm_epsilon);
         let (g, b, rms) = (&n.gamma, &n.beta, n.rms);
-        let d = layer_norm(
-            self.gpu,
-            self.k,
-            self.step,
-            c,
-            eps,
-            rms,
-            x,
-            g,
-            b,
-            y,
-            how,
-        );
+        let d = layer_norm(self.gpu, self.k, self.step, c, eps, rms, x, g, b, y, how);
         self.decoder.push(Op::Kernel(d));
     }
 

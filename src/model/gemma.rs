@@ -81,7 +81,10 @@ fn rope_of(f: &Fields, layer_type: &str, default_theta: f64) -> Result<(f64, Rop
         }
     }
     if layer_type == "sliding_attention" {
-        return Ok((f.number("rope_local_base_freq")?.unwrap_or(default_theta), RopeScaling::None));
+        return Ok((
+            f.number("rope_local_base_freq")?.unwrap_or(default_theta),
+            RopeScaling::None,
+        ));
     }
     let theta = match (f.number("rope_theta")?, f.object("rope_parameters")?) {
         (Some(t), _) => t,
@@ -261,7 +264,10 @@ impl Arch for Gemma {
             t.push(
                 p("self_attn.q_proj.weight"),
                 vec![q, c],
-                Stored::Matrix { k: c, n: q + 2 * kv },
+                Stored::Matrix {
+                    k: c,
+                    n: q + 2 * kv,
+                },
             );
             t.within(p("self_attn.k_proj.weight"), vec![kv, c]);
             t.within(p("self_attn.v_proj.weight"), vec![kv, c]);
@@ -298,7 +304,7 @@ impl Arch for Gemma {
         let (q, kv, hd) = (h.q_c(), h.kv_c(), h.head_dim);
         let o = options(cfg);
         // x·(1 + w): the GGUF converter has added the 1 already.
-        let one = if up.from_gguf() { 0.0 } else { 1.0 };
+        let one = if up.reads_gguf() { 0.0 } else { 1.0 };
         let embed_dtype = up.file_dtype("model.embed_tokens.weight", &[v, c])?;
         let wte = up.row_chunks("model.embed_tokens.weight", v, c)?;
         let mut layers = Vec::with_capacity(cfg.n_layer);
@@ -322,8 +328,14 @@ impl Arch for Gemma {
                 ),
             ];
             if o.qk_norm {
-                norms.push(("q_norm", up.rms_norm_offset(&p("self_attn.q_norm"), hd, one)?));
-                norms.push(("k_norm", up.rms_norm_offset(&p("self_attn.k_norm"), hd, one)?));
+                norms.push((
+                    "q_norm",
+                    up.rms_norm_offset(&p("self_attn.q_norm"), hd, one)?,
+                ));
+                norms.push((
+                    "k_norm",
+                    up.rms_norm_offset(&p("self_attn.k_norm"), hd, one)?,
+                ));
             }
             layers.push(Layer {
                 attn_norm: up.rms_norm_offset(&p("input_layernorm"), c, one)?,
@@ -341,7 +353,10 @@ impl Arch for Gemma {
             true => None,
             false => Some(up.row_chunks("lm_head.weight", v, c)?),
         };
-        let rope = cfg.rope.as_ref().expect("a Gemma config has rotary positions");
+        let rope = cfg
+            .rope
+            .as_ref()
+            .expect("a Gemma config has rotary positions");
         let global = rope_table(cfg.n_ctx, &inv_freq(rope.dims, rope.theta, &rope.scaling));
         let global = up.upload("rotary table", global.as_flattened())?;
         let local = match cfg.windows.iter().any(Option::is_some) {
@@ -441,7 +456,9 @@ impl Arch for Gemma {
         }
         // llama.cpp scales queries by 1/√key_length for these architectures unless told
         // otherwise; HF by query_pre_attn_scalar, which the converter does not write.
-        let scalar = m.float("attention.query_pre_attn_scalar")?.unwrap_or(head_dim as f64);
+        let scalar = m
+            .float("attention.query_pre_attn_scalar")?
+            .unwrap_or(head_dim as f64);
         c.insert("query_pre_attn_scalar".into(), json!(scalar));
         for (gguf, hf) in [
             ("attn_logit_softcapping", "attn_logit_softcapping"),

@@ -14,6 +14,7 @@ use super::family::Arch;
 use super::forward::{Activations, Forward, Out};
 use super::gguf::arch::meta_error;
 use super::gguf::{rows_of, Mapped, Meta, RowOrder};
+use super::rotary::{inv_freq, rope_scaling};
 use super::tensors::TensorList;
 use super::upload::Uploader;
 use super::weights::{Layer, Weights};
@@ -23,7 +24,6 @@ use crate::config::{
 };
 use crate::error::{Error, Result};
 use crate::kernels::rope_table;
-use super::rotary::{inv_freq, rope_scaling};
 
 pub(crate) struct Llama;
 

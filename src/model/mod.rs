@@ -13,16 +13,16 @@ pub(crate) mod activations;
 mod family;
 mod files;
 mod fit;
-mod gemma;
 pub(crate) mod forward;
+mod gemma;
 mod gguf;
 mod gpt1;
 mod gpt2;
 mod llama;
 mod neox;
 mod opt;
-mod phi3;
 mod options;
+mod phi3;
 mod rotary;
 pub(crate) mod source;
 pub(crate) mod tensors;
@@ -247,7 +247,7 @@ impl Model {
             weight_bytes: weights.bytes,
             embedding_buffers: weights.wte.chunks.len(),
             kernels: shader_opts.family,
-            kv_cache_bytes: activations::kv_cache_bytes(&config, kv, max_batch(&config, &opts)),
+            kv_cache_bytes: activations::kv_cache_bytes(&config, kv, max_batch(&config, opts)),
             kv,
             n_ctx: config.n_ctx,
         };

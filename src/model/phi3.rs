@@ -19,8 +19,7 @@ use super::upload::Uploader;
 use super::weights::{Layer, Weights};
 use crate::config::{
     bad, layer_windows, Activation, Config, Family, Fields, LongRope, MlpKind, NormKind, Rope,
-    RopeScaling,
-    MAX_EMBD, MAX_INNER, MAX_LAYERS, MAX_POSITIONS, MAX_VOCAB,
+    RopeScaling, MAX_EMBD, MAX_INNER, MAX_LAYERS, MAX_POSITIONS, MAX_VOCAB,
 };
 use crate::error::{Error, Result};
 use crate::kernels::rope_table;
@@ -53,11 +52,7 @@ fn factor_list(obj: &Fields, key: &str, name: &str, pairs: usize) -> Result<Vec<
 }
 
 /// `rope_parameters` / `rope_scaling` of type `longrope` (or none).
-fn parse_long_rope(
-    f: &Fields,
-    dims: usize,
-    n_positions: usize,
-) -> Result<(f64, Option<LongRope>)> {
+fn parse_long_rope(f: &Fields, dims: usize, n_positions: usize) -> Result<(f64, Option<LongRope>)> {
     let (key, obj) = match (f.object("rope_parameters")?, f.object("rope_scaling")?) {
         (Some(p), _) => ("rope_parameters", Some(p)),
         (None, Some(s)) => ("rope_scaling", Some(s)),
@@ -96,7 +91,11 @@ fn parse_long_rope(
     let scale = n_positions as f64 / original as f64;
     let attention_factor = match obj.number("attention_factor")? {
         Some(a) if a.is_finite() && a > 0.0 => a,
-        Some(a) => return Err(bad(format!("`{key}.attention_factor` = {a} is not positive"))),
+        Some(a) => {
+            return Err(bad(format!(
+                "`{key}.attention_factor` = {a} is not positive"
+            )))
+        }
         None if scale <= 1.0 => 1.0,
         None => (1.0 + scale.ln() / (original as f64).ln()).sqrt(),
     };
@@ -264,7 +263,10 @@ impl Arch for Phi3 {
             true => None,
             false => Some(up.row_chunks("lm_head.weight", v, c)?),
         };
-        let rope = cfg.rope.as_ref().expect("a Phi-3 config has rotary positions");
+        let rope = cfg
+            .rope
+            .as_ref()
+            .expect("a Phi-3 config has rotary positions");
         let (scaling, magnitude) = match long_rope(cfg) {
             Some(lr) => (
                 RopeScaling::Factors(lr.factors(cfg.n_ctx).to_vec()),
@@ -321,7 +323,10 @@ impl Arch for Phi3 {
         );
         c.insert("model_type".into(), json!("phi3"));
         c.insert("hidden_size".into(), json!(n_embd));
-        c.insert("num_hidden_layers".into(), json!(m.required("block_count")?));
+        c.insert(
+            "num_hidden_layers".into(),
+            json!(m.required("block_count")?),
+        );
         c.insert("num_attention_heads".into(), json!(n_head));
         if let Some(kv) = m.uint("attention.head_count_kv")? {
             c.insert("num_key_value_heads".into(), json!(kv));

@@ -73,4 +73,3 @@ pub(crate) fn scaling_of(key: &str, obj: &Fields) -> Result<RopeScaling> {
         ))),
     }
 }
-

@@ -306,7 +306,7 @@ impl<'a> Uploader<'a> {
 
     /// Whether the tensors come from a GGUF file (whose converter may have transformed them:
     /// Gemma's norm weights are stored as `1 + w`).
-    pub fn from_gguf(&self) -> bool {
+    pub fn reads_gguf(&self) -> bool {
         matches!(self.source, Source::Gguf(_))
     }
 

@@ -68,6 +68,9 @@ pub struct Request {
     pub max_tokens: Option<usize>,
     pub stop: Vec<String>,
     pub stream: bool,
+    /// `chat_template_kwargs` (vLLM's name): further variables for the chat template, such
+    /// as Qwen3's `enable_thinking`.
+    pub template_kwargs: serde_json::Map<String, Value>,
     /// `stream_options.include_usage`: a last chunk with the token counts.
     pub include_usage: bool,
 }
@@ -311,6 +314,16 @@ pub fn parse(body: &[u8], chat: bool, model: &str) -> Result<Request, ApiError> 
         stop: strings(&f, "stop", 4)?,
         stream: boolean(&f, "stream")?,
         include_usage,
+        template_kwargs: match f.get("chat_template_kwargs") {
+            None | Some(Value::Null) => serde_json::Map::new(),
+            Some(Value::Object(m)) if chat => m.clone(),
+            Some(_) => {
+                return Err(ApiError::bad_request(
+                    "`chat_template_kwargs` must be an object, on /v1/chat/completions",
+                    Some("chat_template_kwargs"),
+                ))
+            }
+        },
     })
 }
 

@@ -178,7 +178,9 @@ fn admit(
                     Some("messages"),
                 )
             })?;
-            template.render(messages, true).map_err(bad)?
+            template
+                .render_with(messages, true, &req.template_kwargs)
+                .map_err(bad)?
         }
     };
     let tok = model

@@ -20,6 +20,10 @@ pub struct ChatArgs {
     /// A system message that opens the conversation (kept by /reset).
     #[arg(long)]
     system: Option<String>,
+    /// A variable for the chat template, KEY=VALUE (VALUE as JSON, else a string), as HF's
+    /// apply_chat_template(**kwargs): e.g. `enable_thinking=false` for Qwen3. Repeatable.
+    #[arg(long = "template-arg", value_name = "KEY=VALUE", value_parser = super::sampling::template_arg)]
+    template_args: Vec<(String, serde_json::Value)>,
     /// Tokens to generate at most per reply.
     #[arg(long, short = 'n', default_value_t = 512, allow_negative_numbers = true,
           value_parser = count_at_least::<1>)]
@@ -84,6 +88,7 @@ pub fn run(a: ChatArgs) -> anyhow::Result<()> {
     let gpu = a.device.gpu()?;
     let model = a.model.load(files, &gpu, false)?;
     let mut chat = Conversation::new(&model, a.system.as_deref())?;
+    chat.set_template_kwargs(a.template_args.into_iter().collect());
     let mut input = Input::open()?;
     if matches!(input, Input::Editor(_)) {
         eprintln!(

@@ -42,6 +42,11 @@ pub struct GenerateArgs {
     /// A system message for --chat.
     #[arg(long, requires = "chat")]
     system: Option<String>,
+    /// A variable for the chat template, KEY=VALUE (VALUE as JSON, else a string), as HF's
+    /// apply_chat_template(**kwargs): e.g. `enable_thinking=false` for Qwen3. Repeatable.
+    #[arg(long = "template-arg", value_name = "KEY=VALUE", requires = "chat",
+          value_parser = super::sampling::template_arg)]
+    template_args: Vec<(String, serde_json::Value)>,
     /// A prompt longer than the context keeps only its last tokens, leaving room for
     /// --max-tokens (which must then be below the context); says how many on stderr.
     #[arg(long)]
@@ -102,7 +107,8 @@ pub fn run(a: GenerateArgs) -> anyhow::Result<()> {
             .iter()
             .map(|s| wgpt::Message::new("system", s.as_str()));
         let messages: Vec<_> = system.chain([wgpt::Message::new("user", prompt)]).collect();
-        template.render(&messages, true)?
+        let kwargs = a.template_args.iter().cloned().collect();
+        template.render_with(&messages, true, &kwargs)?
     } else {
         prompt
     };

@@ -83,3 +83,13 @@ fn unit_interval(s: &str) -> Result<f32, String> {
         Ok(v)
     }
 }
+
+/// `--template-arg KEY=VALUE`: VALUE read as JSON (`false`, `3`, `"x"`), else as a string.
+pub(super) fn template_arg(s: &str) -> Result<(String, serde_json::Value), String> {
+    let (key, value) = s
+        .split_once('=')
+        .filter(|(k, _)| !k.is_empty())
+        .ok_or_else(|| format!("`{s}` is not KEY=VALUE"))?;
+    let value = serde_json::from_str(value).unwrap_or_else(|_| value.into());
+    Ok((key.to_string(), value))
+}

@@ -105,9 +105,10 @@ fn attention_with_cache_matches_reference_on(h: &Harness) {
         // The kernel the forward pass launches: single-token steps take the decode kernel
         // where the family has one (`Kernels::attention_decode`).
         let (s, k) = (&h.step, &h.k);
-        let att = match attention_rows(&h.gpu, k, s, heads, scale, n_pos, &qb, &kvb, &ob) {
+        let how = plain(scale, n_pos);
+        let att = match attention_rows(&h.gpu, k, s, heads, how, &qb, &kvb, &ob) {
             Some(d) if t == 1 && k.attention_decode() => d,
-            _ => attention(&h.gpu, k, s, heads, scale, n_pos, &qb, &kvb, &ob),
+            _ => attention(&h.gpu, k, s, heads, how, &qb, &kvb, &ob),
         };
         let step = Step {
             n_tokens: t as u32,
@@ -170,9 +171,10 @@ fn batch_of_sequences_stores_and_attends_per_row_on(h: &Harness) {
         let scale = 1.0 / (hd as f32).sqrt();
         let store = kv_store(&h.gpu, &h.k, &h.step, heads, n_pos, &qb, &kvb);
         let (s, k) = (&h.step, &h.k);
-        let att = match attention_rows(&h.gpu, k, s, heads, scale, n_pos, &qb, &kvb, &ob) {
+        let how = plain(scale, n_pos);
+        let att = match attention_rows(&h.gpu, k, s, heads, how, &qb, &kvb, &ob) {
             Some(d) => d,
-            None => attention(&h.gpu, k, s, heads, scale, n_pos, &qb, &kvb, &ob),
+            None => attention(&h.gpu, k, s, heads, how, &qb, &kvb, &ob),
         };
         let mut map: RowMap = bytemuck::Zeroable::zeroed();
         map.per_row = 1;
@@ -224,5 +226,104 @@ fn batch_of_sequences_stores_and_attends_per_row_on(h: &Harness) {
         h.gpu
             .queue
             .write_buffer(&h.step, 16, bytemuck::bytes_of(&map));
+    }
+}
+
+/// Plain causal attention over a cache of `rows` positions.
+fn plain(scale: f32, rows: usize) -> Attend {
+    Attend {
+        scale,
+        softcap: None,
+        window: None,
+        rows,
+    }
+}
+
+#[test]
+fn sliding_windows_soft_caps_and_ring_caches_match_reference() {
+    for h in Harness::variants() {
+        sliding_windows_soft_caps_and_ring_caches_match_reference_on(&h);
+    }
+}
+
+/// A sliding-window layer (Gemma's local layers, Mistral): each query sees its last `window`
+/// positions, scores soft-capped (Gemma 2), the cache a ring of `rows` ≥ window + T − 1
+/// positions (position p in row p % rows), or the whole history. Prefill batches that cross
+/// the ring's end and decode steps long after it, in every attention kernel.
+fn sliding_windows_soft_caps_and_ring_caches_match_reference_on(h: &Harness) {
+    let mut rng = Rng::new(77);
+    // (T, pos, n_head, n_kv_head, head_dim, window, ring rows or None: whole history, softcap)
+    for (t, pos, n_head, n_kv, hd, window, ring, cap) in [
+        (13, 0, 4, 1, 32, 8, Some(20), None),
+        (1, 40, 4, 2, 16, 8, Some(8), Some(5.0)),
+        (5, 17, 3, 3, 8, 6, Some(10), Some(2.0)),
+        (9, 3, 2, 1, 64, 4, None, Some(1.0)),
+        (1, 1100, 2, 2, 8, 1040, None, None),
+        (3, 2000, 2, 1, 8, 1030, Some(1032), Some(3.0)),
+    ] {
+        let heads = Heads {
+            n_head,
+            n_kv_head: n_kv,
+            head_dim: hd,
+        };
+        let (c, ckv, row) = (heads.q_c(), heads.kv_c(), heads.qkv_c());
+        let n_pos = pos + t;
+        let rows = ring.unwrap_or(n_pos);
+        assert!(rows >= window + t - 1 || rows == n_pos);
+        let qkv = random(&mut rng, t * row, 2.0);
+        // Every position's key and value so far; the cache holds the last `rows` of them.
+        let mut kc = random(&mut rng, n_pos * ckv, 2.0);
+        let mut vc = random(&mut rng, n_pos * ckv, 2.0);
+        for i in 0..t {
+            let r = &qkv[i * row..(i + 1) * row];
+            kc[(pos + i) * ckv..(pos + i + 1) * ckv].copy_from_slice(&r[c..c + ckv]);
+            vc[(pos + i) * ckv..(pos + i + 1) * ckv].copy_from_slice(&r[c + ckv..]);
+        }
+        let mut cache = vec![0f32; 2 * rows * ckv];
+        for p in pos.saturating_sub(rows)..pos {
+            let at = (p % rows) * ckv;
+            cache[at..at + ckv].copy_from_slice(&kc[p * ckv..(p + 1) * ckv]);
+            let at = at + rows * ckv;
+            cache[at..at + ckv].copy_from_slice(&vc[p * ckv..(p + 1) * ckv]);
+        }
+        let (qb, kvb, ob) = (h.buf(&qkv), h.buf(&cache), h.buf(&vec![0f32; t * c]));
+        let scale = 1.0 / (hd as f32).sqrt();
+        let how = Attend {
+            scale,
+            softcap: cap,
+            window: Some(window),
+            rows,
+        };
+        let store = kv_store(&h.gpu, &h.k, &h.step, heads, rows, &qb, &kvb);
+        let (s, k) = (&h.step, &h.k);
+        let att = match attention_rows(&h.gpu, k, s, heads, how, &qb, &kvb, &ob) {
+            Some(d) if t == 1 && k.attention_decode() => d,
+            _ => attention(&h.gpu, k, s, heads, how, &qb, &kvb, &ob),
+        };
+        let step = Step {
+            n_tokens: t as u32,
+            pos: pos as u32,
+            row0: 0,
+            n_rows: 0,
+        };
+        let got = h.run(&[&store, &att], step, &ob, t * c);
+        let q: Vec<f32> = (0..t)
+            .flat_map(|i| qkv[i * row..i * row + c].to_vec())
+            .collect();
+        let want = reference::attention_windowed(
+            &q,
+            &kc,
+            &vc,
+            (t, pos),
+            (n_head, n_kv, hd),
+            scale,
+            Some(window),
+            cap,
+        );
+        let what = format!(
+            "windowed attention T={t} pos={pos} heads={n_head}/{n_kv} hd={hd} window={window} rows={rows} cap={cap:?} {:?}",
+            h.opts
+        );
+        assert_close(&got, &want, &what);
     }
 }

@@ -37,6 +37,7 @@ fn embed_gathers_across_chunks() {
                 b,
                 &tb,
                 Some(&wpb),
+                1.0,
                 &xb,
             ));
         }

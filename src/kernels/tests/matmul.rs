@@ -313,7 +313,17 @@ fn fused_norm_gives_the_layer_norm_kernels_bits() {
                 n_rows: 1,
             };
             let ln = layer_norm(
-                &h.gpu, &h.k, &h.step, k, 1e-5, rms, &srcb, &gb, &beb, &yb, false,
+                &h.gpu,
+                &h.k,
+                &h.step,
+                k,
+                1e-5,
+                rms,
+                &srcb,
+                &gb,
+                &beb,
+                &yb,
+                (false, false),
             );
             h.run(&[&ln], step, &yb, k);
             let spec = MatmulSpec {

@@ -45,7 +45,7 @@ fn layer_norm_matches_reference_on(h: &Harness) {
                 &gb,
                 &bb,
                 &y0,
-                batches_only,
+                (false, batches_only),
             );
             let got = h.run(&[&d], step, &y0, rows * c);
             let want = if batches_only && rows == 1 && h.k.fuses_decode_norm() {
@@ -62,7 +62,17 @@ fn layer_norm_matches_reference_on(h: &Harness) {
         // RMSNorm: no centring, zeros bound as beta.
         let zb = h.buf(&vec![0f32; c]);
         let d = layer_norm(
-            &h.gpu, &h.k, &h.step, c, 1e-6, true, &xb, &gb, &zb, &yb, false,
+            &h.gpu,
+            &h.k,
+            &h.step,
+            c,
+            1e-6,
+            true,
+            &xb,
+            &gb,
+            &zb,
+            &yb,
+            (false, false),
         );
         let got = h.run(&[&d], step, &yb, rows * c);
         assert_close(

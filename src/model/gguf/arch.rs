@@ -228,7 +228,11 @@ pub(crate) fn finish_config(
     cfg: &mut Config,
     rope_freqs: Option<Vec<f32>>,
 ) -> Result<()> {
-    let m = Meta { g, arch, bytes: &[] };
+    let m = Meta {
+        g,
+        arch,
+        bytes: &[],
+    };
     let Some(rope) = cfg.rope.as_mut() else {
         return Ok(());
     };
