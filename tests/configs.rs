@@ -149,10 +149,9 @@ const CASES: &[(&str, Expect)] = &[
     (
         "mistralai__Mistral-7B-v0.1",
         Expect::Parses(Shape {
-            // max_position_embeddings is 32768, but `sliding_window` = 4096 is smaller:
-            // wgpt has no sliding-window attention, so it limits the context to the window,
-            // where full attention is exact.
-            n_positions: 4096,
+            // max_position_embeddings 32768, with attention over a `sliding_window` of 4096
+            // positions on every layer (`Config::windows`).
+            n_positions: 32_768,
             n_head: 32,
             n_kv_head: 8,
             head_dim: 128,
@@ -370,17 +369,51 @@ const CASES: &[(&str, Expect)] = &[
             },
         }),
     ),
-    // Families wgpt does not run yet.
-    ("Qwen__Qwen3-0.6B", Expect::Refused(&["model_type `qwen3`"])),
-    (
-        "google__gemma-3-1b-it",
-        Expect::Refused(&["model_type `gemma3_text`"]),
-    ),
-    (
-        "microsoft__Phi-3-mini-128k-instruct",
-        Expect::Refused(&["model_type `phi3`"]),
-    ),
+    // The families of issue K.
+    ("Qwen__Qwen3-0.6B", QWEN3),
+    ("google__gemma-3-1b-it", GEMMA3),
+    ("microsoft__Phi-3-mini-128k-instruct", PHI3),
 ];
+
+/// QWEN3: the Hub's config as wgpt reads it.
+const QWEN3: Expect = Expect::Parses(Shape {
+    n_positions: 40_960,
+    n_head: 16,
+    n_kv_head: 8,
+    head_dim: 128,
+    n_layer: 28,
+    n_embd: 1024,
+    vocab_size: 151_936,
+    tie_word_embeddings: true,
+    eos_token_ids: &[151_645],
+    positions: Positions::Rope { theta: 1_000_000.0 },
+});
+/// GEMMA3: the Hub's config as wgpt reads it.
+const GEMMA3: Expect = Expect::Parses(Shape {
+    n_positions: 32_768,
+    n_head: 4,
+    n_kv_head: 1,
+    head_dim: 256,
+    n_layer: 26,
+    n_embd: 1152,
+    vocab_size: 262_144,
+    tie_word_embeddings: true,
+    eos_token_ids: &[1, 106],
+    positions: Positions::Rope { theta: 1_000_000.0 },
+});
+/// PHI3: the Hub's config as wgpt reads it.
+const PHI3: Expect = Expect::Parses(Shape {
+    n_positions: 131_072,
+    n_head: 32,
+    n_kv_head: 32,
+    head_dim: 96,
+    n_layer: 32,
+    n_embd: 3072,
+    vocab_size: 32_064,
+    tie_word_embeddings: false,
+    eos_token_ids: &[32_000],
+    positions: Positions::Rope { theta: 10_000.0 },
+});
 
 #[test]
 fn published_configs_parse_as_expected() {
