@@ -186,6 +186,8 @@ fn hf_dir(gguf_name: &str) -> PathBuf {
     match gguf_name.rsplit_once('-').unwrap().0 {
         "tiny-llama32" => fixture("tiny-llama32-bf16"),
         "tiny-sp-llama" => fixture("tiny-sp-llama-f32"),
+        "tiny-gemma3" => fixture("tiny-gemma3-bf16"),
+        "tiny-gemma2" => fixture("tiny-gemma2-f32"),
         model => fixture("gguf").join(format!("{model}-hf")),
     }
 }
