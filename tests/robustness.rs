@@ -451,30 +451,26 @@ fn stop_ids_and_sliding_windows_of_the_llama_family() {
     let text = std::fs::read_to_string(fixture("tiny-qwen2-bf16").join("config.json")).unwrap();
     let mut v: serde_json::Map<String, Value> = serde_json::from_str(&text).unwrap();
     v.insert("use_sliding_window".into(), json!(true));
+    // With use_sliding_window, the layers from max_window_layers (1) on attend to the window
+    // of 32; the context stays 48 (transformers 5 wrote `layer_types` from the saved config,
+    // all full, which wins as in HF: drop it to get the max_window_layers rule).
+    v.remove("layer_types");
+    let c = Config::from_json(&Value::Object(v).to_string()).unwrap();
     assert_eq!(
-        Config::from_json(&Value::Object(v).to_string())
-            .unwrap()
-            .n_positions,
-        32
+        (c.n_positions, c.windows.clone()),
+        (48, vec![None, Some(32)])
     );
-    // Mistral's window below the context limits the context to it (full attention is exact
-    // there); a window as long as the context changes nothing.
+    // Mistral's window below the context is a real window on every layer; a window as long as
+    // the context changes nothing.
     let text = std::fs::read_to_string(fixture("tiny-mistral-f32").join("config.json")).unwrap();
     let mut v: serde_json::Map<String, Value> = serde_json::from_str(&text).unwrap();
     v.insert("sliding_window".into(), json!(40));
-    assert_eq!(
-        Config::from_json(&Value::Object(v.clone()).to_string())
-            .unwrap()
-            .n_positions,
-        40
-    );
+    let c = Config::from_json(&Value::Object(v.clone()).to_string()).unwrap();
+    assert_eq!(c.n_positions, 48);
+    assert_eq!(c.windows, vec![Some(40); c.n_layer]);
     v.insert("sliding_window".into(), json!(4096));
-    assert_eq!(
-        Config::from_json(&Value::Object(v).to_string())
-            .unwrap()
-            .n_positions,
-        48
-    );
+    let c = Config::from_json(&Value::Object(v).to_string()).unwrap();
+    assert_eq!((c.n_positions, c.windows.is_empty()), (48, true));
 }
 
 #[test]
