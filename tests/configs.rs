@@ -51,7 +51,7 @@ enum Expect {
 }
 
 /// The model types every refusal of an unknown `model_type` lists.
-const LISTS_SUPPORTED: [&str; 2] = ["mistral", "qwen2"];
+const LISTS_SUPPORTED: [&str; 5] = ["mistral", "qwen2", "qwen3", "gemma2", "phi3"];
 
 const LLAMA3_1B: Positions = Positions::Llama3 {
     theta: 500_000.0,
@@ -373,6 +373,8 @@ const CASES: &[(&str, Expect)] = &[
     ("Qwen__Qwen3-0.6B", QWEN3),
     ("google__gemma-3-1b-it", GEMMA3),
     ("microsoft__Phi-3-mini-128k-instruct", PHI3),
+    // A family wgpt does not run: Gemma 1 (no post-norms, no soft-caps; `gemma`).
+    ("google__gemma-2b", Expect::Refused(&["model_type `gemma`"])),
 ];
 
 /// QWEN3: the Hub's config as wgpt reads it.
