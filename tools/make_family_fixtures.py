@@ -261,28 +261,6 @@ def save_checkpoint(model, out_dir):
         return json.load(f)
 
 
-def load_reference(spec, cls, out_dir, notes):
-    """The directory as transformers 5 loads it, checked against the file, then float64."""
-    model, info, msgs = mf.load_with_report(out_dir, cls=cls, dtype=spec["dtype"])
-    if info["missing_keys"] or info["unexpected_keys"] or info["mismatched_keys"]:
-        raise RuntimeError(f"{spec['name']}: bad load {info}")
-    for m in msgs:
-        if m.strip():
-            notes.append("from_pretrained log: " + " ".join(m.split())[:300])
-    files, tensors = mf.stored_tensors(out_dir)
-    assert files == ["model.safetensors"], files
-    assert {str(v.dtype) for v in tensors.values()} == {str(spec["dtype"])}
-    sd = model.state_dict()
-    for k, v in tensors.items():
-        assert torch.equal(sd[k], v), k
-    assert ("lm_head.weight" in tensors) == (not spec["tie"])
-    for pname, _ in model.named_parameters():
-        assert pname in tensors, pname
-    model = model.to(torch.float64).eval()
-    model.set_attn_implementation("eager")
-    return model, tensors
-
-
 # ---------------------------------------------------------------------------
 # float64: patches and hand-written forwards
 # ---------------------------------------------------------------------------
@@ -471,25 +449,6 @@ def handwritten_phi3(cfg, sd, ids, factors):
 # References
 # ---------------------------------------------------------------------------
 @torch.no_grad()
-def pick_greedy_prompt(model, prompts):
-    """make_fixtures.pick_greedy_prompt with GREEDY_MIN_MARGIN: the first prompt whose 12
-    greedy steps all have margin >= GREEDY_MIN_MARGIN and >= 3 distinct ids, else the best."""
-    best = None
-    for k, gp in enumerate(prompts):
-        g_ids, g_margins = mf.greedy(model, gp, mf.GREEDY_NEW)
-        good = min(g_margins) >= GREEDY_MIN_MARGIN
-        varied = len(set(g_ids)) >= mf.GREEDY_MIN_DISTINCT
-        key = (good and varied, good, len(set(g_ids)), min(g_margins))
-        if best is None or key > best[0]:
-            best = (key, k, g_ids, g_margins)
-        if good and varied:
-            break
-    _, k, g_ids, g_margins = best
-    assert min(g_margins) >= GREEDY_MIN_MARGIN, g_margins
-    return k, g_ids, g_margins
-
-
-@torch.no_grad()
 def plain_perplexity(model, ids, token_nbytes, ctx):
     """make_fixtures' protocol (no BOS): windows of ctx ids, each id after the first of its
     window scored; a last window of < 2 ids dropped."""
@@ -557,7 +516,8 @@ def compute_reference(spec, model, hf_tok, heldout, bos_id, token_nbytes, bytes_
             assert ds > 1e-3 and dl > 1e-3
             calls.clear()
         prompts = [enc(text, True) for text in mf.GREEDY_PROMPT_TEXTS]
-        k, g_ids, margins = pick_greedy_prompt(model, prompts)
+        k, g_ids, margins = mf.pick_greedy_prompt(model, prompts, GREEDY_MIN_MARGIN)
+        assert min(margins) >= GREEDY_MIN_MARGIN, margins
         g_text, g_prompt = mf.GREEDY_PROMPT_TEXTS[k], prompts[k]
         gen = mf.greedy_via_generate(model, g_prompt, mf.GREEDY_NEW)
         assert gen == g_ids, (gen, g_ids)
@@ -756,17 +716,6 @@ def make_gguf(spec, args, src_dir, cls, cfg, hf_tensors, hf_tok, heldout, bos_id
     return entry, meta, tlist
 
 
-def update_manifest(entries):
-    path = os.path.join(GGUF_OUT, "manifest.json")
-    with open(path) as f:
-        man = json.load(f)
-    for model, entry in entries.items():
-        man["models"][model] = [entry]
-    with open(path, "w") as f:
-        json.dump(man, f, indent=2)
-        f.write("\n")
-
-
 # ---------------------------------------------------------------------------
 # Qwen3
 # ---------------------------------------------------------------------------
@@ -878,7 +827,7 @@ def build_qwen3(args, heldout):
         notes.append("apply_chat_template(user 'Hi', gen) = "
                      + repr(hf_tok.apply_chat_template(msgs, tokenize=False, add_generation_prompt=True)))
 
-    ref_model, tensors = load_reference(spec, Qwen3ForCausalLM, out, notes)
+    ref_model, tensors = mrf.load_reference(spec, out, notes, cls=Qwen3ForCausalLM)
     qn = tensors["model.layers.0.self_attn.q_norm.weight"].float()
     notes.append(f"q_norm.weight layer 0: shape {list(qn.shape)}, mean {float(qn.mean()):.3f}, std {float(qn.std()):.3f}")
     inv = {v: k for k, v in raw.get_vocab().items()}
@@ -992,7 +941,7 @@ def build_phi3(args, heldout):
                  f"{chat!r} -> {hf_tok(chat)['input_ids']} (rstrip eats the newline after <|user|>, <|end|>, "
                  f"<|assistant|>); apply_chat_template(user 'Hi', gen) = {rendered!r}")
 
-    ref_model, tensors = load_reference(spec, Phi3ForCausalLM, out, notes)
+    ref_model, tensors = mrf.load_reference(spec, out, notes, cls=Phi3ForCausalLM)
     cfg_ref = ref_model.config
     rot, short, long, attn = phi3_rotary(cfg_ref)
     notes.append(f"rotary: {rot} of {cfg_ref.hidden_size // cfg_ref.num_attention_heads} dims, attention factor "
@@ -1045,7 +994,7 @@ def main(argv=None):
             summary, notes, meta, tlist, entry = build(args, heldout)
             report.append((summary, notes, meta, tlist))
             entries[entry["model"]] = entry
-    update_manifest(entries)
+    mrf.update_manifest(entries)
     for summary, notes, meta, tlist in report:
         name = summary.split(":")[0]
         for n in notes:

@@ -1286,14 +1286,14 @@ def greedy(model, prompt, n_new):
 
 
 @torch.no_grad()
-def pick_greedy_prompt(model, prompts):
-    """The first of `prompts` whose greedy continuation has clear margins and varied ids, else
-    the best of them (clear margins first, then more distinct ids, then the larger smallest
-    margin). Returns (index of the prompt, greedy ids, margins)."""
+def pick_greedy_prompt(model, prompts, min_margin=GREEDY_MIN_MARGIN):
+    """The first of `prompts` whose greedy continuation has clear margins (>= min_margin) and
+    varied ids, else the best of them (clear margins first, then more distinct ids, then the
+    larger smallest margin). Returns (index of the prompt, greedy ids, margins)."""
     best = None
     for k, gp in enumerate(prompts):
         g_ids, g_margins = greedy(model, gp, GREEDY_NEW)
-        good = min(g_margins) >= GREEDY_MIN_MARGIN
+        good = min(g_margins) >= min_margin
         varied = len(set(g_ids)) >= GREEDY_MIN_DISTINCT
         key = (good and varied, good, len(set(g_ids)), min(g_margins))
         if best is None or key > best[0]:

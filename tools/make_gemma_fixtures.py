@@ -1049,17 +1049,6 @@ def build(spec, args, heldout):
     return summary, notes, listing, entry
 
 
-def update_manifest(entries):
-    path = os.path.join(GGUF_OUT, "manifest.json")
-    with open(path) as f:
-        man = json.load(f)
-    for key, entry in entries.items():
-        man["models"][key] = [entry]
-    with open(path, "w") as f:
-        json.dump(man, f, indent=2)
-        f.write("\n")
-
-
 def parse_args(argv):
     ap = argparse.ArgumentParser(description="Gemma 3 / Gemma 2 fixtures (see the module docstring).")
     ap.add_argument("--llama-cpp", required=True, help="llama.cpp source tree (convert_hf_to_gguf.py, gguf-py, models/templates)")
@@ -1089,7 +1078,7 @@ def main(argv=None):
         summary, notes, listing, entry = build(spec, args, heldout)
         entries["tiny-" + key] = entry
         report.append((spec["name"], summary, notes, listing))
-    update_manifest(entries)
+    mrf.update_manifest(entries)
     for name, _, notes, listing in report:
         for n in notes:
             print(f"[{name}] {n}")

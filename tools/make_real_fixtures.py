@@ -314,10 +314,10 @@ def save_checkpoint(model, out_dir):
         return json.load(f)
 
 
-def load_reference(spec, out_dir, notes):
-    """The fixture directory as transformers 5 loads it, checked against the file,
-    then float64."""
-    model, info, msgs = mf.load_with_report(out_dir, cls=LlamaForCausalLM, dtype=spec["dtype"])
+def load_reference(spec, out_dir, notes, cls=LlamaForCausalLM):
+    """The fixture directory as transformers 5 loads it (as `cls`), checked against the
+    file, then float64."""
+    model, info, msgs = mf.load_with_report(out_dir, cls=cls, dtype=spec["dtype"])
     if info["missing_keys"] or info["unexpected_keys"] or info["mismatched_keys"]:
         raise RuntimeError(f"{spec['name']}: bad load {info}")
     for m in msgs:
@@ -757,6 +757,19 @@ def build_sp_llama(args, heldout):
     write_cases(os.path.join(CASES_OUT, "sp-llama.json"), cases)
     notes.append(f"tokenizer cases: hf_ids != sp_ids for {differ!r}")
     return summary, notes, meta, tok_parts
+
+
+def update_manifest(entries):
+    """Sets tests/fixtures/gguf/manifest.json's entry of each model in `entries`
+    ({model: entry}), keeping the others."""
+    path = os.path.join(GGUF_OUT, "manifest.json")
+    with open(path) as f:
+        man = json.load(f)
+    for model, entry in entries.items():
+        man["models"][model] = [entry]
+    with open(path, "w") as f:
+        json.dump(man, f, indent=2)
+        f.write("\n")
 
 
 def parse_args(argv):

@@ -13,9 +13,9 @@ use serde_json::{json, Map, Value as Json};
 
 use super::family::Arch;
 use super::forward::{Activations, Forward, Out};
-use super::gguf::{Mapped, Meta};
-use super::rotary::{inv_freq, rope_scaling, scaling_of};
-use super::tensors::{Stored, TensorList};
+use super::gguf::{llama_layout, Mapped, Meta};
+use super::rotary::{inv_freq, rope_scaling, rope_theta, scaling_of};
+use super::tensors::TensorList;
 use super::upload::Uploader;
 use super::weights::{Layer, Weights};
 use crate::config::{
@@ -86,12 +86,7 @@ fn rope_of(f: &Fields, layer_type: &str, default_theta: f64) -> Result<(f64, Rop
             RopeScaling::None,
         ));
     }
-    let theta = match (f.number("rope_theta")?, f.object("rope_parameters")?) {
-        (Some(t), _) => t,
-        (None, Some(p)) => p.number("rope_theta")?.unwrap_or(default_theta),
-        (None, None) => default_theta,
-    };
-    Ok((theta, rope_scaling(f)?))
+    Ok((rope_theta(f, default_theta)?, rope_scaling(f)?))
 }
 
 /// √C as HF multiplies the embedding by it: in the embedding's dtype.
@@ -261,16 +256,12 @@ impl Arch for Gemma {
         for l in 0..cfg.n_layer {
             let p = |s: &str| format!("model.layers.{l}.{s}");
             t.vector(p("input_layernorm.weight"), c);
-            t.push(
-                p("self_attn.q_proj.weight"),
-                vec![q, c],
-                Stored::Matrix {
-                    k: c,
-                    n: q + 2 * kv,
-                },
-            );
-            t.within(p("self_attn.k_proj.weight"), vec![kv, c]);
-            t.within(p("self_attn.v_proj.weight"), vec![kv, c]);
+            let qkv = [
+                (p("self_attn.q_proj.weight"), q),
+                (p("self_attn.k_proj.weight"), kv),
+                (p("self_attn.v_proj.weight"), kv),
+            ];
+            t.linear_weights_stacked(&qkv, c);
             if o.qk_norm {
                 t.vector(p("self_attn.q_norm.weight"), hd);
                 t.vector(p("self_attn.k_norm.weight"), hd);
@@ -278,12 +269,8 @@ impl Arch for Gemma {
             t.linear_weight(p("self_attn.o_proj.weight"), q, c);
             t.vector(p("post_attention_layernorm.weight"), c);
             t.vector(p("pre_feedforward_layernorm.weight"), c);
-            t.push(
-                p("mlp.gate_proj.weight"),
-                vec![f, c],
-                Stored::Matrix { k: c, n: 2 * f },
-            );
-            t.within(p("mlp.up_proj.weight"), vec![f, c]);
+            let gate_up = [(p("mlp.gate_proj.weight"), f), (p("mlp.up_proj.weight"), f)];
+            t.linear_weights_stacked(&gate_up, c);
             t.linear_weight(p("mlp.down_proj.weight"), f, c);
             t.vector(p("post_feedforward_layernorm.weight"), c);
         }
@@ -310,13 +297,12 @@ impl Arch for Gemma {
         let mut layers = Vec::with_capacity(cfg.n_layer);
         for l in 0..cfg.n_layer {
             let p = |s: &str| format!("model.layers.{l}.{s}");
-            let (wq, wk, wv) = (
-                p("self_attn.q_proj"),
-                p("self_attn.k_proj"),
-                p("self_attn.v_proj"),
-            );
-            let (gate, upp) = (p("mlp.gate_proj"), p("mlp.up_proj"));
-            let qkv_parts = [(wq.as_str(), q), (wk.as_str(), kv), (wv.as_str(), kv)];
+            let qkv_parts = [
+                (p("self_attn.q_proj"), q),
+                (p("self_attn.k_proj"), kv),
+                (p("self_attn.v_proj"), kv),
+            ];
+            let gate_up = [(p("mlp.gate_proj"), f), (p("mlp.up_proj"), f)];
             let mut norms = vec![
                 (
                     "post_attention",
@@ -342,7 +328,7 @@ impl Arch for Gemma {
                 qkv: up.linears_stacked(&qkv_parts, c, false)?,
                 attn_out: up.linear_no_bias(&p("self_attn.o_proj"), q, c)?,
                 mlp_norm: up.rms_norm_offset(&p("pre_feedforward_layernorm"), c, one)?,
-                mlp_up: up.linears_stacked(&[(&gate, f), (&upp, f)], c, false)?,
+                mlp_up: up.linears_stacked(&gate_up, c, false)?,
                 mlp_down: up.linear_no_bias(&p("mlp.down_proj"), f, c)?,
                 norms,
                 linears: Vec::new(),
@@ -386,11 +372,10 @@ impl Arch for Gemma {
             if o.qk_norm {
                 f.head_norm(&a.qkv, lw.norm("q_norm"), lw.norm("k_norm")); // q, k = RMSNorm per head (Gemma 3)
             }
-            let table = match (local, &w.rope_local, &w.rope) {
-                (true, Some(t), _) | (_, _, Some(t)) => t, //     the local layers' base on local layers
-                _ => unreachable!("a Gemma model has rotary tables"),
-            };
-            f.rope(&a.qkv, table, hd); //                         q, k = rotate(q, k, pos..)
+            let table = w.rope_local.as_ref().filter(|_| local).or(w.rope.as_ref()); // local layers: their own base
+            if let Some(table) = table {
+                f.rope(&a.qkv, table, hd); //                     q, k = rotate(q, k, pos..)
+            }
             f.kv_store(&a.qkv, cache); //                         cache[pos..pos+T] = k, v ⁽ᶠ⁾
             f.attention(&a.att, &a.qkv, cache); //                att = softmax(cap(q·Kᵀ·s) + mask (window on local layers))·V (T, Q)
             f.linear("o_proj", &a.ln2, &a.att, &lw.attn_out, Out::Set); // o = att·Wo          (T, C)
@@ -502,32 +487,12 @@ impl Arch for Gemma {
         part: &str,
         suffix: &str,
     ) -> Option<Mapped> {
-        let Some(l) = layer else {
-            let n = match part {
-                "token_embd" => "model.embed_tokens",
-                "output_norm" => "model.norm",
-                "output" => "lm_head",
-                _ => return None,
-            };
-            return Some(Mapped::plain(format!("{n}.{suffix}")));
-        };
-        let n = match part {
-            "attn_norm" => "input_layernorm",
-            "attn_q" => "self_attn.q_proj",
-            "attn_k" => "self_attn.k_proj",
-            "attn_v" => "self_attn.v_proj",
-            "attn_output" => "self_attn.o_proj",
-            "attn_q_norm" => "self_attn.q_norm",
-            "attn_k_norm" => "self_attn.k_norm",
-            "post_attention_norm" => "post_attention_layernorm",
-            "ffn_norm" => "pre_feedforward_layernorm",
-            "post_ffw_norm" => "post_feedforward_layernorm",
-            "ffn_gate" => "mlp.gate_proj",
-            "ffn_up" => "mlp.up_proj",
-            "ffn_down" => "mlp.down_proj",
-            _ => return None,
-        };
-        Some(Mapped::plain(format!("model.layers.{l}.{n}.{suffix}")))
+        llama_layout(layer, part, suffix, |p| match p {
+            "post_attention_norm" => Some("post_attention_layernorm"),
+            "ffn_norm" => Some("pre_feedforward_layernorm"),
+            "post_ffw_norm" => Some("post_feedforward_layernorm"),
+            _ => None,
+        })
     }
 }
 

@@ -13,8 +13,8 @@ use serde_json::{json, Map, Value as Json};
 use super::family::Arch;
 use super::forward::{Activations, Forward, Out};
 use super::gguf::arch::meta_error;
-use super::gguf::{rows_of, Mapped, Meta, RowOrder};
-use super::rotary::{inv_freq, rope_scaling};
+use super::gguf::{llama_layout, rows_of, Mapped, Meta, RowOrder};
+use super::rotary::{inv_freq, rope_scaling, rope_theta};
 use super::tensors::TensorList;
 use super::upload::Uploader;
 use super::weights::{Layer, Weights};
@@ -74,12 +74,7 @@ impl Arch for Llama {
             }
         };
         let qk_norm = model_type == "qwen3";
-        let rope = f.object("rope_parameters")?;
-        let theta = match (f.number("rope_theta")?, &rope) {
-            (Some(t), _) => t,
-            (None, Some(r)) => r.number("rope_theta")?.unwrap_or(10_000.0),
-            (None, None) => 10_000.0,
-        };
+        let theta = rope_theta(f, 10_000.0)?;
         let n_positions = f.size("max_position_embeddings", MAX_POSITIONS)?;
         let n_layer = f.size("num_hidden_layers", MAX_LAYERS)?;
         let window = match model_type {
@@ -209,16 +204,12 @@ impl Arch for Llama {
         for l in 0..cfg.n_layer {
             let p = |s: &str| format!("model.layers.{l}.{s}");
             t.vector(p("input_layernorm.weight"), c);
-            t.push(
-                p("self_attn.q_proj.weight"),
-                vec![q, c],
-                super::tensors::Stored::Matrix {
-                    k: c,
-                    n: q + 2 * kv,
-                },
-            );
-            t.within(p("self_attn.k_proj.weight"), vec![kv, c]);
-            t.within(p("self_attn.v_proj.weight"), vec![kv, c]);
+            let qkv = [
+                (p("self_attn.q_proj.weight"), q),
+                (p("self_attn.k_proj.weight"), kv),
+                (p("self_attn.v_proj.weight"), kv),
+            ];
+            t.linear_weights_stacked(&qkv, c);
             if o.qkv_bias {
                 t.vector(p("self_attn.q_proj.bias"), q);
                 t.vector(p("self_attn.k_proj.bias"), kv);
@@ -233,9 +224,8 @@ impl Arch for Llama {
                 t.vector(p("self_attn.o_proj.bias"), c);
             }
             t.vector(p("post_attention_layernorm.weight"), c);
-            let gate_up = super::tensors::Stored::Matrix { k: c, n: 2 * f };
-            t.push(p("mlp.gate_proj.weight"), vec![f, c], gate_up);
-            t.within(p("mlp.up_proj.weight"), vec![f, c]);
+            let gate_up = [(p("mlp.gate_proj.weight"), f), (p("mlp.up_proj.weight"), f)];
+            t.linear_weights_stacked(&gate_up, c);
             t.linear_weight(p("mlp.down_proj.weight"), f, c);
         }
         t.vector("model.norm.weight".into(), c);
@@ -255,13 +245,12 @@ impl Arch for Llama {
         let mut layers = Vec::with_capacity(cfg.n_layer);
         for l in 0..cfg.n_layer {
             let p = |s: &str| format!("model.layers.{l}.{s}");
-            let (wq, wk, wv) = (
-                p("self_attn.q_proj"),
-                p("self_attn.k_proj"),
-                p("self_attn.v_proj"),
-            );
-            let (gate, upp) = (p("mlp.gate_proj"), p("mlp.up_proj"));
-            let qkv_parts = [(wq.as_str(), q), (wk.as_str(), kv), (wv.as_str(), kv)];
+            let qkv_parts = [
+                (p("self_attn.q_proj"), q),
+                (p("self_attn.k_proj"), kv),
+                (p("self_attn.v_proj"), kv),
+            ];
+            let gate_up = [(p("mlp.gate_proj"), f), (p("mlp.up_proj"), f)];
             let o_proj = p("self_attn.o_proj");
             layers.push(Layer {
                 attn_norm: up.rms_norm(&p("input_layernorm"), c)?,
@@ -271,7 +260,7 @@ impl Arch for Llama {
                     false => up.linear_no_bias(&o_proj, q, c)?,
                 },
                 mlp_norm: up.rms_norm(&p("post_attention_layernorm"), c)?,
-                mlp_up: up.linears_stacked(&[(&gate, f), (&upp, f)], c, false)?,
+                mlp_up: up.linears_stacked(&gate_up, c, false)?,
                 mlp_down: up.linear_no_bias(&p("mlp.down_proj"), f, c)?,
                 norms: match o.qk_norm {
                     true => vec![
@@ -418,29 +407,8 @@ impl Arch for Llama {
         part: &str,
         suffix: &str,
     ) -> Option<Mapped> {
-        let Some(l) = layer else {
-            let n = match part {
-                "token_embd" => "model.embed_tokens",
-                "output_norm" => "model.norm",
-                "output" => "lm_head",
-                _ => return None,
-            };
-            return Some(Mapped::plain(format!("{n}.{suffix}")));
-        };
-        let n = match part {
-            "attn_norm" => "input_layernorm",
-            "attn_q" => "self_attn.q_proj",
-            "attn_k" => "self_attn.k_proj",
-            "attn_v" => "self_attn.v_proj",
-            "attn_output" => "self_attn.o_proj",
-            "ffn_norm" => "post_attention_layernorm",
-            "ffn_gate" => "mlp.gate_proj",
-            "ffn_up" => "mlp.up_proj",
-            "ffn_down" => "mlp.down_proj",
-            "attn_q_norm" => "self_attn.q_norm",
-            "attn_k_norm" => "self_attn.k_norm",
-            _ => return None,
-        };
+        let own = |p: &str| (p == "ffn_norm").then_some("post_attention_layernorm");
+        let mapped = llama_layout(layer, part, suffix, own)?;
         let permuted = arch == "llama";
         let rows = match part {
             "attn_q" if permuted => RowOrder::LlamaRope { heads: cfg.n_head },
@@ -449,10 +417,7 @@ impl Arch for Llama {
             },
             _ => RowOrder::AsStored,
         };
-        Some(Mapped {
-            rows,
-            ..Mapped::plain(format!("model.layers.{l}.{n}.{suffix}"))
-        })
+        Some(Mapped { rows, ..mapped })
     }
 }
 

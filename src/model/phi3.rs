@@ -12,8 +12,8 @@ use serde_json::{json, Map, Value as Json};
 
 use super::family::Arch;
 use super::forward::{Activations, Forward, Out};
-use super::gguf::{Mapped, Meta};
-use super::rotary::inv_freq;
+use super::gguf::{llama_layout, Mapped, Meta};
+use super::rotary::{inv_freq, rope_kind, rope_object, rope_theta};
 use super::tensors::TensorList;
 use super::upload::Uploader;
 use super::weights::{Layer, Weights};
@@ -53,24 +53,11 @@ fn factor_list(obj: &Fields, key: &str, name: &str, pairs: usize) -> Result<Vec<
 
 /// `rope_parameters` / `rope_scaling` of type `longrope` (or none).
 fn parse_long_rope(f: &Fields, dims: usize, n_positions: usize) -> Result<(f64, Option<LongRope>)> {
-    let (key, obj) = match (f.object("rope_parameters")?, f.object("rope_scaling")?) {
-        (Some(p), _) => ("rope_parameters", Some(p)),
-        (None, Some(s)) => ("rope_scaling", Some(s)),
-        (None, None) => ("rope_scaling", None),
-    };
-    let theta = match (f.number("rope_theta")?, &obj) {
-        (Some(t), _) => t,
-        (None, Some(o)) => o.number("rope_theta")?.unwrap_or(10_000.0),
-        (None, None) => 10_000.0,
-    };
-    let Some(obj) = obj else {
+    let theta = rope_theta(f, 10_000.0)?;
+    let Some((key, obj)) = rope_object(f)? else {
         return Ok((theta, None));
     };
-    let kind = match obj.string("rope_type")? {
-        Some(k) => Some(k),
-        None => obj.string("type")?,
-    };
-    match kind.unwrap_or("default") {
+    match rope_kind(&obj)?.unwrap_or("default") {
         "default" => return Ok((theta, None)),
         "longrope" => {}
         other => {
@@ -388,24 +375,11 @@ impl Arch for Phi3 {
         part: &str,
         suffix: &str,
     ) -> Option<Mapped> {
-        let Some(l) = layer else {
-            let n = match part {
-                "token_embd" => "model.embed_tokens",
-                "output_norm" => "model.norm",
-                "output" => "lm_head",
-                _ => return None,
-            };
-            return Some(Mapped::plain(format!("{n}.{suffix}")));
-        };
-        let n = match part {
-            "attn_norm" => "input_layernorm",
-            "attn_qkv" => "self_attn.qkv_proj",
-            "attn_output" => "self_attn.o_proj",
-            "ffn_norm" => "post_attention_layernorm",
-            "ffn_up" => "mlp.gate_up_proj",
-            "ffn_down" => "mlp.down_proj",
-            _ => return None,
-        };
-        Some(Mapped::plain(format!("model.layers.{l}.{n}.{suffix}")))
+        llama_layout(layer, part, suffix, |p| match p {
+            "attn_qkv" => Some("self_attn.qkv_proj"),
+            "ffn_norm" => Some("post_attention_layernorm"),
+            "ffn_up" => Some("mlp.gate_up_proj"),
+            _ => None,
+        })
     }
 }

@@ -34,23 +34,50 @@ pub(crate) fn inv_freq(dims: usize, theta: f64, scaling: &RopeScaling) -> Vec<f6
         .collect()
 }
 
+/// The rope object of a config and its key: `rope_parameters` (transformers 5) or
+/// `rope_scaling` (older configs), if either is there.
+pub(crate) fn rope_object(f: &Fields) -> Result<Option<(&'static str, Fields)>> {
+    Ok(
+        match (f.object("rope_parameters")?, f.object("rope_scaling")?) {
+            (Some(p), _) => Some(("rope_parameters", p)),
+            (None, Some(s)) => Some(("rope_scaling", s)),
+            (None, None) => None,
+        },
+    )
+}
+
+/// The rule a rope object names: `rope_type`, or older configs' `type` (`None`: default).
+pub(crate) fn rope_kind(obj: &Fields) -> Result<Option<&str>> {
+    match obj.string("rope_type")? {
+        Some(k) => Ok(Some(k)),
+        None => obj.string("type"),
+    }
+}
+
+/// The rotary base: `rope_theta` at the top level, else inside transformers 5's
+/// `rope_parameters`, else `default`.
+pub(crate) fn rope_theta(f: &Fields, default: f64) -> Result<f64> {
+    if let Some(t) = f.number("rope_theta")? {
+        return Ok(t);
+    }
+    Ok(match f.object("rope_parameters")? {
+        Some(p) => p.number("rope_theta")?.unwrap_or(default),
+        None => default,
+    })
+}
+
 /// `rope_parameters` (transformers 5) or `rope_scaling` (older configs) as a [`RopeScaling`].
 pub(crate) fn rope_scaling(f: &Fields) -> Result<RopeScaling> {
-    let (key, obj) = match (f.object("rope_parameters")?, f.object("rope_scaling")?) {
-        (Some(p), _) => ("rope_parameters", p),
-        (None, Some(s)) => ("rope_scaling", s),
-        (None, None) => return Ok(RopeScaling::None),
-    };
-    scaling_of(key, &obj)
+    match rope_object(f)? {
+        Some((key, obj)) => scaling_of(key, &obj),
+        None => Ok(RopeScaling::None),
+    }
 }
 
 /// The frequency rule of one rope object (`rope_parameters`, `rope_scaling`, or one layer
 /// type's entry of `rope_parameters`) named `key` in errors.
 pub(crate) fn scaling_of(key: &str, obj: &Fields) -> Result<RopeScaling> {
-    let kind = match obj.string("rope_type")? {
-        Some(k) => Some(k),
-        None => obj.string("type")?,
-    };
+    let kind = rope_kind(obj)?;
     let number = |name: &str| -> Result<f64> {
         obj.number(name)?.ok_or_else(|| Error::Config {
             path: "config.json".into(),

@@ -51,6 +51,19 @@ impl TensorList {
         self.push(name, vec![n, k], Stored::Matrix { k, n });
     }
 
+    /// `nn.Linear` weights over the same input, each (n, k) in the file as `parts` lists
+    /// (name, n), stacked into one (k, Σn) matrix at upload (`Uploader::linears_stacked`:
+    /// q | k | v, gate | up).
+    pub fn linear_weights_stacked(&mut self, parts: &[(String, usize)], k: usize) {
+        let n = parts.iter().map(|p| p.1).sum();
+        for (i, (name, rows)) in parts.iter().enumerate() {
+            match i {
+                0 => self.push(name.clone(), vec![*rows, k], Stored::Matrix { k, n }),
+                _ => self.within(name.clone(), vec![*rows, k]),
+            }
+        }
+    }
+
     /// A GPT-2 `Conv1D` weight, stored (in, out) as the matrix itself.
     pub fn conv1d_weight(&mut self, name: String, k: usize, n: usize) {
         self.push(name, vec![k, n], Stored::Matrix { k, n });

@@ -324,11 +324,7 @@ impl<'a> Uploader<'a> {
 
     /// An RMSNorm's weight, (c), with zeros bound as its beta.
     pub fn rms_norm(&mut self, prefix: &str, c: usize) -> Result<Norm> {
-        Ok(Norm {
-            gamma: self.vector(&format!("{prefix}.weight"), c)?,
-            beta: self.upload(&format!("{prefix}.bias (zeros)"), &vec![0.0; c])?,
-            rms: true,
-        })
+        self.rms_norm_offset(prefix, c, 0.0)
     }
 
     /// A GPT-2 `Conv1D`: weight stored (K, N) like the matrix the kernels use, bias (N).
@@ -384,20 +380,21 @@ impl<'a> Uploader<'a> {
     /// part is (prefix, N); `bias`: read each part's bias, else zeros.
     pub fn linears_stacked(
         &mut self,
-        parts: &[(&str, usize)],
+        parts: &[(impl AsRef<str>, usize)],
         k: usize,
         bias: bool,
     ) -> Result<Linear> {
         let mut srcs = Vec::with_capacity(parts.len());
         let mut b = Vec::new();
-        for &(p, n) in parts {
+        for (p, n) in parts {
+            let (p, n) = (p.as_ref(), *n);
             srcs.push(self.src(&format!("{p}.weight"), k, n, false)?);
             match bias {
                 true => b.extend(self.get(&format!("{p}.bias"), &[n])?),
                 false => b.extend(std::iter::repeat_n(0.0, n)),
             }
         }
-        let label = format!("{} (stacked)", parts[0].0);
+        let label = format!("{} (stacked)", parts[0].0.as_ref());
         let w = self.upload_matrix(&label, k, &srcs)?;
         let b = self.upload(&label, &b)?;
         Ok(Linear { w, b })

@@ -78,6 +78,42 @@ impl Mapped {
     }
 }
 
+/// GGUF tensor `part.suffix` (of layer `layer`, or of the model) under its name in the Llama
+/// layout of HF checkpoints that Llama, Qwen, Gemma and Phi-3 share: `token_embd`,
+/// `output_norm`, `output`, and per layer the attention projections, the q / k norms, gate,
+/// up and down (`model.embed_tokens`, `model.layers.N.self_attn.q_proj`, …). `own` names the
+/// family's other per-layer parts first (its norms, its fused matrices).
+pub(crate) fn llama_layout(
+    layer: Option<usize>,
+    part: &str,
+    suffix: &str,
+    own: impl Fn(&str) -> Option<&'static str>,
+) -> Option<Mapped> {
+    let Some(l) = layer else {
+        let n = match part {
+            "token_embd" => "model.embed_tokens",
+            "output_norm" => "model.norm",
+            "output" => "lm_head",
+            _ => return None,
+        };
+        return Some(Mapped::plain(format!("{n}.{suffix}")));
+    };
+    let n = own(part).or(match part {
+        "attn_norm" => Some("input_layernorm"),
+        "attn_q" => Some("self_attn.q_proj"),
+        "attn_k" => Some("self_attn.k_proj"),
+        "attn_v" => Some("self_attn.v_proj"),
+        "attn_output" => Some("self_attn.o_proj"),
+        "attn_q_norm" => Some("self_attn.q_norm"),
+        "attn_k_norm" => Some("self_attn.k_norm"),
+        "ffn_gate" => Some("mlp.gate_proj"),
+        "ffn_up" => Some("mlp.up_proj"),
+        "ffn_down" => Some("mlp.down_proj"),
+        _ => None,
+    })?;
+    Some(Mapped::plain(format!("model.layers.{l}.{n}.{suffix}")))
+}
+
 /// The checkpoint name of GGUF tensor `name` in the family that reads architecture `arch`
 /// (`Arch::gguf_tensor` on `blk.N.part.suffix` or `part.suffix`), or `None` for tensors wgpt
 /// does not read (`rope_freqs`, read into the config instead, and anything unknown).

@@ -26,7 +26,7 @@ use crate::format::{DType, Tensor};
 use crate::model::family::tensor_list;
 use crate::model::tensors::Stored;
 use crate::tokenizer::Tokenizer;
-pub(crate) use arch::{rows_of, Mapped, Meta, RowOrder};
+pub(crate) use arch::{llama_layout, rows_of, Mapped, Meta, RowOrder};
 
 /// canonical name → (name in the file, how it maps).
 type Index = HashMap<String, (String, Mapped)>;
