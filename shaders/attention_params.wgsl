@@ -23,8 +23,12 @@ fn first_key(last: u32) -> u32 {
     return select(0u, last + 1u - p.window, last + 1u > p.window);
 }
 
-// The cache row of position j (see `rows`).
+// The cache row of position j (see `rows`). Global layers (rows = the context) never wrap, so
+// they skip the division.
 fn cache_row(j: u32) -> u32 {
+    if (j < p.rows) {
+        return j;
+    }
     return j % p.rows;
 }
 
