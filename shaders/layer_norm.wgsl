@@ -53,7 +53,10 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>) {
     let sq = sum8(base, c4, mean, true);
     let inv = inverseSqrt(dot(sq, vec4<f32>(1.0)) / f32(p.c) + p.eps);
     for (var i = 0u; i < c4; i++) {
-        let y = (X[base + i] - mean) * inv * gamma[i] + beta[i];
-        Y[base + i] = select(y, Y[base + i] + y, p.add == 1u);
+        var y = (X[base + i] - mean) * inv * gamma[i] + beta[i];
+        if (p.add == 1u) {
+            y += Y[base + i]; // only a norm on a residual branch reads Y
+        }
+        Y[base + i] = y;
     }
 }

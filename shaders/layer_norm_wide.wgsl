@@ -34,7 +34,10 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) l
     }
     let inv = inverseSqrt(wg_sum(dot(sq, vec4<f32>(1.0)), li, 64u) / f32(p.c) + p.eps);
     for (var i = li; i < c4; i += 64u) {
-        let y = (X[base + i] - mean) * inv * gamma[i] + beta[i];
-        Y[base + i] = select(y, Y[base + i] + y, p.add == 1u);
+        var y = (X[base + i] - mean) * inv * gamma[i] + beta[i];
+        if (p.add == 1u) {
+            y += Y[base + i]; // only a norm on a residual branch reads Y
+        }
+        Y[base + i] = y;
     }
 }
