@@ -5,6 +5,7 @@ use std::path::Path;
 use serde_json::Value;
 
 use crate::error::{Error, Result};
+use crate::model::family::Family;
 
 /// Activation of the feed-forward layer.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -44,72 +45,6 @@ impl Activation {
             Activation::GeluErf => 2,
             Activation::Relu => 3,
             Activation::Silu => 4,
-        }
-    }
-}
-
-/// Which model family a config belongs to, with the options only its own file reads (the
-/// family's forward pass and upload). Everything the shared code needs is a plain field of
-/// [`Config`]; nothing outside a family's file matches on this.
-#[derive(Debug, Clone, PartialEq)]
-pub(crate) enum Family {
-    /// GPT-2 (`gpt2`): pre-LN blocks, learned positions, final LayerNorm.
-    Gpt2,
-    /// GPT-1 (`openai-gpt`): post-LN blocks (`x = LN(x + sublayer(x))`), no final LayerNorm.
-    Gpt1,
-    /// OPT (`opt`): learned positions with HF's offset of 2, separate q/k/v projections.
-    Opt {
-        /// `do_layer_norm_before`: pre-LN (most sizes) or post-LN (opt-350m).
-        pre_norm: bool,
-        /// A final LayerNorm after the last layer (pre-LN without `_remove_final_layer_norm`).
-        final_norm: bool,
-    },
-    /// GPT-NeoX / Pythia (`gpt_neox`): rotary positions on part of each head.
-    NeoX {
-        /// `use_parallel_residual`: `x + attn(LN1(x)) + mlp(LN2(x))`.
-        parallel_residual: bool,
-    },
-    /// The Llama family (`llama`, `mistral`, `qwen2`, `qwen3`).
-    Llama {
-        /// Biases on the q, k and v projections (Qwen2; Llama's `attention_bias`).
-        qkv_bias: bool,
-        /// A bias on the output projection (Llama's `attention_bias`).
-        o_bias: bool,
-        /// RMSNorm on every query and key head before rotary positions (Qwen3).
-        qk_norm: bool,
-    },
-    /// Phi-3 / 3.5 (`phi3`).
-    Phi3 {
-        /// `longrope` scaling, where the config has it.
-        long_rope: Option<LongRope>,
-    },
-    /// Gemma 2 and 3 (`gemma2`, `gemma3_text`, `gemma3`).
-    Gemma {
-        /// RMSNorm on every query and key head (Gemma 3).
-        qk_norm: bool,
-        /// `final_logit_softcapping` (Gemma 2: 30).
-        final_softcap: Option<f32>,
-        /// The rotary base of the sliding-window layers (Gemma 3's `rope_local_base_freq`).
-        local_theta: f64,
-    },
-}
-
-/// `longrope` scaling: per-pair factors for short and long contexts, the context that
-/// separates them, and the factor cos and sin are multiplied by.
-#[derive(Debug, Clone, PartialEq)]
-pub(crate) struct LongRope {
-    pub short: Vec<f64>,
-    pub long: Vec<f64>,
-    pub original: usize,
-    pub attention_factor: f64,
-}
-
-impl LongRope {
-    /// The factors a context of `n_ctx` positions uses (llama.cpp's rule).
-    pub(crate) fn factors(&self, n_ctx: usize) -> &[f64] {
-        match n_ctx > self.original {
-            true => &self.long,
-            false => &self.short,
         }
     }
 }
@@ -666,21 +601,3 @@ impl Config {
         }
     }
 }
-
-/// The names [`Config::preset`] knows.
-pub const PRESETS: &[&str] = &[
-    "gpt2",
-    "gpt2-medium",
-    "gpt2-large",
-    "gpt2-xl",
-    "openai-gpt",
-    "opt-125m",
-    "opt-350m",
-    "pythia-160m",
-    "smollm2-135m",
-    "llama-1b",
-    "qwen3-0.6b",
-    "gemma3-1b",
-    "gemma2-2b",
-    "phi3-mini",
-];

@@ -71,11 +71,11 @@ pub use error::{BoxError, Error, Result};
 pub use gpu::{AdapterSummary, Gpu, GpuOptions, Progress};
 
 // Models: files, configs, loading options, what is on the GPU.
-pub use config::{Activation, Config, MlpKind, NormKind, Rope, RopeScaling};
-pub use config::{DEFAULT_CONTEXT, PRESETS};
+pub use config::{Activation, Config, MlpKind, NormKind, Rope, RopeScaling, DEFAULT_CONTEXT};
+
 pub use format::DType;
 pub use kernels::{KernelFamily, KvDtype, WeightDtype};
-pub use model::{inspect_gguf, inspect_safetensors};
+pub use model::{inspect_gguf, inspect_safetensors, presets};
 pub use model::{LoadOptions, Model, ModelFiles, ModelInfo, DEFAULT_MAX_MEMORY_BYTES};
 
 // Text: tokenizers and chat templates.

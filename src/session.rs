@@ -205,6 +205,23 @@ impl<'m> Session<'m> {
         self.ahead = None;
     }
 
+    /// Empties the cache, then treats its first `n` positions as filled without computing them:
+    /// their keys and values are whatever the buffers hold, and the history holds token 0 for
+    /// each. The next step runs at position `n`. For timing decode at a depth (`bench
+    /// --depth`), where the cost does not depend on the cached values; never for text.
+    pub fn assume_filled(&mut self, n: usize) -> Result<()> {
+        let n_ctx = self.model.config.n_ctx;
+        if n >= n_ctx {
+            return Err(Error::InvalidInput(format!(
+                "a depth of {n} needs a context above it (the context is {n_ctx})"
+            )));
+        }
+        self.reset();
+        self.pos = n;
+        self.history.resize(n, 0);
+        Ok(())
+    }
+
     /// The model this session runs.
     pub fn model(&self) -> &'m Model {
         self.model

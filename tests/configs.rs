@@ -521,3 +521,33 @@ fn published_configs_parse_as_expected() {
         failures.join("\n")
     );
 }
+
+/// Every preset `bench --synthetic` offers has the shapes of its checkpoint: its parameter
+/// count is the one the published weights have (embeddings counted once where tied).
+#[test]
+fn presets_have_the_published_parameter_counts() {
+    let published: &[(&str, u64)] = &[
+        ("gpt2", 124_439_808),
+        ("gpt2-medium", 354_823_168),
+        ("gpt2-large", 774_030_080),
+        ("gpt2-xl", 1_557_611_200),
+        ("openai-gpt", 116_534_784),
+        ("opt-125m", 125_239_296),
+        ("opt-350m", 331_196_416),
+        ("pythia-160m", 162_322_944),
+        ("smollm2-135m", 134_515_008),
+        ("llama-1b", 1_235_814_400),
+        ("qwen3-0.6b", 596_049_920),
+        ("gemma3-1b", 999_885_952),
+        ("gemma2-2b", 2_614_341_888),
+        ("phi3-mini", 3_821_079_552),
+    ];
+    let names = wgpt::presets();
+    assert_eq!(names, published.iter().map(|p| p.0).collect::<Vec<_>>());
+    for &(name, params) in published {
+        let cfg = Config::preset(name).unwrap_or_else(|| panic!("no preset {name}"));
+        cfg.validate().unwrap_or_else(|e| panic!("{name}: {e}"));
+        assert_eq!(cfg.n_params(), params, "{name}");
+    }
+    assert!(Config::preset("gemma-7b").is_none());
+}

@@ -160,3 +160,30 @@ impl Activations {
         })
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Gemma 3 1B at its whole context of 32768 in f16: 4 global layers hold every position,
+    /// the 22 sliding-window layers a ring of 512 + 511 positions (prefill chunks of 512).
+    /// One position of one layer is 2 (k, v) × 1 head × 256 × 2 bytes.
+    #[test]
+    fn sliding_window_layers_hold_only_their_window() {
+        let mut cfg = Config::preset("gemma3-1b").unwrap();
+        cfg.n_ctx = 32_768;
+        let per_position = 2 * 256 * 2;
+        let ring = kv_cache_bytes(&cfg, KvDtype::F16, 512);
+        assert_eq!(ring, (4 * 32_768 + 22 * 1023) * per_position);
+        assert_eq!(
+            kv_largest_layer_bytes(&cfg, KvDtype::F16, 512),
+            32_768 * per_position
+        );
+        // 157 MB instead of the 872 MB that every layer at the whole context would take.
+        cfg.windows.iter_mut().for_each(|w| *w = None);
+        assert_eq!(
+            kv_cache_bytes(&cfg, KvDtype::F16, 512),
+            26 * 32_768 * per_position
+        );
+    }
+}

@@ -1,7 +1,8 @@
 //! The family seam: [`Arch`], what a model family is to the rest of wgpt (one implementation
-//! per family file: `gpt2.rs`, `gpt1.rs`, `opt.rs`, `neox.rs`, `llama.rs`), the registry of
-//! families ([`ARCHES`]), and the parts of [`Config`] that ask the family (parsing a
-//! `config.json` by its `model_type`, presets, parameter counts).
+//! per family file: `gpt2.rs`, `gpt1.rs`, `opt.rs`, `neox.rs`, `llama.rs`, `gemma.rs`,
+//! `phi3.rs`), the list of families ([`Family`], [`ARCHES`], [`arch`]), and the parts of
+//! [`Config`] that ask the family (parsing a `config.json` by its `model_type`, presets,
+//! parameter counts).
 
 use std::path::Path;
 
@@ -9,6 +10,7 @@ use serde_json::{Map, Value, Value as Json};
 
 use super::forward::{Activations, Forward};
 use super::gguf::{Mapped, Meta};
+use super::phi3::LongRope;
 use super::tensors::TensorList;
 use super::upload::Uploader;
 use super::weights::Weights;
@@ -22,6 +24,8 @@ pub(crate) trait Arch: Sync {
     fn model_types(&self) -> &'static [&'static str];
     /// Reads the family's `config.json` keys (legacy names included) into a [`Config`].
     fn config(&self, f: &Fields) -> Result<Config>;
+    /// The names of the real checkpoints [`Arch::preset`] knows.
+    fn presets(&self) -> &'static [&'static str];
     /// The shapes of real checkpoints of this family by name (`--synthetic`).
     fn preset(&self, name: &str) -> Option<Config>;
     /// A file's tensor name as this family's tensor list names it (prefixes such as
@@ -90,6 +94,52 @@ impl crate::format::safetensors::TensorNames for dyn Arch {
     }
 }
 
+/// Which model family a config belongs to, with the options only its own file reads (the
+/// family's forward pass and upload). Everything the shared code needs is a plain field of
+/// [`Config`]; nothing but the family files and [`arch`] match on this.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) enum Family {
+    /// GPT-2 (`gpt2`): pre-LN blocks, learned positions, final LayerNorm.
+    Gpt2,
+    /// GPT-1 (`openai-gpt`): post-LN blocks (`x = LN(x + sublayer(x))`), no final LayerNorm.
+    Gpt1,
+    /// OPT (`opt`): learned positions with HF's offset of 2, separate q/k/v projections.
+    Opt {
+        /// `do_layer_norm_before`: pre-LN (most sizes) or post-LN (opt-350m).
+        pre_norm: bool,
+        /// A final LayerNorm after the last layer (pre-LN without `_remove_final_layer_norm`).
+        final_norm: bool,
+    },
+    /// GPT-NeoX / Pythia (`gpt_neox`): rotary positions on part of each head.
+    NeoX {
+        /// `use_parallel_residual`: `x + attn(LN1(x)) + mlp(LN2(x))`.
+        parallel_residual: bool,
+    },
+    /// The Llama family (`llama`, `mistral`, `qwen2`, `qwen3`).
+    Llama {
+        /// Biases on the q, k and v projections (Qwen2; Llama's `attention_bias`).
+        qkv_bias: bool,
+        /// A bias on the output projection (Llama's `attention_bias`).
+        o_bias: bool,
+        /// RMSNorm on every query and key head before rotary positions (Qwen3).
+        qk_norm: bool,
+    },
+    /// Phi-3 / 3.5 (`phi3`).
+    Phi3 {
+        /// `longrope` scaling, where the config has it.
+        long_rope: Option<LongRope>,
+    },
+    /// Gemma 2 and 3 (`gemma2`, `gemma3_text`, `gemma3`).
+    Gemma {
+        /// RMSNorm on every query and key head (Gemma 3).
+        qk_norm: bool,
+        /// `final_logit_softcapping` (Gemma 2: 30).
+        final_softcap: Option<f32>,
+        /// The rotary base of the sliding-window layers (Gemma 3's `rope_local_base_freq`).
+        local_theta: f64,
+    },
+}
+
 /// Every family wgpt runs.
 pub(crate) const ARCHES: [&dyn Arch; 7] = [
     &gpt2::Gpt2,
@@ -103,7 +153,6 @@ pub(crate) const ARCHES: [&dyn Arch; 7] = [
 
 /// The family module of a config.
 pub(crate) fn arch(cfg: &Config) -> &'static dyn Arch {
-    use crate::config::Family;
     match cfg.family {
         Family::Gpt2 => &gpt2::Gpt2,
         Family::Gpt1 => &gpt1::Gpt1,
@@ -141,9 +190,15 @@ pub(crate) fn tensor_list(cfg: &Config) -> TensorList {
     arch(cfg).tensors(cfg)
 }
 
-/// A preset config by name (see [`crate::config::PRESETS`]).
+/// A preset config by name (see [`presets`]).
 pub(crate) fn preset(name: &str) -> Option<Config> {
     ARCHES.iter().find_map(|a| a.preset(name))
+}
+
+/// The names [`Config::preset`] knows: the real checkpoints' shapes every family offers, in
+/// the order of the family list.
+pub fn presets() -> Vec<&'static str> {
+    ARCHES.iter().flat_map(|a| a.presets()).copied().collect()
 }
 
 impl Config {
@@ -184,7 +239,7 @@ impl Config {
     }
 
     /// The shapes of real checkpoints, for `--synthetic` models and benchmarks: `gpt2`,
-    /// `gpt2-medium`, `gpt2-large`, `gpt2-xl`, and one per other family (see [`PRESETS`](crate::PRESETS)).
+    /// `gpt2-medium`, `gpt2-large`, `gpt2-xl`, and one or two per other family (see [`presets`]).
     pub fn preset(name: &str) -> Option<Self> {
         let mut c = preset(name)?;
         c.n_ctx = c.n_positions.min(DEFAULT_CONTEXT);

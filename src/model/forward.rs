@@ -317,8 +317,15 @@ impl<'g> Forward<'g> {
             rows: cache.rows,
         };
         let (h, kv) = (cfg.heads(), &cache.buf);
-        let d = attention(self.gpu, self.k, self.step, h, how, qkv, kv, out);
-        let rows = attention_rows(self.gpu, self.k, self.step, h, how, qkv, kv, out);
+        // The profile tells windowed layers from global ones where a model mixes them.
+        let label = match (cache.window, cfg.windows.iter().any(Option::is_some)) {
+            (Some(_), _) => "sliding-window",
+            (None, true) => "global",
+            (None, false) => "",
+        };
+        let d = attention(self.gpu, self.k, self.step, h, how, qkv, kv, out).for_layer(label);
+        let rows = attention_rows(self.gpu, self.k, self.step, h, how, qkv, kv, out)
+            .map(|r| r.for_layer(label));
         let decode = self.k.attention_decode();
         self.decoder.push(Op::Attention(d, rows, decode));
     }

@@ -11,7 +11,7 @@
 
 use serde_json::{json, Map, Value as Json};
 
-use super::family::Arch;
+use super::family::{Arch, Family};
 use super::forward::{Activations, Forward, Out};
 use super::gguf::{llama_layout, Mapped, Meta};
 use super::rotary::{inv_freq, rope_scaling, rope_theta, scaling_of};
@@ -19,8 +19,8 @@ use super::tensors::TensorList;
 use super::upload::Uploader;
 use super::weights::{Layer, Weights};
 use crate::config::{
-    bad, layer_windows, Activation, Config, Family, Fields, MlpKind, NormKind, Rope, RopeScaling,
-    MAX_EMBD, MAX_INNER, MAX_LAYERS, MAX_POSITIONS, MAX_VOCAB,
+    bad, layer_windows, Activation, Config, Fields, MlpKind, NormKind, Rope, RopeScaling, MAX_EMBD,
+    MAX_INNER, MAX_LAYERS, MAX_POSITIONS, MAX_VOCAB,
 };
 use crate::error::{Error, Result};
 use crate::format::DType;
@@ -190,6 +190,10 @@ impl Arch for Gemma {
             windows,
             ..Config::blank()
         })
+    }
+
+    fn presets(&self) -> &'static [&'static str] {
+        &["gemma3-1b", "gemma2-2b"]
     }
 
     fn preset(&self, name: &str) -> Option<Config> {

@@ -3,14 +3,12 @@
 //! LayerNorm, the LM head tied to `tokens_embed`. `Conv1D` weights stored (in, out) as in
 //! GPT-2; names with or without `save_pretrained`'s `transformer.` prefix.
 
-use super::family::Arch;
+use super::family::{Arch, Family};
 use super::forward::{Activations, Forward, Out};
 use super::tensors::TensorList;
 use super::upload::Uploader;
 use super::weights::{Layer, Weights};
-use crate::config::{
-    Activation, Config, Family, Fields, MAX_EMBD, MAX_LAYERS, MAX_POSITIONS, MAX_VOCAB,
-};
+use crate::config::{Activation, Config, Fields, MAX_EMBD, MAX_LAYERS, MAX_POSITIONS, MAX_VOCAB};
 use crate::error::{Error, Result};
 
 pub(crate) struct Gpt1;
@@ -48,6 +46,10 @@ impl Arch for Gpt1 {
             scale_attn_weights: true,
             ..Config::blank()
         })
+    }
+
+    fn presets(&self) -> &'static [&'static str] {
+        &["openai-gpt"]
     }
 
     fn preset(&self, name: &str) -> Option<Config> {

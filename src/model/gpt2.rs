@@ -6,14 +6,14 @@
 
 use serde_json::{json, Map, Value as Json};
 
-use super::family::Arch;
+use super::family::{Arch, Family};
 use super::forward::{Activations, Forward, Out};
 use super::gguf::{rows_of, Mapped, Meta};
 use super::tensors::TensorList;
 use super::upload::Uploader;
 use super::weights::{Layer, Weights};
 use crate::config::{
-    Activation, Config, Family, Fields, MAX_EMBD, MAX_INNER, MAX_LAYERS, MAX_POSITIONS, MAX_VOCAB,
+    Activation, Config, Fields, MAX_EMBD, MAX_INNER, MAX_LAYERS, MAX_POSITIONS, MAX_VOCAB,
 };
 use crate::error::{Error, Result};
 
@@ -58,6 +58,10 @@ impl Arch for Gpt2 {
             scale_attn_weights: f.boolean("scale_attn_weights")?.unwrap_or(true),
             ..Config::blank()
         })
+    }
+
+    fn presets(&self) -> &'static [&'static str] {
+        &["gpt2", "gpt2-medium", "gpt2-large", "gpt2-xl"]
     }
 
     fn preset(&self, name: &str) -> Option<Config> {

@@ -10,7 +10,7 @@
 
 use serde_json::{json, Map, Value as Json};
 
-use super::family::Arch;
+use super::family::{Arch, Family};
 use super::forward::{Activations, Forward, Out};
 use super::gguf::arch::meta_error;
 use super::gguf::{llama_layout, rows_of, Mapped, Meta, RowOrder};
@@ -19,7 +19,7 @@ use super::tensors::TensorList;
 use super::upload::Uploader;
 use super::weights::{Layer, Weights};
 use crate::config::{
-    Activation, Config, Family, Fields, MlpKind, NormKind, Rope, RopeScaling, MAX_EMBD, MAX_INNER,
+    Activation, Config, Fields, MlpKind, NormKind, Rope, RopeScaling, MAX_EMBD, MAX_INNER,
     MAX_LAYERS, MAX_POSITIONS, MAX_VOCAB,
 };
 use crate::error::{Error, Result};
@@ -127,6 +127,10 @@ impl Arch for Llama {
             scale_attn_weights: true,
             ..Config::blank()
         })
+    }
+
+    fn presets(&self) -> &'static [&'static str] {
+        &["smollm2-135m", "llama-1b", "qwen3-0.6b"]
     }
 
     fn preset(&self, name: &str) -> Option<Config> {

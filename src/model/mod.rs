@@ -10,7 +10,7 @@
 //! `util`; never a session, the engine or the CLI.
 
 pub(crate) mod activations;
-mod family;
+pub(crate) mod family;
 mod files;
 mod fit;
 pub(crate) mod forward;
@@ -43,6 +43,7 @@ use crate::tokenizer::Tokenizer;
 use source::Source;
 use upload::Uploader;
 
+pub use family::presets;
 use family::{arch, tensor_list};
 use files::check_model;
 pub use files::ModelFiles;

@@ -10,7 +10,7 @@
 
 use serde_json::{json, Map, Value as Json};
 
-use super::family::Arch;
+use super::family::{Arch, Family};
 use super::forward::{Activations, Forward, Out};
 use super::gguf::arch::meta_error;
 use super::gguf::{Mapped, Meta, RowOrder};
@@ -18,8 +18,8 @@ use super::tensors::TensorList;
 use super::upload::Uploader;
 use super::weights::{Layer, Weights};
 use crate::config::{
-    Activation, Config, Family, Fields, Rope, RopeScaling, MAX_EMBD, MAX_INNER, MAX_LAYERS,
-    MAX_POSITIONS, MAX_VOCAB,
+    Activation, Config, Fields, Rope, RopeScaling, MAX_EMBD, MAX_INNER, MAX_LAYERS, MAX_POSITIONS,
+    MAX_VOCAB,
 };
 use crate::error::Result;
 use crate::kernels::rope_table;
@@ -114,6 +114,10 @@ impl Arch for NeoX {
             scale_attn_weights: true,
             ..Config::blank()
         })
+    }
+
+    fn presets(&self) -> &'static [&'static str] {
+        &["pythia-160m"]
     }
 
     fn preset(&self, name: &str) -> Option<Config> {

@@ -6,13 +6,13 @@
 //! embedding width to the hidden size and back. Tensor names with `save_pretrained`'s
 //! `model.` prefix or without it, as the facebook/opt-* files have them.
 
-use super::family::Arch;
+use super::family::{Arch, Family};
 use super::forward::{Activations, Forward, Out};
 use super::tensors::{Stored, TensorList};
 use super::upload::Uploader;
 use super::weights::{Layer, Weights};
 use crate::config::{
-    Activation, Config, Family, Fields, MAX_EMBD, MAX_INNER, MAX_LAYERS, MAX_POSITIONS, MAX_VOCAB,
+    Activation, Config, Fields, MAX_EMBD, MAX_INNER, MAX_LAYERS, MAX_POSITIONS, MAX_VOCAB,
 };
 use crate::error::Result;
 
@@ -65,6 +65,10 @@ impl Arch for Opt {
             scale_attn_weights: true,
             ..Config::blank()
         })
+    }
+
+    fn presets(&self) -> &'static [&'static str] {
+        &["opt-125m", "opt-350m"]
     }
 
     fn preset(&self, name: &str) -> Option<Config> {

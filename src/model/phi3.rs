@@ -10,7 +10,7 @@
 
 use serde_json::{json, Map, Value as Json};
 
-use super::family::Arch;
+use super::family::{Arch, Family};
 use super::forward::{Activations, Forward, Out};
 use super::gguf::{llama_layout, Mapped, Meta};
 use super::rotary::{inv_freq, rope_kind, rope_object, rope_theta};
@@ -18,11 +18,31 @@ use super::tensors::TensorList;
 use super::upload::Uploader;
 use super::weights::{Layer, Weights};
 use crate::config::{
-    bad, layer_windows, Activation, Config, Family, Fields, LongRope, MlpKind, NormKind, Rope,
-    RopeScaling, MAX_EMBD, MAX_INNER, MAX_LAYERS, MAX_POSITIONS, MAX_VOCAB,
+    bad, layer_windows, Activation, Config, Fields, MlpKind, NormKind, Rope, RopeScaling, MAX_EMBD,
+    MAX_INNER, MAX_LAYERS, MAX_POSITIONS, MAX_VOCAB,
 };
 use crate::error::{Error, Result};
 use crate::kernels::rope_table;
+
+/// `longrope` scaling: per-pair factors for short and long contexts, the context that
+/// separates them, and the factor cos and sin are multiplied by.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) struct LongRope {
+    pub short: Vec<f64>,
+    pub long: Vec<f64>,
+    pub original: usize,
+    pub attention_factor: f64,
+}
+
+impl LongRope {
+    /// The factors a context of `n_ctx` positions uses (llama.cpp's rule).
+    pub(crate) fn factors(&self, n_ctx: usize) -> &[f64] {
+        match n_ctx > self.original {
+            true => &self.long,
+            false => &self.short,
+        }
+    }
+}
 
 pub(crate) struct Phi3;
 
@@ -158,6 +178,10 @@ impl Arch for Phi3 {
             windows,
             ..Config::blank()
         })
+    }
+
+    fn presets(&self) -> &'static [&'static str] {
+        &["phi3-mini"]
     }
 
     fn preset(&self, name: &str) -> Option<Config> {

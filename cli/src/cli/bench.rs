@@ -15,7 +15,7 @@ pub struct BenchArgs {
     #[command(flatten)]
     device: DeviceArgs,
     /// Benchmark a model with the real shapes of a known checkpoint and seeded random weights.
-    #[arg(long, value_parser = clap::builder::PossibleValuesParser::new(wgpt::PRESETS), conflicts_with = "model")]
+    #[arg(long, value_parser = clap::builder::PossibleValuesParser::new(wgpt::presets()), conflicts_with = "model")]
     synthetic: Option<String>,
     /// Prompt lengths to time one prefill of, comma-separated.
     #[arg(
@@ -35,6 +35,12 @@ pub struct BenchArgs {
     #[arg(short = 'r', long, default_value_t = 3, allow_negative_numbers = true,
           value_parser = count_at_least::<1>)]
     reps: usize,
+    /// Decode (and profile) at this depth: the cache's first D positions count as filled
+    /// (llama-bench's `-d`, without computing them: a decode step costs the same whatever
+    /// they hold). Needs a context above D + 8 + the decode steps (`--ctx`).
+    #[arg(short = 'd', long = "n-depth", default_value_t = 0, allow_negative_numbers = true,
+          value_parser = count_at_least::<0>)]
+    depth: usize,
     /// Batch sizes to time aggregate decode (-n steps) over, comma-separated: B sequences
     /// decoded together by the batched engine, as `serve` runs them (tokens/s of all B).
     #[arg(long, value_delimiter = ',', allow_negative_numbers = true,
@@ -74,7 +80,7 @@ pub fn run(a: BenchArgs) -> anyhow::Result<()> {
             let cfg = Config::preset(name).ok_or_else(|| {
                 wgpt::Error::InvalidInput(format!(
                     "unknown preset `{name}`; known: {}",
-                    wgpt::PRESETS.join(", ")
+                    wgpt::presets().join(", ")
                 ))
             })?;
             let dtype = a.model.dtype.unwrap_or(WeightDtype::F16);
@@ -129,16 +135,17 @@ pub fn run(a: BenchArgs) -> anyhow::Result<()> {
     let mut decode_wall = std::time::Duration::ZERO;
     if a.gen > 0 {
         let prompt = tokens(8.min(n_ctx - 1));
-        if prompt.len() + a.gen > n_ctx {
+        if a.depth + prompt.len() + a.gen > n_ctx {
             return Err(wgpt::Error::InvalidInput(format!(
-                "-n {} does not fit the context of {n_ctx} after the prompt",
-                a.gen
+                "-n {} does not fit the context of {n_ctx} after the prompt (and -d {})",
+                a.gen, a.depth
             ))
             .into());
         }
         let mut rates = Vec::new();
         for rep in 0..=a.reps {
             session.reset();
+            session.assume_filled(a.depth)?;
             session.forward(&prompt)?;
             session.take_host_times();
             let t0 = Instant::now();
@@ -158,7 +165,10 @@ pub fn run(a: BenchArgs) -> anyhow::Result<()> {
         }
         let (mean, sd) = stats(&rates);
         rows.push(Row {
-            test: format!("tg{}", a.gen),
+            test: match a.depth {
+                0 => format!("tg{}", a.gen),
+                d => format!("tg{} @ d{d}", a.gen),
+            },
             kind: "decode_tokens_per_s",
             mean,
             sd,
@@ -180,7 +190,7 @@ pub fn run(a: BenchArgs) -> anyhow::Result<()> {
     }
     bar.finish_and_clear();
     let profile = if a.profile {
-        Some(profile(&mut session, &a.prompts, n_ctx, &tokens)?)
+        Some(profile(&mut session, &a.prompts, a.depth, n_ctx, &tokens)?)
     } else {
         None
     };
@@ -285,6 +295,7 @@ type ProfileRows = Vec<(String, Vec<(String, f64, f64)>)>;
 fn profile(
     session: &mut wgpt::Session<'_>,
     prompts: &[usize],
+    depth: usize,
     n_ctx: usize,
     tokens: &dyn Fn(usize) -> Vec<u32>,
 ) -> anyhow::Result<ProfileRows> {
@@ -310,16 +321,20 @@ fn profile(
         rows
     };
     let mut out = Vec::new();
-    // Decode: 16 steps after an 8-token prompt.
-    let steps = 16.min(n_ctx.saturating_sub(9));
+    // Decode: 16 steps after an 8-token prompt (at the depth).
+    let steps = 16.min(n_ctx.saturating_sub(depth + 9));
     session.reset();
+    session.assume_filled(depth)?;
     session.forward(&tokens(8))?;
     session.take_profile();
     for i in 0..steps {
         session.forward_argmax(&[(i * 31 % 50) as u32])?;
     }
     out.push((
-        "decode".to_string(),
+        match depth {
+            0 => "decode".to_string(),
+            d => format!("decode @ d{d}"),
+        },
         summarize(session.take_profile(), steps as f64),
     ));
     if let Some(&p) = prompts.first() {
