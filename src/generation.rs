@@ -221,6 +221,11 @@ impl StopText {
             .count()
     }
 
+    /// Whether `text` alone (a special token's, left out of the output) holds a stop string.
+    pub(crate) fn stops_in(&self, text: &str) -> bool {
+        self.strings.iter().any(|s| text.contains(s.as_str()))
+    }
+
     /// Adds a token's text; returns the text that can be shown and whether a stop string
     /// completed (the text before it is returned, the stop string and what follows are not).
     pub(crate) fn push(&mut self, text: &str) -> (String, bool) {

@@ -84,7 +84,15 @@ pub use tokenizer::{StreamDecoder, Tokenizer};
 
 // Running a model: sessions, generation, sampling, scoring, chat, batches of sequences.
 pub use conversation::Conversation;
-pub use engine::{Engine, SequenceId, SequenceOutput, SequenceParams};
+pub use engine::{ConstraintFactory, Engine, TokenConstraint};
+pub use engine::{SequenceId, SequenceOutput, SequenceParams, TokenLogprobs};
+
+/// The step loop of a GPU thread that serves requests from other threads (what `wgpt serve`
+/// runs): admission, queueing, cancellation, chunked prefill and the prefix cache over an
+/// [`Engine`].
+pub mod scheduler {
+    pub use crate::engine::{Counters, Event, Job, Observer, Reply, Scheduler};
+}
 pub use generation::{GeneratedToken, Generation, StopReason};
 pub use perplexity::{perplexity, perplexity_with_progress, Perplexity};
 pub use sampler::{argmax, Sampler, SamplerConfig};

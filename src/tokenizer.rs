@@ -257,6 +257,14 @@ impl Tokenizer {
         self.inner.get_vocab_size(true)
     }
 
+    /// Whether `id` is a special token (an added token marked special, such as
+    /// `<|im_start|>` or `</s>`), which outputs leave out unless asked to keep them.
+    pub fn is_special(&self, id: u32) -> bool {
+        self.inner
+            .id_to_token(id)
+            .is_some_and(|t| self.inner.get_added_vocabulary().is_special_token(&t))
+    }
+
     /// The id of a token string such as `<|endoftext|>`.
     pub fn token_to_id(&self, token: &str) -> Option<u32> {
         self.inner.token_to_id(token)
@@ -265,6 +273,14 @@ impl Tokenizer {
     /// Number of UTF-8 bytes `id` stands for: exact for byte-level BPE and for SentencePiece
     /// pieces (`<0xNN>` is one byte, `▁` a space), via decoding otherwise.
     pub fn token_bytes(&self, id: u32) -> usize {
+        self.token_piece(id).len()
+    }
+
+    /// The bytes token `id` stands for on its own (a byte-level BPE token's bytes, a
+    /// SentencePiece piece with `▁` as a space or its `<0xNN>` byte, an added token's text; a
+    /// SentencePiece special token's is empty): what OpenAI's log-probabilities report as a
+    /// token's `bytes`, which may be part of a character.
+    pub fn token_piece(&self, id: u32) -> Vec<u8> {
         if let Some(s) = self.inner.id_to_token(id) {
             if self.byte_fallback {
                 let is_byte = s.len() == 6
@@ -272,18 +288,20 @@ impl Tokenizer {
                     && s.ends_with('>')
                     && u8::from_str_radix(&s[3..5], 16).is_ok();
                 if is_byte {
-                    return 1;
+                    return vec![u8::from_str_radix(&s[3..5], 16).unwrap_or(0)];
                 }
                 if self.inner.get_added_vocabulary().is_special_token(&s) {
-                    return 0;
+                    return Vec::new();
                 }
-                return s.replace('\u{2581}', " ").len();
+                return s.replace('\u{2581}', " ").into_bytes();
             }
-            if s.chars().all(|c| self.byte_of.contains_key(&c)) {
-                return s.chars().count();
+            if let Some(bytes) = s.chars().map(|c| self.byte_of.get(&c).copied()).collect() {
+                return bytes;
             }
         }
-        self.decode(&[id]).map(|s| s.len()).unwrap_or(0)
+        self.decode(&[id])
+            .map(String::into_bytes)
+            .unwrap_or_default()
     }
 }
 

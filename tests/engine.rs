@@ -8,7 +8,7 @@ use std::collections::HashMap;
 
 use common::test_gpu;
 use wgpt::SequenceOutput;
-use wgpt::{Engine, Gpu, KernelFamily, LoadOptions, Model};
+use wgpt::{Engine, Gpu, KernelFamily, KvDtype, LoadOptions, Model};
 use wgpt::{SamplerConfig, SequenceId, SequenceParams, StopReason};
 
 mod common;
@@ -275,4 +275,210 @@ fn slots_free_on_finish_and_cancel_and_bad_input_is_refused() {
     assert!(e.is_empty());
     // 2 prompt tokens and n_ctx - 2 fed back: n_ctx - 1 generated, as a session.
     assert_eq!(n, n_ctx - 1);
+}
+
+/// Runs `prompt` alone with `params` and returns its tokens and the prompt tokens the prefix
+/// cache served.
+fn solo(engine: &mut Engine, prompt: &[u32], params: SequenceParams) -> (Vec<u32>, usize) {
+    assert!(engine.is_empty());
+    let id = engine.add(prompt, params).unwrap();
+    let cached = engine.cached_tokens(id).unwrap();
+    let mut ids = Vec::new();
+    while engine.contains(id) {
+        for o in engine.step().unwrap() {
+            ids.extend(o.token);
+        }
+    }
+    (ids, cached)
+}
+
+/// The prefix cache: a prompt that starts with an earlier sequence's tokens (its prompt, or
+/// its prompt and answer as a chat's next turn does) prefills only the rest, and gives the
+/// same ids, greedy and seeded, as without the cache. With sliding-window layers (Gemma 3,
+/// window 8, rings of 8 + 127 rows) a kept sequence that ran far past the shared prefix has
+/// overwritten keys the prefix needs, and is not reused.
+#[test]
+fn the_prefix_cache_serves_shared_prefixes_with_the_same_results() {
+    let Some(gpu) = test_gpu() else { return };
+    for (name, family) in [
+        (None, KernelFamily::BarrierFree),
+        (Some("tiny-gemma3-bf16"), KernelFamily::BarrierFree),
+        (Some("tiny-llama32-bf16"), KernelFamily::Cooperative),
+    ] {
+        let model = load(&gpu, name, family);
+        let what = name.unwrap_or("default model");
+        let v = model.config().vocab_size as u32;
+        let doc: Vec<u32> = (0..150).map(|i| (i * 7 + 3) % v).collect();
+        let ask = |q: u32| [doc.clone(), vec![q % v, (q * 5 + 1) % v]].concat();
+        let seeded = SequenceParams::new(SamplerConfig::default().with_seed(5), 6);
+        for params in [greedy(6), seeded] {
+            let mut cold = Engine::new(&model, 2).unwrap();
+            cold.set_prefix_cache(false);
+            let mut warm = Engine::new(&model, 2).unwrap();
+            let (first, cached) = solo(&mut warm, &ask(1), params.clone());
+            assert_eq!(cached, 0, "{what}: nothing cached yet");
+            assert_eq!(first, solo(&mut cold, &ask(1), params.clone()).0, "{what}");
+            // A second question about the same document: the document comes from the cache.
+            let (second, cached) = solo(&mut warm, &ask(2), params.clone());
+            assert_eq!(cached, doc.len(), "{what}");
+            assert_eq!(second, solo(&mut cold, &ask(2), params.clone()).0, "{what}");
+            // The next turn of the first conversation: its prompt and answer are cached.
+            let turn = [ask(1), first.clone(), vec![4, 5]].concat();
+            let (third, cached) = solo(&mut warm, &turn, params.clone());
+            assert_eq!(cached, ask(1).len() + first.len() - 1, "{what}");
+            assert_eq!(third, solo(&mut cold, &turn, params.clone()).0, "{what}");
+            assert_eq!(
+                solo(&mut cold, &turn, params.clone()).1,
+                0,
+                "{what}: cache off"
+            );
+            // A long answer, then its prompt again: the rings no longer hold the keys before
+            // the prompt's last token, so the windowed model prefills it whole.
+            let mut one = Engine::new(&model, 1).unwrap();
+            solo(
+                &mut one,
+                &ask(3),
+                SequenceParams::new(SamplerConfig::greedy(), 140),
+            );
+            let (again, cached) = solo(&mut one, &ask(3), params.clone());
+            let windowed = model.config().windows.iter().any(Option::is_some);
+            assert_eq!(windowed, name == Some("tiny-gemma3-bf16"));
+            let want = if windowed { 0 } else { ask(3).len() - 1 };
+            assert_eq!(again, solo(&mut cold, &ask(3), params.clone()).0, "{what}");
+            assert_eq!(cached, want, "{what}: after a long answer");
+        }
+    }
+}
+
+/// Log-probabilities are the log-softmax of the model's logits (before any sampling
+/// adjustment): HF's float64 logits of each fixture's prompt give the first token's
+/// log-probability and its top 5 within 2e-3, with penalties and a temperature that change
+/// the draw but not what is reported.
+#[test]
+fn logprobs_are_hfs_log_softmax() {
+    let Some(gpu) = test_gpu() else { return };
+    for name in [
+        "tiny-llama32-bf16",
+        "tiny-gemma2-f32",
+        "tiny-qwen3-bf16",
+        "tiny-orig-f32",
+    ] {
+        let opts = LoadOptions::default()
+            .with_kernels(KernelFamily::BarrierFree)
+            .with_kv(KvDtype::F32);
+        let model = Model::load(fixture(name), &gpu, &opts).unwrap();
+        let r = common::reference(name);
+        let want = r.logits.last().unwrap();
+        let max = want.iter().cloned().fold(f64::MIN, f64::max);
+        let log_z = max + want.iter().map(|x| (x - max).exp()).sum::<f64>().ln();
+        let mut engine = Engine::new(&model, 1).unwrap();
+        let sampler = SamplerConfig::default()
+            .with_temperature(1.7)
+            .with_repeat_penalty(1.3)
+            .with_penalties(0.5, 0.5);
+        let id = engine
+            .add(
+                &r.prompt_ids,
+                SequenceParams::new(sampler, 1).with_logprobs(5),
+            )
+            .unwrap();
+        let out = engine.step().unwrap().remove(0);
+        assert_eq!(out.id, id);
+        let (token, lp) = (out.token.unwrap(), out.logprobs.unwrap());
+        let hf = |t: u32| want[t as usize] - log_z;
+        assert!((lp.logprob as f64 - hf(token)).abs() < 2e-3, "{name}");
+        assert_eq!(lp.top.len(), 5);
+        let mut order: Vec<u32> = (0..want.len() as u32).collect();
+        order.sort_by(|a, b| want[*b as usize].total_cmp(&want[*a as usize]));
+        for (k, &(t, l)) in lp.top.iter().enumerate() {
+            assert!((l as f64 - hf(t)).abs() < 2e-3, "{name}: top {k}");
+            // The same tokens as HF's top 5, where HF's logits are not within the tolerance.
+            if (want[order[k] as usize] - want[t as usize]).abs() > 2e-3 {
+                assert_eq!(t, order[k], "{name}: top {k}");
+            }
+        }
+    }
+}
+
+/// A long prompt joining a running sequence is prefilled a chunk (128 tokens) per step: the
+/// running sequence gets a token at every step meanwhile, and both get the ids they get alone.
+#[test]
+fn a_long_prompt_is_prefilled_in_chunks_between_decode_steps() {
+    let Some(gpu) = test_gpu() else { return };
+    let model = load(&gpu, Some("tiny-llama32-bf16"), KernelFamily::BarrierFree);
+    let v = model.config().vocab_size as u32;
+    let short: Vec<u32> = vec![5, 17, 3];
+    let long: Vec<u32> = (0..300).map(|i| (i * 11 + 7) % v).collect();
+    let mut engine = Engine::new(&model, 2).unwrap();
+    engine.set_prefix_cache(false);
+    let want_short = solo(&mut engine, &short, greedy(12)).0;
+    let want_long = solo(&mut engine, &long, greedy(4)).0;
+    let a = engine.add(&short, greedy(12)).unwrap();
+    let mut got: HashMap<SequenceId, Vec<u32>> = HashMap::new();
+    let mut step = |engine: &mut Engine| {
+        let outs = engine.step().unwrap();
+        for o in &outs {
+            got.entry(o.id).or_default().extend(o.token);
+        }
+        outs.iter().map(|o| o.id).collect::<Vec<_>>()
+    };
+    step(&mut engine);
+    step(&mut engine);
+    let b = engine.add(&long, greedy(4)).unwrap();
+    // 300 tokens: chunks of 128, 128 and 44; b's first token comes with the third.
+    for i in 0..3 {
+        let ids = step(&mut engine);
+        assert!(ids.contains(&a), "step {i}: the running sequence waited");
+        assert_eq!(ids.contains(&b), i == 2, "step {i}");
+    }
+    while !engine.is_empty() {
+        step(&mut engine);
+    }
+    assert_eq!(got[&a], want_short);
+    assert_eq!(got[&b], want_long);
+}
+
+/// A sequence whose logits are not finite (here: a prompt with a token whose embedding row
+/// is +∞) ends alone with `StopReason::Error` and its reason; the sequence beside it runs on
+/// and gets the ids it gets alone.
+#[test]
+fn a_failing_sequence_ends_alone() {
+    let Some(gpu) = test_gpu() else { return };
+    let dir = common::copy_fixture("tiny-untied-bf16");
+    common::poison_embedding_row(dir.path(), "transformer.wte.weight", 42);
+    let opts = LoadOptions::default().with_kernels(KernelFamily::BarrierFree);
+    let model = Model::load(dir.path(), &gpu, &opts).unwrap();
+    let mut engine = Engine::new(&model, 2).unwrap();
+    let good: Vec<u32> = vec![7, 8, 9];
+    // It never draws the poisoned token itself.
+    let params = SequenceParams::new(
+        SamplerConfig::greedy().with_logit_bias(vec![(42, -100.0)]),
+        10,
+    );
+    let want = solo(&mut engine, &good, params.clone()).0;
+    assert!(want.len() > 3, "{want:?}");
+    let a = engine.add(&good, params).unwrap();
+    engine.step().unwrap();
+    let b = engine.add(&[5, 42, 6], greedy(10)).unwrap();
+    let mut ids = Vec::new();
+    let mut failed = None;
+    while !engine.is_empty() {
+        for o in engine.step().unwrap() {
+            if o.id == a {
+                assert_ne!(o.finish, Some(StopReason::Error));
+                ids.extend(o.token);
+            } else {
+                assert_eq!(o.id, b);
+                assert_eq!(o.finish, Some(StopReason::Error));
+                assert!(o.token.is_none());
+                failed = o.error;
+            }
+        }
+    }
+    let failed = failed.expect("the poisoned sequence fails");
+    assert!(
+        failed.contains("non-finite logits at position 2"),
+        "{failed}"
+    );
+    assert_eq!(ids, want[1..]);
 }

@@ -5,12 +5,38 @@
 mod cli;
 
 fn main() {
-    env_logger::Builder::from_env(
+    let mut log = env_logger::Builder::from_env(
         env_logger::Env::default().default_filter_or("warn,wgpt::server=info"),
-    )
-    .init();
+    );
+    if json_log() {
+        // One JSON object per line: a request's own (already JSON), or level, target, message.
+        log.format(|buf, record| {
+            use std::io::Write;
+            let message = record.args().to_string();
+            if record.target() == "wgpt::server::request" {
+                return writeln!(buf, "{message}");
+            }
+            let line = serde_json::json!({
+                "level": record.level().as_str(),
+                "target": record.target(),
+                "message": message,
+            });
+            writeln!(buf, "{line}")
+        });
+    }
+    log.init();
     quiet_mesa();
     std::process::exit(cli::run());
+}
+
+/// Whether `--log-format json` is on the command line (`serve`): the logger starts before the
+/// arguments are parsed, so that parsing errors are logged alike.
+fn json_log() -> bool {
+    let args: Vec<String> = std::env::args().collect();
+    args.iter().any(|a| a == "--log-format=json")
+        || args
+            .windows(2)
+            .any(|w| w[0] == "--log-format" && w[1] == "json")
 }
 
 /// Mesa's software drivers print "XDG_RUNTIME_DIR is invalid" to stderr when that variable is

@@ -35,14 +35,26 @@ struct Server {
 impl Server {
     /// Starts the server on a free port (`--port 0`) and waits for its "listening" line.
     fn start(args: &[&str]) -> Option<Server> {
+        Self::start_logging(args, None)
+    }
+
+    /// As [`Server::start`], with the request log (`RUST_LOG` info) going to `log`.
+    fn start_logging(args: &[&str], log: Option<&std::path::Path>) -> Option<Server> {
         common::test_gpu()?;
+        let (rust_log, stderr) = match log {
+            Some(p) => (
+                "warn,wgpt::server=info",
+                Stdio::from(std::fs::File::create(p).unwrap()),
+            ),
+            None => ("warn", Stdio::null()),
+        };
         let mut child = Command::new(env!("CARGO_BIN_EXE_wgpt"))
             .args(["serve", "--port", "0"])
             .args(cpu_flag())
             .args(args)
-            .env("RUST_LOG", "warn")
+            .env("RUST_LOG", rust_log)
             .stdout(Stdio::piped())
-            .stderr(Stdio::null())
+            .stderr(stderr)
             .spawn()
             .unwrap();
         let stdout = child.stdout.take().unwrap();
@@ -229,7 +241,11 @@ fn completions_stream_or_not_equal_greedy_generate() {
     let (text, finish, usage) = streamed(&events, false);
     assert_eq!(text, want["text"].as_str().unwrap());
     assert_eq!(finish, "length");
-    assert_eq!(usage.unwrap(), v["usage"]);
+    // The same prompt again: all but its last token come from the prefix cache.
+    let mut want_usage = v["usage"].clone();
+    want_usage["prompt_tokens_details"]["cached_tokens"] =
+        (want["prompt_tokens"].as_u64().unwrap() - 1).into();
+    assert_eq!(usage.unwrap(), want_usage);
     // A stop string: the text before it, finish_reason "stop".
     let first_line = want["text"]
         .as_str()
@@ -456,7 +472,43 @@ fn bad_requests_get_openai_errors_and_the_server_keeps_serving() {
         (json!({"prompt": "A", "top_p": 0}), "top_p"),
         (json!({"prompt": "A", "stream": "yes"}), "stream"),
         (json!({"prompt": "A", "stop": [1]}), "stop"),
-        (json!({"prompt": "A", "n": 2}), "n"),
+        (json!({"prompt": "A", "n": 17}), "n"),
+        (json!({"prompt": "A", "n": 0}), "n"),
+        (
+            json!({"prompt": "A", "presence_penalty": 3}),
+            "presence_penalty",
+        ),
+        (json!({"prompt": "A", "logit_bias": {"x": 1}}), "logit_bias"),
+        (
+            json!({"prompt": "A", "logit_bias": {"5": 101}}),
+            "logit_bias",
+        ),
+        (
+            json!({"prompt": "A", "logit_bias": {"100000": 1}}),
+            "logit_bias",
+        ),
+        (json!({"prompt": "A", "logprobs": 21}), "logprobs"),
+        (
+            json!({"prompt": "A", "tools": [{"type": "function"}]}),
+            "tools",
+        ),
+        (
+            json!({"prompt": "A", "response_format": {"type": "json_schema"}}),
+            "response_format",
+        ),
+        (
+            json!({"prompt": "A", "response_format": {"type": "xml"}}),
+            "response_format",
+        ),
+        (
+            json!({"prompt": "A", "response_format": {"type": "json_schema", "json_schema": {"schema": {"type": "foo"}}}}),
+            "response_format",
+        ),
+        (json!({"prompt": "A", "echo": true}), "echo"),
+        (
+            json!({"prompt": "A", "skip_special_tokens": 1}),
+            "skip_special_tokens",
+        ),
         (json!({"prompt": 5}), "prompt"),
         (json!({"prompt": "A", "model": 5}), "model"),
     ] {
@@ -522,4 +574,332 @@ fn unseeded_requests_draw_anew_and_a_seed_reproduces() {
     let (_, a) = server.post("/v1/completions", &seeded);
     let (_, b) = server.post("/v1/completions", &seeded);
     assert_eq!(a["choices"][0]["text"], b["choices"][0]["text"]);
+}
+
+/// The OpenAI fields beyond text: `logprobs` (completions) equal to the log-softmax the
+/// engine reports and consistent with the text, `n` choices (seeded: distinct, reproducible;
+/// greedy: equal), `logit_bias` changing the greedy token, the prefix cache's
+/// `cached_tokens` with the same answer as a server without it, `/metrics` counting all of
+/// it, and one JSON log line per request.
+#[test]
+fn logprobs_n_logit_bias_prefix_cache_metrics_and_json_logs() {
+    let dir = common::tempdir();
+    let log = dir.path().join("serve.log");
+    let Some(server) = Server::start_logging(&["--log-format", "json"], Some(&log)) else {
+        return;
+    };
+    // Logprobs: greedy, so each token is its own list's most likely one.
+    let req = json!({"prompt": "ROMEO:", "max_tokens": 5, "temperature": 0, "logprobs": 3});
+    let (status, v) = server.post("/v1/completions", &req);
+    assert_eq!(status, 200, "{v}");
+    let c = &v["choices"][0];
+    let lp = &c["logprobs"];
+    let tokens: Vec<&str> = lp["tokens"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t.as_str().unwrap())
+        .collect();
+    assert_eq!(tokens.len(), 5);
+    assert_eq!(tokens.concat(), c["text"].as_str().unwrap());
+    let mut offset = 0;
+    for i in 0..5 {
+        let top = lp["top_logprobs"][i].as_object().unwrap();
+        assert_eq!(top.len(), 3);
+        let best = top
+            .values()
+            .map(|x| x.as_f64().unwrap())
+            .fold(f64::MIN, f64::max);
+        let own = lp["token_logprobs"][i].as_f64().unwrap();
+        assert!(own <= 0.0 && (own - best).abs() < 1e-6, "{lp}");
+        assert_eq!(lp["text_offset"][i], offset);
+        offset += tokens[i].len();
+    }
+    // logit_bias: the first greedy token banned, another comes.
+    let first = |body: &Value| {
+        let (status, v) = server.post("/v1/completions", body);
+        assert_eq!(status, 200, "{v}");
+        v["choices"][0]["logprobs"]["tokens"][0]
+            .as_str()
+            .unwrap()
+            .to_string()
+    };
+    let mut one = json!({"prompt": "ROMEO:", "max_tokens": 1, "temperature": 0, "logprobs": 0});
+    let greedy = first(&one);
+    let tok = wgpt::Tokenizer::from_file(&common::repo_root().join("assets/model/tokenizer.json"))
+        .unwrap();
+    let ids = tok.encode(&greedy).unwrap();
+    one["logit_bias"] = ids.iter().map(|id| (id.to_string(), json!(-100))).collect();
+    assert_ne!(first(&one), greedy);
+    // n: three seeded choices, distinct and reproducible; two greedy ones, equal.
+    let req = json!({"prompt": "JULIET:", "max_tokens": 12, "n": 3, "seed": 9, "temperature": 1});
+    let (_, a) = server.post("/v1/completions", &req);
+    let (_, b) = server.post("/v1/completions", &req);
+    let texts = |v: &Value| -> Vec<String> {
+        let c = v["choices"].as_array().unwrap();
+        assert_eq!(c.len(), 3, "{v}");
+        c.iter()
+            .enumerate()
+            .map(|(i, c)| {
+                assert_eq!(c["index"], i);
+                c["text"].as_str().unwrap().to_string()
+            })
+            .collect()
+    };
+    let ta = texts(&a);
+    assert_eq!(ta, texts(&b));
+    assert!(ta[0] != ta[1] || ta[1] != ta[2], "{ta:?}");
+    assert!((3..=36).contains(&a["usage"]["completion_tokens"].as_u64().unwrap()));
+    let greedy2 = json!({"prompt": "JULIET:", "max_tokens": 8, "n": 2, "temperature": 0});
+    let (_, g) = server.post("/v1/completions", &greedy2);
+    assert_eq!(g["choices"][0]["text"], g["choices"][1]["text"]);
+    // n streamed: both choices end, each once.
+    let mut s = greedy2.clone();
+    s["stream"] = true.into();
+    s["stream_options"] = json!({"include_usage": true});
+    let events = server.stream("/v1/completions", &s);
+    assert_eq!(events.last().unwrap(), "[DONE]");
+    let mut ends = [0, 0];
+    let mut streamed_tokens = 0;
+    for e in &events[..events.len() - 1] {
+        let v = json_of(e);
+        if let Some(n) = v["usage"]["completion_tokens"].as_u64() {
+            streamed_tokens = n;
+        }
+        if v["choices"][0]["finish_reason"].is_string() {
+            ends[v["choices"][0]["index"].as_u64().unwrap() as usize] += 1;
+        }
+    }
+    assert_eq!(ends, [1, 1]);
+    // The prefix cache: a second question after the same long prompt reuses it.
+    let doc = "ROMEO: But soft, what light through yonder window breaks? ".repeat(4);
+    let ask = |server: &Server, q: &str| {
+        let body = json!({"prompt": format!("{doc}{q}"), "max_tokens": 6, "temperature": 0});
+        let (status, v) = server.post("/v1/completions", &body);
+        assert_eq!(status, 200, "{v}");
+        let cached = v["usage"]["prompt_tokens_details"]["cached_tokens"]
+            .as_u64()
+            .unwrap();
+        (
+            v["choices"][0]["text"].as_str().unwrap().to_string(),
+            cached,
+        )
+    };
+    let n_doc = tok.encode(&doc).unwrap().len() as u64;
+    assert_eq!(ask(&server, "JULIET:").1, 0);
+    let (warm, cached) = ask(&server, "ROMEO:");
+    assert!(cached + 2 >= n_doc && cached > 40, "{cached} of {n_doc}");
+    let metrics = server.request("GET", "/metrics", b"").1;
+    for want in [
+        "wgpt_requests_total{endpoint=\"/v1/completions\",status=\"200\"} 9",
+        "wgpt_kv_slots 8",
+        "# TYPE wgpt_time_to_first_token_seconds histogram",
+    ] {
+        assert!(metrics.contains(want), "{want} not in\n{metrics}");
+    }
+    let value = |name: &str| -> f64 {
+        let line = metrics
+            .lines()
+            .find(|l| l.starts_with(&format!("{name} ")))
+            .unwrap();
+        line.split(' ').nth(1).unwrap().parse().unwrap()
+    };
+    // Sequences: 1 + 1 + 1 + 3 + 3 + 2 + 2 + 1 + 1.
+    assert_eq!(value("wgpt_time_to_first_token_seconds_count"), 15.0);
+    assert!(value("wgpt_cached_prompt_tokens_total") >= cached as f64);
+    let usage = |v: &Value| v["usage"]["completion_tokens"].as_u64().unwrap();
+    let generated = 5 + 1 + 1 + usage(&a) + usage(&b) + usage(&g) + streamed_tokens + 12;
+    assert_eq!(value("wgpt_generation_tokens_total"), generated as f64);
+    drop(server);
+    let lines: Vec<Value> = std::fs::read_to_string(&log)
+        .unwrap()
+        .lines()
+        .map(json_of)
+        .filter(|v| v.get("path").is_some())
+        .collect();
+    assert!(lines.len() >= 10, "{lines:?}");
+    assert!(lines
+        .iter()
+        .all(|l| l["status"].is_u64() && l["method"].is_string()));
+    // Without the prefix cache: nothing cached, the same text.
+    let Some(cold) = Server::start(&["--no-prefix-cache"]) else {
+        return;
+    };
+    ask(&cold, "JULIET:");
+    assert_eq!(ask(&cold, "ROMEO:"), (warm, 0));
+}
+
+/// Chat log-probabilities in their shape; special tokens left out of the text unless
+/// `skip_special_tokens` is false, while a stop string still sees them; and a server whose
+/// engine cannot be built exits with the reason instead of listening.
+#[test]
+fn chat_logprobs_special_tokens_and_no_zombie() {
+    let Some(_) = common::test_gpu() else { return };
+    let model = common::fixture("tiny-llama32-bf16");
+    let model = model.to_str().unwrap();
+    // 64 sequences of 131072 positions cannot be bound: the server must not start.
+    let out = Command::new(env!("CARGO_BIN_EXE_wgpt"))
+        .args([
+            "serve",
+            "--port",
+            "0",
+            "--max-batch",
+            "64",
+            "--ctx",
+            "131072",
+            "-m",
+            model,
+        ])
+        .args(cpu_flag())
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(!String::from_utf8_lossy(&out.stdout).contains("listening"));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("binds at most"), "{stderr}");
+    let Some(server) = Server::start(&["-m", model, "--max-batch", "2"]) else {
+        return;
+    };
+    let (status, h) = server.get("/health");
+    assert_eq!((status, h["status"].as_str()), (200, Some("ok")));
+    let chat = json!({
+        "messages": [{"role": "user", "content": "Hello"}],
+        "max_tokens": 3, "temperature": 0, "logprobs": true, "top_logprobs": 2,
+    });
+    let (status, v) = server.post("/v1/chat/completions", &chat);
+    assert_eq!(status, 200, "{v}");
+    let content = v["choices"][0]["logprobs"]["content"].as_array().unwrap();
+    assert_eq!(
+        content.len() as u64,
+        v["usage"]["completion_tokens"].as_u64().unwrap()
+    );
+    for e in content {
+        assert!(e["logprob"].as_f64().unwrap() <= 0.0);
+        assert!(e["bytes"].is_array() && e["token"].is_string());
+        assert_eq!(e["top_logprobs"].as_array().unwrap().len(), 2);
+    }
+    // <|start_header_id|> (390) forced by a bias: left out, kept when asked, a stop string.
+    let forced = |extra: Value| {
+        let mut body =
+            json!({"prompt": "Hi", "max_tokens": 2, "temperature": 0, "logit_bias": {"390": 100}});
+        body.as_object_mut()
+            .unwrap()
+            .extend(extra.as_object().unwrap().clone());
+        let (status, v) = server.post("/v1/completions", &body);
+        assert_eq!(status, 200, "{v}");
+        v
+    };
+    assert_eq!(forced(json!({}))["choices"][0]["text"], "");
+    let kept = forced(json!({"skip_special_tokens": false}));
+    assert_eq!(
+        kept["choices"][0]["text"],
+        "<|start_header_id|><|start_header_id|>"
+    );
+    let stopped = forced(json!({"stop": ["<|start_header_id|>"]}));
+    assert_eq!(stopped["choices"][0]["finish_reason"], "stop");
+    assert_eq!(stopped["usage"]["completion_tokens"], 1);
+}
+
+/// A request whose sequence fails (a prompt token whose embedding is +∞: non-finite
+/// logits) gets an error — an error object, or an error event then `[DONE]` when streaming —
+/// while the server goes on serving the others (`tests/engine.rs` checks that a failing
+/// sequence leaves the one in the same batch unchanged).
+#[test]
+fn a_failing_request_fails_alone() {
+    let dir = common::copy_fixture("tiny-untied-bf16");
+    let tok = wgpt::Tokenizer::from_file(&dir.path().join("tokenizer.json")).unwrap();
+    let bad = tok.encode(" the").unwrap()[0];
+    common::poison_embedding_row(dir.path(), "transformer.wte.weight", bad as usize);
+    let path = dir.path().to_str().unwrap().to_string();
+    let Some(server) = Server::start(&["-m", &path, "--max-batch", "2"]) else {
+        return;
+    };
+    let good = json!({
+        "prompt": "A", "max_tokens": 40, "temperature": 0, "stream": true,
+        "logit_bias": { bad.to_string(): -100 },
+    });
+    let server = std::sync::Arc::new(server);
+    let runner = {
+        let server = server.clone();
+        std::thread::spawn(move || server.stream("/v1/completions", &good))
+    };
+    let poisoned = json!({"prompt": "A the", "max_tokens": 5});
+    let (status, v) = server.post("/v1/completions", &poisoned);
+    assert_eq!(status, 500, "{v}");
+    assert_eq!(v["error"]["code"], "generation_failed");
+    assert!(
+        v["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("non-finite"),
+        "{v}"
+    );
+    let mut streaming = poisoned.clone();
+    streaming["stream"] = true.into();
+    let events = server.stream("/v1/completions", &streaming);
+    assert_eq!(events.len(), 2, "{events:?}");
+    assert_eq!(json_of(&events[0])["error"]["code"], "generation_failed");
+    let events = runner.join().unwrap();
+    let (text, finish, _) = streamed(&events, false);
+    assert_eq!(finish, "length");
+    assert!(!text.is_empty());
+    let (status, h) = server.get("/health");
+    assert_eq!((status, h["status"].as_str()), (200, Some("ok")));
+}
+
+/// `response_format`: every output of a JSON schema (strict: no other keys) parses and
+/// validates, sampled at temperature 1 from the built-in model, which knows no JSON; a
+/// `json_object` answer is one JSON object.
+#[test]
+fn structured_output_parses_and_validates() {
+    let Some(server) = Server::start(&[]) else {
+        return;
+    };
+    let schema = json!({
+        "type": "object",
+        "properties": {
+            "name": {"type": "string", "maxLength": 6},
+            "age": {"type": "integer", "minimum": 0, "maximum": 99},
+            "mood": {"enum": ["happy", "sad"]},
+        },
+        "required": ["name", "age", "mood"],
+        "additionalProperties": false,
+    });
+    let format = json!({"type": "json_schema", "json_schema": {"name": "person", "schema": schema, "strict": true}});
+    for seed in 0..4 {
+        let body = json!({
+            "prompt": "ROMEO:", "max_tokens": 80, "temperature": 1, "seed": seed, "n": 2,
+            "response_format": format,
+        });
+        let (status, v) = server.post("/v1/completions", &body);
+        assert_eq!(status, 200, "{v}");
+        for c in v["choices"].as_array().unwrap() {
+            let text = c["text"].as_str().unwrap();
+            assert_eq!(c["finish_reason"], "stop", "{text:?}");
+            let o: Value = serde_json::from_str(text).unwrap_or_else(|e| panic!("{e}: {text:?}"));
+            let o = o.as_object().unwrap();
+            assert_eq!(o.len(), 3, "{text}");
+            assert!(o["name"].as_str().unwrap().chars().count() <= 6, "{text}");
+            assert!((0..=99).contains(&o["age"].as_i64().unwrap()), "{text}");
+            assert!(
+                ["happy", "sad"].contains(&o["mood"].as_str().unwrap()),
+                "{text}"
+            );
+        }
+    }
+    // Any object: its strings are unbounded, and the TinyShakespeare model writes verse into
+    // the first key until the token limit (a `length` answer, as OpenAI's); a bias toward `}`
+    // (token 93), which no free text wants, lets it close the object.
+    let body = json!({
+        "prompt": "JULIET:", "max_tokens": 60, "temperature": 0,
+        "response_format": {"type": "json_object"}, "logit_bias": {"93": 100},
+    });
+    let (status, v) = server.post("/v1/completions", &body);
+    assert_eq!(status, 200, "{v}");
+    let text = v["choices"][0]["text"].as_str().unwrap();
+    assert_eq!(v["choices"][0]["finish_reason"], "stop", "{text:?}");
+    assert!(
+        serde_json::from_str::<Value>(text).unwrap().is_object(),
+        "{text}"
+    );
 }

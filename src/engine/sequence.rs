@@ -1,7 +1,7 @@
 //! One sequence of an [`Engine`](super::Engine): its prompt, cache slot and position, sampler,
 //! generated tokens, streaming text and stop conditions. Nothing here touches the GPU.
 
-use crate::error::Result;
+use crate::error::{Error, Result};
 use crate::generation::{StopReason, StopText};
 use crate::model::Model;
 use crate::sampler::{Sampler, SamplerConfig};
@@ -17,8 +17,27 @@ impl std::fmt::Display for SequenceId {
     }
 }
 
-/// How one sequence is generated: its sampler (with its own seed), token limit and stop
-/// strings.
+/// A constraint on the tokens a sequence may generate (a grammar, a JSON schema): before
+/// each draw it masks the logits of the tokens it forbids, then it hears the token drawn.
+pub trait TokenConstraint: Send {
+    /// Sets the logits of forbidden tokens to −∞ (an eos token is allowed only where the
+    /// constrained text may end).
+    fn mask(&mut self, logits: &mut [f32]) -> std::result::Result<(), String>;
+    /// Takes the token drawn; true when the constrained text is complete and nothing may
+    /// follow (the sequence stops there).
+    fn accept(&mut self, token: u32) -> std::result::Result<bool, String>;
+}
+
+/// Makes a fresh [`TokenConstraint`] for each sequence (the `n` sequences of a request each
+/// get their own).
+pub trait ConstraintFactory: Send + Sync + std::fmt::Debug {
+    /// A constraint at the start of the generated text.
+    fn start(&self) -> std::result::Result<Box<dyn TokenConstraint>, String>;
+}
+
+/// How one sequence is generated: its sampler (with its own seed), token limit, stop
+/// strings, log-probabilities, whether special tokens are left out of its text, and a
+/// constraint on its tokens.
 #[derive(Debug, Clone)]
 #[non_exhaustive]
 pub struct SequenceParams {
@@ -30,6 +49,15 @@ pub struct SequenceParams {
     /// Generation stops when the text contains one of these (OpenAI's `stop`): the text before
     /// it is returned, the stop string is not.
     pub stop: Vec<String>,
+    /// Report each generated token's log-probability and this many most likely alternatives
+    /// (OpenAI's `logprobs` / `top_logprobs`, at most [`SequenceParams::MAX_TOP_LOGPROBS`]).
+    pub logprobs: Option<usize>,
+    /// Leave special tokens (`<|im_start|>`, `</s>`, …) out of the text (vLLM's
+    /// `skip_special_tokens`); stop strings still see them.
+    pub skip_special_tokens: bool,
+    /// Constrained decoding (e.g. a JSON schema): only the tokens it allows are drawn, and
+    /// the sequence stops when its text is complete.
+    pub constraint: Option<std::sync::Arc<dyn ConstraintFactory>>,
 }
 
 impl SequenceParams {
@@ -39,7 +67,25 @@ impl SequenceParams {
             sampler,
             max_tokens,
             stop: Vec::new(),
+            logprobs: None,
+            skip_special_tokens: false,
+            constraint: None,
         }
+    }
+
+    /// The most alternatives [`SequenceParams::logprobs`] may ask for (OpenAI's limit).
+    pub const MAX_TOP_LOGPROBS: usize = 20;
+
+    /// Reports log-probabilities with `top` alternatives per token.
+    pub fn with_logprobs(mut self, top: usize) -> Self {
+        self.logprobs = Some(top);
+        self
+    }
+
+    /// Leaves special tokens out of the text (or keeps them).
+    pub fn with_skip_special_tokens(mut self, skip: bool) -> Self {
+        self.skip_special_tokens = skip;
+        self
     }
 
     /// Adds stop strings (empty ones are ignored).
@@ -51,7 +97,7 @@ impl SequenceParams {
 }
 
 /// What one [`Engine::step`](super::Engine::step) produced for one sequence.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 #[non_exhaustive]
 pub struct SequenceOutput {
     /// The sequence.
@@ -64,20 +110,68 @@ pub struct SequenceOutput {
     pub text: String,
     /// Set when the sequence is done; its slot is free again.
     pub finish: Option<StopReason>,
+    /// The token's log-probability and its most likely alternatives, where asked for.
+    pub logprobs: Option<TokenLogprobs>,
+    /// Why the sequence failed, with [`StopReason::Error`] (its own failure: the others
+    /// run on).
+    pub error: Option<String>,
+}
+
+/// A generated token's log-probability under the model (the log-softmax of its logits, before
+/// penalties and temperature, as OpenAI reports them) and the most likely tokens' (id,
+/// log-probability), most likely first.
+#[derive(Debug, Clone, PartialEq)]
+#[non_exhaustive]
+pub struct TokenLogprobs {
+    /// The generated token's log-probability.
+    pub logprob: f32,
+    /// The most likely tokens, most likely first.
+    pub top: Vec<(u32, f32)>,
+}
+
+impl TokenLogprobs {
+    /// The log-probability of `token` and the `top` most likely tokens under `logits`.
+    pub fn of(logits: &[f32], token: u32, top: usize) -> Self {
+        let max = logits.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+        let sum: f64 = logits.iter().map(|&x| ((x - max) as f64).exp()).sum();
+        let log_z = max as f64 + sum.ln();
+        let lp = |t: u32| (logits[t as usize] as f64 - log_z) as f32;
+        let mut idx: Vec<u32> = (0..logits.len() as u32).collect();
+        let by_logit = |a: &u32, b: &u32| {
+            logits[*b as usize]
+                .total_cmp(&logits[*a as usize])
+                .then(a.cmp(b))
+        };
+        let top = top.min(idx.len());
+        if top > 0 && top < idx.len() {
+            idx.select_nth_unstable_by(top - 1, by_logit);
+        }
+        idx.truncate(top);
+        idx.sort_unstable_by(by_logit);
+        TokenLogprobs {
+            logprob: lp(token),
+            top: idx.into_iter().map(|t| (t, lp(t))).collect(),
+        }
+    }
 }
 
 /// A sequence in a slot.
 pub(crate) struct Seq {
     pub id: SequenceId,
-    /// The prompt, until it is prefilled.
-    pub prompt: Option<Vec<u32>>,
-    /// Tokens in the cache.
+    /// Prompt tokens (the first of `history`).
+    pub prompt_len: usize,
+    /// Tokens in the cache (prompt tokens reused from a cached prefix included).
     pub pos: usize,
+    /// Prompt tokens found in the cache when the sequence was added (not prefilled).
+    pub cached: usize,
     /// The last generated token, not yet in the cache: the next decode step feeds it.
     pub next: Option<u32>,
     /// Prompt and generated tokens (the repetition penalty's history).
-    history: Vec<u32>,
+    pub history: Vec<u32>,
     sampler: Sampler,
+    logprobs: Option<usize>,
+    skip_special: bool,
+    constraint: Option<Box<dyn TokenConstraint>>,
     max_tokens: usize,
     generated: usize,
     decoder: Option<StreamDecoder>,
@@ -85,23 +179,42 @@ pub(crate) struct Seq {
 }
 
 impl Seq {
-    pub fn new(id: SequenceId, model: &Model, prompt: &[u32], p: &SequenceParams) -> Result<Self> {
+    /// A sequence whose first `cached` prompt tokens are in its slot's cache already.
+    pub fn new(
+        id: SequenceId,
+        model: &Model,
+        prompt: &[u32],
+        cached: usize,
+        p: &SequenceParams,
+    ) -> Result<Self> {
         let decoder = match &model.tokenizer {
             Some(tok) => Some(StreamDecoder::after(tok, &prompt[prompt.len() - 1..])?),
             None => None,
         };
         Ok(Seq {
             id,
-            prompt: Some(prompt.to_vec()),
-            pos: 0,
+            prompt_len: prompt.len(),
+            pos: cached,
+            cached,
             next: None,
             history: prompt.to_vec(),
             sampler: Sampler::new(p.sampler.clone())?,
+            logprobs: p.logprobs,
+            skip_special: p.skip_special_tokens,
+            constraint: match &p.constraint {
+                Some(f) => Some(f.start().map_err(crate::error::Error::InvalidInput)?),
+                None => None,
+            },
             max_tokens: p.max_tokens,
             generated: 0,
             decoder,
             stop: StopText::new(p.stop.clone()),
         })
+    }
+
+    /// Prompt tokens not in the cache yet.
+    pub fn prompt_left(&self) -> &[u32] {
+        &self.history[self.pos.min(self.prompt_len)..self.prompt_len]
     }
 
     /// Samples the next token from `logits` (after `fed` more tokens entered the cache) and
@@ -110,13 +223,24 @@ impl Seq {
     pub fn advance(&mut self, model: &Model, logits: &[f32], fed: usize) -> Result<SequenceOutput> {
         self.pos += fed;
         self.next = None;
-        let id = self.sampler.sample(logits, &self.history);
+        let (id, complete) = match &mut self.constraint {
+            None => (self.sampler.sample(logits, &self.history), false),
+            Some(c) => {
+                let mut allowed = logits.to_vec();
+                c.mask(&mut allowed).map_err(Error::InvalidInput)?;
+                let id = self.sampler.sample(&allowed, &self.history);
+                let eos = model.config.eos_token_ids.contains(&id);
+                (id, !eos && c.accept(id).map_err(Error::InvalidInput)?)
+            }
+        };
         self.generated += 1;
         let mut out = SequenceOutput {
             id: self.id,
             token: None,
             text: String::new(),
             finish: None,
+            logprobs: None,
+            error: None,
         };
         if model.config.eos_token_ids.contains(&id) {
             out.finish = Some(StopReason::Eos);
@@ -125,13 +249,18 @@ impl Seq {
         }
         self.history.push(id);
         out.token = Some(id);
-        let text = match (&model.tokenizer, &mut self.decoder) {
-            (Some(tok), Some(d)) => d.push(tok, id)?,
-            _ => String::new(),
+        out.logprobs = self.logprobs.map(|n| TokenLogprobs::of(logits, id, n));
+        let (text, stopped) = match (&model.tokenizer, &mut self.decoder) {
+            // A special token left out of the text: only a stop string inside it counts.
+            (Some(tok), Some(_)) if self.skip_special && tok.is_special(id) => {
+                let stopped = self.stop.stops_in(&tok.decode(&[id])?);
+                (String::new(), stopped)
+            }
+            (Some(tok), Some(d)) => self.stop.push(&d.push(tok, id)?),
+            _ => self.stop.push(""),
         };
-        let (text, stopped) = self.stop.push(&text);
         out.text = text;
-        out.finish = if stopped {
+        out.finish = if stopped || complete {
             Some(StopReason::Stop)
         } else if self.generated >= self.max_tokens {
             Some(StopReason::MaxTokens)
@@ -141,7 +270,7 @@ impl Seq {
             self.next = Some(id);
             None
         };
-        if matches!(out.finish, Some(r) if r != StopReason::Stop) {
+        if out.finish.is_some() {
             out.text.push_str(&self.stop.take_held());
         }
         Ok(out)

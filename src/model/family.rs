@@ -54,6 +54,11 @@ pub(crate) trait Arch: Sync {
             m.arch
         )))
     }
+    /// GGUF tensors that [`Arch::gguf_config`] reads as settings, not weights (so the loader
+    /// does not report them as ignored).
+    fn gguf_setting_tensors(&self) -> &'static [&'static str] {
+        &[]
+    }
     /// The checkpoint tensor (and how it is stored) of GGUF tensor `part.suffix` of layer
     /// `layer` (`blk.N.part`) or of the model (`token_embd`, `output_norm`, `output`, …).
     fn gguf_tensor(

@@ -391,6 +391,10 @@ impl Arch for Phi3 {
         Ok(())
     }
 
+    fn gguf_setting_tensors(&self) -> &'static [&'static str] {
+        &["rope_factors_short.weight", "rope_factors_long.weight"]
+    }
+
     fn gguf_tensor(
         &self,
         _arch: &str,

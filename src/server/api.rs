@@ -1,7 +1,7 @@
 //! The OpenAI request fields `wgpt serve` reads, checked into a [`Request`], and the JSON shapes
 //! of its answers: errors, completions, chat completions and their streamed chunks.
 
-use crate::{Message, SamplerConfig, StopReason};
+use crate::{Message, SamplerConfig, SequenceParams, StopReason, TokenLogprobs};
 use axum::http::StatusCode;
 use serde_json::{json, Map, Value};
 
@@ -73,6 +73,89 @@ pub struct Request {
     pub template_kwargs: serde_json::Map<String, Value>,
     /// `stream_options.include_usage`: a last chunk with the token counts.
     pub include_usage: bool,
+    /// Sequences to generate from the prompt (`n`).
+    pub n: usize,
+    /// Log-probabilities with this many alternatives per token (completions: `logprobs`;
+    /// chat: `logprobs: true` and `top_logprobs`).
+    pub logprobs: Option<usize>,
+    /// `logit_bias` as (token id, bias); ids are checked against the vocabulary later.
+    pub logit_bias: Vec<(u32, f32)>,
+    /// `skip_special_tokens` (vLLM's name; default true).
+    pub skip_special_tokens: bool,
+    /// The JSON schema `response_format` asks the output to follow.
+    pub json_schema: Option<Value>,
+}
+
+/// The most sequences one request may ask for (`n`).
+pub const MAX_N: usize = 16;
+
+/// Fields of OpenAI's API that wgpt does not implement: a request that uses one gets a 400
+/// naming it rather than an answer that silently ignores it. `allowed` is the value that
+/// means "not used".
+fn unimplemented(f: &Fields) -> Result<(), ApiError> {
+    let unused = |key: &str, v: &Value| match (key, v) {
+        (_, Value::Null) => true,
+        ("tools" | "functions", Value::Array(a)) => a.is_empty(),
+        ("tool_choice" | "function_call", Value::String(s)) => s == "none",
+        ("echo" | "parallel_tool_calls", Value::Bool(b)) => !b,
+        ("best_of", Value::Number(n)) => n.as_u64() == Some(1),
+        ("suffix", Value::String(s)) => s.is_empty(),
+        _ => false,
+    };
+    const KEYS: [&str; 13] = [
+        "tools",
+        "tool_choice",
+        "functions",
+        "function_call",
+        "parallel_tool_calls",
+        "echo",
+        "best_of",
+        "suffix",
+        "audio",
+        "modalities",
+        "prediction",
+        "guided_json",
+        "guided_grammar",
+    ];
+    for key in KEYS {
+        if let Some(v) = f.get(key) {
+            if !unused(key, v) {
+                return Err(ApiError {
+                    code: Some("unsupported_parameter"),
+                    ..ApiError::bad_request(
+                        format!("`{key}` is not supported by this server"),
+                        Some(key),
+                    )
+                });
+            }
+        }
+    }
+    Ok(())
+}
+
+/// `logit_bias`: an object of token id (as a string) to a bias in [-100, 100].
+fn logit_bias(f: &Fields) -> Result<Vec<(u32, f32)>, ApiError> {
+    let bad = |m: String| ApiError::bad_request(m, Some("logit_bias"));
+    match f.get("logit_bias") {
+        None | Some(Value::Null) => Ok(Vec::new()),
+        Some(Value::Object(o)) => o
+            .iter()
+            .map(|(k, v)| {
+                let id = k
+                    .parse::<u32>()
+                    .map_err(|_| bad(format!("`logit_bias` key `{k}` is not a token id")))?;
+                match v.as_f64() {
+                    Some(b) if (-100.0..=100.0).contains(&b) => Ok((id, b as f32)),
+                    _ => Err(bad(format!(
+                        "`logit_bias[\"{k}\"]` must be a number from -100 to 100"
+                    ))),
+                }
+            })
+            .collect(),
+        Some(_) => Err(bad(
+            "`logit_bias` must be an object of token ids to numbers".into(),
+        )),
+    }
 }
 
 type Fields = Map<String, Value>;
@@ -239,12 +322,44 @@ pub fn parse(body: &[u8], chat: bool, model: &str) -> Result<Request, ApiError> 
             }
         }
     };
-    if integer(&f, "n", 1)?.is_some_and(|n| n != 1) {
+    unimplemented(&f)?;
+    let n = integer(&f, "n", 1)?.unwrap_or(1) as usize;
+    if n > MAX_N {
         return Err(ApiError::bad_request(
-            "only `n` = 1 is supported",
+            format!("`n` may be at most {MAX_N}"),
             Some("n"),
         ));
     }
+    let top = SequenceParams::MAX_TOP_LOGPROBS as i64;
+    let logprobs = if chat {
+        let top_logprobs = integer(&f, "top_logprobs", 0)?;
+        match (boolean(&f, "logprobs")?, top_logprobs) {
+            (_, Some(k)) if k > top => {
+                return Err(ApiError::bad_request(
+                    format!("`top_logprobs` may be at most {top}"),
+                    Some("top_logprobs"),
+                ))
+            }
+            (true, k) => Some(k.unwrap_or(0) as usize),
+            (false, Some(_)) => {
+                return Err(ApiError::bad_request(
+                    "`top_logprobs` needs `logprobs: true`",
+                    Some("top_logprobs"),
+                ))
+            }
+            (false, None) => None,
+        }
+    } else {
+        match integer(&f, "logprobs", 0)? {
+            Some(k) if k > top => {
+                return Err(ApiError::bad_request(
+                    format!("`logprobs` may be at most {top}"),
+                    Some("logprobs"),
+                ))
+            }
+            k => k.map(|k| k as usize),
+        }
+    };
     // OpenAI's defaults: temperature 1, top_p 1, no top-k.
     let mut sampler = SamplerConfig {
         temperature: 1.0,
@@ -275,6 +390,19 @@ pub fn parse(body: &[u8], chat: bool, model: &str) -> Result<Request, ApiError> 
     )?;
     if let Some(r) = rp {
         sampler.repeat_penalty = r as f32;
+    }
+    for (key, slot) in [
+        ("presence_penalty", &mut sampler.presence_penalty),
+        ("frequency_penalty", &mut sampler.frequency_penalty),
+    ] {
+        if let Some(v) = number(
+            &f,
+            key,
+            |v| (-2.0..=2.0).contains(&v),
+            "a number from -2 to 2",
+        )? {
+            *slot = v as f32;
+        }
     }
     match f.get("seed") {
         // OpenAI clients expect a fresh draw unless they pass a seed.
@@ -314,6 +442,15 @@ pub fn parse(body: &[u8], chat: bool, model: &str) -> Result<Request, ApiError> 
         stop: strings(&f, "stop", 4)?,
         stream: boolean(&f, "stream")?,
         include_usage,
+        n,
+        logprobs,
+        logit_bias: logit_bias(&f)?,
+        json_schema: super::structured::schema_of(f.get("response_format"))
+            .map_err(|m| ApiError::bad_request(m, Some("response_format")))?,
+        skip_special_tokens: match f.get("skip_special_tokens") {
+            None | Some(Value::Null) => true,
+            _ => boolean(&f, "skip_special_tokens")?,
+        },
         template_kwargs: match f.get("chat_template_kwargs") {
             None | Some(Value::Null) => serde_json::Map::new(),
             Some(Value::Object(m)) if chat => m.clone(),
@@ -327,20 +464,83 @@ pub fn parse(body: &[u8], chat: bool, model: &str) -> Result<Request, ApiError> 
     })
 }
 
-/// OpenAI's `finish_reason`.
+/// OpenAI's `finish_reason` (an error never gets one: it is answered as an error).
 pub fn finish_reason(r: StopReason) -> &'static str {
     match r {
         StopReason::MaxTokens | StopReason::Context => "length",
+        StopReason::Error => "error",
         _ => "stop",
     }
 }
 
-pub fn usage(prompt: usize, completion: usize) -> Value {
+/// `usage`, with the prompt tokens the prefix cache served as OpenAI reports cached ones.
+pub fn usage(prompt: usize, completion: usize, cached: usize) -> Value {
     json!({
         "prompt_tokens": prompt,
         "completion_tokens": completion,
         "total_tokens": prompt + completion,
+        "prompt_tokens_details": {"cached_tokens": cached},
     })
+}
+
+/// One token's log-probabilities in OpenAI's shapes: `(text, bytes)` of a token comes from
+/// `piece`.
+pub struct Logprobs<'t> {
+    pub piece: &'t dyn Fn(u32) -> Vec<u8>,
+}
+
+impl Logprobs<'_> {
+    fn entry(&self, id: u32, logprob: f32) -> Value {
+        let bytes = (self.piece)(id);
+        json!({
+            "token": String::from_utf8_lossy(&bytes),
+            "logprob": logprob,
+            "bytes": bytes,
+        })
+    }
+
+    /// Chat: `{"content": [{token, logprob, bytes, top_logprobs}]}` for these tokens.
+    pub fn chat(&self, tokens: &[(u32, TokenLogprobs)]) -> Value {
+        let content: Vec<Value> = tokens
+            .iter()
+            .map(|(id, lp)| {
+                let mut e = self.entry(*id, lp.logprob);
+                e["top_logprobs"] = lp.top.iter().map(|&(t, l)| self.entry(t, l)).collect();
+                e
+            })
+            .collect();
+        json!({ "content": content })
+    }
+
+    /// Completions: `tokens`, `token_logprobs`, `top_logprobs` (token text → log-probability)
+    /// and `text_offset` (from `offset` bytes into the generated text).
+    pub fn completion(&self, tokens: &[(u32, TokenLogprobs)], mut offset: usize) -> Value {
+        let (mut texts, mut lps, mut tops, mut offsets) = (vec![], vec![], vec![], vec![]);
+        for (id, lp) in tokens {
+            let text = String::from_utf8_lossy(&(self.piece)(*id)).into_owned();
+            offsets.push(offset);
+            offset += text.len();
+            texts.push(text);
+            lps.push(lp.logprob);
+            let top: Map<String, Value> = lp
+                .top
+                .iter()
+                .map(|&(t, l)| {
+                    (
+                        String::from_utf8_lossy(&(self.piece)(t)).into_owned(),
+                        json!(l),
+                    )
+                })
+                .collect();
+            tops.push(top);
+        }
+        json!({
+            "tokens": texts,
+            "token_logprobs": lps,
+            "top_logprobs": tops,
+            "text_offset": offsets,
+        })
+    }
 }
 
 /// Identifies one response: `id`, `created`, `model`, and which endpoint.
@@ -362,30 +562,42 @@ impl Head {
         })
     }
 
-    /// The whole answer of a non-streaming request.
-    pub fn response(&self, text: &str, finish: &str, usage: Value) -> Value {
-        let mut v = if self.chat {
-            self.base(
-                "chat.completion",
-                json!([{
-                    "index": 0,
-                    "message": {"role": "assistant", "content": text},
-                    "finish_reason": finish,
-                }]),
-            )
+    /// One choice of a whole answer.
+    pub fn choice(&self, index: usize, text: &str, finish: &str, logprobs: Value) -> Value {
+        if self.chat {
+            json!({
+                "index": index,
+                "message": {"role": "assistant", "content": text},
+                "logprobs": logprobs,
+                "finish_reason": finish,
+            })
         } else {
-            self.base(
-                "text_completion",
-                json!([{"text": text, "index": 0, "logprobs": null, "finish_reason": finish}]),
-            )
+            json!({"text": text, "index": index, "logprobs": logprobs, "finish_reason": finish})
+        }
+    }
+
+    /// The whole answer of a non-streaming request.
+    pub fn response(&self, choices: Vec<Value>, usage: Value) -> Value {
+        let object = if self.chat {
+            "chat.completion"
+        } else {
+            "text_completion"
         };
+        let mut v = self.base(object, Value::Array(choices));
         v["usage"] = usage;
         v
     }
 
-    /// A streamed chunk: new text, or (with `finish`) the last one. Chat's first chunk
-    /// carries the role (`role`).
-    pub fn chunk(&self, text: Option<&str>, finish: Option<&str>, role: bool) -> Value {
+    /// A streamed chunk of choice `index`: new text (and its tokens' log-probabilities), or
+    /// (with `finish`) its last one. Chat's first chunk of a choice carries the role (`role`).
+    pub fn chunk(
+        &self,
+        index: usize,
+        text: Option<&str>,
+        finish: Option<&str>,
+        role: bool,
+        logprobs: Value,
+    ) -> Value {
         if self.chat {
             let mut delta = Map::new();
             if role {
@@ -396,15 +608,15 @@ impl Head {
             }
             self.base(
                 "chat.completion.chunk",
-                json!([{"index": 0, "delta": delta, "finish_reason": finish}]),
+                json!([{"index": index, "delta": delta, "logprobs": logprobs, "finish_reason": finish}]),
             )
         } else {
             self.base(
                 "text_completion",
                 json!([{
                     "text": text.unwrap_or(""),
-                    "index": 0,
-                    "logprobs": null,
+                    "index": index,
+                    "logprobs": logprobs,
                     "finish_reason": finish,
                 }]),
             )

@@ -234,3 +234,26 @@ pub fn check_greedy(model: &wgpt::Model, r: &Reference, margin: f64, what: &str)
     }
     assert_eq!(got.len(), r.greedy_ids.len(), "{what}: generated length");
 }
+
+/// Sets row `row` of tensor `name` (f32, f16 or bf16) of `dir/model.safetensors` to +∞: a
+/// model whose logits are not finite after that token only (where the head is not tied).
+pub fn poison_embedding_row(dir: &std::path::Path, name: &str, row: usize) {
+    let path = dir.join("model.safetensors");
+    let mut bytes = std::fs::read(&path).unwrap();
+    let n = u64::from_le_bytes(bytes[..8].try_into().unwrap()) as usize;
+    let header: serde_json::Value = serde_json::from_slice(&bytes[8..8 + n]).unwrap();
+    let t = &header[name];
+    let inf: Vec<u8> = match t["dtype"].as_str().unwrap() {
+        "F32" => f32::INFINITY.to_le_bytes().to_vec(),
+        "F16" => 0x7c00u16.to_le_bytes().to_vec(),
+        "BF16" => 0x7f80u16.to_le_bytes().to_vec(),
+        d => panic!("{name}: {d}"),
+    };
+    let width = t["shape"][1].as_u64().unwrap() as usize;
+    let start = 8 + n + t["data_offsets"][0].as_u64().unwrap() as usize + row * width * inf.len();
+    for i in 0..width {
+        let at = start + i * inf.len();
+        bytes[at..at + inf.len()].copy_from_slice(&inf);
+    }
+    std::fs::write(&path, bytes).unwrap();
+}

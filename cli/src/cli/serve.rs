@@ -24,6 +24,14 @@ pub struct ServeArgs {
     #[arg(long, default_value_t = 64, allow_negative_numbers = true,
           value_parser = count_at_least::<0>)]
     max_queue: usize,
+    /// Prefill every prompt whole: no reuse of the KV cache of earlier prompts that a new
+    /// prompt starts with (the prefix cache, on by default).
+    #[arg(long)]
+    no_prefix_cache: bool,
+    /// The request log: `text` (one line per request) or `json` (one JSON object per line,
+    /// every log line).
+    #[arg(long, default_value = "text", value_parser = ["text", "json"])]
+    log_format: String,
 }
 
 pub fn run(a: ServeArgs) -> anyhow::Result<()> {
@@ -51,6 +59,8 @@ pub fn run(a: ServeArgs) -> anyhow::Result<()> {
     opts.max_batch = a.max_batch;
     opts.max_queue = a.max_queue;
     opts.model_id = model_id;
+    opts.prefix_cache = !a.no_prefix_cache;
+    opts.log_json = a.log_format == "json";
     wgpt::serve(model, &opts)?;
     Ok(())
 }

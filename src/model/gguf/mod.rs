@@ -88,7 +88,8 @@ fn parse(path: &Path, bytes: &[u8]) -> Result<Parsed> {
     let mut index = Index::new();
     for name in &gguf.order {
         let Some(m) = arch::map_name(family, arch, &config, name) else {
-            if name != "rope_freqs.weight" {
+            let setting = family.gguf_setting_tensors().contains(&name.as_str());
+            if name != "rope_freqs.weight" && !setting {
                 log::warn!("ignoring GGUF tensor `{name}`");
             }
             continue;
