@@ -71,7 +71,8 @@ def main():
     skip = set(filter(None, a.skip.split(",")))
     words = ("But soft what light through yonder window breaks It is the east and Juliet "
              "is the sun Arise fair sun and kill the envious moon ").split()
-    doc = " ".join(words[i % len(words)] for i in range(a.prefix_words))
+    # A first word of its own, so that no earlier run's prompt is in the prefix cache.
+    doc = f"Run{time.time_ns() % 10**9} " + " ".join(words[i % len(words)] for i in range(a.prefix_words))
     out = {}
     if "prefix" not in skip:
         ttft(host, port, "warm up")
@@ -90,7 +91,7 @@ def main():
             time.sleep(0.01)
         joined = time.perf_counter()
         # Another long prompt (not cached: its first words differ).
-        long_ttft = ttft(host, port, "Enter " + doc[::-1])
+        long_ttft = ttft(host, port, "Enter " + " ".join(reversed(doc.split())))
         runner.join()
         gaps = [b - a_ for a_, b in zip(times, times[1:])]
         during = [b - a_ for a_, b in zip(times, times[1:]) if b >= joined and a_ <= joined + long_ttft]
