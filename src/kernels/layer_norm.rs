@@ -47,8 +47,8 @@ pub(crate) fn layer_norm(
         match (k.family, batches_only && k.fuses_decode_norm()) {
             (KernelFamily::Cooperative, true) => Grid::BatchTokens { x: 1 },
             (KernelFamily::Cooperative, false) => Grid::PerToken { x: 1 },
-            (KernelFamily::BarrierFree, true) => Grid::BatchTokenGroups { y: 1 },
-            (KernelFamily::BarrierFree, false) => Grid::TokenGroups { y: 1 },
+            (KernelFamily::BarrierFree, true) => Grid::BatchTokens { x: 1 },
+            (KernelFamily::BarrierFree, false) => Grid::PerToken { x: 1 },
         },
     )
 }

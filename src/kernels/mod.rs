@@ -184,11 +184,6 @@ pub(crate) enum Grid {
     TokenTiles { x: u32 },
     /// (x, ceil(n_rows / 64)): cooperative matmul tiles over the LM-head rows.
     RowTiles { x: u32 },
-    /// (ceil(T / 64), y).
-    TokenGroups { y: u32 },
-    /// (ceil(T / 64), y) for batches of more than one token, nothing for a single token (as
-    /// `BatchTokens`).
-    BatchTokenGroups { y: u32 },
     /// (ceil(T / 8), y).
     QueryOctets { y: u32 },
     /// (x, 1, 1) whatever the batch.
@@ -205,11 +200,6 @@ impl Grid {
             Grid::BatchTokens { x } => (x, if n_tokens > 1 { n_tokens } else { 0 }, 1),
             Grid::TokenTiles { x } => (x, n_tokens.div_ceil(64), 1),
             Grid::RowTiles { x } => (x, n_rows.div_ceil(64), 1),
-            Grid::TokenGroups { y } => (n_tokens.div_ceil(64), y, 1),
-            Grid::BatchTokenGroups { y } => match n_tokens {
-                0 | 1 => (0, y, 1),
-                t => (t.div_ceil(64), y, 1),
-            },
             Grid::QueryOctets { y } => (n_tokens.div_ceil(8), y, 1),
             Grid::Fixed { x } => (x, 1, 1),
         }

@@ -230,7 +230,7 @@ fn programs(opts: ShaderOptions) -> Vec<(&'static str, bool, Vec<&'static str>)>
                 ],
             ),
             ("embed", true, vec![EMBED]),
-            ("layer_norm", false, vec![LAYER_NORM]),
+            ("layer_norm", false, vec![lanes, LAYER_NORM]),
             ("kv_store", false, vec![KV_CACHE, KV_STORE]),
             (
                 "attention",
