@@ -482,3 +482,70 @@ fn a_failing_sequence_ends_alone() {
     );
     assert_eq!(ids, want[1..]);
 }
+
+/// The scheduler (what `wgpt serve` runs on its GPU thread): when the engine fails (here:
+/// the device destroyed mid-generation), every request hears `Failed` and `run` returns the
+/// error, so that whoever runs it stops instead of serving without an engine.
+#[test]
+fn an_engine_failure_fails_every_request_and_ends_the_scheduler() {
+    use std::sync::mpsc::channel;
+    use wgpt::scheduler::{Counters, Event, Job, Observer, Scheduler};
+    struct Quiet;
+    impl Observer for Quiet {
+        fn first_token(&self, _: f64, _: usize, _: usize) {}
+        fn next_token(&self, _: f64) {}
+        fn finished(&self, _: usize) {}
+    }
+    let Some(gpu) = test_gpu() else { return };
+    let model = load(&gpu, None, KernelFamily::BarrierFree);
+    let engine = Engine::new(&model, 2).unwrap();
+    let counters = Counters::default();
+    let (jobs, queue) = channel();
+    let mut events = Vec::new();
+    for prompt in [vec![1, 2, 3], vec![4, 5]] {
+        let (tx, rx) = channel();
+        // No eos (token 0): both run until the device goes.
+        let sampler = SamplerConfig::greedy().with_logit_bias(vec![(0, -100.0)]);
+        let params = SequenceParams::new(sampler, 200);
+        // The sender counts a request in; the scheduler counts it out when it is answered.
+        counters
+            .in_flight
+            .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        let arrived = std::time::Instant::now();
+        let reply = Box::new(tx);
+        jobs.send(Job {
+            prompt,
+            params,
+            n: 1,
+            reply,
+            arrived,
+        })
+        .unwrap();
+        events.push(rx);
+    }
+    std::thread::scope(|s| {
+        let counters = &counters;
+        let run = s.spawn(move || Scheduler::new(engine, 4).run(&queue, counters, &Quiet));
+        // Both run; a few tokens each, then the device goes.
+        for rx in &events {
+            let outputs = rx
+                .iter()
+                .filter(|e| matches!(e, Event::Output { .. }))
+                .take(3)
+                .count();
+            assert_eq!(outputs, 3);
+        }
+        gpu.device().destroy();
+        for rx in &events {
+            let end = rx.iter().find(|e| !matches!(e, Event::Output { .. }));
+            assert!(matches!(end, Some(Event::Failed { .. })), "{end:?}");
+        }
+        let result = run.join().unwrap();
+        assert!(result.is_err_and(|e| e.is_device_error()));
+    });
+    assert_eq!(
+        counters.in_flight.load(std::sync::atomic::Ordering::SeqCst),
+        0
+    );
+    drop(jobs);
+}

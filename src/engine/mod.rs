@@ -433,8 +433,12 @@ impl<'m> Engine<'m> {
             let mut outs = Vec::new();
             let mut budget = self.plan.max_batch.min(PREFILL_ROWS);
             while budget > 0 {
-                let Some(s) = self.prefill_queue.first().and_then(|&id| self.slot_of(id)) else {
+                let Some(&id) = self.prefill_queue.first() else {
                     break;
+                };
+                let Some(s) = self.slot_of(id) else {
+                    self.prefill_queue.remove(0); // gone (cancelled): not expected here
+                    continue;
                 };
                 let (fed, out) = self.prefill(s, budget)?;
                 budget -= fed;

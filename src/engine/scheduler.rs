@@ -97,7 +97,9 @@ pub struct Job {
 /// Counters another thread may read (a server's `/health` and `/metrics`).
 #[derive(Debug, Default)]
 pub struct Counters {
-    /// Requests not finished: queued or running.
+    /// Requests not answered yet: the sender counts a request in before sending it (a
+    /// server refuses requests beyond [`Scheduler::capacity`] with it); the scheduler counts it
+    /// out once it is answered, refused or cancelled.
     pub in_flight: AtomicUsize,
     /// Sequences in slots.
     pub running: AtomicUsize,
