@@ -366,6 +366,17 @@ pub fn argmax(v: &[f32]) -> u32 {
 mod tests {
     use super::*;
 
+    /// Temperature 1 with this top-k, top-p and seed, nothing else.
+    fn at_t1(top_k: usize, top_p: f32, seed: u64) -> SamplerConfig {
+        SamplerConfig {
+            temperature: 1.0,
+            top_k,
+            top_p,
+            seed,
+            ..SamplerConfig::greedy()
+        }
+    }
+
     #[test]
     fn greedy_picks_max() {
         let mut s = Sampler::new(SamplerConfig::greedy()).unwrap();
@@ -384,24 +395,12 @@ mod tests {
 
     #[test]
     fn top_k_one_is_greedy_and_seed_reproducible() {
-        let cfg = SamplerConfig {
-            temperature: 1.0,
-            top_k: 1,
-            top_p: 1.0,
-            seed: 7,
-            ..SamplerConfig::greedy()
-        };
+        let cfg = at_t1(1, 1.0, 7);
         let mut s = Sampler::new(cfg).unwrap();
         for _ in 0..20 {
             assert_eq!(s.sample(&[0.1, 3.0, -1.0, 2.9], &[]), 1);
         }
-        let cfg = SamplerConfig {
-            temperature: 1.0,
-            top_k: 0,
-            top_p: 1.0,
-            seed: 42,
-            ..SamplerConfig::greedy()
-        };
+        let cfg = at_t1(0, 1.0, 42);
         let logits = [0.0f32; 50];
         let a: Vec<u32> = {
             let mut s = Sampler::new(cfg.clone()).unwrap();
@@ -418,13 +417,7 @@ mod tests {
     #[test]
     fn top_p_keeps_the_nucleus() {
         // probabilities ≈ [0.64, 0.24, 0.09, 0.03]: top-p 0.5 keeps only token 0.
-        let cfg = SamplerConfig {
-            temperature: 1.0,
-            top_k: 0,
-            top_p: 0.5,
-            seed: 1,
-            ..SamplerConfig::greedy()
-        };
+        let cfg = at_t1(0, 0.5, 1);
         let mut s = Sampler::new(cfg).unwrap();
         let logits = [3.0, 2.0, 1.0, 0.0];
         for _ in 0..50 {
@@ -434,13 +427,7 @@ mod tests {
 
     #[test]
     fn temperature_sampling_matches_softmax() {
-        let cfg = SamplerConfig {
-            temperature: 1.0,
-            top_k: 0,
-            top_p: 1.0,
-            seed: 3,
-            ..SamplerConfig::greedy()
-        };
+        let cfg = at_t1(0, 1.0, 3);
         let mut s = Sampler::new(cfg).unwrap();
         let logits = [0.0, (3.0f32).ln()]; // p = [0.25, 0.75]
         let n = 20000;
@@ -495,13 +482,7 @@ mod tests {
             nucleus += 1;
         }
         assert!(nucleus > 256, "a nucleus of {nucleus}");
-        let cfg = SamplerConfig {
-            temperature: 1.0,
-            top_k: 0,
-            top_p: 0.9,
-            seed: 11,
-            ..SamplerConfig::greedy()
-        };
+        let cfg = at_t1(0, 0.9, 11);
         let mut s = Sampler::new(cfg).unwrap();
         let draws: Vec<u32> = (0..20_000).map(|_| s.sample(&logits, &[])).collect();
         let widest = *draws.iter().max().unwrap() as usize;
