@@ -246,6 +246,8 @@ fn slots_free_on_finish_and_cancel_and_bad_input_is_refused() {
     assert!(err(e.add(&vec![1; n_ctx + 1], greedy(4))).contains("context"));
     assert!(err(e.add(&[u32::MAX], greedy(4))).contains("vocabulary"));
     assert!(err(e.add(&[1], greedy(0))).contains("at least one"));
+    let biased = SamplerConfig::greedy().with_logit_bias(vec![(50, 1.0)]);
+    assert!(err(e.add(&[1], SequenceParams::new(biased, 4))).contains("vocabulary"));
     let a = e.add(&[1, 2, 3], greedy(100)).unwrap();
     let b = e.add(&[4], greedy(2)).unwrap();
     assert!(err(e.add(&[5], greedy(4))).contains("slots"));

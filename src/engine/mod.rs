@@ -226,6 +226,17 @@ impl<'m> Engine<'m> {
             )));
         }
         params.sampler.validate()?;
+        if let Some((t, _)) = params
+            .sampler
+            .logit_bias
+            .iter()
+            .find(|(t, _)| *t as usize >= cfg.vocab_size)
+        {
+            return Err(Error::InvalidInput(format!(
+                "the logit bias names token {t}, outside the vocabulary of {}",
+                cfg.vocab_size
+            )));
+        }
         // The slot whose tokens (a free slot's kept ones, a running sequence's cached ones)
         // give the longest reusable prefix, and the free slot unused longest.
         let free: Vec<usize> = (0..self.slots.len())
@@ -252,20 +263,20 @@ impl<'m> Engine<'m> {
         // the free slot unused longest, so that the first slot keeps its tokens.
         let in_place = self.slots[best].is_none()
             && (cached >= self.cached_in(best).len() - 1 || oldest == best || !self.copies());
-        let slot = if cached == 0 {
-            oldest
+        let (slot, cached) = if cached == 0 {
+            (oldest, 0)
         } else if in_place {
-            best
+            (best, cached)
         } else if self.copies() {
             self.copy_prefix(best, oldest, cached);
             self.kept[oldest].0.clear();
             if self.slots[best].is_none() {
                 self.kept[best].1 = self.clock();
             }
-            oldest
+            (oldest, cached)
         } else {
             // No copy possible: a running sequence's prefix cannot be shared.
-            return self.add_at(oldest, prompt, 0, params);
+            (oldest, 0)
         };
         self.add_at(slot, prompt, cached, params)
     }
