@@ -848,8 +848,9 @@ fn a_failing_request_fails_alone() {
 }
 
 /// `response_format`: every output of a JSON schema (strict: no other keys) parses and
-/// validates, sampled at temperature 1 from the built-in model, which knows no JSON; a
-/// `json_object` answer is one JSON object.
+/// validates, sampled at temperature 1 from the built-in model, which knows no JSON, and from
+/// a SentencePiece vocabulary and a converter-made GGUF's; a `json_object` answer is one JSON
+/// object.
 #[test]
 fn structured_output_parses_and_validates() {
     let Some(server) = Server::start(&[]) else {
@@ -902,4 +903,30 @@ fn structured_output_parses_and_validates() {
         serde_json::from_str::<Value>(text).unwrap().is_object(),
         "{text}"
     );
+    drop(server);
+    // Vocabularies as downloaded: a SentencePiece one with byte fallback (`▁`, `<0xNN>`), and
+    // the tokenizer of a GGUF file from llama.cpp's converter (Qwen3's byte-level BPE).
+    for model in ["tiny-sp-llama-f32", "gguf/tiny-qwen3-f16.gguf"] {
+        let path = common::fixture(model);
+        let Some(server) = Server::start(&["-m", path.to_str().unwrap()]) else {
+            return;
+        };
+        let body = json!({
+            "prompt": "Hello", "max_tokens": 80, "temperature": 1, "seed": 2, "n": 3,
+            "response_format": format,
+        });
+        let (status, v) = server.post("/v1/completions", &body);
+        assert_eq!(status, 200, "{model}: {v}");
+        for c in v["choices"].as_array().unwrap() {
+            let text = c["text"].as_str().unwrap();
+            assert_eq!(c["finish_reason"], "stop", "{model}: {text:?}");
+            let o: Value =
+                serde_json::from_str(text).unwrap_or_else(|e| panic!("{model}: {e}: {text:?}"));
+            assert_eq!(o.as_object().unwrap().len(), 3, "{model}: {text}");
+            assert!(
+                (0..=99).contains(&o["age"].as_i64().unwrap()),
+                "{model}: {text}"
+            );
+        }
+    }
 }
