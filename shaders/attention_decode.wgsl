@@ -8,9 +8,10 @@
 // the lanes' partial dot products summed with `subgroupAdd`. An online (single-pass)
 // softmax, no workgroup memory. Query head h reads key/value head h / group. Keys before the
 // row's sliding window (first_key) are skipped; scores are soft-capped in softmax_step.
-// A single-row step stores its own key and value in the cache here (the forward pass launches
-// no kv_store then) and takes them from QKV, with the same arithmetic as a cached key; with
-// more rows, kv_store has stored them. head_dim must be a multiple of 4, ≤ 256.
+// A single-token step, and each row of a batch of sequences (one token per row), stores its
+// own key and value in the cache here (the forward pass launches no kv_store then) and takes
+// them from QKV, with the same arithmetic as a cached key; a prefill chunk's rows were stored
+// by kv_store. head_dim must be a multiple of 4, ≤ 256.
 // Needs common.wgsl, attention_params.wgsl, one kv_*.wgsl and online_softmax.wgsl (`softmax_step`).
 
 const NV: u32 = 8u; // vec4 per lane at most: 8 lanes · 8 · 4 = head_dim 256
@@ -63,7 +64,7 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_id) lid:
     m = -3.0e38;
     l = 0.0;
     let last = row_pos(t);
-    let single = step.n_tokens == 1u;
+    let single = step.n_tokens == 1u || step.per_row == 1u; // the row's own key is in QKV
     let cached = last + 1u - u32(single); // keys read from the cache
     var k: array<vec4<f32>, NV>;
     var v: array<vec4<f32>, NV>;

@@ -1,11 +1,11 @@
 // Y = act(X·W + b) (+ Y when accumulating) for batches of rows (prefill, perplexity).
 // Needs common.wgsl, activations.wgsl, matmul_params.wgsl (binding 1), one weights_*.wgsl
-// (binding 2, W: (K, np)), one lanes_*.wgsl, epilogue.wgsl and matmul_tile.wgsl. Each invocation computes an
-// 8×8 block: 8 rows (the same for the whole workgroup) × 8 adjacent columns (adjacent across
-// invocations). No workgroup memory or barriers. K must be a multiple of 4.
+// (binding 2, W: (K, np)), one lanes_*.wgsl, epilogue.wgsl, one store_*.wgsl (binding 5, Y:
+// (rows, ld_y)) and matmul_tile.wgsl. Each invocation computes an 8×8 block: 8 rows (the same
+// for the whole workgroup) × 8 adjacent columns (adjacent across invocations). No workgroup
+// memory or barriers. K must be a multiple of 4.
 @group(0) @binding(3) var<storage, read> X: array<vec4<f32>>;  // (rows, K)
 @group(0) @binding(4) var<storage, read> B: array<f32>;        // (N) bias, or zeros
-@group(0) @binding(5) var<storage, read_write> Y: array<f32>;  // (rows, ld_y)
 
 // The values the lanes share (lanes_*.wgsl).
 fn x_value(i: u32) -> vec4<f32> { return X[i]; }

@@ -3,10 +3,10 @@
 // matmul.wgsl; on lavapipe uniform-buffer loads are unrolled, branch-free lane loads while
 // storage loads loop over the SIMD lanes with a bounds branch per component.
 // Needs common.wgsl, activations.wgsl, matmul_params.wgsl (binding 1), one weights_*.wgsl
-// (binding 2, W: (K, np)), one lanes_*.wgsl, epilogue.wgsl and matmul_tile.wgsl. K must be a multiple of 4.
+// (binding 2, W: (K, np)), one lanes_*.wgsl, epilogue.wgsl, one store_*.wgsl (binding 5, Y:
+// (rows, ld_y)) and matmul_tile.wgsl. K must be a multiple of 4.
 @group(0) @binding(3) var<uniform> X: array<vec4<f32>, 4096>;   // (8, K) rows m0..m0+8, 64 KiB window
 @group(0) @binding(4) var<storage, read> B: array<f32>;        // (N) bias, or zeros
-@group(0) @binding(5) var<storage, read_write> Y: array<f32>;  // (rows, ld_y)
 
 // The values the lanes share (lanes_*.wgsl).
 fn x_value(i: u32) -> vec4<f32> { return X[i]; }

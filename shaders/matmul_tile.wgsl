@@ -1,9 +1,10 @@
 // The 8×8 register tile shared by matmul.wgsl and matmul_block.wgsl: rows m0..m0+8 (their
-// offsets into X, in vec4 units, in `xo`) × columns n0..n0+8, then the epilogue (epilogue.wgsl). Per step of 4 k
-// it needs one vec4 of X per row (each invocation of a lane group loads the row of its lane,
-// `xo[lane]`, and the lanes share them, see lanes_*.wgsl) and eight weights per k, and does
-// 256 FMAs in named registers. The including kernel provides `X`, `B` and `Y`; the parameters
-// `p` are in matmul_params.wgsl.
+// offsets into X, in vec4 units, in `xo`) × columns n0..n0+8, then the epilogue
+// (epilogue.wgsl, stored by store_*.wgsl). Per step of 4 k it needs one vec4 of X per row
+// (each invocation of a lane group loads the row of its lane, `xo[lane]`, and the lanes share
+// them, see lanes_*.wgsl) and eight weights per k, and does 256 multiply-adds in named
+// registers. The including kernel provides `X` and `B`; the parameters `p` are in
+// matmul_params.wgsl.
 
 fn matmul_tile(xo: array<u32, 8>, own_xo: u32, m0: u32, n0: u32, rows: u32) {
     let k4 = p.k / 4u;
@@ -52,6 +53,6 @@ fn matmul_tile(xo: array<u32, 8>, own_xo: u32, m0: u32, n0: u32, rows: u32) {
     for (var i = 0u; i < 8u; i++) {
         let m = m0 + i;
         if (m >= rows) { break; }
-        store8(m * p.ld_y, n0, acc[2u * i], acc[2u * i + 1u], bias);
+        store8(m * p.ld_y, n0, act8(acc[2u * i], acc[2u * i + 1u], bias));
     }
 }

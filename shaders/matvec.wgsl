@@ -1,12 +1,13 @@
 // y = act(x·W + b) (+ y) for a single row: the decode path, bound by reading W once.
-// Needs common.wgsl, activations.wgsl, matmul_params.wgsl (binding 1), epilogue.wgsl, one weights_*.wgsl
-// (binding 2, W: (K, np)), one lanes_*.wgsl and fused_norm.wgsl (bindings 6, 7). Each invocation owns 8 adjacent columns and walks k; x is the same for every
-// invocation, so each invocation of a lane group loads one vec4 of every 8 and shares it.
+// Needs common.wgsl, activations.wgsl, matmul_params.wgsl (binding 1), epilogue.wgsl,
+// store_f32.wgsl (binding 5, Y: (1, ld_y)), one weights_*.wgsl (binding 2, W: (K, np)), one
+// lanes_*.wgsl and fused_norm.wgsl (bindings 6, 7). Each invocation owns 8 adjacent columns
+// and walks k; x is the same for every invocation, so each invocation of a lane group loads
+// one vec4 of every 8 and shares it.
 // With p.ln set, x is the raw row and the kernel applies the preceding norm (fused_norm.wgsl,
 // which also gives the lanes' `x_value`).
 @group(0) @binding(3) var<storage, read> X: array<vec4<f32>>;  // (rows, K), one row used
 @group(0) @binding(4) var<storage, read> B: array<f32>;        // (N) bias, or zeros
-@group(0) @binding(5) var<storage, read_write> Y: array<f32>;  // (1, ld_y)
 
 var<private> n0: u32;         // first of this invocation's 8 columns
 var<private> a0: vec4<f32>;   // y[n0..n0+4]
@@ -45,5 +46,5 @@ fn main(ids: Ids) {
     for (var j = 8u * chunks; j < k4; j++) {
         step4(x_value(xb + j), 4u * j);
     }
-    store8(0u, n0, a0, a1, bias8(n0));
+    store8(0u, n0, act8(a0, a1, bias8(n0)));
 }

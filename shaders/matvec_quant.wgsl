@@ -6,12 +6,11 @@
 // (Q6_K has one `a` per 16-weight half, applied after each half), so a weight costs a
 // shift, a mask, a conversion and an FMA; the prefill kernels dequantize each weight instead.
 // Needs common.wgsl, weights_quant.wgsl (binding 2, W: (K, np)), activations.wgsl,
-// matmul_params.wgsl (binding 1), epilogue.wgsl, one lanes_*.wgsl and fused_norm.wgsl (bindings
-// 6, 7: with p.ln set, x is the raw row and the kernel applies the preceding norm; it also
-// gives the lanes' `x_value`). K is a multiple of 32.
+// matmul_params.wgsl (binding 1), epilogue.wgsl, store_f32.wgsl (binding 5, Y: (1, ld_y)), one
+// lanes_*.wgsl and fused_norm.wgsl (bindings 6, 7: with p.ln set, x is the raw row and the
+// kernel applies the preceding norm; it also gives the lanes' `x_value`). K is a multiple of 32.
 @group(0) @binding(3) var<storage, read> X: array<vec4<f32>>;  // (rows, K), one row used
 @group(0) @binding(4) var<storage, read> B: array<f32>;        // (N) bias, or zeros
-@group(0) @binding(5) var<storage, read_write> Y: array<f32>;  // (1, ld_y)
 
 var<private> row: u32;       // texture row: this invocation's 8 columns
 var<private> base: u32;      // first texel of the current block
@@ -80,5 +79,5 @@ fn main(ids: Ids) {
         a0 += c.a1.lo * (q.lo - off * sx) + c.b.lo * sum_x;
         a1 += c.a1.hi * (q.hi - off * sx) + c.b.hi * sum_x;
     }
-    store8(0u, n0, a0, a1, bias8(n0));
+    store8(0u, n0, act8(a0, a1, bias8(n0)));
 }

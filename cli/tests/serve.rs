@@ -930,3 +930,84 @@ fn structured_output_parses_and_validates() {
         }
     }
 }
+
+/// An engine failure ends the server (the library's `wgpt::serve`, in-process, so that the
+/// test can destroy the device under it mid-stream): the running stream gets an error event
+/// and `[DONE]`, `serve` returns the error (the binary then exits non-zero, as the
+/// `--max-batch 64` case above shows for a failure at the start) and the port stops listening:
+/// no zombie.
+#[test]
+fn an_engine_failure_ends_the_server() {
+    let Some(gpu) = common::test_gpu() else {
+        return;
+    };
+    let model = wgpt::Model::load_default(&gpu, &wgpt::LoadOptions::default()).unwrap();
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let mut opts = wgpt::ServerOptions::default();
+    opts.port = port;
+    opts.max_batch = 2;
+    let server = std::thread::spawn(move || wgpt::serve(model, &opts));
+    let connect = || {
+        let s = TcpStream::connect(("127.0.0.1", port))?;
+        s.set_read_timeout(Some(TIMEOUT))?;
+        Ok::<_, std::io::Error>(s)
+    };
+    let deadline = Instant::now() + TIMEOUT;
+    loop {
+        if let Ok(mut s) = connect() {
+            send(&mut s, "GET", "/health", b"");
+            let mut raw = Vec::new();
+            let _ = s.read_to_end(&mut raw);
+            if parse_response(&raw).0 == 200 {
+                break;
+            }
+        }
+        assert!(Instant::now() < deadline, "the server never became healthy");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    // A long greedy stream (the built-in model's eos, token 0, biased away).
+    let body = json!({
+        "prompt": "ROMEO:", "max_tokens": 1000, "temperature": 0, "stream": true,
+        "logit_bias": {"0": -100},
+    });
+    let mut s = connect().unwrap();
+    send(
+        &mut s,
+        "POST",
+        "/v1/completions",
+        body.to_string().as_bytes(),
+    );
+    let mut reader = BufReader::new(s);
+    let mut first = String::new();
+    while !first.contains("data: {") {
+        first.clear();
+        assert!(
+            reader.read_line(&mut first).unwrap() > 0,
+            "no token streamed"
+        );
+    }
+    gpu.device().destroy();
+    let mut rest = String::new();
+    reader.read_to_string(&mut rest).unwrap();
+    let data: Vec<&str> = rest
+        .lines()
+        .filter_map(|l| l.strip_prefix("data: "))
+        .collect();
+    assert_eq!(data.last(), Some(&"[DONE]"), "{rest}");
+    let error = data.iter().rev().nth(1).map(|d| json_of(d)).unwrap();
+    assert!(error["error"]["message"].is_string(), "{error}");
+    while !server.is_finished() {
+        assert!(Instant::now() < deadline, "the server kept running");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let result = server.join().unwrap();
+    let message = result
+        .expect_err("serve returns the engine's error")
+        .to_string();
+    assert!(message.contains("engine stopped"), "{message}");
+    assert!(TcpStream::connect(("127.0.0.1", port)).is_err());
+}

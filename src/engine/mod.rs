@@ -32,7 +32,7 @@ mod sequence;
 
 use crate::error::{Error, Result};
 use crate::generation::StopReason;
-use crate::kernels::{KernelFamily, Recorder};
+use crate::kernels::{KernelFamily, Profiler, Recorder};
 use crate::kernels::{RowMap, Step, MAX_ROWS};
 use crate::model::forward::Plan;
 use crate::model::Model;
@@ -82,6 +82,9 @@ pub struct Engine<'m> {
     next_id: u64,
     bytes: Vec<u8>,
     decode_steps: u64,
+    /// GPU timestamps of every dispatch, when profiling (`enable_profiling`).
+    profiler: Option<Profiler>,
+    profile: Vec<(String, f64)>,
 }
 
 impl<'m> Engine<'m> {
@@ -148,6 +151,8 @@ impl<'m> Engine<'m> {
             next_id: 0,
             bytes: Vec::new(),
             decode_steps: 0,
+            profiler: None,
+            profile: Vec::new(),
         })
     }
 
@@ -179,6 +184,22 @@ impl<'m> Engine<'m> {
     /// Decode steps run so far (each over every running sequence).
     pub fn decode_steps(&self) -> u64 {
         self.decode_steps
+    }
+
+    /// Times every dispatch with GPU timestamp queries from now on (one compute pass per
+    /// dispatch, so slightly slower). Returns false when the adapter has no timestamps.
+    pub fn enable_profiling(&mut self) -> Result<bool> {
+        let gpu = &self.model.gpu;
+        if self.profiler.is_none() {
+            self.profiler = gpu.scoped(|| Profiler::new(gpu, 2048))?;
+        }
+        Ok(self.profiler.is_some())
+    }
+
+    /// (label, GPU nanoseconds) for every dispatch since the last call, as
+    /// [`Session::take_profile`](crate::Session::take_profile).
+    pub fn take_profile(&mut self) -> Vec<(String, f64)> {
+        std::mem::take(&mut self.profile)
     }
 
     /// Turns the prefix cache on (the default) or off; off, every prompt is prefilled whole.
@@ -492,13 +513,16 @@ impl<'m> Engine<'m> {
                 label: Some("engine"),
             });
         {
-            let mut rec = Recorder::new(&mut enc, None);
+            let mut rec = Recorder::new(&mut enc, self.profiler.as_mut());
             self.plan.encode_layers(&mut rec, t as u32, per_row);
             match rows {
                 0 => {}
                 _ if per_row => self.plan.encode_head_rows(&mut rec, t as u32),
                 _ => self.plan.encode_head(&mut rec, rows as u32),
             }
+        }
+        if let Some(p) = &self.profiler {
+            p.resolve(&mut enc);
         }
         let len = (rows * self.model.config.vocab_size * 4) as u64;
         if rows > 0 {
@@ -510,9 +534,14 @@ impl<'m> Engine<'m> {
             gpu.device
                 .poll(wgpu::PollType::wait_indefinitely())
                 .map_err(|e| Error::gpu("waiting for the GPU failed", e))?;
-            return gpu.check();
+            gpu.check()?;
+        } else {
+            gpu.read_back(&self.plan.act.staging, len, &mut self.bytes, None)?;
         }
-        gpu.read_back(&self.plan.act.staging, len, &mut self.bytes, None)
+        if let Some(p) = &mut self.profiler {
+            self.profile.extend(p.read(gpu)?);
+        }
+        Ok(())
     }
 
     /// Runs up to `budget` tokens of slot `s`'s prompt into its cache; when that completes

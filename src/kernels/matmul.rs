@@ -67,6 +67,14 @@ pub(crate) struct MatmulSpec {
     pub layer: &'static str,
 }
 
+impl MatmulSpec {
+    /// Whether every row of Y this launch writes starts on a 16-byte boundary, so that the
+    /// barrier-free batch kernels can store four columns at a time (`store_vec4.wgsl`).
+    fn vec4_stores(&self) -> bool {
+        self.n.is_multiple_of(4) && self.ld_y.is_multiple_of(4) && self.y_col0.is_multiple_of(4)
+    }
+}
+
 /// The launches of one part of a matrix (see `WeightMatrix`): the batched kernel and the
 /// one-row kernel.
 struct PartDispatch {
@@ -189,10 +197,15 @@ fn part_dispatch(
             y.as_entire_binding(),
         ]
     };
+    // The batch kernels: with vec4 stores where the rows of Y are aligned.
+    let (many_pipes, block_pipes) = match &k.matmul_vec4 {
+        Some([many, block]) if spec.vec4_stores() => (many, Some(block)),
+        _ => (&k.matmul, k.matmul_block.as_ref()),
+    };
     let many = Dispatch::with_resources(
         gpu,
         "matmul",
-        &k.matmul.get(dtype),
+        &many_pipes.get(dtype),
         step,
         &params,
         bindings(),
@@ -242,7 +255,7 @@ fn part_dispatch(
     let align = gpu.limits().min_uniform_buffer_offset_alignment as u64;
     let window_ok = gpu.limits().max_uniform_buffer_binding_size >= X_WINDOW;
     let mut blocks = Vec::new();
-    if let Some(block_pipes) = k.matmul_block.as_ref().filter(|_| {
+    if let Some(block_pipes) = block_pipes.filter(|_| {
         !spec.lm_rows
             && spec.max_rows > 1
             && block_bytes <= X_WINDOW

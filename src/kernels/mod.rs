@@ -73,6 +73,9 @@ pub(crate) struct Kernels {
     pub matvec: WeightedPipelines,
     /// The barrier-free family's uniform-window prefill kernel (`None` when cooperative).
     pub matmul_block: Option<WeightedPipelines>,
+    /// The barrier-free batch kernels with vec4 stores (`store_vec4.wgsl`), for outputs
+    /// aligned to 16 bytes: `[matmul, matmul_block]` (`None` when cooperative).
+    pub matmul_vec4: Option<[WeightedPipelines; 2]>,
     pub embed: WeightedPipelines,
     pub layer_norm: wgpu::ComputePipeline,
     pub kv_store: wgpu::ComputePipeline,
@@ -117,6 +120,8 @@ impl Kernels {
             matmul: weighted("matmul"),
             matvec: weighted("matvec"),
             matmul_block: (!cooperative).then(|| weighted("matmul_block")),
+            matmul_vec4: (!cooperative)
+                .then(|| [weighted("matmul_vec4"), weighted("matmul_block_vec4")]),
             embed: weighted("embed"),
             layer_norm: make("layer_norm"),
             kv_store: make("kv_store"),

@@ -18,6 +18,8 @@ const MATVEC_QUANT: &str = include_str!("../../shaders/matvec_quant.wgsl");
 const MATMUL_BLOCK: &str = include_str!("../../shaders/matmul_block.wgsl");
 const MATMUL_TILE: &str = include_str!("../../shaders/matmul_tile.wgsl");
 const EPILOGUE: &str = include_str!("../../shaders/epilogue.wgsl");
+const STORE_F32: &str = include_str!("../../shaders/store_f32.wgsl");
+const STORE_VEC4: &str = include_str!("../../shaders/store_vec4.wgsl");
 const FUSED_NORM: &str = include_str!("../../shaders/fused_norm.wgsl");
 const MATMUL_PARAMS: &str = include_str!("../../shaders/matmul_params.wgsl");
 const LANES_SUBGROUP: &str = include_str!("../../shaders/lanes_subgroup.wgsl");
@@ -121,9 +123,9 @@ impl ShaderOptions {
 
 /// Every composed shader program of the options' family as (name, WGSL source), e.g. for
 /// translation tests. Both families use the same names for the same operations (`embed` and
-/// `kv_store` serve both; `matmul_block` and `attention_rows` exist only in the barrier-free
-/// family, `argmax` and `argmax_pick` only in the cooperative one). A program that reads a weight matrix exists once
-/// per storage format, named `{op}_{format}`.
+/// `kv_store` serve both; `matmul_block`, the `_vec4` matmuls and `attention_rows` exist only
+/// in the barrier-free family, `argmax` and `argmax_pick` only in the cooperative one). A
+/// program that reads a weight matrix exists once per storage format, named `{op}_{format}`.
 #[cfg(test)]
 pub(crate) fn shader_sources(opts: ShaderOptions) -> Vec<(String, String)> {
     let mut out = Vec::new();
@@ -177,7 +179,17 @@ fn programs(opts: ShaderOptions) -> Vec<(&'static str, bool, Vec<&'static str>)>
     } else {
         LANES_PLAIN
     };
-    let tile = |op, lanes| vec![ACTIVATIONS, MATMUL_PARAMS, EPILOGUE, lanes, MATMUL_TILE, op];
+    let tile = |op, store| {
+        vec![
+            ACTIVATIONS,
+            MATMUL_PARAMS,
+            EPILOGUE,
+            store,
+            lanes,
+            MATMUL_TILE,
+            op,
+        ]
+    };
     match opts.family {
         KernelFamily::Cooperative => vec![
             (
@@ -215,8 +227,11 @@ fn programs(opts: ShaderOptions) -> Vec<(&'static str, bool, Vec<&'static str>)>
             ("softcap", false, vec![SOFTCAP]),
         ],
         KernelFamily::BarrierFree => vec![
-            ("matmul", true, tile(MATMUL, lanes)),
-            ("matmul_block", true, tile(MATMUL_BLOCK, lanes)),
+            ("matmul", true, tile(MATMUL, STORE_F32)),
+            ("matmul_block", true, tile(MATMUL_BLOCK, STORE_F32)),
+            // The same, storing four columns at a time (outputs aligned to 16 bytes).
+            ("matmul_vec4", true, tile(MATMUL, STORE_VEC4)),
+            ("matmul_block_vec4", true, tile(MATMUL_BLOCK, STORE_VEC4)),
             (
                 "matvec",
                 true,
@@ -224,6 +239,7 @@ fn programs(opts: ShaderOptions) -> Vec<(&'static str, bool, Vec<&'static str>)>
                     ACTIVATIONS,
                     MATMUL_PARAMS,
                     EPILOGUE,
+                    STORE_F32,
                     lanes,
                     FUSED_NORM,
                     MATVEC,

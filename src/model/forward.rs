@@ -76,6 +76,9 @@ enum Op {
     /// the family has a separate one, and whether that one also takes single-token steps
     /// (`Kernels::attention_decode`).
     Attention(Dispatch, Option<Dispatch>, bool),
+    /// kv_store, and whether batches of sequences skip it (attention_decode.wgsl stores each
+    /// row's key and value itself).
+    KvStore(Dispatch, bool),
 }
 
 impl Op {
@@ -89,6 +92,8 @@ impl Op {
                 rows.encode(rec, n_tokens, n_rows)
             }
             Op::Attention(one, ..) => one.encode(rec, n_tokens, n_rows),
+            Op::KvStore(_, true) if per_row => {}
+            Op::KvStore(d, _) => d.encode(rec, n_tokens, n_rows),
         }
     }
 }
@@ -298,11 +303,12 @@ impl<'g> Forward<'g> {
     }
 
     /// Appends the batch's keys and values (the k and v columns of qkv) to the layer's cache.
-    /// A single-token step launches nothing here: attention stores them itself then.
+    /// A single-token step launches nothing here, nor, where `Kernels::attention_decode`, a
+    /// batch of sequences: attention stores them itself then.
     pub fn kv_store(&mut self, qkv: &wgpu::Buffer, cache: &Cache) {
         let h = self.cfg.heads();
         let d = kv_store(self.gpu, self.k, self.step, h, cache.rows, qkv, &cache.buf);
-        self.decoder.push(Op::Kernel(d));
+        self.decoder.push(Op::KvStore(d, self.k.attention_decode()));
     }
 
     /// `out = softmax(cap(q·Kᵀ·scale) + mask)·V` per query head over its key/value head's
@@ -445,8 +451,9 @@ impl Plan {
 
     /// Encodes the decoder for a batch of `t` tokens: embeddings, every layer, final norm;
     /// `per_row`: the rows are tokens of different sequences (the step's [`RowMap`]).
-    /// (A single-token step launches no `kv_store`, and where `Kernels::fuses_decode_norm` no
-    /// `pre_norm` LayerNorm; the next kernel does that work.)
+    /// (A single-token step launches no `kv_store` (nor a batch of sequences where
+    /// `Kernels::attention_decode`), and where `Kernels::fuses_decode_norm` no `pre_norm`
+    /// LayerNorm; the next kernel does that work.)
     pub fn encode_layers(&self, pass: &mut Recorder<'_>, t: u32, per_row: bool) {
         for op in &self.decoder {
             op.encode(pass, t, 0, per_row);

@@ -190,7 +190,11 @@ pub fn run(a: BenchArgs) -> anyhow::Result<()> {
     }
     bar.finish_and_clear();
     let profile = if a.profile {
-        Some(profile(&mut session, &a.prompts, a.depth, n_ctx, &tokens)?)
+        let mut p = profile(&mut session, &a.prompts, a.depth, n_ctx, &tokens)?;
+        if a.gen > 0 {
+            p.extend(super::bench_batch::profile(&model, &a.batch, &tokens)?);
+        }
+        Some(p)
     } else {
         None
     };
@@ -290,7 +294,24 @@ pub fn run(a: BenchArgs) -> anyhow::Result<()> {
 }
 
 /// Per-kernel GPU time per token: (test, [(kernel, µs per token, dispatches per token)]).
-type ProfileRows = Vec<(String, Vec<(String, f64, f64)>)>;
+pub(super) type ProfileRows = Vec<(String, Vec<(String, f64, f64)>)>;
+
+/// (kernel, µs per token, dispatches per token) from timed dispatches over `per` tokens, the
+/// slowest kernel first.
+pub(super) fn summarize(times: Vec<(String, f64)>, per: f64) -> Vec<(String, f64, f64)> {
+    let mut rows: Vec<(String, f64, f64)> = Vec::new();
+    for (name, ns) in times {
+        match rows.iter_mut().find(|r| r.0 == name) {
+            Some(r) => {
+                r.1 += ns / 1e3 / per;
+                r.2 += 1.0 / per;
+            }
+            None => rows.push((name, ns / 1e3 / per, 1.0 / per)),
+        }
+    }
+    rows.sort_by(|a, b| b.1.total_cmp(&a.1));
+    rows
+}
 
 fn profile(
     session: &mut wgpt::Session<'_>,
@@ -306,20 +327,6 @@ fn profile(
         }
         .into());
     }
-    let summarize = |times: Vec<(String, f64)>, per: f64| {
-        let mut rows: Vec<(String, f64, f64)> = Vec::new();
-        for (name, ns) in times {
-            match rows.iter_mut().find(|r| r.0 == name) {
-                Some(r) => {
-                    r.1 += ns / 1e3 / per;
-                    r.2 += 1.0 / per;
-                }
-                None => rows.push((name, ns / 1e3 / per, 1.0 / per)),
-            }
-        }
-        rows.sort_by(|a, b| b.1.total_cmp(&a.1));
-        rows
-    };
     let mut out = Vec::new();
     // Decode: 16 steps after an 8-token prompt (at the depth).
     let steps = 16.min(n_ctx.saturating_sub(depth + 9));

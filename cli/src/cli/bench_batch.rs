@@ -5,6 +5,8 @@ use std::time::Instant;
 
 use wgpt::{Engine, Model, SamplerConfig, SequenceParams};
 
+use super::bench::{summarize, ProfileRows};
+
 /// (test name, mean, sd) of the aggregate decode tokens/s for each batch size: B sequences
 /// with 8-token prompts are prefilled (not timed), then `gen` decode steps over all of them
 /// are timed; greedy sampling. One warm-up run, then `reps` timed ones.
@@ -48,6 +50,43 @@ pub fn rows(
         }
         let (mean, sd) = stats(&rates);
         out.push((format!("tg{gen} batch {b}"), mean, sd));
+    }
+    Ok(out)
+}
+
+/// Per-kernel GPU time per token of batched decode steps, for each batch size above 1 (the
+/// batch of one is the session's decode profile): B sequences with 8-token prompts, then 8
+/// decode steps over all of them timed dispatch by dispatch.
+pub fn profile(
+    model: &Model,
+    batches: &[usize],
+    tokens: &dyn Fn(usize) -> Vec<u32>,
+) -> anyhow::Result<ProfileRows> {
+    const STEPS: usize = 8;
+    let n_ctx = model.config().n_ctx;
+    let vocab = model.config().vocab_size as u32;
+    let mut out = Vec::new();
+    for &b in batches.iter().filter(|&&b| b > 1) {
+        let mut engine = Engine::new(model, b)?;
+        engine.enable_profiling()?;
+        for s in 0..b {
+            let mut prompt = tokens(8.min(n_ctx - 1));
+            prompt[0] = (prompt[0] + 97 * s as u32) % vocab;
+            engine.add(
+                &prompt,
+                SequenceParams::new(SamplerConfig::greedy(), STEPS + 1),
+            )?;
+        }
+        engine.step()?; // the prefills and first tokens
+        engine.take_profile();
+        for _ in 0..STEPS {
+            engine.step()?;
+        }
+        let times = engine.take_profile();
+        out.push((
+            format!("decode batch {b}"),
+            summarize(times, (STEPS * b) as f64),
+        ));
     }
     Ok(out)
 }
