@@ -9,7 +9,9 @@ use super::bench::{summarize, ProfileRows};
 
 /// (test name, mean, sd) of the aggregate decode tokens/s for each batch size: B sequences
 /// with 8-token prompts are prefilled (not timed), then `gen` decode steps over all of them
-/// are timed; greedy sampling. One warm-up run, then `reps` timed ones.
+/// are timed; greedy sampling. One warm-up run, then `reps` timed ones. The batch sizes take
+/// turns within each repetition, so that a drift of the machine's speed during the sitting
+/// weighs on all of them alike (one engine at a time: the memory of the largest).
 pub fn rows(
     model: &Model,
     batches: &[usize],
@@ -19,39 +21,55 @@ pub fn rows(
     stats: fn(&[f64]) -> (f64, f64),
     mut tick: impl FnMut(),
 ) -> anyhow::Result<Vec<(String, f64, f64)>> {
-    let n_ctx = model.config().n_ctx;
-    let vocab = model.config().vocab_size as u32;
-    let mut out = Vec::new();
-    for &b in batches {
-        let mut engine = Engine::new(model, b)?;
-        let mut rates = Vec::new();
-        for rep in 0..=reps {
-            for s in 0..b {
-                // Different prompts, so that the sequences differ.
-                let mut prompt = tokens(8.min(n_ctx - 1));
-                prompt[0] = (prompt[0] + 97 * s as u32) % vocab;
-                let params = SequenceParams::new(SamplerConfig::greedy(), gen + 1);
-                engine.add(&prompt, params)?;
-            }
-            engine.step()?; // the prefills and first tokens
-            let t0 = Instant::now();
-            let mut n = 0;
-            for _ in 0..gen {
-                n += engine.step()?.iter().filter(|o| o.token.is_some()).count();
-            }
-            let wall = t0.elapsed().as_secs_f64();
-            while !engine.is_empty() {
-                engine.step()?;
-            }
+    let mut rates = vec![Vec::new(); batches.len()];
+    for rep in 0..=reps {
+        for (&b, rates) in batches.iter().zip(&mut rates) {
+            let rate = run(&mut Engine::new(model, b)?, model, b, gen, tokens)?;
             if rep > 0 {
-                rates.push(n as f64 / wall);
+                rates.push(rate); // rep 0 is the warm-up
             }
             tick();
         }
-        let (mean, sd) = stats(&rates);
-        out.push((format!("tg{gen} batch {b}"), mean, sd));
     }
-    Ok(out)
+    Ok(batches
+        .iter()
+        .zip(&rates)
+        .map(|(b, r)| {
+            let (mean, sd) = stats(r);
+            (format!("tg{gen} batch {b}"), mean, sd)
+        })
+        .collect())
+}
+
+/// One timed run: `b` sequences added and prefilled, then `gen` decode steps over all of them
+/// (tokens per second of all the sequences), then the sequences run out.
+fn run(
+    engine: &mut Engine<'_>,
+    model: &Model,
+    b: usize,
+    gen: usize,
+    tokens: &dyn Fn(usize) -> Vec<u32>,
+) -> anyhow::Result<f64> {
+    let n_ctx = model.config().n_ctx;
+    let vocab = model.config().vocab_size as u32;
+    for s in 0..b {
+        // Different prompts, so that the sequences differ.
+        let mut prompt = tokens(8.min(n_ctx - 1));
+        prompt[0] = (prompt[0] + 97 * s as u32) % vocab;
+        let params = SequenceParams::new(SamplerConfig::greedy(), gen + 1);
+        engine.add(&prompt, params)?;
+    }
+    engine.step()?; // the prefills and first tokens
+    let t0 = Instant::now();
+    let mut n = 0;
+    for _ in 0..gen {
+        n += engine.step()?.iter().filter(|o| o.token.is_some()).count();
+    }
+    let wall = t0.elapsed().as_secs_f64();
+    while !engine.is_empty() {
+        engine.step()?;
+    }
+    Ok(n as f64 / wall)
 }
 
 /// Per-kernel GPU time per token of batched decode steps, for each batch size above 1 (the
