@@ -49,7 +49,8 @@ pub struct BenchArgs {
     /// Print one JSON object with a `results` list (and no progress bar).
     #[arg(long)]
     json: bool,
-    /// Also report GPU time per kernel per token (timestamp queries), for decode and prefill.
+    /// Also report GPU time per kernel per token (timestamp queries), for decode and prefill
+    /// (and batched decode with --batch).
     #[arg(long)]
     profile: bool,
 }
