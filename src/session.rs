@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 
 use crate::error::{Error, Result};
 use crate::kernels::Step;
-use crate::kernels::{winner, Profiler, Recorder, ARGMAX_BYTES};
+use crate::kernels::{winner, Profiling, Recorder, ARGMAX_BYTES};
 use crate::model::forward::Plan;
 use crate::model::Model;
 
@@ -99,9 +99,7 @@ pub struct Session<'m> {
     /// feeds it first. Any other call that runs the model drops it.
     pub(crate) pending: Option<u32>,
     bytes: Vec<u8>,
-    profiler: Option<Profiler>,
-    /// GPU nanoseconds per dispatch recorded since the last `take_profile`.
-    profile: Vec<(String, f64)>,
+    profiling: Profiling,
     host: HostTimes,
     /// The next single-token step's commands, recorded ahead (see `run`), and what they read
     /// back.
@@ -133,8 +131,7 @@ impl<'m> Session<'m> {
             history: Vec::new(),
             pending: None,
             bytes: Vec::new(),
-            profiler: None,
-            profile: Vec::new(),
+            profiling: Profiling::default(),
             host: HostTimes::default(),
             next_decode: None,
             ahead: None,
@@ -161,17 +158,13 @@ impl<'m> Session<'m> {
     /// Times every dispatch with GPU timestamp queries from now on (one compute pass per
     /// dispatch, so slightly slower). Returns false when the adapter has no timestamps.
     pub fn enable_profiling(&mut self) -> Result<bool> {
-        let gpu = &self.model.gpu;
-        if self.profiler.is_none() {
-            self.profiler = gpu.scoped(|| Profiler::new(gpu, 2048))?;
-        }
-        Ok(self.profiler.is_some())
+        self.profiling.enable(&self.model.gpu)
     }
 
     /// (label, GPU nanoseconds) for every dispatch since the last call; the label is the
     /// kernel, followed by the layer for the linear layers (`matvec c_attn`).
     pub fn take_profile(&mut self) -> Vec<(String, f64)> {
-        std::mem::take(&mut self.profile)
+        self.profiling.take()
     }
 
     /// Host time of the forward steps since the last call.
@@ -180,11 +173,7 @@ impl<'m> Session<'m> {
     }
 
     fn collect_profile(&mut self) -> Result<()> {
-        if let Some(p) = &mut self.profiler {
-            let times = p.read(&self.model.gpu)?;
-            self.profile.extend(times);
-        }
-        Ok(())
+        self.profiling.collect(&self.model.gpu)
     }
 
     /// Tokens in the cache.
@@ -336,7 +325,7 @@ impl<'m> Session<'m> {
         };
         // Timestamp queries serve one submit at a time, so profiling runs steps one by one.
         let n_ctx = self.model.config.n_ctx;
-        if queue_next && self.pos + 1 < n_ctx && self.profiler.is_none() {
+        if queue_next && self.pos + 1 < n_ctx && !self.profiling.is_on() {
             self.write_step(1, self.pos + 1, 0, 1);
             let next = 1 - slot;
             let cmd = self.record(1, 1, true, Readout::Argmax(next));
@@ -449,7 +438,7 @@ impl<'m> Session<'m> {
                 // A single-token step (decode) records the same commands every time, since
                 // every per-step value is in the step uniform: its command buffer is recorded
                 // while the GPU runs the previous step, and the next one's while it runs this.
-                let decode = t == 1 && n_rows == 1 && self.profiler.is_none();
+                let decode = t == 1 && n_rows == 1 && !self.profiling.is_on();
                 let cmd = match self.next_decode.take().filter(|r| decode && r.0 == readout) {
                     Some((_, cmd)) => cmd,
                     None => self.record(t, n_rows, first, readout),
@@ -522,7 +511,7 @@ impl<'m> Session<'m> {
                     label: Some("forward"),
                 });
         {
-            let mut rec = Recorder::new(&mut enc, self.profiler.as_mut());
+            let mut rec = Recorder::new(&mut enc, self.profiling.profiler());
             if layers {
                 self.plan.encode_layers(&mut rec, t as u32, false);
             }
@@ -533,9 +522,7 @@ impl<'m> Session<'m> {
                 }
             }
         }
-        if let Some(p) = &self.profiler {
-            p.resolve(&mut enc);
-        }
+        self.profiling.resolve(&mut enc);
         match readout {
             _ if n_rows == 0 => {}
             Readout::Argmax(slot) => {

@@ -551,3 +551,39 @@ fn an_engine_failure_fails_every_request_and_ends_the_scheduler() {
     );
     drop(jobs);
 }
+
+/// `Engine::enable_profiling` times every dispatch of its steps on the GPU (what
+/// `wgpt bench --batch … --profile` prints): a decode step of two sequences reports one
+/// matmul per linear layer and per LM head, one attention per layer, with their times.
+#[test]
+fn engine_profiling_times_every_dispatch_of_a_step() {
+    let Some(gpu) = test_gpu() else { return };
+    let model = load(&gpu, None, KernelFamily::BarrierFree);
+    let mut engine = Engine::new(&model, 2).unwrap();
+    // lavapipe and the GPUs the tests run on have timestamp queries.
+    assert!(engine.enable_profiling().unwrap());
+    for prompt in [[1, 2, 3], [4, 5, 6]] {
+        engine
+            .add(&prompt, SequenceParams::new(SamplerConfig::greedy(), 4))
+            .unwrap();
+    }
+    engine.step().unwrap(); // the prefills
+    assert!(!engine.take_profile().is_empty());
+    let outs = engine.step().unwrap(); // one decode step of both
+    assert_eq!(outs.len(), 2);
+    let times = engine.take_profile();
+    let count = |label: &str| times.iter().filter(|(l, _)| l == label).count();
+    let layers = model.config().n_layer;
+    for layer in ["c_attn", "attn_proj", "c_fc", "mlp_proj"] {
+        assert_eq!(
+            count(&format!("matmul {layer}")),
+            layers,
+            "{layer}: {times:?}"
+        );
+    }
+    assert_eq!(count("matmul lm_head"), 1);
+    assert_eq!(count("attention"), layers);
+    assert!(times.iter().all(|(_, ns)| ns.is_finite() && *ns >= 0.0));
+    assert!(times.iter().map(|t| t.1).sum::<f64>() > 0.0);
+    assert!(engine.take_profile().is_empty());
+}

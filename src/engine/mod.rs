@@ -32,7 +32,7 @@ mod sequence;
 
 use crate::error::{Error, Result};
 use crate::generation::StopReason;
-use crate::kernels::{KernelFamily, Profiler, Recorder};
+use crate::kernels::{KernelFamily, Profiling, Recorder};
 use crate::kernels::{RowMap, Step, MAX_ROWS};
 use crate::model::forward::Plan;
 use crate::model::Model;
@@ -83,8 +83,7 @@ pub struct Engine<'m> {
     bytes: Vec<u8>,
     decode_steps: u64,
     /// GPU timestamps of every dispatch, when profiling (`enable_profiling`).
-    profiler: Option<Profiler>,
-    profile: Vec<(String, f64)>,
+    profiling: Profiling,
 }
 
 impl<'m> Engine<'m> {
@@ -151,8 +150,7 @@ impl<'m> Engine<'m> {
             next_id: 0,
             bytes: Vec::new(),
             decode_steps: 0,
-            profiler: None,
-            profile: Vec::new(),
+            profiling: Profiling::default(),
         })
     }
 
@@ -189,17 +187,13 @@ impl<'m> Engine<'m> {
     /// Times every dispatch with GPU timestamp queries from now on (one compute pass per
     /// dispatch, so slightly slower). Returns false when the adapter has no timestamps.
     pub fn enable_profiling(&mut self) -> Result<bool> {
-        let gpu = &self.model.gpu;
-        if self.profiler.is_none() {
-            self.profiler = gpu.scoped(|| Profiler::new(gpu, 2048))?;
-        }
-        Ok(self.profiler.is_some())
+        self.profiling.enable(&self.model.gpu)
     }
 
     /// (label, GPU nanoseconds) for every dispatch since the last call, as
     /// [`Session::take_profile`](crate::Session::take_profile).
     pub fn take_profile(&mut self) -> Vec<(String, f64)> {
-        std::mem::take(&mut self.profile)
+        self.profiling.take()
     }
 
     /// Turns the prefix cache on (the default) or off; off, every prompt is prefilled whole.
@@ -513,7 +507,7 @@ impl<'m> Engine<'m> {
                 label: Some("engine"),
             });
         {
-            let mut rec = Recorder::new(&mut enc, self.profiler.as_mut());
+            let mut rec = Recorder::new(&mut enc, self.profiling.profiler());
             self.plan.encode_layers(&mut rec, t as u32, per_row);
             match rows {
                 0 => {}
@@ -521,9 +515,7 @@ impl<'m> Engine<'m> {
                 _ => self.plan.encode_head(&mut rec, rows as u32),
             }
         }
-        if let Some(p) = &self.profiler {
-            p.resolve(&mut enc);
-        }
+        self.profiling.resolve(&mut enc);
         let len = (rows * self.model.config.vocab_size * 4) as u64;
         if rows > 0 {
             let (logits, staging) = (&self.plan.act.logits, &self.plan.act.staging);
@@ -538,10 +530,7 @@ impl<'m> Engine<'m> {
         } else {
             gpu.read_back(&self.plan.act.staging, len, &mut self.bytes, None)?;
         }
-        if let Some(p) = &mut self.profiler {
-            self.profile.extend(p.read(gpu)?);
-        }
-        Ok(())
+        self.profiling.collect(gpu)
     }
 
     /// Runs up to `budget` tokens of slot `s`'s prompt into its cache; when that completes

@@ -47,7 +47,7 @@ pub(crate) use kv_store::kv_store;
 pub(crate) use layer_norm::layer_norm;
 pub(crate) use matmul::{matmul, FusedNorm, MatmulDispatch, MatmulSpec, X_WINDOW};
 pub(crate) use positions::add_positions;
-pub(crate) use recorder::Profiler;
+pub(crate) use recorder::Profiling;
 pub(crate) use recorder::Recorder;
 pub(crate) use rope::{rope, rope_table};
 pub(crate) use softcap::softcap;

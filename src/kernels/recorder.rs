@@ -4,6 +4,53 @@
 use crate::error::{Error, Result};
 use crate::gpu::Gpu;
 
+/// A session's or an engine's profiling: the timestamp queries once enabled, and the times of
+/// the dispatches read back since the last [`Profiling::take`].
+#[derive(Default)]
+pub(crate) struct Profiling {
+    profiler: Option<Profiler>,
+    times: Vec<(String, f64)>,
+}
+
+impl Profiling {
+    /// Times every dispatch from now on; false when the adapter has no timestamp queries.
+    pub fn enable(&mut self, gpu: &Gpu) -> Result<bool> {
+        if self.profiler.is_none() {
+            self.profiler = gpu.scoped(|| Profiler::new(gpu, 2048))?;
+        }
+        Ok(self.profiler.is_some())
+    }
+
+    pub fn is_on(&self) -> bool {
+        self.profiler.is_some()
+    }
+
+    /// What a submit's [`Recorder`] times its dispatches with.
+    pub fn profiler(&mut self) -> Option<&mut Profiler> {
+        self.profiler.as_mut()
+    }
+
+    /// Copies the submit's timestamps to the mappable buffer (before `finish`).
+    pub fn resolve(&self, enc: &mut wgpu::CommandEncoder) {
+        if let Some(p) = &self.profiler {
+            p.resolve(enc);
+        }
+    }
+
+    /// After the submit completed: keeps its dispatches' times.
+    pub fn collect(&mut self, gpu: &Gpu) -> Result<()> {
+        if let Some(p) = &mut self.profiler {
+            self.times.extend(p.read(gpu)?);
+        }
+        Ok(())
+    }
+
+    /// (label, GPU nanoseconds) of every dispatch collected since the last call.
+    pub fn take(&mut self) -> Vec<(String, f64)> {
+        std::mem::take(&mut self.times)
+    }
+}
+
 /// GPU timestamps for up to `capacity` dispatches of one submit.
 pub(crate) struct Profiler {
     queries: wgpu::QuerySet,
