@@ -194,7 +194,6 @@ from transformers import (  # noqa: E402
 )
 from transformers.models.phi3 import modeling_phi3  # noqa: E402
 from transformers.models.qwen3 import modeling_qwen3  # noqa: E402
-from transformers.utils import logging as hf_logging  # noqa: E402
 
 FIX = mf.FIX
 GGUF_OUT = os.path.join(FIX, "gguf")
@@ -556,18 +555,7 @@ def compute_reference(spec, model, hf_tok, heldout, bos_id, token_nbytes, bytes_
     notes.append(f"perplexity: {len(heldout_ids)} held-out ids in {n_windows} windows of <= {ctx}; {nbytes} bytes "
                  f"by ppl_bytes_rule vs {len(heldout.encode('utf-8'))} UTF-8 bytes in the text; ppl "
                  f"{ppl['ppl_perplexity']:.4f}, bpb {ppl['ppl_bits_per_byte']:.4f}")
-    ref = {
-        "prompt_text": PROMPT_TEXT,
-        "prompt_ids": prompt_ids,
-        "logits": [[float(v) for v in row] for row in logits.tolist()],
-        "greedy_prompt_text": g_text,
-        "greedy_prompt_ids": g_prompt,
-        "greedy_ids": g_ids,
-        "greedy_margins": margins,
-        "bos_token_id": bos_id,
-    }
-    ref.update(ppl)
-    ref["ppl_bytes_rule"] = bytes_rule
+    ref = mrf.reference_entry(prompt_ids, logits, g_text, g_prompt, g_ids, margins, bos_id, ppl, bytes_rule)
     if phi3:
         ref["rope_factors"] = {"logits": "short", "ppl": "long"}
     return ref, logits
@@ -979,11 +967,7 @@ def parse_args(argv):
 def main(argv=None):
     args = parse_args(sys.argv[1:] if argv is None else argv)
     args.llama_cpp = os.path.abspath(args.llama_cpp)
-    torch.set_num_threads(1)
-    hf_logging.disable_progress_bar()
-    hf_logging.set_verbosity_error()
-    torch.manual_seed(0)
-    np.random.seed(0)
+    mf.quiet_and_seeded()
     os.makedirs(args.work_dir, exist_ok=True)
     with open(HELDOUT, "rb") as f:
         heldout = f.read().decode("utf-8")

@@ -1556,6 +1556,16 @@ def build_model(spec, tok, tok_path, heldout, eos_id, prompt_ids, greedy_prompts
     return summary, notes
 
 
+def quiet_and_seeded():
+    """The start of every fixture tool's run: one torch thread, no progress bars or transformers
+    warnings, and torch's and numpy's generators seeded, so that a rerun writes the same files."""
+    torch.set_num_threads(1)
+    hf_logging.disable_progress_bar()
+    hf_logging.set_verbosity_error()
+    torch.manual_seed(0)
+    np.random.seed(0)
+
+
 def parse_args(argv):
     names = [m["name"] for m in MODELS]
     ap = argparse.ArgumentParser(description="Generate the wgpt test fixtures (see the module docstring).")

@@ -220,7 +220,6 @@ from transformers import (  # noqa: E402
 )
 from transformers.models.gemma2 import modeling_gemma2  # noqa: E402
 from transformers.models.gemma3 import modeling_gemma3  # noqa: E402
-from transformers.utils import logging as hf_logging  # noqa: E402
 
 FIX = mf.FIX
 GGUF_OUT = os.path.join(FIX, "gguf")
@@ -778,20 +777,10 @@ def compute_reference(cfg, model, tok, sp, heldout, embed_scale, notes):
     notes.append(f"perplexity: {len(heldout_ids)} held-out ids in {n_windows} windows of <= {PPL_CONTEXT}; "
                  f"{nbytes} bytes by ppl_bytes_rule vs {nb_text} UTF-8 bytes in the text; "
                  f"ppl {ppl['ppl_perplexity']:.4f}, bpb {ppl['ppl_bits_per_byte']:.4f}")
-    ref = {
-        "prompt_text": PROMPT_TEXT,
-        "prompt_ids": prompt_ids,
-        "logits": [[float(v) for v in row] for row in logits.tolist()],
-        "greedy_prompt_text": g_text,
-        "greedy_prompt_ids": g_prompt,
-        "greedy_ids": g_ids,
-        "greedy_margins": margins,
-        "bos_token_id": bos,
-    }
-    ref.update(ppl)
-    ref["ppl_bytes_rule"] = ("sentencepiece (no dummy prefix): <0xNN> byte-fallback pieces 1 byte, other pieces "
-                             "the UTF-8 length of the piece with each U+2581 counted as one space byte "
-                             "(= the UTF-8 bytes of the text)")
+    bytes_rule = ("sentencepiece (no dummy prefix): <0xNN> byte-fallback pieces 1 byte, other pieces "
+                  "the UTF-8 length of the piece with each U+2581 counted as one space byte "
+                  "(= the UTF-8 bytes of the text)")
+    ref = mrf.reference_entry(prompt_ids, logits, g_text, g_prompt, g_ids, margins, bos, ppl, bytes_rule)
     return ref, logits, st, max(d, dw)
 
 
@@ -857,7 +846,7 @@ def llama_cpp_view(spec, cfg, meta, notes):
     big = {"gemma3": 62, "gemma2": 46}[arch]
     qpas = (n_embd // n_head) if n_layer == big else head_k
     sem["attention_scale"] = f"1/sqrt({qpas})" + (" (n_embd / n_head: 27B layer count)" if n_layer == big else
-                                                  f" (1/sqrt(key_length); query_pre_attn_scalar is not in the GGUF)")
+                                                  " (1/sqrt(key_length); query_pre_attn_scalar is not in the GGUF)")
     # Rope per layer type.
     base = float(meta.get(k("rope.freq_base"), 10000.0))
     factor = float(meta.get(k("rope.scaling.factor"), 0.0)) or float(meta.get(k("rope.scale_linear"), 0.0))
@@ -1064,11 +1053,7 @@ def parse_args(argv):
 def main(argv=None):
     args = parse_args(sys.argv[1:] if argv is None else argv)
     args.llama_cpp = os.path.abspath(args.llama_cpp)
-    torch.set_num_threads(1)
-    hf_logging.disable_progress_bar()
-    hf_logging.set_verbosity_error()
-    torch.manual_seed(0)
-    np.random.seed(0)
+    mf.quiet_and_seeded()
     os.makedirs(args.work_dir, exist_ok=True)
     with open(HELDOUT, "rb") as f:
         heldout = f.read().decode("utf-8")

@@ -132,7 +132,6 @@ import gguf  # noqa: E402
 from gguf import GGUFReader  # noqa: E402
 from tokenizers import Tokenizer  # noqa: E402
 from transformers import GPT2LMHeadModel, LlamaForCausalLM  # noqa: E402
-from transformers.utils import logging as hf_logging  # noqa: E402
 
 REPO_ROOT = mf.REPO_ROOT
 FIX = mf.FIX
@@ -711,11 +710,7 @@ def parse_args(argv):
 def main(argv=None):
     args = parse_args(sys.argv[1:] if argv is None else argv)
     args.llama_cpp = os.path.abspath(args.llama_cpp)
-    torch.set_num_threads(1)
-    hf_logging.disable_progress_bar()
-    hf_logging.set_verbosity_error()
-    torch.manual_seed(0)
-    np.random.seed(0)
+    mf.quiet_and_seeded()
     os.makedirs(OUT, exist_ok=True)
 
     tok_path = os.path.join(FIX, "tokenizer.json")

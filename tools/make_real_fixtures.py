@@ -139,7 +139,6 @@ import os
 import shutil
 import sys
 
-import numpy as np
 import torch
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
@@ -150,7 +149,6 @@ import sentencepiece as spm  # noqa: E402
 from gguf import GGUFReader  # noqa: E402
 from tokenizers import Tokenizer, processors  # noqa: E402
 from transformers import AutoConfig, AutoTokenizer, LlamaConfig, LlamaForCausalLM  # noqa: E402
-from transformers.utils import logging as hf_logging  # noqa: E402
 
 FIX = mf.FIX
 GGUF_OUT = os.path.join(FIX, "gguf")
@@ -370,6 +368,25 @@ def bos_perplexity(model, ids, bos_id, token_nbytes, ctx):
     }, len(chunks), nbytes
 
 
+def reference_entry(prompt_ids, logits, g_text, g_prompt, g_ids, margins, bos_id, ppl, bytes_rule):
+    """The reference JSON of a fixture with a BOS (read by tests/common/mod.rs `Reference`): the
+    prompt's float64 logits, the greedy prompt and continuation with their top-2 margins, the BOS
+    id, the perplexity figures and the rule that counted the held-out bytes."""
+    ref = {
+        "prompt_text": PROMPT_TEXT,
+        "prompt_ids": prompt_ids,
+        "logits": [[float(v) for v in row] for row in logits.tolist()],
+        "greedy_prompt_text": g_text,
+        "greedy_prompt_ids": g_prompt,
+        "greedy_ids": g_ids,
+        "greedy_margins": margins,
+        "bos_token_id": bos_id,
+    }
+    ref.update(ppl)
+    ref["ppl_bytes_rule"] = bytes_rule
+    return ref
+
+
 def compute_reference(spec, cfg, model, hf_tok, heldout, bos_id, token_nbytes, bytes_rule, notes,
                       hand_check=True):
     enc = lambda t, special: hf_tok(t, add_special_tokens=special)["input_ids"]  # noqa: E731
@@ -405,19 +422,7 @@ def compute_reference(spec, cfg, model, hf_tok, heldout, bos_id, token_nbytes, b
                  f"(BOS + <= {PPL_CONTEXT - 1}); {nbytes} bytes by ppl_bytes_rule vs "
                  f"{len(heldout.encode('utf-8'))} UTF-8 bytes in the text; ppl {ppl['ppl_perplexity']:.4f}, "
                  f"bpb {ppl['ppl_bits_per_byte']:.4f}")
-    ref = {
-        "prompt_text": PROMPT_TEXT,
-        "prompt_ids": prompt_ids,
-        "logits": [[float(v) for v in row] for row in logits.tolist()],
-        "greedy_prompt_text": g_text,
-        "greedy_prompt_ids": g_prompt,
-        "greedy_ids": g_ids,
-        "greedy_margins": margins,
-        "bos_token_id": bos_id,
-    }
-    ref.update(ppl)
-    ref["ppl_bytes_rule"] = bytes_rule
-    return ref, logits
+    return reference_entry(prompt_ids, logits, g_text, g_prompt, g_ids, margins, bos_id, ppl, bytes_rule), logits
 
 
 def write_reference(path, ref):
@@ -783,11 +788,7 @@ def parse_args(argv):
 def main(argv=None):
     args = parse_args(sys.argv[1:] if argv is None else argv)
     args.llama_cpp = os.path.abspath(args.llama_cpp)
-    torch.set_num_threads(1)
-    hf_logging.disable_progress_bar()
-    hf_logging.set_verbosity_error()
-    torch.manual_seed(0)
-    np.random.seed(0)
+    mf.quiet_and_seeded()
     os.makedirs(args.work_dir, exist_ok=True)
     os.makedirs(CASES_OUT, exist_ok=True)
     with open(HELDOUT, "rb") as f:
