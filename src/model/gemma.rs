@@ -279,9 +279,7 @@ impl Arch for Gemma {
             t.vector(p("post_feedforward_layernorm.weight"), c);
         }
         t.vector("model.norm.weight".into(), c);
-        if !cfg.tie_word_embeddings {
-            t.embedding("lm_head.weight".into(), v, c);
-        }
+        t.untied_head(cfg, "lm_head.weight", c);
         t.generated("rotary table".into(), cfg.n_ctx * hd);
         if cfg.windows.iter().any(Option::is_some) {
             t.generated("local rotary table".into(), cfg.n_ctx * hd);
@@ -339,10 +337,7 @@ impl Arch for Gemma {
             });
         }
         let final_norm = up.rms_norm_offset("model.norm", c, one)?;
-        let lm_head = match cfg.tie_word_embeddings {
-            true => None,
-            false => Some(up.row_chunks("lm_head.weight", v, c)?),
-        };
+        let lm_head = up.untied_head(cfg, "lm_head.weight", c)?;
         let rope = cfg
             .rope
             .as_ref()

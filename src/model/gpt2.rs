@@ -114,9 +114,7 @@ impl Arch for Gpt2 {
             t.vector(p("mlp.c_proj.bias"), c);
         }
         t.norm("ln_f", c);
-        if !cfg.tie_word_embeddings {
-            t.embedding("lm_head.weight".into(), v, c);
-        }
+        t.untied_head(cfg, "lm_head.weight", c);
         t
     }
 
@@ -139,10 +137,7 @@ impl Arch for Gpt2 {
             });
         }
         let final_norm = up.norm("ln_f", c)?;
-        let lm_head = match cfg.tie_word_embeddings {
-            true => None,
-            false => Some(up.row_chunks("lm_head.weight", v, c)?),
-        };
+        let lm_head = up.untied_head(cfg, "lm_head.weight", c)?;
         Ok(Weights {
             wpe: Some(wpe),
             ..Weights::new(wte, layers, Some(final_norm), lm_head, up.zeros(cfg)?)

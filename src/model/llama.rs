@@ -233,9 +233,7 @@ impl Arch for Llama {
             t.linear_weight(p("mlp.down_proj.weight"), f, c);
         }
         t.vector("model.norm.weight".into(), c);
-        if !cfg.tie_word_embeddings {
-            t.embedding("lm_head.weight".into(), v, c);
-        }
+        t.untied_head(cfg, "lm_head.weight", c);
         t.generated("rotary table".into(), cfg.n_ctx * h.head_dim);
         t
     }
@@ -277,10 +275,7 @@ impl Arch for Llama {
             });
         }
         let final_norm = up.rms_norm("model.norm", c)?;
-        let lm_head = match cfg.tie_word_embeddings {
-            true => None,
-            false => Some(up.row_chunks("lm_head.weight", v, c)?),
-        };
+        let lm_head = up.untied_head(cfg, "lm_head.weight", c)?;
         let rope = cfg
             .rope
             .as_ref()

@@ -165,9 +165,7 @@ impl Arch for NeoX {
             t.vector(p("mlp.dense_4h_to_h.bias"), c);
         }
         t.norm("gpt_neox.final_layer_norm", c);
-        if !cfg.tie_word_embeddings {
-            t.embedding("embed_out.weight".into(), v, c);
-        }
+        t.untied_head(cfg, "embed_out.weight", c);
         if rotary_dims > 0 {
             // The (cos, sin) table made at upload, not read from the file.
             let len = cfg.n_ctx * rotary_dims;
@@ -203,10 +201,7 @@ impl Arch for NeoX {
             });
         }
         let final_norm = up.norm("gpt_neox.final_layer_norm", c)?;
-        let lm_head = match cfg.tie_word_embeddings {
-            true => None,
-            false => Some(up.row_chunks("embed_out.weight", v, c)?),
-        };
+        let lm_head = up.untied_head(cfg, "embed_out.weight", c)?;
         let rope = match rotary_dims {
             0 => None,
             d => {

@@ -142,9 +142,7 @@ impl Arch for Opt {
         if final_norm {
             t.norm("decoder.final_layer_norm", c);
         }
-        if !cfg.tie_word_embeddings {
-            t.embedding("lm_head.weight".into(), v, e);
-        }
+        t.untied_head(cfg, "lm_head.weight", e);
         t
     }
 
@@ -190,10 +188,7 @@ impl Arch for Opt {
             true => Some(up.norm("decoder.final_layer_norm", c)?),
             false => None,
         };
-        let lm_head = match cfg.tie_word_embeddings {
-            true => None,
-            false => Some(up.row_chunks("lm_head.weight", v, e)?),
-        };
+        let lm_head = up.untied_head(cfg, "lm_head.weight", e)?;
         Ok(Weights {
             wpe: Some(wpe),
             project_in,

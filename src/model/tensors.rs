@@ -2,6 +2,7 @@
 //! file and how it is stored on the GPU. Parameter counts, weight bytes, device-fit checks
 //! and the file checks all read this one list.
 
+use crate::config::Config;
 use crate::kernels::{matrix_bytes, WeightDtype};
 
 /// How a file tensor is stored on the GPU, for byte counts and device-fit checks.
@@ -98,6 +99,13 @@ impl TensorList {
     /// A (V, C) token embedding or LM head.
     pub fn embedding(&mut self, name: String, v: usize, c: usize) {
         self.push(name, vec![v, c], Stored::Embedding { v, c });
+    }
+
+    /// The (V, C) LM head `name`, where the checkpoint does not tie it to the token embedding.
+    pub fn untied_head(&mut self, cfg: &Config, name: &str, c: usize) {
+        if !cfg.tie_word_embeddings {
+            self.embedding(name.into(), cfg.vocab_size, c);
+        }
     }
 
     /// Number of parameters; `u64::MAX` on overflow (only an invalid config can).

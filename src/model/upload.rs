@@ -4,6 +4,7 @@
 use std::borrow::Cow;
 
 use super::weights::{Linear, Norm, RowChunks};
+use crate::config::Config;
 use crate::error::{Error, Result};
 use crate::format::{DType, Tensor};
 use crate::gpu::Gpu;
@@ -401,7 +402,7 @@ impl<'a> Uploader<'a> {
     }
 
     /// Zeros for layers without a bias: (max(V, F, C)) f32.
-    pub fn zeros(&mut self, cfg: &crate::config::Config) -> Result<wgpu::Buffer> {
+    pub fn zeros(&mut self, cfg: &Config) -> Result<wgpu::Buffer> {
         let n = cfg.vocab_size.max(cfg.n_inner).max(cfg.n_embd);
         self.upload("zeros", &vec![0.0; n])
     }
@@ -417,6 +418,15 @@ impl<'a> Uploader<'a> {
     ) -> Result<wgpu::Buffer> {
         let t = self.get(name, &[rows, c])?;
         self.upload(name, &t[first * c..(first + n) * c])
+    }
+
+    /// The (V, C) LM head `name` as [`Uploader::row_chunks`], where the checkpoint does not tie
+    /// it to the token embedding (`None` where it does).
+    pub fn untied_head(&mut self, cfg: &Config, name: &str, c: usize) -> Result<Option<RowChunks>> {
+        match cfg.tie_word_embeddings {
+            true => Ok(None),
+            false => self.row_chunks(name, cfg.vocab_size, c).map(Some),
+        }
     }
 
     /// A (V, C) matrix, stored transposed as (C, V) and split by vocabulary ranges (multiples
