@@ -146,13 +146,15 @@ fn batch_of_sequences_stores_and_attends_per_row() {
 }
 
 /// A batched decode step: each row is one token of its own sequence, at its own position and
-/// KV-cache slot (`RowMap`); kv_store writes there and attention reads that slot only.
+/// KV-cache slot (`RowMap`); its key and value are stored there (by attention_decode.wgsl itself
+/// where the family runs it, as the forward pass launches no kv_store then; else by kv_store)
+/// and attention reads that slot only.
 fn batch_of_sequences_stores_and_attends_per_row_on(h: &Harness) {
     use crate::kernels::RowMap;
     let mut rng = Rng::new(21);
     let (slots, n_pos) = (3, 20);
     // (n_head, n_kv_head, head_dim), rows as (position, slot); a single row is stored by
-    // attention itself (kv_store launches nothing for it).
+    // attention itself in either family (kv_store launches nothing for it).
     let batches: [&[(usize, usize)]; 2] = [&[(5, 0), (0, 2), (19, 1)], &[(11, 2)]];
     for ((n_head, n_kv, hd), rows) in [(6, 2, 16), (12, 12, 64), (3, 3, 36)]
         .into_iter()
@@ -190,7 +192,11 @@ fn batch_of_sequences_stores_and_attends_per_row_on(h: &Harness) {
             row0: 0,
             n_rows: 0,
         };
-        let got = h.run(&[&store, &att], step, &ob, t * c);
+        let launches: &[&Dispatch] = match h.k.attention_decode() {
+            true => &[&att],
+            false => &[&store, &att],
+        };
+        let got = h.run(launches, step, &ob, t * c);
         let mut want = Vec::new();
         for (i, &(p, s)) in rows.iter().enumerate() {
             let r = &qkv[i * row..(i + 1) * row];
