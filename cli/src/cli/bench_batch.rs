@@ -41,6 +41,29 @@ pub fn rows(
         .collect())
 }
 
+/// Adds `b` greedy sequences of `max_tokens` with 8-token prompts that differ in their first
+/// token (so that the sequences differ), and runs the step that prefills them.
+fn start(
+    engine: &mut Engine<'_>,
+    model: &Model,
+    b: usize,
+    max_tokens: usize,
+    tokens: &dyn Fn(usize) -> Vec<u32>,
+) -> anyhow::Result<()> {
+    let n_ctx = model.config().n_ctx;
+    let vocab = model.config().vocab_size as u32;
+    for s in 0..b {
+        let mut prompt = tokens(8.min(n_ctx - 1));
+        prompt[0] = (prompt[0] + 97 * s as u32) % vocab;
+        engine.add(
+            &prompt,
+            SequenceParams::new(SamplerConfig::greedy(), max_tokens),
+        )?;
+    }
+    engine.step()?; // the prefills and first tokens
+    Ok(())
+}
+
 /// One timed run: `b` sequences added and prefilled, then `gen` decode steps over all of them
 /// (tokens per second of all the sequences), then the sequences run out.
 fn run(
@@ -50,16 +73,7 @@ fn run(
     gen: usize,
     tokens: &dyn Fn(usize) -> Vec<u32>,
 ) -> anyhow::Result<f64> {
-    let n_ctx = model.config().n_ctx;
-    let vocab = model.config().vocab_size as u32;
-    for s in 0..b {
-        // Different prompts, so that the sequences differ.
-        let mut prompt = tokens(8.min(n_ctx - 1));
-        prompt[0] = (prompt[0] + 97 * s as u32) % vocab;
-        let params = SequenceParams::new(SamplerConfig::greedy(), gen + 1);
-        engine.add(&prompt, params)?;
-    }
-    engine.step()?; // the prefills and first tokens
+    start(engine, model, b, gen + 1, tokens)?;
     let t0 = Instant::now();
     let mut n = 0;
     for _ in 0..gen {
@@ -81,21 +95,11 @@ pub fn profile(
     tokens: &dyn Fn(usize) -> Vec<u32>,
 ) -> anyhow::Result<ProfileRows> {
     const STEPS: usize = 8;
-    let n_ctx = model.config().n_ctx;
-    let vocab = model.config().vocab_size as u32;
     let mut out = Vec::new();
     for &b in batches.iter().filter(|&&b| b > 1) {
         let mut engine = Engine::new(model, b)?;
         engine.enable_profiling()?;
-        for s in 0..b {
-            let mut prompt = tokens(8.min(n_ctx - 1));
-            prompt[0] = (prompt[0] + 97 * s as u32) % vocab;
-            engine.add(
-                &prompt,
-                SequenceParams::new(SamplerConfig::greedy(), STEPS + 1),
-            )?;
-        }
-        engine.step()?; // the prefills and first tokens
+        start(&mut engine, model, b, STEPS + 1, tokens)?;
         engine.take_profile();
         for _ in 0..STEPS {
             engine.step()?;
