@@ -104,8 +104,17 @@ fn matmul_lm_head_window_writes_column_slice() {
 }
 
 fn matmul_lm_head_window_writes_column_slice_on(h: &Harness) {
+    // (rows, K, N, ld_y, first column): a slice that starts and ends anywhere (stored a column
+    // at a time), and one aligned to 16 bytes that ends half-way through an 8-column group
+    // (stored four columns at a time in the barrier-free family: an LM-head texture of a
+    // vocabulary split in chunks).
+    for shape in [(9, 12, 11, 30, 17), (9, 12, 12, 40, 16)] {
+        lm_head_window_on(h, shape);
+    }
+}
+
+fn lm_head_window_on(h: &Harness, (rows, k, n, ld, col0): (usize, usize, usize, usize, usize)) {
     let mut rng = Rng::new(2);
-    let (rows, k, n, ld, col0) = (9, 12, 11, 30, 17);
     let x = random(&mut rng, rows * k, 1.0);
     let w = random(&mut rng, n * k, 1.0);
     let zeros = vec![0f32; n];
